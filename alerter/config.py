@@ -1,0 +1,393 @@
+"""The configuration file: one TOML file, validated by pydantic-settings models.
+
+Every problem is reported at once, one line each, named by its key path
+(``accounts[1].thresholds.call: …``). Secrets may be literal or references —
+``env:NAME``, ``file:PATH``, ``cred:NAME`` (systemd credentials) — and are held as
+``SecretStr`` so they never print. This module imports neither ccxt nor apprise.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+import tomllib
+import types
+import typing
+from datetime import timedelta
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from alerter.models import Level, RepeatSchedule, Thresholds
+
+SEARCH_PATHS = ("./alerter.toml", "/etc/alerter/config.toml")
+
+
+class ConfigError(Exception):
+    """One or more problems with the configuration; `problems` holds one line each."""
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+# ---------------------------------------------------------------- value parsers
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"60s"``, ``"2m"``, ``"1h30m"``, ``"1d"`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '60s' or '2m', got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value!r}")
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if text and _DURATION.sub("", text) == "":
+            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return timedelta(seconds=float(text))
+    raise ValueError(f"expected a duration like '60s', '2m' or '6h', got {value!r}")
+
+
+def parse_repeat(value: Any) -> timedelta | None:
+    """A repeat interval; ``0`` or ``"never"`` turns repeats off."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("never", "off")):
+        return None
+    interval = parse_duration(value)
+    return interval if interval > timedelta(0) else None
+
+
+def parse_ratio(value: Any) -> float:
+    """A fraction of 1 (``0.7``) or a percentage string (``"70%"``)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError(f"expected a fraction like 0.7 or a percentage like '70%', got {value!r}") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise ValueError(f"expected a fraction like 0.7 or a percentage like '70%', got {value!r}")
+    if not 0 <= number <= 1:
+        raise ValueError(f"must be between 0 and 1 (or 0% and 100%), got {value!r}")
+    return number
+
+
+def resolve_secret(value: Any) -> SecretStr:
+    """A literal secret, or a reference: ``env:NAME``, ``file:PATH``, ``cred:NAME``."""
+    if isinstance(value, SecretStr):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    kind, _, ref = value.partition(":")
+    if kind == "env" and ref:
+        if ref not in os.environ:
+            raise ValueError(f"environment variable {ref} is not set")
+        return SecretStr(os.environ[ref])
+    if kind in ("file", "cred") and ref:
+        if kind == "cred":
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
+                raise ValueError(f"credential {ref}: $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
+            ref = os.path.join(directory, ref)
+        try:
+            return SecretStr(Path(ref).read_text().strip())
+        except OSError as e:
+            raise ValueError(f"cannot read secret file {ref}: {e.strerror}") from None
+    return SecretStr(value)
+
+
+def is_reference(value: Any) -> bool:
+    return isinstance(value, str) and value.partition(":")[0] in ("env", "file", "cred") and ":" in value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Repeat = Annotated[timedelta | None, BeforeValidator(parse_repeat)]
+Ratio = Annotated[float, BeforeValidator(parse_ratio)]
+Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
+LevelName = Literal["warning", "call", "critical"]
+
+
+# ---------------------------------------------------------------- models
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def default_database() -> Path:
+    state = os.environ.get("STATE_DIRECTORY")
+    return Path(state.split(":")[0]) / "alerter.db" if state else Path("alerter.db")
+
+
+class DaemonConfig(Section):
+    database: Path = Field(default_factory=default_database)
+    poll_interval: Duration = timedelta(seconds=60)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    blind_after: int = Field(3, ge=1)
+    request_timeout: Duration = timedelta(seconds=10)
+    history_retention: Duration = timedelta(days=30)
+    alert_expiry: Duration = timedelta(hours=24)
+
+
+class ThresholdsConfig(Section):
+    warning: Ratio = 0.50
+    call: Ratio = 0.70
+    critical: Ratio = 0.85
+    hysteresis: Ratio = 0.05
+    target: Ratio = 0.40
+
+
+class ThresholdOverrides(Section):
+    warning: Ratio | None = None
+    call: Ratio | None = None
+    critical: Ratio | None = None
+    hysteresis: Ratio | None = None
+    target: Ratio | None = None
+
+
+class RepeatConfig(Section):
+    warning: Repeat = timedelta(hours=6)
+    call: Repeat = timedelta(minutes=30)
+    critical: Repeat = timedelta(minutes=5)
+    blind: Repeat = timedelta(hours=1)
+
+    def schedule(self) -> RepeatSchedule:
+        return RepeatSchedule(warning=self.warning, call=self.call, critical=self.critical, blind=self.blind)
+
+
+class AccountConfig(Section):
+    name: str = Field(min_length=1)
+    exchange: str
+    api_key: Secret
+    secret: Secret
+    password: Secret | None = None
+    uid: Secret | None = None
+    thresholds: ThresholdOverrides = ThresholdOverrides()
+    poll_interval: Duration | None = None
+    ccxt: dict[str, Any] = {}
+
+
+class ChannelConfig(Section):
+    name: str = Field(min_length=1)
+    url: Secret
+    min_level: LevelName = "warning"
+    accounts: list[str] | None = None
+
+    @property
+    def level(self) -> Level:
+        return Level.parse(self.min_level)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", env_prefix="ALERTER_", env_nested_delimiter="__")
+
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
+    repeat: RepeatConfig = Field(default_factory=RepeatConfig)
+    accounts: list[AccountConfig] = []
+    channels: list[ChannelConfig] = []
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the environment overrides the file (which arrives as init kwargs)
+        return env_settings, init_settings
+
+    def thresholds_for(self, account: AccountConfig) -> Thresholds:
+        overrides = account.thresholds.model_dump(exclude_none=True)
+        return Thresholds(**{**self.thresholds.model_dump(), **overrides})
+
+    def poll_interval_for(self, account: AccountConfig) -> timedelta:
+        return account.poll_interval or self.daemon.poll_interval
+
+    def account(self, name: str) -> AccountConfig:
+        return next(a for a in self.accounts if a.name == name)
+
+
+# ---------------------------------------------------------------- checks beyond types
+
+@cache
+def exchange_ids() -> tuple[str, ...]:
+    """ccxt's exchange ids, read from its package folder without importing ccxt (~0.5 s)."""
+    spec = find_spec("ccxt")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    folder = Path(next(iter(spec.submodule_search_locations))) / "async_support"
+    return tuple(sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")))
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:g}%"
+
+
+def threshold_problems(t: Thresholds, where: str) -> list[str]:
+    problems = []
+    if not t.warning < t.call:
+        problems.append(f"{where}.call: {_pct(t.call)} must be above warning ({_pct(t.warning)})")
+    if not t.call < t.critical:
+        problems.append(f"{where}.critical: {_pct(t.critical)} must be above call ({_pct(t.call)})")
+    if not t.critical < 1:
+        problems.append(f"{where}.critical: {_pct(t.critical)} must be below 100% (liquidation)")
+    if not 0 < t.target < t.warning:
+        problems.append(f"{where}.target: {_pct(t.target)} must be above 0% and below warning ({_pct(t.warning)})")
+    if not t.hysteresis < t.warning:
+        problems.append(f"{where}.hysteresis: {_pct(t.hysteresis)} must be below warning ({_pct(t.warning)})")
+    return problems
+
+
+def semantic_problems(settings: Settings) -> list[str]:
+    problems = threshold_problems(Thresholds(**settings.thresholds.model_dump()), "thresholds")
+    known = exchange_ids()
+    names: set[str] = set()
+    for i, account in enumerate(settings.accounts):
+        where = f"accounts[{i}]"
+        if account.name in names:
+            problems.append(f"{where}.name: duplicate account name {account.name!r}")
+        names.add(account.name)
+        if known and account.exchange not in known:
+            close = difflib.get_close_matches(account.exchange, known, n=3, cutoff=0.6)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            problems.append(f"{where}.exchange: unknown ccxt exchange id {account.exchange!r}{hint}")
+        if account.thresholds.model_dump(exclude_none=True):
+            problems += [p for p in threshold_problems(settings.thresholds_for(account), f"{where}.thresholds") if p not in problems]
+    channel_names: set[str] = set()
+    for i, channel in enumerate(settings.channels):
+        where = f"channels[{i}]"
+        if channel.name in channel_names:
+            problems.append(f"{where}.name: duplicate channel name {channel.name!r}")
+        channel_names.add(channel.name)
+        if "://" not in channel.url.get_secret_value():
+            problems.append(f"{where}.url: not an apprise URL (expected scheme://…, e.g. json://host/path or tgram://token/chat)")
+        for name in channel.accounts or []:
+            if name not in names:
+                problems.append(f"{where}.accounts: no account named {name!r}")
+    return problems
+
+
+# ---------------------------------------------------------------- error formatting
+
+def _unwrap(annotation: Any) -> Any:
+    """The model class inside Optional[...], list[...] or Annotated[...], if any."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (list, typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _unwrap(arg)
+            if isinstance(found, type) and issubclass(found, BaseModel):
+                return found
+    return annotation
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    model: Any = Settings
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _unwrap(field.annotation)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_error(err: dict) -> str:
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{_path(loc)}: unknown key{hint}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] == "literal_error":
+        msg = f"{msg}, got {err['input']!r}"
+    elif err["type"] in ("model_type", "list_type", "dict_type") or err["type"].endswith("_type") or err["type"].endswith("_parsing"):
+        msg = f"{msg.rstrip('.')} (got {type(err['input']).__name__})"
+    return f"{_path(loc)}: {msg}"
+
+
+# ---------------------------------------------------------------- loading
+
+def find_config(path: str | os.PathLike | None) -> Path:
+    if path:
+        return Path(path)
+    if os.environ.get("ALERTER_CONFIG"):
+        return Path(os.environ["ALERTER_CONFIG"])
+    for candidate in SEARCH_PATHS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise ConfigError(f"no configuration file: pass --config PATH, set $ALERTER_CONFIG, or create {' or '.join(SEARCH_PATHS)}")
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def build_settings(data: dict) -> Settings:
+    """Validate a parsed config dict; raises ConfigError listing every problem."""
+    try:
+        settings = Settings(**data)
+    except ValidationError as e:
+        raise ConfigError([format_error(err) for err in e.errors()]) from None
+    problems = semantic_problems(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    return build_settings(read_toml(find_config(path)))
+
+
+def literal_secret_paths(data: dict) -> list[str]:
+    """Key paths in a raw config dict that hold a literal secret rather than a reference."""
+    found = []
+    for section, keys in (("accounts", ("api_key", "secret", "password", "uid")), ("channels", ("url",))):
+        for i, entry in enumerate(data.get(section) or []):
+            if isinstance(entry, dict):
+                found += [f"{section}[{i}].{k}" for k in keys if isinstance(entry.get(k), str) and not is_reference(entry[k])]
+    return found
+
+
+def permission_warning(path: Path, data: dict) -> str | None:
+    """A warning when a file holding literal secrets can be read by group or others."""
+    literal = literal_secret_paths(data)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if literal and mode & (stat.S_IRGRP | stat.S_IROTH):
+        return (
+            f"{path} holds literal secrets ({', '.join(literal[:3])}{', …' if len(literal) > 3 else ''}) "
+            f"and is readable by group or others (mode {stat.S_IMODE(mode):o}): chmod 600 it, or use env:/file:/cred: references"
+        )
+    return None

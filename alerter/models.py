@@ -1,0 +1,209 @@
+"""Plain data that crosses module lines: snapshots in, health, state and alerts out.
+
+Every type here is a frozen dataclass of floats, strings and UTC datetimes, so the pure
+stages (health, policy) can be tested without I/O and state can round-trip through JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from enum import IntEnum, StrEnum
+
+ACCOUNT_SCOPE = "account"
+
+
+class Level(IntEnum):
+    OK = 0
+    WARNING = 1
+    CALL = 2
+    CRITICAL = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Level:
+        return cls[text.strip().upper()]
+
+
+class AlertKind(StrEnum):
+    RAISED = "raised"  # a level was reached (escalation, possibly skipping levels)
+    REPEAT = "repeat"  # a level still holds and its repeat interval has passed
+    RESOLVED = "resolved"  # back to ok (or the isolated position was closed)
+    BLIND = "blind"  # data could not be fetched: the scope is not known to be safe
+    RESTORED = "restored"  # data flows again after a blind alert
+
+
+@dataclass(frozen=True)
+class Position:
+    """One open position, in the settle currency. `contracts` is the base-asset quantity (> 0)."""
+
+    symbol: str
+    side: str  # "long" | "short"
+    contracts: float
+    entry_price: float
+    mark_price: float
+    notional: float  # contracts × mark, > 0
+    unrealized_pnl: float
+    maintenance_margin: float
+    margin_mode: str = "cross"  # "cross" | "isolated"
+    collateral: float | None = None  # isolated: the position's margin incl. unrealised PnL
+    liquidation_price: float | None = None
+    initial_margin: float | None = None
+    maintenance_rate: float | None = None  # marginal rate of the current bracket, if known
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.side == "long" else -1
+
+    @property
+    def isolated(self) -> bool:
+        return self.margin_mode == "isolated"
+
+    @property
+    def scope(self) -> str:
+        return f"isolated:{self.symbol}:{self.side}"
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    """What one poll of one account found. `equity` and `maintenance_margin` are the cross
+    (account-level) figures, normalised so that maintenance ÷ equity = 1 means liquidation."""
+
+    account: str
+    exchange: str
+    equity: float
+    maintenance_margin: float
+    wallet_balance: float
+    positions: tuple[Position, ...] = ()
+    initial_margin: float = 0.0
+    currency: str = "USDT"
+    fetched_at: datetime | None = None
+    estimated: bool = False  # re-priced from mark prices, not confirmed by a full poll
+
+
+@dataclass(frozen=True)
+class PositionRisk:
+    """A position as an alert shows it: what it costs in maintenance and how far it is from
+    its liquidation price (`liquidation_move`: signed fraction of the mark, None if unknown)."""
+
+    symbol: str
+    side: str
+    notional: float
+    maintenance_margin: float
+    mark_price: float
+    liquidation_price: float | None
+    liquidation_move: float | None
+
+
+@dataclass(frozen=True)
+class Health:
+    """Margin health of one scope: the cross account, or one isolated position."""
+
+    account: str
+    exchange: str
+    scope: str
+    margin_ratio: float  # maintenance ÷ equity; inf when equity ≤ 0 with exposure
+    equity: float
+    maintenance_margin: float
+    deposit_needed: float  # brings the ratio back to the target
+    liquidation_move: float | None  # signed uniform price move that takes the ratio to 100 %
+    top_positions: tuple[PositionRisk, ...] = ()
+    currency: str = "USDT"
+    estimated: bool = False
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warning: float = 0.50
+    call: float = 0.70
+    critical: float = 0.85
+    hysteresis: float = 0.05
+    target: float = 0.40
+
+    def threshold(self, level: Level) -> float:
+        return {Level.WARNING: self.warning, Level.CALL: self.call, Level.CRITICAL: self.critical}[level]
+
+
+@dataclass(frozen=True)
+class RepeatSchedule:
+    """How long a still-active level waits before it is announced again; None = never."""
+
+    warning: timedelta | None = timedelta(hours=6)
+    call: timedelta | None = timedelta(minutes=30)
+    critical: timedelta | None = timedelta(minutes=5)
+    blind: timedelta | None = timedelta(hours=1)
+
+    def after(self, level: Level) -> timedelta | None:
+        return {Level.WARNING: self.warning, Level.CALL: self.call, Level.CRITICAL: self.critical}.get(level)
+
+
+@dataclass(frozen=True)
+class ScopeState:
+    """What the policy remembers about one scope between polls."""
+
+    account: str
+    scope: str
+    level: Level = Level.OK
+    since_at: datetime | None = None  # when the current level was entered
+    notified_at: datetime | None = None  # when the current level was last announced
+    peak: Level = Level.OK  # highest level of the current episode (routes the resolved alert)
+    failures: int = 0  # consecutive failed polls
+    blind: bool = False  # a blind alert is out and not yet followed by restored
+    blind_notified_at: datetime | None = None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["level"] = self.level.label
+        out["peak"] = self.peak.label
+        for key in ("since_at", "notified_at", "blind_notified_at"):
+            out[key] = out[key].isoformat() if out[key] else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ScopeState:
+        values = dict(data)
+        values["level"] = Level.parse(values["level"])
+        values["peak"] = Level.parse(values["peak"])
+        for key in ("since_at", "notified_at", "blind_notified_at"):
+            values[key] = datetime.fromisoformat(values[key]) if values[key] else None
+        values["blind"] = bool(values["blind"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One decision to tell the user something. Carries every figure a person needs to act."""
+
+    kind: AlertKind
+    level: Level  # for resolved: the peak level of the episode it closes
+    account: str
+    scope: str
+    created_at: datetime
+    exchange: str = ""
+    margin_ratio: float | None = None
+    threshold: float | None = None  # the threshold of `level` that was crossed
+    equity: float | None = None
+    maintenance_margin: float | None = None
+    deposit_needed: float | None = None
+    target: float | None = None
+    liquidation_move: float | None = None
+    top_positions: tuple[PositionRisk, ...] = field(default=())
+    currency: str = "USDT"
+    estimated: bool = False
+    since_at: datetime | None = None  # since when this level (or blindness) holds
+    failures: int = 0
+    reason: str = ""  # blind: why; resolved: "position closed" etc.
+
+    @property
+    def key(self) -> str:
+        """Identifies the decision, so a restart can never record it twice."""
+        return f"{self.account}|{self.scope}|{self.kind}|{self.level.label}|{self.created_at.isoformat()}"
+
+    @property
+    def severity(self) -> int:
+        """Sort key for grouped messages: most severe first."""
+        rank = {AlertKind.BLIND: 4, AlertKind.RAISED: 0, AlertKind.REPEAT: 0, AlertKind.RESOLVED: -1, AlertKind.RESTORED: -1}
+        return int(self.level) * 10 + rank[self.kind] if self.kind != AlertKind.BLIND else 35

@@ -1,0 +1,164 @@
+"""Configuration: the shipped example loads; every broken file gets a one-line error naming its key."""
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from alerter.config import ConfigError, build_settings, load_settings, parse_duration, parse_ratio
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_ENV = {"BINANCE_API_KEY": "k-example", "BINANCE_API_SECRET": "s-example", "ALERTER_TELEGRAM_URL": "tgram://1:tok/2"}
+
+ACCOUNT = 'name = "a"\nexchange = "binanceusdm"\napi_key = "AKIA-LITERAL-KEY"\nsecret = "LITERAL-SECRET-VALUE"\n'
+CHANNEL = 'name = "c"\nurl = "json://127.0.0.1:9/hook"\n'
+
+
+def write(tmp_path, text, name="alerter.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def validate(path, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "alerter", "validate", "--config", str(path)],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=60,
+    )
+
+
+def test_example_file_loads(monkeypatch):
+    for k, v in EXAMPLE_ENV.items():
+        monkeypatch.setenv(k, v)
+    settings = load_settings(ROOT / "config.example.toml")
+    assert settings.daemon.poll_interval == timedelta(seconds=60)
+    assert (settings.thresholds.warning, settings.thresholds.call, settings.thresholds.critical) == (0.5, 0.7, 0.85)
+    assert settings.accounts[0].api_key.get_secret_value() == "k-example"
+    assert settings.repeat.critical == timedelta(minutes=5)
+
+
+def test_validate_example_exits_0_and_masks_secrets():
+    result = validate(ROOT / "config.example.toml", EXAMPLE_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "binance-main" in result.stdout and "tgram://********" in result.stdout
+    for secret in ("k-example", "s-example", "tok"):
+        assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("value, seconds", [("60s", 60), ("2m", 120), ("1h30m", 5400), ("1d", 86400), (90, 90), ("500ms", 0.5)])
+def test_durations(value, seconds):
+    assert parse_duration(value) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("value, ratio", [(0.7, 0.7), ("70%", 0.7), ("5%", 0.05), ("0.85", 0.85), (1, 1.0)])
+def test_ratios(value, ratio):
+    assert parse_ratio(value) == pytest.approx(ratio)
+
+
+def test_secret_references(tmp_path, monkeypatch):
+    (tmp_path / "key").write_text("from-file\n")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "sec").write_text("from-cred")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("HOOK", "json://127.0.0.1/x")
+    s = build_settings({
+        "accounts": [{"name": "a", "exchange": "okx", "api_key": f"file:{tmp_path / 'key'}", "secret": "cred:sec", "password": "pw"}],
+        "channels": [{"name": "c", "url": "env:HOOK"}],
+    })
+    a = s.accounts[0]
+    assert (a.api_key.get_secret_value(), a.secret.get_secret_value(), a.password.get_secret_value()) == ("from-file", "from-cred", "pw")
+    assert "from-file" not in repr(s) and "from-cred" not in str(a)
+
+
+def test_env_overrides_daemon_keys(monkeypatch):
+    monkeypatch.setenv("ALERTER_DAEMON__POLL_INTERVAL", "15s")
+    assert build_settings({"daemon": {"poll_interval": "2m"}}).daemon.poll_interval == timedelta(seconds=15)
+
+
+def test_per_account_thresholds_merge_over_global():
+    s = build_settings({"thresholds": {"warning": "45%"}, "accounts": [{"name": "a", "exchange": "bybit", "api_key": "k", "secret": "s", "thresholds": {"call": "60%"}}]})
+    t = s.thresholds_for(s.accounts[0])
+    assert (t.warning, t.call, t.critical, t.target) == (0.45, 0.6, 0.85, 0.4)
+
+
+def test_database_default_under_systemd(monkeypatch, tmp_path):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+    assert build_settings({}).daemon.database == tmp_path / "alerter.db"
+
+
+BROKEN = [
+    ("[daemon]\npol_interval = '5s'\n", "daemon.pol_interval: unknown key (did you mean 'poll_interval'?)"),
+    ("[daemon]\npoll_interval = 'soon'\n", "daemon.poll_interval: expected a duration"),
+    ("[daemon]\npoll_interval = -5\n", "daemon.poll_interval: must not be negative"),
+    ("[daemon]\nlog_level = 'loud'\n", "daemon.log_level:"),
+    ("[daemon]\nblind_after = 0\n", "daemon.blind_after:"),
+    ("[daemon]\nblind_after = 'three'\n", "daemon.blind_after:"),
+    ("[deamon]\n", "deamon: unknown key (did you mean 'daemon'?)"),
+    ("[thresholds]\ncall = '45%'\n", "thresholds.call: 45% must be above warning (50%)"),
+    ("[thresholds]\ncritical = '65%'\n", "thresholds.critical: 65% must be above call (70%)"),
+    ("[thresholds]\ncritical = 1.0\n", "thresholds.critical: 100% must be below 100%"),
+    ("[thresholds]\ntarget = '55%'\n", "thresholds.target: 55% must be above 0% and below warning (50%)"),
+    ("[thresholds]\nwarning = 70\n", "thresholds.warning: must be between 0 and 1"),
+    ("[thresholds]\nwarning = 'seventy'\n", "thresholds.warning: expected a fraction"),
+    ("[thresholds]\nwarnig = 0.4\n", "thresholds.warnig: unknown key (did you mean 'warning'?)"),
+    ("[repeat]\ncall = 'often'\n", "repeat.call: expected a duration"),
+    ("[[accounts]]\n" + ACCOUNT.replace('name = "a"\n', ""), "accounts[0].name: required key is missing"),
+    ("[[accounts]]\n" + ACCOUNT.replace("binanceusdm", "binanceusd"), "accounts[0].exchange: unknown ccxt exchange id 'binanceusd' (did you mean"),
+    ("[[accounts]]\n" + ACCOUNT.replace("secret = ", "secrit = "), "accounts[0].secrit: unknown key (did you mean 'secret'?)"),
+    ("[[accounts]]\n" + ACCOUNT.replace('"LITERAL-SECRET-VALUE"', '"env:ALERTER_TEST_UNSET_VAR"'), "accounts[0].secret: environment variable ALERTER_TEST_UNSET_VAR is not set"),
+    ("[[accounts]]\n" + ACCOUNT.replace('"LITERAL-SECRET-VALUE"', '"file:/nonexistent/secret"'), "accounts[0].secret: cannot read secret file /nonexistent/secret"),
+    ("[[accounts]]\n" + ACCOUNT.replace('"LITERAL-SECRET-VALUE"', '"cred:bybit-secret"'), "accounts[0].secret: credential bybit-secret: $CREDENTIALS_DIRECTORY is not set"),
+    ("[[accounts]]\n" + ACCOUNT.replace('"LITERAL-SECRET-VALUE"', "12345"), "accounts[0].secret: expected a string"),
+    ("[[accounts]]\n" + ACCOUNT + "[[accounts]]\n" + ACCOUNT, "accounts[1].name: duplicate account name 'a'"),
+    ("[[accounts]]\n" + ACCOUNT + "thresholds = { call = '40%' }\n", "accounts[0].thresholds.call: 40% must be above warning (50%)"),
+    ("[[accounts]]\n" + ACCOUNT + "thresholds = { cal = '60%' }\n", "accounts[0].thresholds.cal: unknown key (did you mean 'call'?)"),
+    ("[[accounts]]\n" + ACCOUNT + "poll_interval = 'x'\n", "accounts[0].poll_interval: expected a duration"),
+    ("[[accounts]]\n" + ACCOUNT + "ccxt = 5\n", "accounts[0].ccxt:"),
+    ("accounts = 5\n", "accounts:"),
+    ("[[channels]]\n" + CHANNEL.replace("json://127.0.0.1:9/hook", "not a url"), "channels[0].url: not an apprise URL"),
+    ("[[channels]]\n" + CHANNEL + "min_level = 'calls'\n", "channels[0].min_level: Input should be 'warning', 'call' or 'critical', got 'calls'"),
+    ("[[channels]]\n" + CHANNEL + "accounts = ['ghost']\n", "channels[0].accounts: no account named 'ghost'"),
+    ("[[channels]]\n" + CHANNEL + "[[channels]]\n" + CHANNEL, "channels[1].name: duplicate channel name 'c'"),
+    ("[[channels]]\n" + CHANNEL + "level = 'call'\n", "channels[0].level: unknown key"),
+    ("[daemon\n", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("text, expected", BROKEN, ids=[e.split(":")[0] for _, e in BROKEN])
+def test_broken_configs(tmp_path, text, expected):
+    result = validate(write(tmp_path, text))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    for line in result.stderr.splitlines():
+        assert line.startswith("error: ")
+    assert "LITERAL-SECRET-VALUE" not in result.stderr and "AKIA-LITERAL-KEY" not in result.stderr
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        build_settings({"thresholds": {"call": "45%", "target": "60%"}, "accounts": [
+            {"name": "a", "exchange": "nope", "api_key": "k", "secret": "s"},
+            {"name": "a", "exchange": "okx", "api_key": "k", "secret": "s"},
+        ]})
+    assert len(e.value.problems) == 4, e.value.problems
+
+
+def test_missing_file_is_one_line(tmp_path):
+    result = validate(tmp_path / "absent.toml")
+    assert result.returncode == 2 and result.stderr.strip().endswith("absent.toml: no such file")
+
+
+def test_literal_secrets_in_a_readable_file_warn(tmp_path):
+    path = write(tmp_path, "[[accounts]]\n" + ACCOUNT)
+    assert "readable by group or others" not in validate(path).stderr
+    path.chmod(0o644)
+    result = validate(path)
+    assert result.returncode == 0
+    assert "warning:" in result.stderr and "accounts[0].api_key" in result.stderr and "chmod 600" in result.stderr
