@@ -1,0 +1,168 @@
+"""Pure alert policy: (previous state, new health, thresholds, repeats, now) → (state, alerts).
+
+No I/O and no clock: `now` is a parameter, so a sequence of polls can be replayed exactly.
+Rules: escalate at once (to the highest level reached, one alert); de-escalate only below the
+lower threshold minus the hysteresis; repeat a holding level on its schedule; announce the
+return to ok once; a scope that cannot be fetched is "blind" after N failures (at once for
+bad credentials) and "restored" when data returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from alerter.models import (
+    ACCOUNT_SCOPE,
+    Alert,
+    AlertKind,
+    Health,
+    Level,
+    RepeatSchedule,
+    ScopeState,
+    Thresholds,
+)
+
+RAISING = (Level.CRITICAL, Level.CALL, Level.WARNING)
+
+
+def level_for(ratio: float, thresholds: Thresholds, current: Level = Level.OK) -> Level:
+    """The level a ratio deserves, given the level the scope is at now (for hysteresis)."""
+    if ratio != ratio:  # NaN never means "ok"
+        raise ValueError("margin ratio is NaN")
+    raw = next((lvl for lvl in RAISING if ratio >= thresholds.threshold(lvl)), Level.OK)
+    if raw >= current:
+        return raw
+    for lvl in RAISING:
+        if lvl <= current and ratio >= thresholds.threshold(lvl) - thresholds.hysteresis:
+            return lvl
+    return Level.OK
+
+
+def _alert(kind: AlertKind, level: Level, health: Health, thresholds: Thresholds, now: datetime, **extra) -> Alert:
+    return Alert(
+        kind=kind,
+        level=level,
+        account=health.account,
+        scope=health.scope,
+        created_at=now,
+        exchange=health.exchange,
+        margin_ratio=health.margin_ratio,
+        threshold=thresholds.threshold(level) if level > Level.OK else None,
+        equity=health.equity,
+        maintenance_margin=health.maintenance_margin,
+        deposit_needed=health.deposit_needed,
+        target=thresholds.target,
+        liquidation_move=health.liquidation_move,
+        top_positions=health.top_positions,
+        currency=health.currency,
+        estimated=health.estimated,
+        **extra,
+    )
+
+
+def _due(last_at: datetime | None, interval, now: datetime) -> bool:
+    return interval is not None and last_at is not None and now - last_at >= interval
+
+
+def decide(
+    previous: ScopeState | None,
+    health: Health,
+    thresholds: Thresholds,
+    repeat: RepeatSchedule,
+    now: datetime,
+) -> tuple[ScopeState, list[Alert]]:
+    """One successful evaluation of one scope."""
+    prev = previous or ScopeState(account=health.account, scope=health.scope, since_at=now)
+    alerts: list[Alert] = []
+    state = replace(prev, failures=0, blind=False, blind_notified_at=None)
+    if prev.blind:
+        alerts.append(_alert(AlertKind.RESTORED, prev.level, health, thresholds, now, since_at=prev.since_at))
+
+    # A clock that jumped back leaves announcements "in the future": count from now instead,
+    # so repeats are delayed by one interval at most, never suppressed.
+    if state.notified_at is not None and state.notified_at > now:
+        state = replace(state, notified_at=now)
+
+    level = level_for(health.margin_ratio, thresholds, prev.level)
+    if level > prev.level:
+        alerts.append(_alert(AlertKind.RAISED, level, health, thresholds, now, since_at=now))
+        state = replace(state, level=level, since_at=now, notified_at=now, peak=max(prev.peak, level))
+    elif level == Level.OK and prev.level > Level.OK:
+        alerts.append(_alert(AlertKind.RESOLVED, prev.peak, health, thresholds, now, since_at=prev.since_at))
+        state = replace(state, level=Level.OK, since_at=now, notified_at=None, peak=Level.OK)
+    elif level < prev.level:
+        state = replace(state, level=level, since_at=now)
+    elif level > Level.OK and _due(state.notified_at, repeat.after(level), now):
+        alerts.append(_alert(AlertKind.REPEAT, level, health, thresholds, now, since_at=state.since_at))
+        state = replace(state, notified_at=now)
+    return state, alerts
+
+
+def decide_failure(
+    previous: ScopeState | None,
+    account: str,
+    now: datetime,
+    reason: str,
+    *,
+    immediate: bool,
+    blind_after: int,
+    repeat: RepeatSchedule,
+    exchange: str = "",
+    scope: str = ACCOUNT_SCOPE,
+) -> tuple[ScopeState, list[Alert]]:
+    """One failed poll. `immediate` (bad credentials) goes blind at once; otherwise after
+    `blind_after` consecutive failures. While blind, the notice repeats on `repeat.blind`."""
+    prev = previous or ScopeState(account=account, scope=scope, since_at=now)
+    failures = prev.failures + 1
+    state = replace(prev, failures=failures)
+    if state.blind_notified_at is not None and state.blind_notified_at > now:
+        state = replace(state, blind_notified_at=now)
+    blind = Alert(
+        kind=AlertKind.BLIND,
+        level=prev.level,
+        account=account,
+        scope=scope,
+        created_at=now,
+        exchange=exchange,
+        failures=failures,
+        reason=reason,
+        since_at=now,
+    )
+    if not prev.blind and (immediate or failures >= blind_after):
+        return replace(state, blind=True, blind_notified_at=now), [blind]
+    if prev.blind and _due(state.blind_notified_at, repeat.blind, now):
+        return replace(state, blind_notified_at=now), [blind]
+    return state, []
+
+
+def decide_account(
+    previous: dict[str, ScopeState],
+    healths: list[Health],
+    thresholds: Thresholds,
+    repeat: RepeatSchedule,
+    now: datetime,
+) -> tuple[dict[str, ScopeState], list[Alert]]:
+    """Every scope of one account after a successful poll. Scopes that are gone (isolated
+    positions closed) are dropped; one that was alerting gets its "resolved" notice."""
+    states: dict[str, ScopeState] = {}
+    alerts: list[Alert] = []
+    for health in healths:
+        states[health.scope], scope_alerts = decide(previous.get(health.scope), health, thresholds, repeat, now)
+        alerts.extend(scope_alerts)
+    for scope, prev in previous.items():
+        if scope in states or prev.level == Level.OK:
+            continue
+        alerts.append(
+            Alert(
+                kind=AlertKind.RESOLVED,
+                level=prev.peak,
+                account=prev.account,
+                scope=scope,
+                created_at=now,
+                since_at=prev.since_at,
+                reason="position closed",
+                exchange=healths[0].exchange if healths else "",
+            )
+        )
+    return states, alerts

@@ -1,0 +1,207 @@
+"""Alert policy: sequences of ratios over time and the exact alerts they produce."""
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alerter.models import ACCOUNT_SCOPE, AlertKind, Health, Level, RepeatSchedule, ScopeState, Thresholds
+from alerter.policy import decide, decide_account, decide_failure, level_for
+
+T = Thresholds()  # 50 / 70 / 85 %, hysteresis 5 points, target 40 %
+R = RepeatSchedule(warning=timedelta(hours=6), call=timedelta(minutes=30), critical=timedelta(minutes=5), blind=timedelta(hours=1))
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def health(ratio, scope=ACCOUNT_SCOPE, equity=1_000.0):
+    return Health(
+        account="acct",
+        exchange="binanceusdm",
+        scope=scope,
+        margin_ratio=ratio,
+        equity=equity,
+        maintenance_margin=ratio * equity if math.isfinite(ratio) else 100.0,
+        deposit_needed=max(0.0, ratio * equity / T.target - equity) if math.isfinite(ratio) else 1e9,
+        liquidation_move=-0.1,
+    )
+
+
+def run(samples, state=None, repeat=R):
+    """Feed (minute, ratio) samples through decide; return [(minute, kind, level)] and the state."""
+    out = []
+    for minute, ratio in samples:
+        now = T0 + timedelta(minutes=minute)
+        state, alerts = decide(state, health(ratio), T, repeat, now)
+        out += [(minute, a.kind.value, a.level.label) for a in alerts]
+    return out, state
+
+
+@pytest.mark.parametrize(
+    "samples, expected",
+    [
+        pytest.param([(0, 0.1), (1, 0.2), (2, 0.3)], [], id="steady ok"),
+        pytest.param([(0, 0.1), (1, 0.55)], [(1, "raised", "warning")], id="warning"),
+        pytest.param([(0, 0.1), (1, 0.55), (2, 0.72), (3, 0.9)],
+                     [(1, "raised", "warning"), (2, "raised", "call"), (3, "raised", "critical")], id="escalation"),
+        pytest.param([(0, 0.1), (1, 0.9)], [(1, "raised", "critical")], id="skip levels: one alert"),
+        pytest.param([(0, 0.1), (1, math.inf)], [(1, "raised", "critical")], id="negative equity"),
+        pytest.param([(0, 0.72), (1, 0.69), (2, 0.71), (3, 0.66), (4, 0.70), (5, 0.68)],
+                     [(0, "raised", "call")], id="wobble around call: no flapping"),
+        pytest.param([(0, 0.72), (1, 0.64), (2, 0.71)],
+                     [(0, "raised", "call"), (2, "raised", "call")], id="below hysteresis then back"),
+        pytest.param([(0, 0.9), (1, 0.2)], [(0, "raised", "critical"), (1, "resolved", "critical")], id="resolved once"),
+        pytest.param([(0, 0.55), (1, 0.47), (2, 0.46), (3, 0.44), (4, 0.3)],
+                     [(0, "raised", "warning"), (3, "resolved", "warning")], id="resolved below warning − hysteresis"),
+        pytest.param([(0, 0.9), (1, 0.6), (2, 0.3)],
+                     [(0, "raised", "critical"), (2, "resolved", "critical")], id="de-escalation is quiet, resolved names the peak"),
+        pytest.param([(0, 0.9)] + [(m, 0.9) for m in range(1, 16)],
+                     [(0, "raised", "critical"), (5, "repeat", "critical"), (10, "repeat", "critical"), (15, "repeat", "critical")],
+                     id="critical repeats every 5 min"),
+        pytest.param([(0, 0.75), (29, 0.75), (30, 0.75), (59, 0.75), (60, 0.75)],
+                     [(0, "raised", "call"), (30, "repeat", "call"), (60, "repeat", "call")], id="call repeats every 30 min"),
+        pytest.param([(0, 0.9), (3, 0.6), (5, 0.6), (36, 0.6)],
+                     [(0, "raised", "critical")], id="warning after critical repeats on the warning schedule"),
+    ],
+)
+def test_sequences(samples, expected):
+    assert run(samples)[0] == expected
+
+
+def test_repeat_never():
+    alerts, _ = run([(m, 0.9) for m in range(0, 120)], repeat=RepeatSchedule(critical=None))
+    assert alerts == [(0, "raised", "critical")]
+
+
+def test_alert_carries_the_numbers():
+    _, alerts = decide(None, health(0.78), T, R, T0)
+    (a,) = alerts
+    assert (a.kind, a.level, a.account, a.scope, a.exchange) == (AlertKind.RAISED, Level.CALL, "acct", "account", "binanceusdm")
+    assert a.margin_ratio == 0.78 and a.threshold == 0.70 and a.target == 0.40
+    assert a.equity == 1_000 and a.maintenance_margin == pytest.approx(780)
+    assert a.deposit_needed == pytest.approx(780 / 0.4 - 1_000)
+    assert a.liquidation_move == -0.1
+
+
+def test_blind_after_three_failures_then_restored():
+    state, out = None, []
+    for minute in range(5):
+        state, alerts = decide_failure(state, "acct", T0 + timedelta(minutes=minute), "timeout", immediate=False, blind_after=3, repeat=R)
+        out += [(minute, a.kind.value) for a in alerts]
+    assert out == [(2, "blind")]
+    assert state.failures == 5 and state.blind
+    state, alerts = decide(state, health(0.2), T, R, T0 + timedelta(minutes=6))
+    assert [a.kind for a in alerts] == [AlertKind.RESTORED]
+    assert state.failures == 0 and not state.blind
+
+
+def test_credentials_go_blind_at_once_and_blind_repeats_hourly():
+    state, alerts = decide_failure(None, "acct", T0, "invalid API key", immediate=True, blind_after=3, repeat=R)
+    assert [(a.kind, a.reason) for a in alerts] == [(AlertKind.BLIND, "invalid API key")]
+    kinds = []
+    for minute in range(1, 121):
+        state, alerts = decide_failure(state, "acct", T0 + timedelta(minutes=minute), "x", immediate=True, blind_after=3, repeat=R)
+        kinds += [minute for _ in alerts]
+    assert kinds == [60, 120]
+
+
+def test_blind_keeps_the_level_and_restored_then_escalates():
+    state, _ = decide(None, health(0.75), T, R, T0)
+    for m in range(1, 4):
+        state, _ = decide_failure(state, "acct", T0 + timedelta(minutes=m), "timeout", immediate=False, blind_after=3, repeat=R)
+    assert state.level == Level.CALL and state.blind
+    state, alerts = decide(state, health(0.9), T, R, T0 + timedelta(minutes=5))
+    assert [(a.kind, a.level) for a in alerts] == [(AlertKind.RESTORED, Level.CALL), (AlertKind.RAISED, Level.CRITICAL)]
+
+
+def test_closed_isolated_position_is_resolved_and_forgotten():
+    iso = "isolated:ETH/USDT:USDT:long"
+    states, alerts = decide_account({}, [health(0.2), health(0.9, scope=iso)], T, R, T0)
+    assert [(a.scope, a.kind) for a in alerts] == [(iso, AlertKind.RAISED)]
+    states, alerts = decide_account(states, [health(0.2)], T, R, T0 + timedelta(minutes=1))
+    assert [(a.scope, a.kind, a.level, a.reason) for a in alerts] == [(iso, AlertKind.RESOLVED, Level.CRITICAL, "position closed")]
+    assert set(states) == {ACCOUNT_SCOPE}
+    states, alerts = decide_account(states, [health(0.2)], T, R, T0 + timedelta(minutes=2))
+    assert alerts == []
+
+
+def test_clock_jump_back_does_not_suppress_repeats_forever():
+    state, _ = decide(None, health(0.9), T, R, T0)
+    back = T0 - timedelta(days=30)
+    state, alerts = decide(state, health(0.9), T, R, back)
+    assert alerts == [] and state.notified_at == back
+    state, alerts = decide(state, health(0.9), T, R, back + timedelta(minutes=5))
+    assert [a.kind for a in alerts] == [AlertKind.REPEAT]
+
+
+def test_clock_jump_forward_gives_one_repeat_not_a_burst():
+    state, _ = decide(None, health(0.9), T, R, T0)
+    state, alerts = decide(state, health(0.9), T, R, T0 + timedelta(days=2))
+    assert [a.kind for a in alerts] == [AlertKind.REPEAT]
+    state, alerts = decide(state, health(0.9), T, R, T0 + timedelta(days=2, seconds=60))
+    assert alerts == []
+
+
+def test_nan_is_never_ok():
+    with pytest.raises(ValueError):
+        level_for(float("nan"), T)
+
+
+def test_restart_equivalence_state_round_trips_through_json():
+    samples = [(0, 0.55), (1, 0.75), (2, 0.9), (3, 0.9), (9, 0.9), (10, 0.5), (20, 0.2)]
+    straight, _ = run(samples)
+    state, replayed = None, []
+    for minute, ratio in samples:
+        if state is not None:
+            state = ScopeState.from_dict(json.loads(json.dumps(state.to_dict())))
+        state, alerts = decide(state, health(ratio), T, R, T0 + timedelta(minutes=minute))
+        replayed += [(minute, a.kind.value, a.level.label) for a in alerts]
+    assert replayed == straight
+    assert straight == [(0, "raised", "warning"), (1, "raised", "call"), (2, "raised", "critical"),
+                        (9, "repeat", "critical"), (20, "resolved", "critical")]
+
+
+# ---------------------------------------------------------------- properties
+
+ratios = st.one_of(st.floats(min_value=0, max_value=1.5), st.just(math.inf))
+steps = st.lists(st.tuples(st.integers(min_value=1, max_value=600), ratios), min_size=1, max_size=60)
+
+
+@given(steps)
+def test_never_repeats_a_level_faster_than_its_schedule(seq):
+    state, now, last = None, T0, {}
+    for seconds, ratio in seq:
+        now += timedelta(seconds=seconds)
+        state, alerts = decide(state, health(ratio), T, R, now)
+        for a in alerts:
+            if a.kind == AlertKind.REPEAT:
+                assert now - last[a.level] >= R.after(a.level)
+            if a.kind in (AlertKind.RAISED, AlertKind.REPEAT):
+                last[a.level] = now
+        # the state level always matches what the ratio allows with hysteresis
+        assert state.level >= level_for(ratio, T)
+
+
+@given(st.lists(st.tuples(st.integers(min_value=1, max_value=86_400), st.floats(min_value=0, max_value=0.4999)), max_size=60))
+def test_no_alert_on_a_steady_ok(seq):
+    state, now = None, T0
+    for seconds, ratio in seq:
+        now += timedelta(seconds=seconds)
+        state, alerts = decide(state, health(ratio), T, R, now)
+        assert alerts == []
+
+
+@given(steps)
+def test_every_episode_opens_with_raised_and_closes_with_one_resolved(seq):
+    state, now, kinds = None, T0, []
+    for seconds, ratio in seq:
+        now += timedelta(seconds=seconds)
+        state, alerts = decide(state, health(ratio), T, R, now)
+        kinds += [a.kind for a in alerts]
+    episodes = [k for k in kinds if k in (AlertKind.RAISED, AlertKind.RESOLVED)]
+    # resolved never comes first and never twice in a row
+    for before, after in zip([None] + episodes, episodes):
+        if after == AlertKind.RESOLVED:
+            assert before == AlertKind.RAISED
