@@ -1,0 +1,114 @@
+"""The outbox worker: send what the store says is due, one grouped message per channel, all
+channels at once, and record each outcome. A failed channel is retried later with capped
+exponential backoff (deterministic: base × 2^(attempts−1), at most `backoff_max`; a service's
+own "retry after" wins when apprise shows it); nothing is dropped until the alert expires."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from alerter.models import Level
+from alerter.notify import Notifier, Outcome, format_time, notify_type, render
+from alerter.store import Delivery, Store
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(minutes=30)
+ALERT_EXPIRY = timedelta(hours=24)
+
+
+@dataclass
+class DeliverySummary:
+    sent: dict[str, int] = field(default_factory=dict)  # channel → alerts delivered
+    failed: dict[str, str] = field(default_factory=dict)  # channel → error (secrets removed)
+    retry_at: dict[str, datetime] = field(default_factory=dict)  # channel → next attempt
+    expired: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def backoff(attempts: int, base: timedelta = BACKOFF_BASE, cap: timedelta = BACKOFF_MAX) -> timedelta:
+    """Delay after the `attempts`-th failed attempt (1 → base, 2 → 2 × base, …, at most cap)."""
+    return min(base * 2 ** max(attempts - 1, 0), cap)
+
+
+def undelivered_note(expired: list[Delivery], channel: str, now: datetime) -> str | None:
+    """The line that tells a channel what it missed, when a CRITICAL alert of it expired."""
+    if not any(d.alert.level == Level.CRITICAL for d in expired):
+        return None
+    first = min(d.alert.created_at for d in expired)
+    count = len(expired)
+    return f"{count} alert{'s' if count != 1 else ''} could not be delivered to {channel} since {format_time(first, now)}"
+
+
+async def deliver_due(
+    store: Store,
+    notifier: Notifier,
+    channels: Iterable,
+    now: datetime,
+    *,
+    expiry: timedelta = ALERT_EXPIRY,
+    backoff_base: timedelta = BACKOFF_BASE,
+    backoff_max: timedelta = BACKOFF_MAX,
+) -> DeliverySummary:
+    """Expire stale deliveries, then send every due one: one message per channel, channels
+    concurrently, and record sent / failed (retry later) in the store."""
+    summary = DeliverySummary()
+    summary.expired = len(store.expire(now, expiry))
+    configured = {channel.name for channel in channels}
+    by_channel: dict[str, list[Delivery]] = {}
+    for delivery in store.due_deliveries(now):
+        by_channel.setdefault(delivery.channel, []).append(delivery)
+
+    async def deliver(channel: str, deliveries: list[Delivery]) -> tuple[Outcome, list[Delivery]]:
+        if channel not in configured:
+            return Outcome(False, f"channel {channel!r} is no longer configured"), []
+        expired = store.expired_unreported(channel)
+        note = undelivered_note(expired, channel, now)
+        alerts = [d.alert for d in deliveries]
+        title, body = render(alerts, markdown=notifier.markdown(channel), undelivered_note=note)
+        outcome = await notifier.send(channel, title, body, notify_type=notify_type(alerts))
+        return outcome, expired
+
+    channel_names = list(by_channel)
+    results = await asyncio.gather(*(deliver(name, by_channel[name]) for name in channel_names))
+    for channel, (outcome, expired) in zip(channel_names, results, strict=True):
+        deliveries = by_channel[channel]
+        ids = [d.alert_id for d in deliveries]
+        if outcome.ok:
+            store.mark_sent(ids, channel, now)
+            store.mark_reported([d.alert_id for d in expired], channel)
+            summary.sent[channel] = len(ids)
+            logger.info("delivered %d alert(s) to %s", len(ids), channel)
+            continue
+        attempts = max(d.attempts for d in deliveries) + 1
+        delay = timedelta(seconds=outcome.retry_after) if outcome.retry_after else backoff(attempts, backoff_base, backoff_max)
+        retry_at = now + delay
+        error = outcome.error or "unknown error"
+        store.mark_failed(ids, channel, error, retry_at)
+        summary.failed[channel] = error
+        summary.retry_at[channel] = retry_at
+        logger.warning("could not deliver %d alert(s) to %s (attempt %d, retrying at %s): %s",
+                       len(ids), channel, attempts, retry_at.strftime("%H:%M:%S"), error)
+    return summary
+
+
+async def test_notify(notifier: Notifier, channel_names: Iterable[str]) -> dict[str, Outcome]:
+    """Send a test message to each named channel at once; nothing is recorded."""
+    names = list(channel_names)
+    title = "alerter test message"
+    outcomes = await asyncio.gather(*(
+        notifier.send(name, title, f"This is a test message from alerter to the channel {name!r}. It works.")
+        for name in names
+    ))
+    return dict(zip(names, outcomes, strict=True))
+
+
+test_notify.__test__ = False  # type: ignore[attr-defined]  # keep pytest from collecting it when imported

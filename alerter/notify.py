@@ -1,0 +1,425 @@
+"""Channels: which alert goes where (`route`), what the message says (`render`), and the
+thin wrapper around apprise that sends it (`Notifier`).
+
+This is the only module that imports apprise, and only inside the functions and classes that
+send or check URLs, so `render` and `route` cost nothing to import.
+
+Secrets: a channel URL usually *is* a credential (a bot token, a webhook path, a password).
+apprise masks passwords when it logs a URL but not tokens in the host or path, and at DEBUG
+level it (and urllib3 under it) logs the full request URL. Every channel URL's secret parts
+are therefore registered with a logging filter on the ``apprise`` and ``urllib3`` loggers that
+rewrites them to ``***``, and every error text we return goes through the same `scrub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote, unquote, urlsplit
+
+from alerter.models import ACCOUNT_SCOPE, Alert, AlertKind, Level
+
+logger = logging.getLogger(__name__)
+
+MASK = "***"
+TEXT_SCHEMES = frozenset({"mailto", "mailtos", "email", "smtp", "smtps"})
+
+
+# ---------------------------------------------------------------- secrets
+
+def secret_parts(url: str) -> set[str]:
+    """The parts of an apprise URL to hide: the whole URL, its password, and every token-like
+    piece (8+ characters, not a host name, not a plain lowercase word)."""
+    parts = {url}
+    rest = url.split("://", 1)[-1]
+    parts.add(rest)
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password and len(password) >= 3:
+        parts.add(password)
+    for piece in re.split(r"[/:@?&=#,;+\s]+", rest):
+        piece = piece.strip()
+        if len(piece) < 8 or "." in piece or (piece.isalpha() and piece.islower()):
+            continue
+        parts.add(piece)
+    for piece in list(parts):
+        parts.add(unquote(piece))
+        parts.add(quote(piece, safe=""))
+    return {p for p in parts if len(p) >= 3}
+
+
+class _Scrubber(logging.Filter):
+    """Rewrites registered secrets in log records of the loggers it is attached to."""
+
+    LOGGERS = ("apprise", "urllib3", "urllib3.connectionpool", "urllib3.util.retry", "requests")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+        self.installed = False
+
+    def install(self) -> None:
+        if not self.installed:
+            for name in self.LOGGERS:
+                logging.getLogger(name).addFilter(self)
+            self.installed = True
+
+    def scrub(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        cleaned = self.scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_scrubber = _Scrubber()
+
+
+def register_secrets(url: str) -> None:
+    """Hide this URL's secrets from apprise's and urllib3's logs from now on."""
+    _scrubber.secrets |= secret_parts(url)
+    _scrubber.install()
+
+
+def scrub(text: str, url: str | None = None) -> str:
+    """`text` with every registered secret (and those of `url`) replaced by ***."""
+    text = _scrubber.scrub(text)
+    if url:
+        for secret in sorted(secret_parts(url), key=len, reverse=True):
+            text = text.replace(secret, MASK)
+    return text
+
+
+# ---------------------------------------------------------------- routing
+
+def route(alert: Alert, channels: Iterable) -> list[str]:
+    """Names of the channels that get `alert`. RAISED/REPEAT/RESOLVED need the channel's
+    min_level ≤ alert.level (a resolved alert carries its episode's peak, so a channel that heard
+    the escalation hears the resolution); BLIND/RESTORED go everywhere. A channel's `accounts`
+    filter holds for every kind."""
+    names = []
+    for channel in channels:
+        if channel.accounts is not None and alert.account not in channel.accounts:
+            continue
+        if alert.kind in (AlertKind.BLIND, AlertKind.RESTORED) or alert.level >= channel.level:
+            names.append(channel.name)
+    return names
+
+
+def route_all(alerts: Iterable[Alert], channels: Sequence) -> dict[str, list[str]]:
+    """{alert.key: channel names} for `Store.commit_poll`."""
+    return {alert.key: route(alert, channels) for alert in alerts}
+
+
+def markdown_for(url: str) -> bool:
+    """Chat services get Markdown; e-mail gets plain text."""
+    return url.split("://", 1)[0].lower() not in TEXT_SCHEMES
+
+
+# ---------------------------------------------------------------- rendering
+
+MINUS = "\u2212"
+
+
+def format_pct(ratio: float | None) -> str:
+    if ratio is None or math.isnan(ratio):
+        return "?"
+    if math.isinf(ratio):
+        return "∞"
+    pct = ratio * 100
+    return f"{pct:.1f} %" if abs(pct) < 10 and round(pct, 1) != round(pct) else f"{pct:.0f} %"
+
+
+def format_move(move: float) -> str:
+    sign = MINUS if move < 0 else "+"
+    return f"{sign}{abs(move) * 100:.1f} %"
+
+
+def format_money(amount: float, currency: str) -> str:
+    if math.isinf(amount):
+        return f"{MINUS if amount < 0 else ''}∞ {currency}"
+    return f"{MINUS if amount < 0 else ''}{abs(amount):,.2f} {currency}"
+
+
+def format_price(price: float) -> str:
+    return f"{price:,.2f}" if abs(price) >= 1 else f"{price:.6g}"
+
+
+def format_time(at: datetime | None, now: datetime | None = None) -> str:
+    if at is None:
+        return "?"
+    if now is not None and at.date() != now.date():
+        return at.strftime("%Y-%m-%d %H:%M UTC")
+    return at.strftime("%H:%M UTC")
+
+
+def scope_label(scope: str) -> str | None:
+    """None for the cross account; "BTC/USDT:USDT long (isolated)" for an isolated position."""
+    if scope == ACCOUNT_SCOPE:
+        return None
+    if scope.startswith("isolated:"):
+        symbol, _, side = scope.removeprefix("isolated:").rpartition(":")
+        return f"{symbol} {side} (isolated)"
+    return scope
+
+
+def _where(alert: Alert) -> str:
+    label = scope_label(alert.scope)
+    return f"{alert.account} · {label}" if label else alert.account
+
+
+def _ratio_text(alert: Alert) -> str:
+    text = f"margin ratio {format_pct(alert.margin_ratio)}"
+    if alert.threshold is not None and alert.level != Level.OK:
+        text += f" ({alert.level.label} at {format_pct(alert.threshold)})"
+    if alert.estimated:
+        text += " (estimated)"
+    return text
+
+
+def tag(alert: Alert) -> str:
+    """The short word a message starts with: CRITICAL, CALL, WARNING, RESOLVED, BLIND, RESTORED."""
+    if alert.kind in (AlertKind.RAISED, AlertKind.REPEAT):
+        return alert.level.name
+    return alert.kind.name
+
+
+def headline(alert: Alert) -> str:
+    """One line: what happened, where, and the number that matters."""
+    where = _where(alert)
+    if alert.kind == AlertKind.RAISED:
+        return f"{tag(alert)} · {where} · {_ratio_text(alert)}"
+    if alert.kind == AlertKind.REPEAT:
+        return f"{tag(alert)} still active · {where} · {_ratio_text(alert)} since {format_time(alert.since_at)}"
+    if alert.kind == AlertKind.RESOLVED:
+        what = alert.reason if alert.reason else f"margin ratio {format_pct(alert.margin_ratio)}"
+        if alert.estimated and not alert.reason:
+            what += " (estimated)"
+        return f"RESOLVED · {where} · {what} (was {alert.level.name})"
+    if alert.kind == AlertKind.BLIND:
+        polls = f"{alert.failures} poll{'s' if alert.failures != 1 else ''}"
+        return f"BLIND · {where} · no data for {polls}" + (f": {alert.reason}" if alert.reason else "")
+    return f"RESTORED · {where} · data flowing again"
+
+
+def details(alert: Alert, *, markdown: bool) -> list[str]:
+    """The lines under the headline: the figures a person needs to act."""
+    bold = (lambda s: f"**{s}**") if markdown else (lambda s: s)
+    lines: list[str] = []
+    cur = alert.currency
+    if alert.kind == AlertKind.BLIND:
+        if alert.since_at:
+            lines.append(f"No fresh data since {format_time(alert.since_at)}; the account is not known to be safe.")
+        return lines
+    if alert.kind == AlertKind.RESTORED:
+        if alert.margin_ratio is not None:
+            lines.append(f"Margin ratio {format_pct(alert.margin_ratio)}" + (" (estimated)" if alert.estimated else ""))
+        return lines
+    if alert.equity is not None and alert.maintenance_margin is not None:
+        lines.append(f"Equity {format_money(alert.equity, cur)} · maintenance margin {format_money(alert.maintenance_margin, cur)}")
+    if alert.kind == AlertKind.RESOLVED:
+        if alert.since_at:
+            lines.append(f"Episode started {format_time(alert.since_at)}")
+        return lines
+    if alert.deposit_needed and alert.deposit_needed > 0 and alert.target is not None:
+        lines.append(bold(f"Deposit {format_money(alert.deposit_needed, cur)} to get back to {format_pct(alert.target)}"))
+    if alert.liquidation_move is not None:
+        lines.append(f"Liquidation at a {format_move(alert.liquidation_move)} move")
+    if alert.top_positions:
+        lines.append("Top positions:")
+        for p in alert.top_positions:
+            liq = f"liq. {format_price(p.liquidation_price)}" if p.liquidation_price else "liq. n/a"
+            move = f" ({format_move(p.liquidation_move)})" if p.liquidation_move is not None else ""
+            lines.append(f"- {p.symbol} {p.side} · {format_money(p.notional, cur)} · {liq}{move}")
+    return lines
+
+
+def order(alerts: Iterable[Alert]) -> list[Alert]:
+    """Most severe first: blind, critical, call, warning (`Alert.severity`), then the good news
+    (resolved / restored, which `severity` alone would rank above a raised warning); oldest first
+    within a rank."""
+    good_news = (AlertKind.RESOLVED, AlertKind.RESTORED)
+    return sorted(alerts, key=lambda a: (a.kind in good_news, -a.severity, a.created_at))
+
+
+def render(
+    alerts: Sequence[Alert], *, markdown: bool, undelivered_note: str | None = None, max_detailed: int = 4, max_listed: int = 15
+) -> tuple[str, str]:
+    """(title, body) of ONE message for one channel: one alert, or several grouped. A long group
+    (after an outage) keeps its size bounded for chat services (Telegram: 4096 characters): the
+    `max_detailed` most severe alerts get their figures, the next `max_listed` one line each."""
+    if not alerts:
+        raise ValueError("render() needs at least one alert")
+    ordered = order(alerts)
+    note = f"⚠ {undelivered_note}\n\n" if undelivered_note else ""
+    if len(ordered) == 1:
+        alert = ordered[0]
+        return headline(alert), (note + "\n".join(details(alert, markdown=markdown))).strip()
+    shown = [f"{tag(a)} {a.account}" for a in ordered[:2]]
+    title = f"{len(ordered)} alerts: {', '.join(shown)}" + (", …" if len(ordered) > 2 else "")
+    sections = []
+    for alert in ordered[:max_detailed]:
+        head = f"### {headline(alert)}" if markdown else headline(alert)
+        sections.append("\n".join([head, *details(alert, markdown=markdown)]))
+    listed = ordered[max_detailed:max_detailed + max_listed]
+    if listed:
+        sections.append("\n".join(f"- {headline(alert)}" for alert in listed))
+    rest = len(ordered) - max_detailed - len(listed)
+    if rest > 0:
+        sections.append(f"… and {rest} more (alerter history shows them all)")
+    return title, note + "\n\n".join(sections)
+
+
+def notify_type(alerts: Iterable[Alert]) -> str:
+    """apprise's message type (colour/icon on most services) for a group of alerts."""
+    top = order(alerts)[0]
+    if top.kind in (AlertKind.RESOLVED, AlertKind.RESTORED):
+        return "success"
+    if top.kind == AlertKind.BLIND or top.level == Level.WARNING:
+        return "warning"
+    return "failure"
+
+
+# ---------------------------------------------------------------- sending
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    error: str | None = None  # secrets removed
+    retry_after: float | None = None  # seconds the service asked us to wait, when apprise shows it
+
+
+_RETRY_AFTER = re.compile(r"retry[ _-]?after\D{0,3}(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def parse_retry_after(messages: Iterable[str]) -> float | None:
+    """apprise never exposes response headers; some plugins (Telegram) put the service's
+    "retry after N" into their warning. json://, form://, Slack, Discord… do not: None then."""
+    for message in messages:
+        match = _RETRY_AFTER.search(message)
+        if match:
+            return float(match.group(1))
+    return None
+
+
+@dataclass
+class _Target:
+    apprise: object | None  # apprise.Apprise, or None when the URL could not be loaded
+    markdown: bool
+    error: str | None = None
+
+
+class Notifier:
+    """One apprise.Apprise per configured channel; `send` never raises."""
+
+    def __init__(self, channels: Iterable, *, timeout: float = 30.0):
+        import apprise
+
+        self.timeout = timeout
+        self._targets: dict[str, _Target] = {}
+        for channel in channels:
+            url = channel.url.get_secret_value()
+            register_secrets(url)
+            asset = apprise.AppriseAsset(
+                app_id="alerter", app_desc="alerter margin alerts", storage_mode="memory", service_timeout=timeout
+            )
+            target = apprise.Apprise(asset=asset)
+            if target.add(url):
+                self._targets[channel.name] = _Target(target, markdown_for(url))
+            else:
+                error = check_url(url) or "apprise cannot use this URL"
+                self._targets[channel.name] = _Target(None, markdown_for(url), f"channel {channel.name}: {error}")
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._targets)
+
+    def markdown(self, channel: str) -> bool:
+        target = self._targets.get(channel)
+        return target.markdown if target else True
+
+    async def send(self, channel: str, title: str, body: str, *, notify_type: str = "info") -> Outcome:
+        from apprise import AppriseResultStatus, NotifyFormat
+
+        target = self._targets.get(channel)
+        if target is None:
+            return Outcome(False, f"no channel named {channel!r} is configured")
+        if target.apprise is None:
+            return Outcome(False, target.error)
+        body_format = NotifyFormat.MARKDOWN if target.markdown else NotifyFormat.TEXT
+        try:
+            # apprise's own deadline first; ours a little later in case a plugin ignores it
+            result = await asyncio.wait_for(
+                target.apprise.async_notify(
+                    body=body, title=title, body_format=body_format, notify_type=notify_type, timeout=self.timeout
+                ),
+                self.timeout + 2,
+            )
+        except TimeoutError:
+            return Outcome(False, f"timed out after {self.timeout:g} s")
+        except Exception as e:  # noqa: BLE001 — a failed delivery is an outcome, never an exception into the scheduler
+            return Outcome(False, scrub(f"apprise failed: {type(e).__name__}: {e}"))
+        with result:
+            if result:
+                return Outcome(True)
+            messages = [entry.message for entry in result.logs() if entry.level in ("WARNING", "ERROR", "CRITICAL")]
+            if result.status == AppriseResultStatus.TIMEOUT:
+                error = f"timed out after {self.timeout:g} s"
+            else:
+                error = "; ".join(dict.fromkeys(m.strip() for m in messages)) or f"apprise status {result.status.name.lower()}"
+            return Outcome(False, scrub(error), parse_retry_after(messages))
+
+    def close(self) -> None:
+        """Nothing to release today: apprise holds no connection open between sends."""
+
+
+def check_url(url: str) -> str | None:
+    """None when apprise can load `url`; else a one-line reason without the URL's secrets."""
+    import apprise
+    from apprise.manager_plugins import NotificationManager
+
+    register_secrets(url)
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        return "not an apprise URL (expected scheme://…, e.g. json://host/path or tgram://token/chat)"
+    known = NotificationManager().schemas()
+    if scheme.lower() not in known:
+        close = difflib.get_close_matches(scheme.lower(), known, n=3, cutoff=0.6)
+        return f"unknown apprise scheme {scheme}://" + (f" (did you mean {', '.join(c + '://' for c in close)}?)" if close else "")
+
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    apprise_logger = logging.getLogger("apprise")
+    apprise_logger.addHandler(handler)
+    try:
+        plugin = apprise.Apprise.instantiate(url)
+    finally:
+        apprise_logger.removeHandler(handler)
+    if plugin is not None:
+        return None
+    # apprise names the URL in its messages ("Unparseable Telegram URL tgram://…"): drop it
+    reasons = [scrub(re.sub(r"\S+://\S*|\*\*\*\S*", "", m), url).strip().rstrip(":. ") for m in messages]
+    reasons = list(dict.fromkeys(r for r in reasons if r))
+    return f"apprise cannot use this {scheme}:// URL" + (f": {'; '.join(reasons)}" if reasons else " (check its format in the apprise documentation)")

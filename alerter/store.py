@@ -1,0 +1,493 @@
+"""The SQLite file: schema and migrations, scope state, history and the delivery outbox.
+
+sqlite-utils only; no decisions. Every public method either works or raises `StoreError`
+with one line naming the file. Times are stored as UTC ISO-8601 text with microseconds
+(``2024-05-01T12:00:00.000000+00:00``), so text order is time order.
+
+Schema (version 1, kept in ``PRAGMA user_version``):
+
+- ``scope_state`` (account, scope) PK + the `ScopeState` fields (levels as labels).
+- ``samples`` (id, account, scope, at, margin_ratio, margin_ratio_inf, equity,
+  maintenance_margin, liquidation_move, level, estimated). An infinite ratio (equity ≤ 0 with
+  exposure) is stored as ``margin_ratio = NULL, margin_ratio_inf = 1`` so the table stays valid
+  JSON for any reader; indexes on (account, scope, at) and (at).
+- ``alerts`` (id, key UNIQUE, created_at, kind, level, account, scope, payload): ``payload`` is
+  the whole `Alert` as JSON (infinities as the strings "inf"/"-inf"), rebuilt exactly.
+- ``deliveries`` (alert_id, channel) PK: status pending|sent|failed|expired, attempts,
+  next_attempt_at, last_error, sent_at, reported (an expired row mentioned to its channel).
+  ``failed`` is reserved for a delivery given up for good; a failed attempt stays ``pending``
+  with a later ``next_attempt_at`` until it is sent or expires.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlite_utils
+
+from alerter.models import Alert, AlertKind, Health, Level, PositionRisk, ScopeState
+
+logger = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The database cannot be opened, read or written; the message is one line naming the file."""
+
+
+# ---------------------------------------------------------------- serialisation
+
+def format_at(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at!r}: use timezone-aware UTC datetimes")
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_at(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _encode_float(x: float | None) -> float | str | None:
+    if x is None or math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def _decode_float(x: float | str | None) -> float | None:
+    return float(x) if x is not None else None
+
+
+_ALERT_FLOATS = {"margin_ratio", "threshold", "equity", "maintenance_margin", "deposit_needed", "target", "liquidation_move"}
+_POSITION_FLOATS = {"notional", "maintenance_margin", "mark_price", "liquidation_price", "liquidation_move"}
+
+
+def alert_to_dict(alert: Alert) -> dict:
+    """A JSON-safe dict (strict JSON: infinities become "inf"/"-inf") that `alert_from_dict` rebuilds exactly."""
+    out: dict = {}
+    for f in fields(Alert):
+        value = getattr(alert, f.name)
+        if f.name == "kind":
+            value = str(value)
+        elif f.name == "level":
+            value = value.label
+        elif f.name in ("created_at", "since_at"):
+            value = value.isoformat() if value else None
+        elif f.name in _ALERT_FLOATS:
+            value = _encode_float(value)
+        elif f.name == "top_positions":
+            value = [
+                {p.name: _encode_float(getattr(pos, p.name)) if p.name in _POSITION_FLOATS else getattr(pos, p.name) for p in fields(PositionRisk)}
+                for pos in value
+            ]
+        out[f.name] = value
+    return out
+
+
+def alert_from_dict(data: dict) -> Alert:
+    values = dict(data)
+    values["kind"] = AlertKind(values["kind"])
+    values["level"] = Level.parse(values["level"])
+    values["created_at"] = parse_at(values["created_at"])
+    values["since_at"] = parse_at(values.get("since_at"))
+    for name in _ALERT_FLOATS:
+        if name in values:
+            values[name] = _decode_float(values[name])
+    values["top_positions"] = tuple(
+        PositionRisk(**{k: _decode_float(v) if k in _POSITION_FLOATS else v for k, v in pos.items()})
+        for pos in values.get("top_positions") or ()
+    )
+    return Alert(**values)
+
+
+def alert_to_json(alert: Alert) -> str:
+    return json.dumps(alert_to_dict(alert), allow_nan=False, ensure_ascii=False, sort_keys=True)
+
+
+def alert_from_json(text: str) -> Alert:
+    return alert_from_dict(json.loads(text))
+
+
+# ---------------------------------------------------------------- records returned
+
+@dataclass(frozen=True)
+class Delivery:
+    """One (alert, channel) row of the outbox, with its alert rebuilt."""
+
+    alert_id: int
+    channel: str
+    alert: Alert
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Sample:
+    account: str
+    scope: str
+    at: datetime
+    margin_ratio: float  # inf when equity ≤ 0 with exposure
+    equity: float
+    maintenance_margin: float
+    liquidation_move: float | None
+    level: Level | None
+    estimated: bool
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    alert_id: int
+    alert: Alert
+    deliveries: dict[str, str]  # channel → status
+
+
+# ---------------------------------------------------------------- schema
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    db["scope_state"].create(
+        {
+            "account": str, "scope": str, "level": str, "since_at": str, "notified_at": str,
+            "peak": str, "failures": int, "blind": int, "blind_notified_at": str,
+        },
+        pk=("account", "scope"),
+        not_null={"account", "scope", "level", "peak", "failures", "blind"},
+    )
+    db["samples"].create(
+        {
+            "id": int, "account": str, "scope": str, "at": str, "margin_ratio": float,
+            "margin_ratio_inf": int, "equity": float, "maintenance_margin": float,
+            "liquidation_move": float, "level": str, "estimated": int,
+        },
+        pk="id",
+        not_null={"account", "scope", "at", "margin_ratio_inf", "estimated"},
+    )
+    db["samples"].create_index(["account", "scope", "at"], index_name="samples_account_scope_at")
+    db["samples"].create_index(["at"], index_name="samples_at")
+    db["alerts"].create(
+        {
+            "id": int, "key": str, "created_at": str, "kind": str, "level": str,
+            "account": str, "scope": str, "payload": str,
+        },
+        pk="id",
+        not_null={"key", "created_at", "kind", "level", "account", "scope", "payload"},
+    )
+    db["alerts"].create_index(["key"], index_name="alerts_key", unique=True)
+    db["alerts"].create_index(["created_at"], index_name="alerts_created_at")
+    db["deliveries"].create(
+        {
+            "alert_id": int, "channel": str, "status": str, "attempts": int,
+            "next_attempt_at": str, "last_error": str, "sent_at": str, "reported": int,
+        },
+        pk=("alert_id", "channel"),
+        foreign_keys=[("alert_id", "alerts", "id")],
+        not_null={"status", "attempts", "reported"},
+        defaults={"status": "pending", "attempts": 0, "reported": 0},
+    )
+    db["deliveries"].create_index(["status", "next_attempt_at"], index_name="deliveries_status_next")
+
+
+# Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    low = text.lower()
+    if "file is not a database" in low or "malformed" in low:
+        return "not a SQLite database (corrupt, or some other file)"
+    if "readonly" in low or "read-only" in low:
+        return "read-only (check the permissions of the file and its directory)"
+    if "unable to open" in low:
+        return "cannot open the file (does its directory exist and is it writable?)"
+    if "disk is full" in low or "disk i/o" in low:
+        return f"{text} (is the disk full?)" if "full" not in low else "the disk is full"
+    if "locked" in low or "busy" in low:
+        return "the database is locked by another process"
+    return text
+
+
+class Store:
+    """One SQLite file. Not thread-safe: use it from one thread (the daemon's event loop)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0):
+        self.path = Path(path)
+        conn: sqlite3.Connection | None = None
+        try:
+            with self._guard("open"):
+                conn = sqlite3.connect(str(self.path), timeout=busy_timeout, check_same_thread=False)
+                self.db = sqlite_utils.Database(conn)
+                version = self.db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path}: written by a newer alerter (schema version {version}, this version knows {SCHEMA_VERSION})"
+                    )
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self._migrate(version)
+        except StoreError:
+            if conn is not None:
+                conn.close()
+            raise
+
+    # ------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(f"{self.path}: cannot {action}: {_reason(e)}") from e
+
+    def _migrate(self, version: int) -> None:
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.db.atomic():
+                MIGRATIONS[target - 1](self.db)
+                self.db.execute(f"PRAGMA user_version = {target}")
+            logger.info("%s: migrated the schema to version %d", self.path, target)
+
+    @property
+    def schema_version(self) -> int:
+        with self._guard("read"):
+            return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._guard("close"):
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ state
+
+    def load_states(self, account: str) -> dict[str, ScopeState]:
+        with self._guard("read the scope state"):
+            rows = self.db.query("SELECT * FROM scope_state WHERE account = ? ORDER BY scope", [account])
+            return {row["scope"]: ScopeState.from_dict(row) for row in rows}
+
+    def commit_poll(
+        self,
+        account: str,
+        states: dict[str, ScopeState],
+        samples: Iterable[Health],
+        alerts: Iterable[Alert],
+        routes: dict[str, list[str]],
+        at: datetime,
+    ) -> list[int]:
+        """Record one poll in ONE transaction: replace the account's scope state (scopes not in
+        `states` are deleted), append samples, insert alerts (an alert whose key exists is
+        ignored) and one pending delivery per routed channel, due at `at`.
+        Returns the ids of the alerts that were new."""
+        at_text = format_at(at)
+        new_ids: list[int] = []
+        with self._guard("record the poll"), self.db.atomic():
+            self.db.execute("DELETE FROM scope_state WHERE account = ?", [account])
+            rows = []
+            for scope, state in states.items():
+                if state.account != account or state.scope != scope:
+                    raise ValueError(f"state {state.account}/{state.scope} filed under {account}/{scope}")
+                row = state.to_dict()
+                row["blind"] = int(state.blind)
+                rows.append(row)
+            if rows:
+                self.db["scope_state"].insert_all(rows)
+            sample_rows = []
+            for health in samples:
+                state = states.get(health.scope)
+                infinite = math.isinf(health.margin_ratio)
+                sample_rows.append({
+                    "account": health.account, "scope": health.scope, "at": at_text,
+                    "margin_ratio": None if infinite else health.margin_ratio,
+                    "margin_ratio_inf": int(infinite),
+                    "equity": health.equity, "maintenance_margin": health.maintenance_margin,
+                    "liquidation_move": health.liquidation_move,
+                    "level": state.level.label if state else None,
+                    "estimated": int(health.estimated),
+                })
+            if sample_rows:
+                self.db["samples"].insert_all(sample_rows)
+            for alert in alerts:
+                if self.db.execute("SELECT 1 FROM alerts WHERE key = ?", [alert.key]).fetchone():
+                    continue
+                cursor = self.db.execute(
+                    "INSERT INTO alerts (key, created_at, kind, level, account, scope, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [alert.key, format_at(alert.created_at), str(alert.kind), alert.level.label, alert.account, alert.scope, alert_to_json(alert)],
+                )
+                alert_id = cursor.lastrowid
+                new_ids.append(alert_id)
+                for channel in dict.fromkeys(routes.get(alert.key, [])):
+                    self.db.execute(
+                        "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, reported) VALUES (?, ?, 'pending', 0, ?, 0)",
+                        [alert_id, channel, at_text],
+                    )
+        return new_ids
+
+    # ------------------------------------------------------------ outbox
+
+    _DELIVERY_SQL = (
+        "SELECT d.*, a.payload FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+    )
+
+    @staticmethod
+    def _delivery(row: dict) -> Delivery:
+        return Delivery(
+            alert_id=row["alert_id"], channel=row["channel"], alert=alert_from_json(row["payload"]),
+            status=row["status"], attempts=row["attempts"], next_attempt_at=parse_at(row["next_attempt_at"]),
+            last_error=row["last_error"], sent_at=parse_at(row["sent_at"]),
+        )
+
+    def due_deliveries(self, now: datetime) -> list[Delivery]:
+        """Pending deliveries whose next attempt is due, oldest alert first."""
+        with self._guard("read the outbox"):
+            rows = self.db.query(
+                self._DELIVERY_SQL + "WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.channel, a.created_at, a.id",
+                [format_at(now)],
+            )
+            return [self._delivery(row) for row in rows]
+
+    def deliveries(self, *, channel: str | None = None, status: str | None = None) -> list[Delivery]:
+        with self._guard("read the outbox"):
+            where, params = ["1 = 1"], []
+            if channel is not None:
+                where.append("d.channel = ?")
+                params.append(channel)
+            if status is not None:
+                where.append("d.status = ?")
+                params.append(status)
+            rows = self.db.query(self._DELIVERY_SQL + f"WHERE {' AND '.join(where)} ORDER BY a.created_at, a.id, d.channel", params)
+            return [self._delivery(row) for row in rows]
+
+    def _update(self, action: str, sql: str, params: list, alert_ids: Iterable[int], channel: str) -> None:
+        ids = list(alert_ids)
+        if not ids:
+            return
+        with self._guard(action), self.db.atomic():
+            for alert_id in ids:
+                self.db.execute(sql, [*params, alert_id, channel])
+
+    def mark_sent(self, alert_ids: Iterable[int], channel: str, at: datetime) -> None:
+        self._update(
+            "record a delivery",
+            "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL, next_attempt_at = NULL WHERE alert_id = ? AND channel = ?",
+            [format_at(at)], alert_ids, channel,
+        )
+
+    def mark_failed(self, alert_ids: Iterable[int], channel: str, error: str, next_attempt_at: datetime | None) -> None:
+        """Record a failed attempt; the rows stay pending until `next_attempt_at`, or become
+        failed for good when it is None."""
+        self._update(
+            "record a failed delivery",
+            "UPDATE deliveries SET status = CASE WHEN ? IS NULL THEN 'failed' ELSE 'pending' END, attempts = attempts + 1, "
+            "last_error = ?, next_attempt_at = ? WHERE alert_id = ? AND channel = ?",
+            [next_attempt_at and format_at(next_attempt_at), error, next_attempt_at and format_at(next_attempt_at)], alert_ids, channel,
+        )
+
+    def expire(self, now: datetime, expiry: timedelta) -> list[Delivery]:
+        """Pending deliveries of alerts created before now − expiry become expired; returns them."""
+        cutoff = format_at(now - expiry)
+        with self._guard("expire old deliveries"), self.db.atomic():
+            rows = list(self.db.query(
+                self._DELIVERY_SQL + "WHERE d.status = 'pending' AND a.created_at < ? ORDER BY a.created_at, a.id",
+                [cutoff],
+            ))
+            for row in rows:
+                self.db.execute(
+                    "UPDATE deliveries SET status = 'expired', next_attempt_at = NULL WHERE alert_id = ? AND channel = ?",
+                    [row["alert_id"], row["channel"]],
+                )
+                row["status"] = "expired"
+                row["next_attempt_at"] = None
+            return [self._delivery(row) for row in rows]
+
+    def expired_unreported(self, channel: str) -> list[Delivery]:
+        """Expired deliveries of `channel` not yet mentioned in a message to it, oldest first."""
+        with self._guard("read the outbox"):
+            rows = self.db.query(
+                self._DELIVERY_SQL + "WHERE d.channel = ? AND d.status = 'expired' AND d.reported = 0 ORDER BY a.created_at, a.id",
+                [channel],
+            )
+            return [self._delivery(row) for row in rows]
+
+    def mark_reported(self, alert_ids: Iterable[int], channel: str) -> None:
+        self._update("record a report", "UPDATE deliveries SET reported = 1 WHERE alert_id = ? AND channel = ?", [], alert_ids, channel)
+
+    def pending_count(self) -> int:
+        with self._guard("read the outbox"):
+            return self.db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]
+
+    # ------------------------------------------------------------ history
+
+    def history(self, account: str | None = None, since: datetime | None = None) -> list[HistoryEntry]:
+        """Alerts, oldest first, with each channel's delivery status."""
+        where, params = ["1 = 1"], []
+        if account is not None:
+            where.append("a.account = ?")
+            params.append(account)
+        if since is not None:
+            where.append("a.created_at >= ?")
+            params.append(format_at(since))
+        with self._guard("read the history"):
+            entries: dict[int, HistoryEntry] = {}
+            rows = self.db.query(
+                "SELECT a.id, a.payload, d.channel, d.status FROM alerts a LEFT JOIN deliveries d ON d.alert_id = a.id "
+                f"WHERE {' AND '.join(where)} ORDER BY a.created_at, a.id, d.channel",
+                params,
+            )
+            for row in rows:
+                entry = entries.get(row["id"])
+                if entry is None:
+                    entry = entries[row["id"]] = HistoryEntry(row["id"], alert_from_json(row["payload"]), {})
+                if row["channel"] is not None:
+                    entry.deliveries[row["channel"]] = row["status"]
+            return list(entries.values())
+
+    @staticmethod
+    def _sample(row: dict) -> Sample:
+        return Sample(
+            account=row["account"], scope=row["scope"], at=parse_at(row["at"]),
+            margin_ratio=math.inf if row["margin_ratio_inf"] else row["margin_ratio"],
+            equity=row["equity"], maintenance_margin=row["maintenance_margin"],
+            liquidation_move=row["liquidation_move"],
+            level=Level.parse(row["level"]) if row["level"] else None, estimated=bool(row["estimated"]),
+        )
+
+    def samples(self, account: str | None = None, scope: str | None = None, since: datetime | None = None) -> list[Sample]:
+        where, params = ["1 = 1"], []
+        for column, value in (("account", account), ("scope", scope)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(format_at(since))
+        with self._guard("read the samples"):
+            rows = self.db.query(f"SELECT * FROM samples WHERE {' AND '.join(where)} ORDER BY at, id", params)
+            return [self._sample(row) for row in rows]
+
+    def latest_samples(self) -> list[Sample]:
+        """The newest sample of every (account, scope), ordered by account and scope."""
+        with self._guard("read the samples"):
+            rows = self.db.query(
+                "SELECT s.* FROM samples s JOIN (SELECT account, scope, max(at) AS at FROM samples GROUP BY account, scope) m "
+                "ON s.account = m.account AND s.scope = m.scope AND s.at = m.at ORDER BY s.account, s.scope, s.id"
+            )
+            latest: dict[tuple[str, str], Sample] = {}
+            for row in rows:
+                latest[(row["account"], row["scope"])] = self._sample(row)
+            return list(latest.values())
+
+    def prune_samples(self, before: datetime) -> int:
+        with self._guard("prune old samples"), self.db.atomic():
+            return self.db.execute("DELETE FROM samples WHERE at < ?", [format_at(before)]).rowcount

@@ -1,0 +1,273 @@
+"""store.py against real SQLite files in tmp_path."""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alerter.models import Alert, AlertKind, Health, Level, PositionRisk, ScopeState
+from alerter.store import SCHEMA_VERSION, Store, StoreError, alert_from_json, alert_to_json
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+ISO = "isolated:ETH/USDT:USDT:short"
+
+
+def make_alert(kind=AlertKind.RAISED, level=Level.CALL, account="binance-main", scope="account", at=T0, **kw) -> Alert:
+    values = dict(
+        exchange="binanceusdm", margin_ratio=0.78, threshold=0.70, equity=10_000.0, maintenance_margin=7_800.0,
+        deposit_needed=9_500.0, target=0.40, liquidation_move=-0.123,
+        top_positions=(PositionRisk("BTC/USDT:USDT", "long", 50_000.0, 400.0, 60_000.0, 52_000.5, -0.1333),),
+        since_at=at,
+    )
+    values.update(kw)
+    return Alert(kind=kind, level=level, account=account, scope=scope, created_at=at, **values)
+
+
+def make_health(scope="account", ratio=0.78, account="binance-main", **kw) -> Health:
+    values = dict(equity=10_000.0, maintenance_margin=7_800.0, deposit_needed=9_500.0, liquidation_move=-0.123)
+    values.update(kw)
+    return Health(account=account, exchange="binanceusdm", scope=scope, margin_ratio=ratio, **values)
+
+
+@pytest.fixture
+def store(db_path):
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------- opening
+
+def test_new_file_gets_schema_and_wal(db_path):
+    with Store(db_path) as s:
+        assert s.schema_version == SCHEMA_VERSION == 1
+        assert set(s.db.table_names()) >= {"scope_state", "samples", "alerts", "deliveries"}
+        assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert {i.name for i in s.db["samples"].indexes} >= {"samples_account_scope_at", "samples_at"}
+    with Store(db_path) as s:  # reopening migrates nothing and keeps the data
+        assert s.schema_version == 1
+
+
+def test_migrates_an_existing_empty_file(db_path):
+    db_path.write_bytes(b"")
+    with Store(db_path) as s:
+        assert s.schema_version == 1
+        assert s.pending_count() == 0
+
+
+def test_newer_schema_is_refused(db_path):
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match=r"newer alerter \(schema version 99"):
+        Store(db_path)
+
+
+def test_corrupt_file_raises_store_error_naming_the_path(db_path):
+    db_path.write_bytes(b"this is not a database, just some text\n" * 200)
+    with pytest.raises(StoreError) as e:
+        Store(db_path)
+    assert str(db_path) in str(e.value)
+    assert "not a SQLite database" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_directory_that_cannot_hold_a_file_raises_store_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot open"):
+        Store(blocker / "alerter.db")
+    with pytest.raises(StoreError, match="/proc/alerter-test.db"):
+        Store("/proc/alerter-test.db")  # nobody, not even root, can create files there
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_file_raises_store_error(db_path):
+    Store(db_path).close()
+    db_path.chmod(0o444)
+    try:
+        with pytest.raises(StoreError, match="read-only"):
+            s = Store(db_path)
+            s.commit_poll("a", {}, [make_health(account="a")], [], {}, T0)
+    finally:
+        db_path.chmod(0o644)
+
+
+def test_read_only_connection_write_raises_store_error(db_path):
+    """What a read-only file looks like to SQLite, reproducible as root: writes are refused."""
+    Store(db_path).close()
+    s = Store(db_path)
+    s.db.conn.close()
+    s.db.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    with pytest.raises(StoreError, match="read-only") as e:
+        s.commit_poll("a", {}, [make_health(account="a")], [], {}, T0)
+    assert str(db_path) in str(e.value)
+
+
+def test_full_disk_raises_store_error(store, db_path):
+    page_count = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {page_count + 2}")
+    samples = [make_health(scope=f"isolated:S{i}:long", account="a") for i in range(2000)]
+    with pytest.raises(StoreError, match="disk is full") as e:
+        store.commit_poll("a", {}, samples, [], {}, T0)
+    assert str(db_path) in str(e.value)
+
+
+# ---------------------------------------------------------------- state
+
+def test_states_round_trip_and_replace(store):
+    a = ScopeState("binance-main", "account", Level.CALL, since_at=T0, notified_at=T0 + timedelta(minutes=1), peak=Level.CRITICAL, failures=2, blind=True, blind_notified_at=T0)
+    b = ScopeState("binance-main", ISO, Level.WARNING, since_at=T0, peak=Level.WARNING)
+    other = ScopeState("bybit-1", "account")
+    store.commit_poll("binance-main", {"account": a, ISO: b}, [], [], {}, T0)
+    store.commit_poll("bybit-1", {"account": other}, [], [], {}, T0)
+    assert store.load_states("binance-main") == {"account": a, ISO: b}
+    store.commit_poll("binance-main", {"account": a}, [], [], {}, T0)  # the isolated position closed
+    assert store.load_states("binance-main") == {"account": a}
+    assert store.load_states("bybit-1") == {"account": other}
+    assert store.load_states("nobody") == {}
+
+
+def test_state_filed_under_wrong_account_is_refused(store):
+    with pytest.raises(ValueError):
+        store.commit_poll("a", {"account": ScopeState("b", "account")}, [], [], {}, T0)
+
+
+# ---------------------------------------------------------------- samples
+
+def test_samples_round_trip_with_infinite_ratio(store):
+    states = {"account": ScopeState("a", "account", Level.CRITICAL)}
+    store.commit_poll("a", states, [make_health(account="a", ratio=math.inf, equity=-5.0, liquidation_move=None)], [], {}, T0)
+    store.commit_poll("a", states, [make_health(account="a", ratio=0.5, estimated=True)], [], {}, T0 + timedelta(minutes=1))
+    first, second = store.samples(account="a")
+    assert first.margin_ratio == math.inf and first.equity == -5.0 and first.liquidation_move is None
+    assert first.level == Level.CRITICAL and not first.estimated
+    assert second.margin_ratio == 0.5 and second.estimated and second.at == T0 + timedelta(minutes=1)
+    row = store.db.execute("SELECT margin_ratio, margin_ratio_inf FROM samples ORDER BY id LIMIT 1").fetchone()
+    assert row == (None, 1)  # stored as NULL + flag: the table stays valid JSON for any reader
+    assert store.latest_samples() == [second]
+
+
+def test_latest_samples_and_prune(store):
+    for minutes in range(5):
+        store.commit_poll("a", {}, [make_health(account="a", ratio=0.1 * minutes), make_health(account="a", scope=ISO, ratio=0.2)], [], {}, T0 + timedelta(minutes=minutes))
+    latest = store.latest_samples()
+    assert [(s.scope, s.margin_ratio, s.at) for s in latest] == [
+        ("account", pytest.approx(0.4), T0 + timedelta(minutes=4)), (ISO, 0.2, T0 + timedelta(minutes=4))
+    ]
+    assert latest[0].level is None  # no state recorded for it
+    assert store.prune_samples(T0 + timedelta(minutes=3)) == 6
+    assert len(store.samples()) == 4
+    assert len(store.samples(since=T0 + timedelta(minutes=4))) == 2
+
+
+# ---------------------------------------------------------------- alerts and outbox
+
+def test_alert_json_round_trip_with_inf_and_none():
+    alert = make_alert(
+        margin_ratio=math.inf, deposit_needed=math.inf, liquidation_move=None, equity=-1.5,
+        top_positions=(PositionRisk("X/USDT:USDT", "short", 1e6, 5e3, 0.00012345, None, None),),
+        estimated=True, reason="equity ≤ 0",
+    )
+    text = alert_to_json(alert)
+    assert "Infinity" not in text and "NaN" not in text
+    assert alert_from_json(text) == alert
+
+
+finite = st.floats(allow_nan=False, allow_infinity=True) | st.none()
+
+
+@settings(max_examples=60, deadline=None)
+@given(ratio=finite, move=finite, deposit=finite, kind=st.sampled_from(AlertKind), level=st.sampled_from(Level),
+       minutes=st.integers(0, 10**6), text=st.text(max_size=20))
+def test_alert_json_round_trip_property(ratio, move, deposit, kind, level, minutes, text):
+    alert = make_alert(kind=kind, level=level, margin_ratio=ratio, liquidation_move=move, deposit_needed=deposit,
+                       at=T0 + timedelta(minutes=minutes, microseconds=minutes), reason=text, since_at=None)
+    assert alert_from_json(alert_to_json(alert)) == alert
+
+
+def test_commit_poll_records_alerts_and_pending_deliveries(store):
+    crit = make_alert(level=Level.CRITICAL, margin_ratio=math.inf)
+    blind = make_alert(kind=AlertKind.BLIND, level=Level.OK, failures=3, reason="timeout", margin_ratio=None)
+    new = store.commit_poll("binance-main", {}, [], [crit, blind], {crit.key: ["tg", "mail"], blind.key: ["tg"]}, T0)
+    assert len(new) == 2
+    due = store.due_deliveries(T0)
+    assert sorted((d.channel, d.alert.kind) for d in due) == [("mail", "raised"), ("tg", "blind"), ("tg", "raised")]
+    assert all(d.status == "pending" and d.attempts == 0 for d in due)
+    assert [d.alert for d in due if d.channel == "mail"] == [crit]
+    assert store.due_deliveries(T0 - timedelta(seconds=1)) == []
+    assert store.pending_count() == 3
+    [entry1, entry2] = store.history()
+    assert entry1.alert in (crit, blind) and entry1.deliveries
+
+
+def test_duplicate_alert_key_is_ignored(store):
+    alert = make_alert()
+    store.commit_poll("binance-main", {}, [], [alert], {alert.key: ["tg"]}, T0)
+    again = store.commit_poll("binance-main", {}, [], [alert], {alert.key: ["tg", "mail"]}, T0)
+    assert again == []
+    assert store.db["alerts"].count == 1
+    assert [(d.channel, d.alert_id) for d in store.due_deliveries(T0)] == [("tg", 1)]
+
+
+def test_commit_poll_is_one_transaction(store):
+    good = make_alert()
+    store.commit_poll("a", {"account": ScopeState("a", "account", Level.WARNING)}, [make_health(account="a")], [], {}, T0)
+    before = {t: store.db[t].count for t in ("scope_state", "samples", "alerts", "deliveries")}
+
+    bad = make_health(account="a", ratio="not a number")  # fails after the state rows were written
+    with pytest.raises(TypeError):
+        store.commit_poll(
+            "a", {"account": ScopeState("a", "account", Level.CRITICAL)}, [make_health(account="a"), bad],
+            [good], {good.key: ["tg"]}, T0 + timedelta(minutes=1),
+        )
+    assert {t: store.db[t].count for t in before} == before
+    assert store.load_states("a")["account"].level == Level.WARNING
+
+
+def test_commit_poll_rolls_back_on_a_database_error(store, db_path):
+    alert = make_alert(account="a")
+    store.db.execute("CREATE TRIGGER no_blue AFTER INSERT ON deliveries WHEN new.channel = 'blue' BEGIN SELECT RAISE(ABORT, 'no blue'); END")
+    with pytest.raises(StoreError, match="no blue"):
+        store.commit_poll("a", {"account": ScopeState("a", "account")}, [make_health(account="a")], [alert], {alert.key: ["red", "blue"]}, T0)
+    assert [store.db[t].count for t in ("scope_state", "samples", "alerts", "deliveries")] == [0, 0, 0, 0]
+
+
+def test_mark_sent_failed_and_expire(store):
+    old = make_alert(level=Level.CRITICAL, at=T0)
+    new = make_alert(level=Level.WARNING, at=T0 + timedelta(hours=2))
+    store.commit_poll("binance-main", {}, [], [old], {old.key: ["tg", "mail"]}, T0)
+    store.commit_poll("binance-main", {}, [], [new], {new.key: ["tg"]}, T0 + timedelta(hours=2))
+    now = T0 + timedelta(hours=2)
+    ids = {d.alert.key: d.alert_id for d in store.due_deliveries(now)}
+    store.mark_sent([ids[old.key]], "mail", now)
+    store.mark_failed([ids[old.key], ids[new.key]], "tg", "HTTP 500", now + timedelta(minutes=1))
+    assert store.due_deliveries(now) == []
+    [retry_old, retry_new] = store.due_deliveries(now + timedelta(minutes=1))
+    assert (retry_old.attempts, retry_old.last_error, retry_old.status) == (1, "HTTP 500", "pending")
+    [sent] = store.deliveries(status="sent")
+    assert (sent.channel, sent.sent_at, sent.attempts) == ("mail", now, 1)
+
+    expired = store.expire(T0 + timedelta(hours=25), timedelta(hours=24))
+    assert [(d.alert.key, d.channel, d.status) for d in expired] == [(old.key, "tg", "expired")]
+    assert store.expire(T0 + timedelta(hours=25), timedelta(hours=24)) == []
+    assert [d.alert for d in store.expired_unreported("tg")] == [old]
+    assert store.expired_unreported("mail") == []
+    store.mark_reported([ids[old.key]], "tg")
+    assert store.expired_unreported("tg") == []
+    assert store.pending_count() == 1
+    history = store.history(account="binance-main")
+    assert [h.deliveries for h in history] == [{"mail": "sent", "tg": "expired"}, {"tg": "pending"}]
+    assert store.history(since=T0 + timedelta(hours=1))[0].alert == new
+    assert store.history(account="other") == []
+
+
+def test_naive_datetimes_are_refused(store):
+    with pytest.raises(ValueError, match="naive"):
+        store.due_deliveries(datetime(2024, 1, 1))
