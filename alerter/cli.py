@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from alerter import __version__
 
-EXIT_OK, EXIT_CONFIG = 0, 2
+EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
+CHECK_EXIT = {"ok": 0, "warning": 1, "call": 2, "critical": 2, "blind": 3}
 
 
 def _pct(x: float | None) -> str:
@@ -60,6 +62,77 @@ def cmd_validate(args) -> int:
     return EXIT_OK
 
 
+def cmd_run(args) -> int:
+    import asyncio
+
+    from alerter.config import load_settings
+    from alerter.daemon import build_daemon, preflight, secrets_of
+    from alerter.logs import setup_logging
+
+    settings = load_settings(args.config)
+    setup_logging(settings.daemon.log_level, secrets_of(settings))
+    preflight(settings)
+    daemon = build_daemon(settings)
+    asyncio.run(daemon.run())
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    import asyncio
+
+    from alerter.demo import run_demo
+    from alerter.notify import headline
+
+    history = asyncio.run(run_demo(speed=args.speed, channels=args.channel, database=args.database))
+    print(f"\ndemo over: {len(history)} alerts")
+    for entry in history:
+        outcome = ", ".join(f"{channel} {status}" for channel, status in entry.deliveries.items())
+        print(f"  {entry.alert.created_at:%H:%M:%S}  {headline(entry.alert)}  [{outcome}]")
+    return EXIT_OK
+
+
+def cmd_simulate(args) -> int:
+    from alerter.simulator import main_simulate
+
+    return main_simulate(args.simulator_args)
+
+
+def cmd_test_notify(args) -> int:
+    import asyncio
+
+    from alerter.config import ConfigError, load_settings
+    from alerter.delivery import test_notify
+    from alerter.logs import setup_logging
+    from alerter.notify import Notifier
+
+    settings = load_settings(args.config)
+    setup_logging("warning", [c.url.get_secret_value() for c in settings.channels])
+    names = [c.name for c in settings.channels]
+    if args.channel:
+        unknown = [n for n in args.channel if n not in names]
+        if unknown:
+            raise ConfigError(f"--channel: no channel named {', '.join(map(repr, unknown))} (channels: {', '.join(names) or 'none'})")
+        names = args.channel
+    outcomes = asyncio.run(test_notify(Notifier(settings.channels), names))
+    for name, outcome in outcomes.items():
+        print(f"{name:<20} {'delivered' if outcome.ok else 'FAILED: ' + (outcome.error or 'unknown error')}")
+    return EXIT_OK if all(o.ok for o in outcomes.values()) else EXIT_RUNTIME
+
+
+def cmd_check(args) -> int:
+    import asyncio
+    import json
+
+    from alerter.check import check_accounts, render_table, worst
+
+    rows = asyncio.run(check_accounts(args.config, notify=args.notify))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        render_table(rows)
+    return CHECK_EXIT[worst(rows)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alerter",
@@ -79,18 +152,33 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     with_config(command("validate", cmd_validate, "check the configuration file and print a summary (secrets masked)"))
+    with_config(command("run", cmd_run, "run the daemon: poll every account, alert, until SIGTERM/SIGINT"))
+    p = with_config(command("check", cmd_check, "poll every account once and print its health; exit 0 ok, 1 warning, 2 call/critical, 3 blind/error"))
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--notify", action="store_true", help="also record and send what the policy decides (uses the database)")
+    p = command("demo", cmd_demo, "run the daemon against the built-in simulator's scripted crash (no account needed)")
+    p.add_argument("--speed", type=float, default=1.0, help="play the scenario this many times faster (default 1)")
+    p.add_argument("--channel", action="append", default=[], metavar="URL", help="also send the alerts to this apprise URL (repeatable)")
+    p.add_argument("--database", type=Path, help="keep the demo's SQLite file here (default: a temporary file)")
+    p = command("simulate", cmd_simulate, "run the exchange simulator standalone and print the config snippet that points an account at it")
+    p.add_argument("simulator_args", nargs=argparse.REMAINDER, help="--scenario FILE|demo [--port N] [--speed X] [--auto-accounts]")
+    p = with_config(command("test-notify", cmd_test_notify, "send a test message to each channel and report whether it was delivered"))
+    p.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from alerter.config import ConfigError
+    from alerter.errors import ConfigError, StoreError
 
     try:
         return args.func(args)
     except ConfigError as e:
         for problem in e.problems:
             print(f"error: {problem}", file=sys.stderr)
-        return EXIT_CONFIG
+        return CHECK_EXIT["blind"] if args.command == "check" else EXIT_CONFIG
+    except StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return CHECK_EXIT["blind"] if args.command == "check" else EXIT_RUNTIME
     except KeyboardInterrupt:
         return 130

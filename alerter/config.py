@@ -24,17 +24,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alerter.errors import ConfigError
 from alerter.models import Level, RepeatSchedule, Thresholds
 
 SEARCH_PATHS = ("./alerter.toml", "/etc/alerter/config.toml")
-
-
-class ConfigError(Exception):
-    """One or more problems with the configuration; `problems` holds one line each."""
-
-    def __init__(self, problems: list[str] | str):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("\n".join(self.problems))
 
 
 # ---------------------------------------------------------------- value parsers

@@ -319,11 +319,15 @@ def parse_retry_after(messages: Iterable[str]) -> float | None:
     return None
 
 
+CONSOLE = "console://"  # not apprise: prints the message on standard output (the demo, journald)
+
+
 @dataclass
 class _Target:
     apprise: object | None  # apprise.Apprise, or None when the URL could not be loaded
     markdown: bool
     error: str | None = None
+    console: bool = False
 
 
 class Notifier:
@@ -336,6 +340,9 @@ class Notifier:
         self._targets: dict[str, _Target] = {}
         for channel in channels:
             url = channel.url.get_secret_value()
+            if url.startswith(CONSOLE):
+                self._targets[channel.name] = _Target(None, markdown=False, console=True)
+                continue
             register_secrets(url)
             asset = apprise.AppriseAsset(
                 app_id="alerter", app_desc="alerter margin alerts", storage_mode="memory", service_timeout=timeout
@@ -361,6 +368,9 @@ class Notifier:
         target = self._targets.get(channel)
         if target is None:
             return Outcome(False, f"no channel named {channel!r} is configured")
+        if target.console:
+            print(f"\n┏━ {title}\n" + "\n".join(f"┃ {line}" for line in body.splitlines()), flush=True)
+            return Outcome(True)
         if target.apprise is None:
             return Outcome(False, target.error)
         body_format = NotifyFormat.MARKDOWN if target.markdown else NotifyFormat.TEXT
@@ -395,6 +405,8 @@ def check_url(url: str) -> str | None:
     import apprise
     from apprise.manager_plugins import NotificationManager
 
+    if url.startswith(CONSOLE):
+        return None
     register_secrets(url)
     scheme, sep, _ = url.partition("://")
     if not sep:

@@ -33,13 +33,10 @@ from pathlib import Path
 
 import sqlite_utils
 
+from alerter.errors import StoreError
 from alerter.models import Alert, AlertKind, Health, Level, PositionRisk, ScopeState
 
 logger = logging.getLogger(__name__)
-
-
-class StoreError(Exception):
-    """The database cannot be opened, read or written; the message is one line naming the file."""
 
 
 # ---------------------------------------------------------------- serialisation

@@ -1,0 +1,92 @@
+"""`alerter check`: one poll of every account, evaluated and printed; the worst level is the exit code.
+
+Levels here are the thresholds' verdict on this one poll (no hysteresis, no history). With
+`--notify` the poll also goes through the daemon's policy and store, so what it decides is
+recorded and sent exactly as the daemon would (and not again by the daemon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from alerter.config import load_settings
+from alerter.daemon import Poll, build_daemon, fetch_health, preflight, secrets_of
+from alerter.logs import setup_logging
+from alerter.models import ACCOUNT_SCOPE
+from alerter.policy import level_for
+
+ORDER = ["ok", "warning", "call", "critical", "blind"]
+
+
+def rows_for(settings, polls: list[Poll]) -> list[dict]:
+    rows = []
+    for poll in polls:
+        account = settings.account(poll.account)
+        if poll.error is not None:
+            rows.append({"account": poll.account, "exchange": account.exchange, "scope": ACCOUNT_SCOPE, "level": "blind", "error": poll.error})
+            continue
+        thresholds = settings.thresholds_for(account)
+        for h in poll.healths:
+            rows.append({
+                "account": h.account,
+                "exchange": h.exchange,
+                "scope": h.scope,
+                "level": level_for(h.margin_ratio, thresholds).label,
+                "margin_ratio": h.margin_ratio if math.isfinite(h.margin_ratio) else "inf",
+                "equity": h.equity,
+                "maintenance_margin": h.maintenance_margin,
+                "deposit_needed": h.deposit_needed,
+                "target": thresholds.target,
+                "liquidation_move": h.liquidation_move,
+                "currency": h.currency,
+            })
+    return rows
+
+
+def worst(rows: list[dict]) -> str:
+    return max((r["level"] for r in rows), key=ORDER.index, default="ok")
+
+
+async def check_accounts(config_path, *, notify: bool = False) -> list[dict]:
+    settings = load_settings(config_path)
+    setup_logging("warning", secrets_of(settings))
+    preflight(settings)
+    daemon = build_daemon(settings)
+    try:
+        polls = await asyncio.gather(*(fetch_health(settings, name, source) for name, source in daemon.sources.items()))
+        if notify:
+            for poll in polls:
+                daemon.record(poll)
+            await daemon.deliver_once()
+        return rows_for(settings, list(polls))
+    finally:
+        await asyncio.gather(*(s.close() for s in daemon.sources.values()), return_exceptions=True)
+        daemon.store.close()
+
+
+def render_table(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from alerter.notify import format_money, format_move, format_pct, scope_label
+
+    style = {"ok": "green", "warning": "yellow", "call": "bold red", "critical": "bold white on red", "blind": "bold magenta"}
+    table = Table(title="margin health")
+    for column in ("account", "scope", "ratio", "level", "deposit to target", "liquidation at"):
+        table.add_column(column, justify="right" if column in ("ratio", "deposit to target", "liquidation at") else "left")
+    for r in rows:
+        level = f"[{style[r['level']]}]{r['level']}[/]"
+        if r["level"] == "blind":
+            table.add_row(r["account"], "account", "—", level, "—", r["error"][:60])
+            continue
+        ratio = r["margin_ratio"]
+        table.add_row(
+            r["account"],
+            scope_label(r["scope"]) or "account",
+            format_pct(math.inf if ratio == "inf" else ratio),
+            level,
+            format_money(r["deposit_needed"], r["currency"]) if r["deposit_needed"] > 0 else "—",
+            format_move(r["liquidation_move"]) if r["liquidation_move"] is not None else "—",
+        )
+    Console().print(table)

@@ -1,0 +1,245 @@
+"""The daemon: APScheduler jobs that poll each account, and the delivery loop.
+
+`poll_account` is the one place that sees every stage, in order:
+fetch snapshot → health → decide (with the stored state) → store state + outbox (one
+transaction) → wake the delivery loop. Nothing is sent before it is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from alerter import sdnotify
+from alerter.config import Settings
+from alerter.health import evaluate
+from alerter.models import ACCOUNT_SCOPE, Alert, AlertKind, Health
+from alerter.policy import decide_account, decide_failure
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def describe(healths: list[Health], states) -> str:
+    parts = []
+    for h in healths:
+        level = states[h.scope].level.label if h.scope in states else "?"
+        ratio = "∞" if h.margin_ratio == float("inf") else f"{h.margin_ratio * 100:.1f}%"
+        name = "account" if h.scope == ACCOUNT_SCOPE else h.scope.removeprefix("isolated:")
+        parts.append(f"{name} {ratio} {level}{' (est.)' if h.estimated else ''}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Poll:
+    """What one poll of one account found: its healths, or why there are none."""
+
+    account: str
+    healths: list[Health] = field(default_factory=list)
+    error: str | None = None
+    error_kind: str | None = None  # transient | credentials | data
+
+
+async def fetch_health(settings: Settings, name: str, source) -> Poll:
+    from alerter.sources import SourceError
+
+    target = settings.thresholds_for(settings.account(name)).target
+    try:
+        snapshot = await source.fetch_snapshot()
+        return Poll(name, evaluate(snapshot, target))
+    except SourceError as e:
+        return Poll(name, error=f"{e.kind}: {e}", error_kind=e.kind)
+    except ValueError as e:  # non-finite figures: never a false "ok"
+        return Poll(name, error=f"data: {e}", error_kind="data")
+
+
+class Daemon:
+    """Owns the store, the notifier and one source per account; `run()` until stopped."""
+
+    def __init__(self, settings: Settings, *, store, notifier, sources: dict, clock: Callable[[], datetime] = utcnow):
+        self.settings = settings
+        self.store = store
+        self.notifier = notifier
+        self.sources = sources
+        self.clock = clock
+        self.stopping = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.polls = 0
+        self.last_loop_at = clock()
+
+    # ------------------------------------------------------------ stages
+
+    def routes(self, alerts: list[Alert]) -> dict[str, list[str]]:
+        from alerter.notify import route
+
+        return {a.key: route(a, self.settings.channels) for a in alerts}
+
+    async def poll_account(self, name: str) -> list[Alert]:
+        """One poll of one account: fetch, evaluate, decide, record. Never raises for exchange
+        or data problems (they count towards "monitoring blind")."""
+        poll = await fetch_health(self.settings, name, self.sources[name])
+        return self.record(poll)
+
+    def record(self, poll: Poll) -> list[Alert]:
+        name = poll.account
+        account = self.settings.account(name)
+        repeat = self.settings.repeat.schedule()
+        previous = self.store.load_states(name)
+        now = self.clock()
+        if poll.error is not None:
+            state, alerts = decide_failure(
+                previous.get(ACCOUNT_SCOPE), name, now, poll.error,
+                immediate=poll.error_kind == "credentials", blind_after=self.settings.daemon.blind_after,
+                repeat=repeat, exchange=account.exchange,
+            )
+            states = {**previous, ACCOUNT_SCOPE: state}
+            self.store.commit_poll(name, states, [], alerts, self.routes(alerts), now)
+            logger.warning("%s: poll failed (%d in a row): %s", name, state.failures, poll.error)
+        else:
+            states, alerts = decide_account(previous, poll.healths, self.settings.thresholds_for(account), repeat, now)
+            self.store.commit_poll(name, states, poll.healths, alerts, self.routes(alerts), now)
+            logger.info("%s: %s", name, describe(poll.healths, states))
+        self.polls += 1
+        for a in alerts:
+            logger.log(logging.WARNING if a.kind in (AlertKind.RAISED, AlertKind.REPEAT, AlertKind.BLIND) else logging.INFO,
+                       "%s: alert %s %s (%s)", name, a.kind, a.level.label, a.scope)
+        if alerts:
+            self.wake.set()
+        return alerts
+
+    async def deliver_once(self) -> None:
+        from alerter.delivery import deliver_due
+
+        await deliver_due(self.store, self.notifier, self.settings.channels, self.clock(), expiry=self.settings.daemon.alert_expiry)
+
+    async def delivery_loop(self, idle: float = 1.0) -> None:
+        """Deliver whatever is due; wake at once when a poll records alerts."""
+        while not self.stopping.is_set():
+            self.last_loop_at = self.clock()
+            try:
+                await self.deliver_once()
+            except Exception:  # a delivery bug must not stop polling; the outbox keeps the alerts
+                logger.exception("delivery failed; the alerts stay in the outbox")
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=idle)
+            except TimeoutError:
+                pass
+
+    def housekeeping(self) -> None:
+        removed = self.store.prune_samples(self.clock() - self.settings.daemon.history_retention)
+        if removed:
+            logger.info("pruned %d health samples older than %s", removed, self.settings.daemon.history_retention)
+
+    # ------------------------------------------------------------ scheduling
+
+    def schedule(self, scheduler) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        start = datetime.now(UTC)
+        for i, account in enumerate(self.settings.accounts):
+            interval = self.settings.poll_interval_for(account)
+            jitter = min(5.0, interval.total_seconds() * 0.1)
+            scheduler.add_job(
+                self.poll_account, IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter),
+                args=[account.name], id=f"poll:{account.name}", name=f"poll {account.name}",
+                next_run_time=start + timedelta(milliseconds=50 * i), max_instances=1, coalesce=True,
+                misfire_grace_time=max(1, int(interval.total_seconds())),
+            )
+        scheduler.add_job(self.housekeeping, IntervalTrigger(hours=1), id="housekeeping", next_run_time=start + timedelta(minutes=1))
+
+    async def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        self.schedule(scheduler)
+        scheduler.start()
+        delivery = asyncio.create_task(self.delivery_loop(), name="delivery")
+        watchdog = asyncio.create_task(self.watchdog(scheduler), name="watchdog")
+        logger.info("watching %d account(s), delivering to %d channel(s)", len(self.settings.accounts), len(self.settings.channels))
+        sdnotify.notify("READY=1")
+        if on_ready:
+            on_ready()
+        try:
+            await self.stopping.wait()
+        finally:
+            logger.info("stopping")
+            sdnotify.notify("STOPPING=1")
+            scheduler.shutdown(wait=False)
+            for task in (delivery, watchdog):
+                task.cancel()
+            await asyncio.gather(delivery, watchdog, return_exceptions=True)
+            await asyncio.gather(*(s.close() for s in self.sources.values()), return_exceptions=True)
+            self.store.close()
+
+    def alive(self, scheduler, now: datetime) -> bool:
+        """The scheduler runs and the delivery loop came round recently."""
+        return scheduler.running and (now - self.last_loop_at) < timedelta(seconds=30)
+
+    async def watchdog(self, scheduler) -> None:
+        """Ping systemd's watchdog only while the daemon's loops are alive: a hung event loop
+        (or a dead delivery loop) stops the pings and systemd restarts the service."""
+        interval = sdnotify.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            if self.alive(scheduler, self.clock()):
+                sdnotify.notify("WATCHDOG=1")
+            else:
+                logger.error("delivery loop or scheduler stalled: not pinging the watchdog")
+            await asyncio.sleep(interval)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+
+def preflight(settings: Settings) -> None:
+    """What `validate` cannot check without the heavy libraries: apprise can use every channel
+    URL, and ccxt's exchange classes can report balances and positions. Raises ConfigError."""
+    from alerter.config import ConfigError
+    from alerter.notify import check_url
+    from alerter.sources import check_capabilities
+
+    problems = []
+    for i, channel in enumerate(settings.channels):
+        error = check_url(channel.url.get_secret_value())
+        if error:
+            problems.append(f"channels[{i}].url: {error}")
+    for i, account in enumerate(settings.accounts):
+        problems += [f"accounts[{i}].exchange: {p}" for p in check_capabilities(account.exchange)]
+    if problems:
+        raise ConfigError(problems)
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value in the settings, for the log redactor."""
+    values = [c.url.get_secret_value() for c in settings.channels]
+    for a in settings.accounts:
+        values += [s.get_secret_value() for s in (a.api_key, a.secret, a.password, a.uid) if s is not None]
+    return values
+
+
+def build_daemon(settings: Settings, **kwargs) -> Daemon:
+    """The daemon with its real parts: the SQLite store, apprise, one ccxt source per account."""
+    from alerter.notify import Notifier
+    from alerter.sources import build_source
+    from alerter.store import Store
+
+    store = Store(settings.daemon.database)
+    timeout = settings.daemon.request_timeout.total_seconds()
+    sources = {a.name: build_source(a, timeout_s=timeout) for a in settings.accounts}
+    return Daemon(settings, store=store, notifier=Notifier(settings.channels), sources=sources, **kwargs)

@@ -1,0 +1,255 @@
+"""The daemon end to end: the simulator (real ccxt) → daemon → SQLite → apprise → a real
+webhook receiver and a real SMTP server, all on loopback. Time is a test clock; prices are
+stepped by hand so every alert is exact."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alerter.config import build_settings
+from alerter.daemon import build_daemon
+from alerter.simulator import run_simulator
+
+SCENARIO = {
+    "name": "test",
+    "prices": {"BTCUSDT": 60_000, "ETHUSDT": 3_000},
+    "accounts": [
+        {"name": "main", "api_key": "main-key", "wallet_balance": 10_000,
+         "positions": [{"symbol": "BTCUSDT", "side": "long", "size": 2, "entry_price": 60_000, "margin_type": "cross", "leverage": 20}]},
+        {"name": "second", "api_key": "second-key", "wallet_balance": 50_000,
+         "positions": [{"symbol": "ETHUSDT", "side": "long", "size": 10, "entry_price": 3_000, "margin_type": "cross", "leverage": 5}]},
+    ],
+}
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **kw):
+        self.now += timedelta(**kw)
+
+
+def price_for(sim, ratio, api_key="main-key", symbol="BTCUSDT"):
+    """The mark at which the simulator's own formulas give this cross margin ratio (bisection)."""
+    lo, hi = 1_000.0, 60_000.0  # a long: the ratio falls as the price rises
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if sim.state.risk(api_key, {**sim.state.prices(), symbol: mid}).cross_margin_ratio > ratio:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+class Harness:
+    def __init__(self, sim, settings, clock):
+        self.sim, self.settings, self.clock = sim, settings, clock
+        self.daemon = self.start()
+
+    def start(self):
+        daemon = build_daemon(self.settings, clock=self.clock)
+        for source in daemon.sources.values():
+            source.exchange.timeout_on_exit = 0
+        return daemon
+
+    async def restart(self):
+        await self.close()
+        self.daemon = self.start()
+
+    async def close(self):
+        await asyncio.gather(*(s.close() for s in self.daemon.sources.values()))
+        self.daemon.store.close()
+
+    async def step(self, ratio=None, minutes=1, account="main"):
+        """Move BTC so `main` sits at `ratio`, advance the clock, poll, deliver."""
+        self.clock.advance(minutes=minutes)
+        if ratio is not None:
+            self.sim.set_prices({"BTCUSDT": price_for(self.sim, ratio)})
+        alerts = await self.daemon.poll_account(account)
+        await self.daemon.deliver_once()
+        return alerts
+
+
+def settings_for(sim, tmp_path, channels, **daemon):
+    ccxt = sim.ccxt_config()
+    return build_settings({
+        "daemon": {"database": str(tmp_path / "alerter.db"), "request_timeout": "3s", **daemon},
+        "repeat": {"warning": "6h", "call": "30m", "critical": "5m"},
+        "accounts": [
+            {"name": "main", "exchange": "binanceusdm", "api_key": "main-key", "secret": "main-secret", "ccxt": ccxt},
+            {"name": "second", "exchange": "binanceusdm", "api_key": "second-key", "secret": "second-secret", "ccxt": ccxt},
+        ],
+        "channels": channels,
+    })
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def titles(webhook):
+    return [b["title"] for b in webhook.bodies]
+
+
+def test_crash_produces_exactly_the_expected_alerts(tmp_path, webhook, smtp_server):
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            channels = [
+                {"name": "hook", "url": f"json://{webhook.url}/hook"},
+                {"name": "mail", "url": smtp_server.url(), "min_level": "critical", "accounts": ["main"]},
+            ]
+            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
+            try:
+                await h.step(0.30)               # ok
+                await h.step(0.55)               # warning
+                await h.step(0.58)               # still warning: no repeat for 6 h
+                await h.step(0.78)               # call
+                await h.step(0.92)               # critical
+                for _ in range(4):
+                    await h.step(0.92)           # minutes 6..9: nothing
+                await h.step(0.93)               # minute 10: 5 min after critical → repeat
+                await h.step(0.84)               # 84 % > 85 % − 5: still critical, quiet
+                await h.step(0.50)               # quiet de-escalation to warning
+                await h.step(0.30)               # resolved
+                await h.step(0.30)               # nothing more
+                risk = sim.state.risk("main-key")
+                await h.step(account="second")   # the other account: ok, silent
+                return risk
+            finally:
+                await h.close()
+
+    risk = run(scenario())
+    assert titles(webhook) == [
+        "WARNING · main · margin ratio 55 % (warning at 50 %)",
+        "CALL · main · margin ratio 78 % (call at 70 %)",
+        "CRITICAL · main · margin ratio 92 % (critical at 85 %)",
+        "CRITICAL still active · main · margin ratio 93 % (critical at 85 %) since 12:05 UTC",
+        "RESOLVED · main · margin ratio 30 % (was CRITICAL)",
+    ]
+    # the critical-only e-mail channel: the critical alert, its repeat and the resolution
+    subjects = [m["subject"] for m in smtp_server.messages]
+    assert subjects == titles(webhook)[2:]
+    # the numbers in the critical message are the simulator's own
+    critical = webhook.bodies[2]["message"]
+    assert "Deposit" in critical and "to get back to 40 %" in critical
+    assert "BTC/USDT:USDT long" in critical
+    body = smtp_server.messages[0].get_body(("plain",)).get_content()
+    assert "BTC/USDT:USDT" in body
+    # the final recorded sample matches the simulator's account figures
+    from alerter.store import Store
+
+    with Store(tmp_path / "alerter.db") as store:
+        last = [s for s in store.samples(account="main")][-1]
+        assert last.equity == pytest.approx(risk.cross_margin_balance, rel=1e-9)
+        assert last.maintenance_margin == pytest.approx(risk.cross_maint_margin, rel=1e-9)
+        assert store.pending_count() == 0
+
+
+def test_accounts_filter_and_min_level_route(tmp_path, webhook, smtp_server):
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            channels = [
+                {"name": "hook", "url": f"json://{webhook.url}/hook", "min_level": "call", "accounts": ["second"]},
+                {"name": "mail", "url": smtp_server.url(), "min_level": "warning", "accounts": ["main"]},
+            ]
+            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
+            try:
+                await h.step(0.55)
+                await h.step(0.80)
+                await h.step(0.20)
+            finally:
+                await h.close()
+
+    run(scenario())
+    assert webhook.bodies == []  # only "second" goes there, and it never moved
+    assert [m["subject"].split(" · ")[0] for m in smtp_server.messages] == ["WARNING", "CALL", "RESOLVED"]
+
+
+def test_refusing_channel_gets_its_alerts_later_and_the_other_is_not_delayed(tmp_path, webhook, closed_port, smtp_server):
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            channels = [
+                {"name": "hook", "url": f"json://{webhook.url}/hook"},
+                {"name": "mail", "url": smtp_server.url()},
+            ]
+            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
+            try:
+                webhook.stop()                   # the webhook refuses connections
+                await h.step(0.55)
+                await h.step(0.80)
+                assert len(smtp_server.messages) == 2 and webhook.bodies == []
+                webhook.start()                  # back on the same port
+                h.clock.advance(minutes=30)      # past the backoff
+                await h.daemon.deliver_once()
+            finally:
+                await h.close()
+
+    run(scenario())
+    # both alerts arrive, grouped into one message, the most severe first
+    (grouped,) = webhook.bodies
+    assert grouped["title"].startswith("2 alerts")
+    assert grouped["message"].index("CALL") < grouped["message"].index("WARNING")
+
+
+def test_restart_mid_scenario_neither_repeats_nor_loses(tmp_path, webhook):
+    async def scenario(restart):
+        async with run_simulator(SCENARIO) as sim:
+            h = Harness(sim, settings_for(sim, tmp_path / ("r" if restart else "s"), [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
+            try:
+                for i, ratio in enumerate([0.3, 0.55, 0.8, 0.92, 0.92, 0.92, 0.92, 0.92, 0.92, 0.6, 0.3]):
+                    if restart and i in (2, 4, 7, 10):
+                        await h.restart()
+                    await h.step(ratio)
+            finally:
+                await h.close()
+        sent = titles(webhook)
+        webhook.requests.clear()
+        return sent
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "s").mkdir()
+    straight = run(scenario(restart=False))
+    restarted = run(scenario(restart=True))
+    assert restarted == straight
+    assert [t.split(" · ")[0] for t in straight] == ["WARNING", "CALL", "CRITICAL", "CRITICAL still active", "RESOLVED"]
+
+
+def test_credentials_rejected_is_blind_at_once_and_restored(tmp_path, webhook):
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
+            try:
+                await h.step(0.3)
+                sim.inject("http401", count=None, api_key="main-key")
+                await h.step()
+                await h.step()
+                sim.clear_faults()
+                await h.step(0.3)
+            finally:
+                await h.close()
+
+    run(scenario())
+    assert [t.split(" · ")[0] for t in titles(webhook)] == ["BLIND", "RESTORED"]
+    assert "credentials" in webhook.bodies[0]["title"] + webhook.bodies[0]["message"]
+    assert "main-secret" not in str(webhook.bodies)
+
+
+def test_demo_command_shows_every_level():
+    out = subprocess.run([sys.executable, "-m", "alerter", "demo", "--speed", "20"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = out.stdout.split("demo over:")[1]
+    heads = [line.split("·")[0].strip().split()[-1] for line in summary.splitlines()[1:] if "·" in line]
+    for tag in ("WARNING", "CALL", "CRITICAL", "RESOLVED"):
+        assert tag in heads, summary
+    assert heads.index("WARNING") < heads.index("CALL") < heads.index("CRITICAL") < heads.index("RESOLVED")
+    assert "sent" in summary and "pending" not in summary
