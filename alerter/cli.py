@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alerter {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name, func, help):
-        p = sub.add_parser(name, help=help, description=help)
+    def command(name, func, help, **kw):
+        p = sub.add_parser(name, help=help, description=help, **kw)
         p.set_defaults(func=func)
         return p
 
@@ -160,15 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="play the scenario this many times faster (default 1)")
     p.add_argument("--channel", action="append", default=[], metavar="URL", help="also send the alerts to this apprise URL (repeatable)")
     p.add_argument("--database", type=Path, help="keep the demo's SQLite file here (default: a temporary file)")
-    p = command("simulate", cmd_simulate, "run the exchange simulator standalone and print the config snippet that points an account at it")
-    p.add_argument("simulator_args", nargs=argparse.REMAINDER, help="--scenario FILE|demo [--port N] [--speed X] [--auto-accounts]")
+    # its options (--scenario FILE|demo, --port N, --speed X, --auto-accounts, --help) are the simulator's own
+    command("simulate", cmd_simulate, "run the exchange simulator standalone and print the config snippet that points an account at it", add_help=False)
     p = with_config(command("test-notify", cmd_test_notify, "send a test message to each channel and report whether it was delivered"))
     p.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "simulate":
+        args.simulator_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from alerter.errors import ConfigError, StoreError
 
     try:

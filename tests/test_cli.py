@@ -1,0 +1,151 @@
+"""Every command as a user runs it: its output and exit code; every command is in the README."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from alerter.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def alerter(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "alerter", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def commands():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return list(sub.choices)
+
+
+@pytest.mark.parametrize("name", commands())
+def test_every_command_is_documented(name):
+    assert re.search(rf"`alerter {re.escape(name)}\b", README), f"README does not document `alerter {name}`"
+
+
+def test_readme_opens_with_demo_and_test_commands_and_ci_runs_the_test_command():
+    first_block = README.split("```sh", 1)[1].split("```", 1)[0]
+    lines = [line for line in first_block.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 2
+    demo, tests = lines
+    assert "alerter demo" in demo and "pip install" in demo
+    assert "pytest" in tests and "pip install" in tests
+    assert tests in (ROOT / ".ci" / "run").read_text()
+
+
+LEAN = "import sys, runpy; sys.argv = {argv!r}; \n" \
+       "try:\n    runpy.run_module('alerter', run_name='__main__')\nexcept SystemExit:\n    pass\n" \
+       "heavy = [m for m in ('ccxt', 'apprise', 'matplotlib', 'aiohttp', 'apscheduler') if m in sys.modules]\n" \
+       "print('HEAVY=' + ','.join(heavy))"
+
+
+@pytest.mark.parametrize("argv", [["alerter", "--help"], ["alerter", "validate", "--config", "CONFIG"]])
+def test_help_and_validate_do_not_import_heavy_libraries(argv, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[[accounts]]\nname = "a"\nexchange = "binanceusdm"\napi_key = "env:K"\nsecret = "env:K"\n')
+    argv = [str(config) if a == "CONFIG" else a for a in argv]
+    out = subprocess.run([sys.executable, "-c", LEAN.format(argv=argv)], capture_output=True, text=True, timeout=60, env={**os.environ, "K": "x"})
+    assert "HEAVY=\n" in out.stdout, out.stdout + out.stderr
+
+
+def test_unknown_argument_is_one_line_exit_2():
+    out = alerter("validate", "--nope")
+    assert out.returncode == 2 and "unrecognized arguments: --nope" in out.stderr
+
+
+# ---------------------------------------------------------------- check, against the simulator
+
+SCENARIO = {
+    "name": "check",
+    "prices": {"BTCUSDT": 60_000},
+    "accounts": [{"name": "main", "api_key": "main-key", "wallet_balance": 10_000,
+                  "positions": [{"symbol": "BTCUSDT", "side": "long", "size": 2, "entry_price": 60_000, "margin_type": "cross", "leverage": 20}]}],
+}
+
+
+@pytest.fixture
+def simulator():
+    """The simulator in a thread of its own, so CLI subprocesses can reach it."""
+    from alerter.simulator import run_simulator
+
+    ready, box = threading.Event(), {}
+
+    async def serve():
+        async with run_simulator(SCENARIO) as sim:
+            box["sim"], box["stop"] = sim, asyncio.Event()
+            ready.set()
+            await box["stop"].wait()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield box["sim"]
+    loop.call_soon_threadsafe(box["stop"].set)
+    thread.join(10)
+
+
+def inline_toml(value):
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {inline_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(inline_toml(v) for v in value) + "]"
+    return json.dumps(value)  # strings, numbers and booleans are spelled alike
+
+
+def check_config(tmp_path, sim, api_key="main-key"):
+    path = tmp_path / "check.toml"
+    path.write_text(
+        f'[daemon]\ndatabase = "{tmp_path / "a.db"}"\nrequest_timeout = "2s"\n'
+        f'[[accounts]]\nname = "main"\nexchange = "binanceusdm"\napi_key = "{api_key}"\nsecret = "s3cr3t-value"\n'
+        f"ccxt = {inline_toml(sim.ccxt_config())}\n"
+    )
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("mark, level, code", [(60_000, "ok", 0), (55_470, "warning", 1), (55_330, "call", 2), (55_280, "critical", 2)])
+def test_check_exit_code_follows_the_worst_level(tmp_path, simulator, mark, level, code):
+    simulator.set_prices({"BTCUSDT": mark})
+    out = alerter("check", "--json", "--config", str(check_config(tmp_path, simulator)))
+    assert out.returncode == code, out.stderr
+    (row,) = json.loads(out.stdout)
+    risk = simulator.state.risk("main-key")
+    assert row["level"] == level
+    assert row["margin_ratio"] == pytest.approx(risk.cross_margin_ratio, rel=1e-9)
+    table = alerter("check", "--config", str(check_config(tmp_path, simulator)))
+    assert table.returncode == code and level in table.stdout and "main" in table.stdout
+
+
+def test_check_with_rejected_credentials_is_blind_exit_3(tmp_path, simulator):
+    out = alerter("check", "--json", "--config", str(check_config(tmp_path, simulator, api_key="wrong-key")))
+    assert out.returncode == 3
+    (row,) = json.loads(out.stdout)
+    assert row["level"] == "blind" and row["error"].startswith("credentials")
+    assert "s3cr3t-value" not in out.stdout + out.stderr and "wrong-key" not in out.stdout + out.stderr
+
+
+def test_test_notify_reports_per_channel(tmp_path, webhook, closed_port):
+    config = tmp_path / "n.toml"
+    config.write_text(f'[[channels]]\nname = "good"\nurl = "json://{webhook.url}/x"\n'
+                      f'[[channels]]\nname = "down"\nurl = "json://127.0.0.1:{closed_port}/x"\n')
+    out = alerter("test-notify", "--config", str(config))
+    assert out.returncode == 1
+    assert re.search(r"good\s+delivered", out.stdout) and re.search(r"down\s+FAILED", out.stdout)
+    assert len(webhook.bodies) == 1
+    only = alerter("test-notify", "--config", str(config), "--channel", "good")
+    assert only.returncode == 0 and "down" not in only.stdout
+    bad = alerter("test-notify", "--config", str(config), "--channel", "nope")
+    assert bad.returncode == 2 and "no channel named 'nope'" in bad.stderr
