@@ -57,7 +57,7 @@ async def check_accounts(config_path, *, notify: bool = False) -> list[dict]:
         polls = await asyncio.gather(*(fetch_health(settings, name, source) for name, source in daemon.sources.items()))
         if notify:
             for poll in polls:
-                daemon.record(poll)
+                await daemon.handle(poll)
             await daemon.deliver_once()
         return rows_for(settings, list(polls))
     finally:

@@ -66,13 +66,18 @@ def cmd_run(args) -> int:
     import asyncio
 
     from alerter.config import load_settings
-    from alerter.daemon import build_daemon, preflight, secrets_of
+    from alerter.daemon import announce_failure, build_daemon, preflight, secrets_of
+    from alerter.errors import StoreError
     from alerter.logs import setup_logging
 
     settings = load_settings(args.config)
     setup_logging(settings.daemon.log_level, secrets_of(settings))
     preflight(settings)
-    daemon = build_daemon(settings)
+    try:
+        daemon = build_daemon(settings)
+    except StoreError as e:
+        asyncio.run(announce_failure(settings, f"alerter cannot start: {e}"))
+        raise
     asyncio.run(daemon.run())
     return EXIT_OK
 

@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from alerter import sdnotify
 from alerter.config import Settings
 from alerter.health import evaluate
-from alerter.models import ACCOUNT_SCOPE, Alert, AlertKind, Health
+from alerter.errors import StoreError
+from alerter.models import ACCOUNT_SCOPE, Alert, AlertKind, Health, Level
 from alerter.policy import decide_account, decide_failure
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Daemon:
         self.wake = asyncio.Event()
         self.polls = 0
         self.last_loop_at = clock()
+        self.unsaved: dict[str, dict] = {}  # account → states the database could not take
+        self.store_blind_at: datetime | None = None
 
     # ------------------------------------------------------------ stages
 
@@ -82,16 +85,32 @@ class Daemon:
         return {a.key: route(a, self.settings.channels) for a in alerts}
 
     async def poll_account(self, name: str) -> list[Alert]:
-        """One poll of one account: fetch, evaluate, decide, record. Never raises for exchange
-        or data problems (they count towards "monitoring blind")."""
+        """One poll of one account: fetch, evaluate, decide, record. Never raises for exchange,
+        data or database problems (they count towards "monitoring blind")."""
         poll = await fetch_health(self.settings, name, self.sources[name])
-        return self.record(poll)
+        return await self.handle(poll)
 
-    def record(self, poll: Poll) -> list[Alert]:
+    async def handle(self, poll: Poll) -> list[Alert]:
+        alerts, store_error = self.record(poll)
+        if store_error is not None:
+            await self.deliver_unrecorded(alerts, store_error)
+        elif alerts:
+            self.wake.set()
+        return alerts
+
+    def record(self, poll: Poll) -> tuple[list[Alert], StoreError | None]:
+        """Decide and record one poll. When the database fails, the decided state is kept in
+        memory (so the next poll neither repeats nor forgets) and the error is returned."""
         name = poll.account
         account = self.settings.account(name)
         repeat = self.settings.repeat.schedule()
-        previous = self.store.load_states(name)
+        error = None
+        previous = self.unsaved.get(name)
+        if previous is None:
+            try:
+                previous = self.store.load_states(name)
+            except StoreError as e:
+                previous, error = {}, e  # unknown history: re-announcing beats staying silent
         now = self.clock()
         if poll.error is not None:
             state, alerts = decide_failure(
@@ -99,20 +118,49 @@ class Daemon:
                 immediate=poll.error_kind == "credentials", blind_after=self.settings.daemon.blind_after,
                 repeat=repeat, exchange=account.exchange,
             )
-            states = {**previous, ACCOUNT_SCOPE: state}
-            self.store.commit_poll(name, states, [], alerts, self.routes(alerts), now)
+            states, samples = {**previous, ACCOUNT_SCOPE: state}, []
             logger.warning("%s: poll failed (%d in a row): %s", name, state.failures, poll.error)
         else:
             states, alerts = decide_account(previous, poll.healths, self.settings.thresholds_for(account), repeat, now)
-            self.store.commit_poll(name, states, poll.healths, alerts, self.routes(alerts), now)
+            samples = poll.healths
             logger.info("%s: %s", name, describe(poll.healths, states))
+        if error is None:
+            try:
+                self.store.commit_poll(name, states, samples, alerts, self.routes(alerts), now)
+                self.unsaved.pop(name, None)
+            except StoreError as e:
+                error = e
+        if error is not None:
+            self.unsaved[name] = states
         self.polls += 1
         for a in alerts:
             logger.log(logging.WARNING if a.kind in (AlertKind.RAISED, AlertKind.REPEAT, AlertKind.BLIND) else logging.INFO,
                        "%s: alert %s %s (%s)", name, a.kind, a.level.label, a.scope)
-        if alerts:
-            self.wake.set()
-        return alerts
+        return alerts, error
+
+    async def deliver_unrecorded(self, alerts: list[Alert], error: StoreError) -> None:
+        """The database cannot take the poll: send its alerts straight away, with a notice that
+        the database is failing (at most once per blind-repeat interval), to every channel."""
+        from alerter.notify import render, route
+
+        now = self.clock()
+        logger.error("database failing, alerts sent without being recorded: %s", error)
+        outbox = {c.name: [a for a in alerts if c.name in route(a, self.settings.channels)] for c in self.settings.channels}
+        interval = self.settings.repeat.blind or timedelta(hours=1)
+        if self.store_blind_at is None or not (timedelta(0) <= now - self.store_blind_at < interval):
+            self.store_blind_at = now
+            notice = Alert(kind=AlertKind.BLIND, level=Level.OK, account="alerter", scope="database", created_at=now,
+                           reason=f"database failing, alerts are not being recorded: {error}")
+            for channel_alerts in outbox.values():
+                channel_alerts.insert(0, notice)
+
+        async def send(channel: str, group: list[Alert]) -> None:
+            title, body = render(group, markdown=self.notifier.markdown(channel))
+            outcome = await self.notifier.send(channel, title, body)
+            if not outcome.ok:
+                logger.error("channel %s: unrecorded alert not delivered: %s", channel, outcome.error)
+
+        await asyncio.gather(*(send(name, group) for name, group in outbox.items() if group))
 
     async def deliver_once(self) -> None:
         from alerter.delivery import deliver_due
@@ -125,6 +173,8 @@ class Daemon:
             self.last_loop_at = self.clock()
             try:
                 await self.deliver_once()
+            except StoreError as e:
+                logger.error("cannot read the outbox: %s", e)
             except Exception:  # a delivery bug must not stop polling; the outbox keeps the alerts
                 logger.exception("delivery failed; the alerts stay in the outbox")
             self.wake.clear()
@@ -134,7 +184,11 @@ class Daemon:
                 pass
 
     def housekeeping(self) -> None:
-        removed = self.store.prune_samples(self.clock() - self.settings.daemon.history_retention)
+        try:
+            removed = self.store.prune_samples(self.clock() - self.settings.daemon.history_retention)
+        except StoreError as e:
+            logger.error("cannot prune history: %s", e)
+            return
         if removed:
             logger.info("pruned %d health samples older than %s", removed, self.settings.daemon.history_retention)
 
@@ -231,6 +285,20 @@ def secrets_of(settings: Settings) -> list[str]:
     for a in settings.accounts:
         values += [s.get_secret_value() for s in (a.api_key, a.secret, a.password, a.uid) if s is not None]
     return values
+
+
+async def announce_failure(settings: Settings, reason: str) -> None:
+    """Tell every channel that alerter cannot work (e.g. its database cannot be opened), without
+    the database. Best effort: failures are logged."""
+    from alerter.notify import Notifier, render
+
+    notifier = Notifier(settings.channels)
+    notice = Alert(kind=AlertKind.BLIND, level=Level.OK, account="alerter", scope="database", created_at=utcnow(), reason=reason)
+    for channel in settings.channels:
+        title, body = render([notice], markdown=notifier.markdown(channel.name))
+        outcome = await notifier.send(channel.name, title, body)
+        if not outcome.ok:
+            logger.error("channel %s: failure notice not delivered: %s", channel.name, outcome.error)
 
 
 def build_daemon(settings: Settings, **kwargs) -> Daemon:

@@ -271,7 +271,8 @@ def render(
     note = f"⚠ {undelivered_note}\n\n" if undelivered_note else ""
     if len(ordered) == 1:
         alert = ordered[0]
-        return headline(alert), (note + "\n".join(details(alert, markdown=markdown))).strip()
+        body = (note + "\n".join(details(alert, markdown=markdown))).strip()
+        return headline(alert), body or headline(alert)  # apprise refuses an empty body
     shown = [f"{tag(a)} {a.account}" for a in ordered[:2]]
     title = f"{len(ordered)} alerts: {', '.join(shown)}" + (", …" if len(ordered) > 2 else "")
     sections = []

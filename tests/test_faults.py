@@ -1,0 +1,92 @@
+"""Faults on loopback: the exchange misbehaves, the database fails, the clock jumps — the
+daemon keeps its one job: the user hears about danger, once, and about being blind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_daemon import SCENARIO, Clock, Harness, run, settings_for, titles
+
+from alerter.simulator import run_simulator
+from alerter.sources import RetryPolicy
+
+
+def heads(webhook):
+    return [t.split(" · ")[0] for t in titles(webhook)]
+
+
+@pytest.mark.parametrize("kind, seconds", [("http500", None), ("http429", 1), ("html502", None), ("malformed", None), ("hang", 5), ("delay", 5)])
+def test_exchange_fault_goes_blind_after_three_and_restores_others_unaffected(tmp_path, webhook, kind, seconds):
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            settings = settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}], request_timeout="1s")
+            h = Harness(sim, settings, Clock())
+            for source in h.daemon.sources.values():
+                source.retry = RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.05, budget_s=3)  # keep it fast
+            try:
+                await h.step(0.3)
+                sim.inject(kind, count=None, seconds=seconds, api_key="main-key")
+                for _ in range(4):
+                    await h.step()
+                    # the other account still polls fine while "main" fails
+                    assert await h.step(account="second", minutes=0) == []
+                sim.clear_faults()
+                await h.step(0.3)
+                return h.daemon.store.load_states("main")["account"]
+            finally:
+                await h.close()
+
+    state = run(scenario())
+    assert heads(webhook) == ["BLIND", "RESTORED"]
+    assert "no data for 3 polls" in titles(webhook)[0]
+    assert state.failures == 0 and not state.blind
+
+
+def test_disk_full_sends_alerts_directly_and_does_not_repeat_them(tmp_path, webhook):
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
+            try:
+                await h.step(0.3)
+                # the disk is full: every write of the poll's transaction fails as SQLite reports it
+                h.daemon.store.db.execute("CREATE TRIGGER full BEFORE INSERT ON scope_state "
+                                          "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+                await h.step(0.8)   # call: must still reach the user, with a database notice
+                await h.step(0.8)   # same level: no repeat, no second notice
+                h.daemon.store.db.execute("DROP TRIGGER full")  # space again
+                await h.step(0.8)   # recorded now, still no duplicate
+                await h.step(0.3)   # resolved, through the outbox as usual
+                return h.daemon.store.load_states("main")["account"]
+            finally:
+                await h.close()
+
+    state = run(scenario())
+    first = webhook.bodies[0]
+    assert first["title"].startswith("2 alerts")
+    assert "database failing" in first["message"] and "CALL" in first["message"]
+    assert heads(webhook)[1:] == ["RESOLVED"]
+    assert state.level.label == "ok"
+
+
+def test_corrupt_database_at_start_is_one_line_and_announced(tmp_path, webhook):
+    db = tmp_path / "alerter.db"
+    db.write_bytes(b"this is not a database" * 100)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[daemon]\ndatabase = "{db}"\n[[channels]]\nname = "hook"\nurl = "json://{webhook.url}/x"\n')
+    out = subprocess.run([sys.executable, "-m", "alerter", "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == f"error: {db}: cannot open: not a SQLite database (corrupt, or some other file)"
+    assert "Traceback" not in out.stderr
+    assert heads(webhook) == ["BLIND"] and "cannot start" in titles(webhook)[0]
+
+
+def test_journald_lines_carry_priorities_and_no_timestamps(tmp_path):
+    code = ("import logging; from alerter.logs import setup_logging; setup_logging('info', ['hunter2-secret']);"
+            "logging.getLogger('alerter.x').warning('key hunter2-secret\\nsecond line'); logging.getLogger('alerter.y').info('fine')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "JOURNAL_STREAM": "8:1"}, timeout=30)
+    assert out.stderr.splitlines() == ["<4>alerter.x: key *** ⏎ second line", "<6>alerter.y: fine"]
