@@ -1,0 +1,315 @@
+"""The ccxt side: build an exchange for an account, fetch balance + positions, retry what is transient.
+
+ccxt is imported only inside functions (``import ccxt`` costs ~0.5 s and ~80 MB), so importing
+this module is cheap and commands that never talk to an exchange never pay for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from alerter.config import AccountConfig, ConfigError
+from alerter.models import AccountSnapshot
+from alerter.sources.errors import SourceError, classify
+from alerter.sources.fields import Normaliser
+from alerter.sources.registry import normaliser_for
+
+logger = logging.getLogger(__name__)
+
+MARKETS_TTL_S = 24 * 3600
+
+# Per-exchange ccxt settings that cut load_markets() down to what a margin monitor needs; the
+# account's own `ccxt` table is merged over these (see EXCHANGES.md for what each one skips).
+EXCHANGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "binanceusdm": {"options": {"fetchCurrencies": False, "fetchMargins": False}},
+    "bybit": {"options": {"fetchMarkets": {"types": ["linear"]}}, "has": {"fetchCurrencies": False}},
+    "okx": {"options": {"fetchMarkets": {"types": ["swap", "future"]}}, "has": {"fetchCurrencies": False}},
+}
+
+# fetch_positions() calls per exchange (their results are concatenated); Bybit's linear position
+# list needs a settle coin when no symbol is given, and USDC contracts settle in USDC.
+POSITION_PARAMS: dict[str, tuple[dict[str, Any], ...]] = {
+    "bybit": ({"settleCoin": "USDT"}, {"settleCoin": "USDC"}),
+}
+
+# exchange error codes that mean "system error, try again" but which ccxt maps to a plain
+# ExchangeError: (body marker, codes); bybit's {"retCode":10016,"retMsg":"System error..."}
+SERVER_ERROR_CODES: dict[str, tuple[str, frozenset[str]]] = {
+    "bybit": ('"retCode":', frozenset({"10016"})),
+}
+
+# the last HTTP response of the current task's ccxt call: ccxt's exceptions carry neither the
+# status nor the headers, and concurrent calls each run in their own task
+_last_response: contextvars.ContextVar[dict | None] = contextvars.ContextVar("alerter_last_response", default=None)
+
+
+def deep_merge(base: Mapping, override: Mapping) -> dict:
+    """A new dict: `override` over `base`, merging nested dicts key by key (other values replace)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of transient failures inside one fetch: `attempts` in all, waiting base × 2ⁿ (or the
+    server's Retry-After) capped at `max_delay_s`, and never more than `budget_s` in total."""
+
+    attempts: int = 3
+    base_delay_s: float = 0.5
+    max_delay_s: float = 5.0
+    budget_s: float = 10.0
+
+    def delay(self, attempt: int, retry_after_s: float | None = None) -> float:
+        delay = self.base_delay_s * 2 ** (attempt - 1)
+        if retry_after_s is not None:
+            delay = max(delay, retry_after_s)
+        return min(delay, self.max_delay_s)
+
+
+_SEVERITY = {"credentials": 0, "data": 1, "transient": 2}
+
+
+class Source:
+    """One account on one exchange. Use `build_source`; close it (or `async with` it) when done."""
+
+    def __init__(
+        self,
+        account_name: str,
+        exchange: Any,
+        normaliser: Normaliser,
+        *,
+        secrets: Iterable[str] = (),
+        retry: RetryPolicy = RetryPolicy(),
+        markets_ttl_s: float = MARKETS_TTL_S,
+        position_params: tuple[dict[str, Any], ...] = ({},),
+    ):
+        self.account_name = account_name
+        self.exchange = exchange
+        self.exchange_id: str = exchange.id
+        self.normaliser = normaliser
+        self.retry = retry
+        self.markets_ttl_s = markets_ttl_s
+        self.position_params = position_params
+        self._secrets = tuple(s for s in secrets if s)
+        self._markets_at: float | None = None
+        self._install_response_hook()
+
+    def _install_response_hook(self) -> None:
+        original = self.exchange.on_rest_response
+        marker, codes = SERVER_ERROR_CODES.get(self.exchange_id, ("", frozenset()))
+
+        def on_rest_response(code, reason, url, method, headers, body, request_headers, request_body):
+            record = _last_response.get()
+            if record is not None:
+                retry_after = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
+                compact = body.replace(" ", "") if marker and isinstance(body, str) and any(c in body for c in codes) else ""
+                server_error = any(f"{marker}{c}" in compact or f'{marker}"{c}"' in compact for c in codes)
+                record.update(status=code, retry_after_s=parse_retry_after(retry_after), server_error=server_error)
+            return original(code, reason, url, method, headers, body, request_headers, request_body)
+
+        self.exchange.on_rest_response = on_rest_response
+
+    async def __aenter__(self) -> Source:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.exchange.close()
+
+    # ------------------------------------------------------------ calls
+
+    async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """One ccxt call; any failure comes out as a classified, scrubbed SourceError."""
+        record: dict = {}
+        token = _last_response.set(record)
+        try:
+            return await method(*args)
+        except SourceError:
+            raise
+        except Exception as e:  # ccxt errors, and parse errors inside ccxt's own parsers
+            raise classify(
+                e,
+                secrets=self._secrets,
+                http_status=record.get("status"),
+                retry_after_s=record.get("retry_after_s"),
+                server_error=record.get("server_error", False),
+            ) from None
+        finally:
+            _last_response.reset(token)
+
+    async def _with_retry(self, attempt_once: Callable[[], Awaitable[Any]]) -> Any:
+        waited = 0.0
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                return await attempt_once()
+            except SourceError as e:
+                if not e.transient or attempt >= self.retry.attempts:
+                    raise
+                delay = self.retry.delay(attempt, e.retry_after_s)
+                if waited + delay > self.retry.budget_s:
+                    raise
+                logger.info("%s: %s; retry %d/%d in %.1fs", self.account_name, e.message, attempt, self.retry.attempts - 1, delay)
+                await asyncio.sleep(delay)
+                waited += delay
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _ensure_markets(self) -> None:
+        now = time.monotonic()
+        if self._markets_at is not None and now - self._markets_at < self.markets_ttl_s:
+            return
+        if self._markets_at is None:
+            await self._call(self.exchange.load_markets)
+        else:
+            try:
+                self.exchange.options.pop("leverageBrackets", None)  # binance: re-read with the markets
+                await self._call(self.exchange.load_markets, True)
+            except SourceError as e:
+                # stale markets still parse positions; try again on the next call
+                logger.warning("%s: refreshing markets failed, keeping the old ones: %s", self.account_name, e.message)
+                return
+        self._markets_at = now
+
+    async def _fetch_raw(self) -> tuple[dict, list[dict]]:
+        await self._ensure_markets()
+        results = await asyncio.gather(
+            self._call(self.exchange.fetch_balance),
+            *(self._call(self.exchange.fetch_positions, None, dict(params)) for params in self.position_params),
+            return_exceptions=True,
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            for error in errors:
+                if not isinstance(error, SourceError):
+                    raise error
+            raise min(errors, key=lambda e: _SEVERITY[e.kind])  # credentials before data before transient
+        balance, *position_lists = results
+        return balance, [p for positions in position_lists for p in positions]
+
+    # ------------------------------------------------------------ public
+
+    async def fetch_snapshot(self) -> AccountSnapshot:
+        """Balance and positions, fetched concurrently, normalised; `fetched_at` is now (UTC)."""
+        balance, positions = await self._with_retry(self._fetch_raw)
+        try:
+            snapshot = self.normaliser(self.account_name, self.exchange_id, balance, positions, self.exchange.markets or {})
+        except SourceError:
+            raise
+        except (KeyError, ValueError, TypeError, ArithmeticError, IndexError, AttributeError) as e:
+            # an answer of an unexpected shape (AttributeError: a str where an object belongs)
+            raise SourceError("data", f"cannot read the exchange's answer: {classify(e, secrets=self._secrets).message}") from None
+        return replace(snapshot, fetched_at=datetime.now(UTC))
+
+    async def fetch_marks(self, symbols: Iterable[str]) -> dict[str, float]:
+        """Mark prices (public endpoints), for re-pricing between full polls. Unknown symbols are left out."""
+        wanted = sorted(set(symbols))
+        if not wanted:
+            return {}
+
+        async def attempt() -> dict:
+            await self._ensure_markets()
+            known = [s for s in wanted if s in (self.exchange.markets or {})]
+            if not known:
+                return {}
+            if self.exchange.has.get("fetchMarkPrices"):
+                return await self._call(self.exchange.fetch_mark_prices, known)
+            return await self._call(self.exchange.fetch_tickers, known)
+
+        tickers = await self._with_retry(attempt)
+        marks = {}
+        for symbol in wanted:
+            mark = (tickers.get(symbol) or {}).get("markPrice")
+            if isinstance(mark, int | float) and math.isfinite(mark) and mark > 0:
+                marks[symbol] = float(mark)
+        return marks
+
+
+def exchange_class(exchange_id: str) -> Any:
+    """ccxt's async exchange class for an id, or None."""
+    import ccxt.async_support as ccxt_async
+
+    if exchange_id not in ccxt_async.exchanges:
+        return None
+    return getattr(ccxt_async, exchange_id, None)
+
+
+def ccxt_config(account: AccountConfig, timeout_s: float) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "apiKey": account.api_key.get_secret_value(),
+        "secret": account.secret.get_secret_value(),
+        "enableRateLimit": True,
+        "timeout": int(timeout_s * 1000),
+    }
+    if account.password is not None:
+        config["password"] = account.password.get_secret_value()
+    if account.uid is not None:
+        config["uid"] = account.uid.get_secret_value()
+    return deep_merge(deep_merge(EXCHANGE_DEFAULTS.get(account.exchange, {}), config), account.ccxt)
+
+
+def build_source(
+    account: AccountConfig,
+    *,
+    timeout_s: float = 10,
+    retry: RetryPolicy | None = None,
+    markets_ttl_s: float = MARKETS_TTL_S,
+) -> Source:
+    """A Source for the account: ccxt's async exchange with the account's keys, rate limiting, the
+    timeout, our per-exchange defaults and the account's `ccxt` table deep-merged over them."""
+    cls = exchange_class(account.exchange)
+    if cls is None:
+        raise ConfigError(f"account {account.name!r}: unknown ccxt exchange id {account.exchange!r}")
+    secrets = [account.api_key.get_secret_value(), account.secret.get_secret_value()]
+    secrets += [s.get_secret_value() for s in (account.password, account.uid) if s is not None]
+    return Source(
+        account.name,
+        cls(ccxt_config(account, timeout_s)),
+        normaliser_for(account.exchange),
+        secrets=secrets,
+        retry=retry or RetryPolicy(),
+        markets_ttl_s=markets_ttl_s,
+        position_params=POSITION_PARAMS.get(account.exchange, ({},)),
+    )
+
+
+def check_capabilities(exchange_id: str) -> list[str]:
+    """What stops `exchange_id` from being monitored (empty when nothing). Imports ccxt."""
+    cls = exchange_class(exchange_id)
+    if cls is None:
+        return [f"unknown ccxt exchange id {exchange_id!r}"]
+    has = cls().has  # no keys, no network: the class's capability table
+    problems = []
+    if not has.get("fetchBalance"):
+        problems.append(f"ccxt's {exchange_id} cannot fetch balances (has.fetchBalance is false)")
+    if not has.get("fetchPositions"):
+        problems.append(f"ccxt's {exchange_id} cannot fetch positions (has.fetchPositions is false): no margin ratio possible")
+    return problems

@@ -1,0 +1,149 @@
+"""OKX v5: GET /api/v5/account/balance (`balance['info']['data'][0]`) + GET /api/v5/account/positions.
+
+https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-balance
+OKX's `mgnRatio` = adjusted equity ÷ (maintenance margin + fees): higher is safer, liquidation at
+≤ 1 (the field's description on the page above). Normalised
+ratio = 1 / mgnRatio, so equity = the cross equity and maintenance = equity / mgnRatio (which is
+OKX's maintenance plus the fee buffer).
+
+Where the ratio is depends on the account mode:
+- multi-currency / portfolio margin: account-level `adjEq` and `mgnRatio` (USD);
+- single-currency margin: those are "" and the ratio is per currency in `details[]`: `mgnRatio`
+  and `eq` of the settle currency. `eq` includes the currency's isolated equity (`isoEq`), which
+  is not part of the cross ratio, so the cross equity is taken as `eq` − `isoEq` (an assumption:
+  the docs define `mgnRatio` per currency but not its denominator field by field). If several
+  currencies carry cross positions, the one with the worst ratio is the account's.
+Empty strings are never read as zero; with no cross position both places are empty.
+
+Positions: `pos` counts contracts (× `ctVal`, ccxt's contractSize), `mgnMode`, `mmr`
+(maintenance), isolated `margin` excludes unrealised PnL so collateral = `margin` + `upl`,
+`liqPx` ("" = none), `markPx`, `avgPx`. Only linear SWAP/FUTURES positions become Positions; a
+cross position of another kind (spot margin, option, inverse) is still inside the account ratio
+and is skipped with a warning; an isolated one cannot be monitored and is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from alerter.models import AccountSnapshot, Position
+from alerter.sources.errors import SourceError
+from alerter.sources.fields import base_quantity, is_blank, make_position, mapping, make_snapshot, number, optional_number, price_or_none
+
+logger = logging.getLogger(__name__)
+
+
+def parse_position(position: Mapping, markets: Mapping) -> tuple[Position | None, str | None]:
+    """The position and its settle currency, or (None, None) when it is empty or skipped."""
+    info = mapping(position.get("info"), "okx position info")
+    symbol = position.get("symbol") or info.get("instId")
+    where = f"okx position {symbol}"
+    pos = optional_number(info.get("pos"), f"{where}.pos")
+    if not pos:
+        return None, None
+    mode = info.get("mgnMode")
+    if mode not in ("cross", "isolated"):
+        raise SourceError("data", f"{where}.mgnMode: expected cross or isolated, got {mode!r}")
+    market = markets.get(symbol) or {}
+    if info.get("instType") not in ("SWAP", "FUTURES") or market.get("linear") is not True:
+        if mode == "isolated":
+            raise SourceError("data", f"{where}: isolated {info.get('instType')} positions (non-linear contracts) are not supported")
+        logger.warning("%s: %s position skipped (only linear swaps/futures are listed; it still counts in the account ratio)", where, info.get("instType"))
+        return None, None
+    contracts = base_quantity(position, markets, where, require_size=True)
+    mark = number(info.get("markPx"), f"{where}.markPx")
+    pnl = number(info.get("upl"), f"{where}.upl")
+    collateral = None
+    if mode == "isolated":
+        collateral = number(info.get("margin"), f"{where}.margin (isolated)") + pnl
+    side = position.get("side")
+    if side not in ("long", "short"):
+        side = "long" if pos > 0 else "short"
+    settle = market.get("settle") or info.get("ccy")
+    initial = optional_number(info.get("imr"), f"{where}.imr") if mode == "cross" else optional_number(info.get("margin"), f"{where}.margin")
+    return (
+        make_position(
+            where=where,
+            symbol=symbol,
+            side=side,
+            contracts=contracts,
+            entry_price=number(info.get("avgPx"), f"{where}.avgPx"),
+            mark_price=mark,
+            notional=contracts * mark,
+            unrealized_pnl=pnl,
+            maintenance_margin=number(info.get("mmr"), f"{where}.mmr"),
+            margin_mode=mode,
+            collateral=collateral,
+            liquidation_price=price_or_none(info.get("liqPx"), f"{where}.liqPx"),
+            initial_margin=initial,
+        ),
+        settle,
+    )
+
+
+def account_data(balance: Mapping) -> dict:
+    data = mapping(balance.get("info"), "okx account/balance answer").get("data") or []
+    if not data:
+        raise SourceError("data", "okx account/balance answer has no data[0]")
+    return mapping(data[0], "okx account/balance data[0]")
+
+
+def cross_figures(equity: float, margin_ratio: float, fallback_maintenance: object, where: str) -> tuple[float, float]:
+    """(equity, maintenance) from OKX's margin ratio; at or below zero equity use OKX's `mmr`."""
+    if margin_ratio > 0 and equity > 0:
+        return equity, equity / margin_ratio
+    return equity, number(fallback_maintenance, f"{where}.mmr")
+
+
+def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Mapping) -> AccountSnapshot:
+    data = account_data(balance)
+    where = f"{exchange_id} account"
+    parsed: list[Position] = []
+    cross_settles: set[str] = set()
+    for raw in positions:
+        position, settle = parse_position(raw, markets)
+        if position is None:
+            continue
+        parsed.append(position)
+        if not position.isolated and settle:
+            cross_settles.add(settle)
+    common = dict(account=account_name, exchange=exchange_id, positions=parsed)
+
+    if not is_blank(data.get("mgnRatio")):  # multi-currency or portfolio margin
+        equity, maintenance = cross_figures(
+            number(data.get("adjEq"), f"{where}.adjEq"), number(data["mgnRatio"], f"{where}.mgnRatio"), data.get("mmr"), where
+        )
+        total = optional_number(data.get("totalEq"), f"{where}.totalEq")
+        return make_snapshot(
+            equity=equity,
+            maintenance_margin=maintenance,
+            wallet_balance=equity if total is None else total,
+            initial_margin=optional_number(data.get("imr"), f"{where}.imr") or 0.0,
+            currency="USD",
+            **common,
+        )
+
+    details = {d.get("ccy"): d for d in data.get("details") or []}
+    candidates = []
+    for ccy in sorted(cross_settles):
+        detail = details.get(ccy)
+        at = f"{where}.details[{ccy}]"
+        if detail is None or is_blank(detail.get("mgnRatio")):
+            raise SourceError("data", f"{at}.mgnRatio: missing, but there are cross {ccy} positions (neither account-level nor currency margin ratio)")
+        eq = number(detail.get("eq"), f"{at}.eq")
+        iso = optional_number(detail.get("isoEq"), f"{at}.isoEq") or 0.0
+        equity, maintenance = cross_figures(eq - iso, number(detail["mgnRatio"], f"{at}.mgnRatio"), detail.get("mmr"), at)
+        wallet = optional_number(detail.get("cashBal"), f"{at}.cashBal")
+        initial = optional_number(detail.get("imr"), f"{at}.imr") or 0.0
+        ratio = maintenance / equity if equity > 0 else float("inf")
+        candidates.append((ratio, ccy, equity, maintenance, eq if wallet is None else wallet, initial))
+    if candidates:
+        _, ccy, equity, maintenance, wallet, initial = max(candidates)
+        return make_snapshot(equity=equity, maintenance_margin=maintenance, wallet_balance=wallet, initial_margin=initial, currency=ccy, **common)
+
+    # no cross position: nothing is maintained at account level
+    total = optional_number(data.get("totalEq"), f"{where}.totalEq")
+    if total is None:
+        raise SourceError("data", f"{where}.totalEq: missing")
+    return make_snapshot(equity=total, maintenance_margin=0.0, wallet_balance=total, currency="USD", **common)
