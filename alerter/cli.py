@@ -31,7 +31,7 @@ def _duration(td) -> str:
 
 
 def cmd_validate(args) -> int:
-    from alerter.config import build_settings, find_config, permission_warning, read_toml
+    from alerter.config import REPRICE_EXCHANGES, build_settings, find_config, permission_warning, read_toml
 
     path = find_config(args.config)
     data = read_toml(path)
@@ -43,6 +43,7 @@ def cmd_validate(args) -> int:
     print(f"{path}: ok")
     print(f"  database       {d.database}")
     print(f"  poll interval  {_duration(d.poll_interval)}, blind after {d.blind_after} failed polls")
+    print(f"  price checks   {'every ' + _duration(d.price_interval) if d.price_interval else 'off'} (mark-price re-pricing between full polls)")
     print(f"  thresholds     warning {_pct(t.warning)} · call {_pct(t.call)} · critical {_pct(t.critical)} "
           f"· hysteresis {_pct(t.hysteresis)} · target {_pct(t.target)}")
     r = settings.repeat
@@ -52,6 +53,16 @@ def cmd_validate(args) -> int:
         th = settings.thresholds_for(a)
         extra = f", thresholds {_pct(th.warning)}/{_pct(th.call)}/{_pct(th.critical)}" if a.thresholds.model_dump(exclude_none=True) else ""
         print(f"    {a.name:<20} {a.exchange:<14} every {_duration(settings.poll_interval_for(a))}, key ********{extra}")
+        if settings.repricing(a):
+            between = f"re-priced from mark prices every {_duration(d.price_interval)} (estimated until the next full poll)"
+        elif a.mode == "poll" and d.price_interval:
+            between = f"full polls every {_duration(settings.poll_interval_for(a))} (asked for: between_polls = \"poll\")"
+        elif a.exchange not in REPRICE_EXCHANGES and a.between_polls is None:
+            between = (f"nothing: mark-price re-pricing is not faithful for {a.exchange}; "
+                       f"set between_polls = \"poll\" to poll fully every price_interval")
+        else:
+            between = "nothing (full polls only)"
+        print(f"    {'':<20} between polls: {between}")
     print(f"  channels       {len(settings.channels)}")
     for c in settings.channels:
         scheme = c.url.get_secret_value().split("://", 1)[0]
@@ -167,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", type=Path, help="keep the demo's SQLite file here (default: a temporary file)")
     # its options (--scenario FILE|demo, --port N, --speed X, --auto-accounts, --help) are the simulator's own
     command("simulate", cmd_simulate, "run the exchange simulator standalone and print the config snippet that points an account at it", add_help=False)
+    from alerter import views
+
+    views.add_commands(sub, with_config)
     p = with_config(command("test-notify", cmd_test_notify, "send a test message to each channel and report whether it was delivered"))
     p.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")
     return parser

@@ -21,13 +21,16 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerter.errors import ConfigError
 from alerter.models import Level, RepeatSchedule, Thresholds
 
 SEARCH_PATHS = ("./alerter.toml", "/etc/alerter/config.toml")
+# Exchanges whose positions can be re-priced faithfully from public mark prices between full
+# polls (USDⓈ-margined linear contracts with one settle currency). Others poll fully or not.
+REPRICE_EXCHANGES = frozenset({"binanceusdm", "bybit", "okx"})
 
 
 # ---------------------------------------------------------------- value parsers
@@ -129,11 +132,24 @@ def default_database() -> Path:
 class DaemonConfig(Section):
     database: Path = Field(default_factory=default_database)
     poll_interval: Duration = timedelta(seconds=60)
+    price_interval: Repeat = timedelta(seconds=5)  # mark-price checks between full polls; 0 = off
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     blind_after: int = Field(3, ge=1)
     request_timeout: Duration = timedelta(seconds=10)
     history_retention: Duration = timedelta(days=30)
     alert_expiry: Duration = timedelta(hours=24)
+    metrics: str | None = None  # "127.0.0.1:9464": serve Prometheus metrics there; unset = off
+    heartbeat_url: Secret | None = None  # requested after every cycle that polled every account
+
+    @field_validator("metrics")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port such as '127.0.0.1:9464', got {value!r}")
+        return value
 
 
 class ThresholdsConfig(Section):
@@ -171,7 +187,16 @@ class AccountConfig(Section):
     uid: Secret | None = None
     thresholds: ThresholdOverrides = ThresholdOverrides()
     poll_interval: Duration | None = None
+    # between full polls, every [daemon] price_interval: "reprice" the last positions at public
+    # mark prices, "poll" fully (more private requests), or "off"; default: reprice where faithful
+    between_polls: Literal["reprice", "poll", "off"] | None = None
     ccxt: dict[str, Any] = {}
+
+    @property
+    def mode(self) -> str:
+        if self.between_polls is not None:
+            return self.between_polls
+        return "reprice" if self.exchange in REPRICE_EXCHANGES else "off"
 
 
 class ChannelConfig(Section):
@@ -204,7 +229,14 @@ class Settings(BaseSettings):
         return Thresholds(**{**self.thresholds.model_dump(), **overrides})
 
     def poll_interval_for(self, account: AccountConfig) -> timedelta:
-        return account.poll_interval or self.daemon.poll_interval
+        """Full polls: the account's interval, or the price interval where it asks to poll fully."""
+        interval = account.poll_interval or self.daemon.poll_interval
+        if account.mode == "poll" and self.daemon.price_interval:
+            return min(interval, self.daemon.price_interval)
+        return interval
+
+    def repricing(self, account: AccountConfig) -> bool:
+        return account.mode == "reprice" and self.daemon.price_interval is not None
 
     def account(self, name: str) -> AccountConfig:
         return next(a for a in self.accounts if a.name == name)
@@ -254,6 +286,11 @@ def semantic_problems(settings: Settings) -> list[str]:
             close = difflib.get_close_matches(account.exchange, known, n=3, cutoff=0.6)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             problems.append(f"{where}.exchange: unknown ccxt exchange id {account.exchange!r}{hint}")
+        if account.between_polls == "reprice" and account.exchange not in REPRICE_EXCHANGES:
+            problems.append(
+                f"{where}.between_polls: cannot re-price {account.exchange} positions faithfully from mark prices "
+                f"(supported: {', '.join(sorted(REPRICE_EXCHANGES))}); use \"poll\" to poll fully every price_interval, or \"off\""
+            )
         if account.thresholds.model_dump(exclude_none=True):
             problems += [p for p in threshold_problems(settings.thresholds_for(account), f"{where}.thresholds") if p not in problems]
     channel_names: set[str] = set()

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from alerter import sdnotify
+from alerter import metrics, sdnotify
 from alerter.config import Settings
-from alerter.health import evaluate
 from alerter.errors import StoreError
-from alerter.models import ACCOUNT_SCOPE, Alert, AlertKind, Health, Level
+from alerter.health import evaluate, reprice
+from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Alert, AlertKind, Health, Level
 from alerter.policy import decide_account, decide_failure
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,11 @@ class Poll:
     healths: list[Health] = field(default_factory=list)
     error: str | None = None
     error_kind: str | None = None  # transient | credentials | data
+    snapshot: AccountSnapshot | None = None
+
+    @property
+    def estimated(self) -> bool:
+        return self.snapshot is not None and self.snapshot.estimated
 
 
 async def fetch_health(settings: Settings, name: str, source) -> Poll:
@@ -54,7 +59,7 @@ async def fetch_health(settings: Settings, name: str, source) -> Poll:
     target = settings.thresholds_for(settings.account(name)).target
     try:
         snapshot = await source.fetch_snapshot()
-        return Poll(name, evaluate(snapshot, target))
+        return Poll(name, evaluate(snapshot, target), snapshot=snapshot)
     except SourceError as e:
         return Poll(name, error=f"{e.kind}: {e}", error_kind=e.kind)
     except ValueError as e:  # non-finite figures: never a false "ok"
@@ -75,6 +80,8 @@ class Daemon:
         self.polls = 0
         self.last_loop_at = clock()
         self.unsaved: dict[str, dict] = {}  # account → states the database could not take
+        self.confirmed: dict[str, tuple[datetime, AccountSnapshot]] = {}  # last full poll per account
+        self.polled: set[str] = set()  # accounts polled successfully since the last heartbeat
         self.store_blind_at: datetime | None = None
 
     # ------------------------------------------------------------ stages
@@ -88,7 +95,42 @@ class Daemon:
         """One poll of one account: fetch, evaluate, decide, record. Never raises for exchange,
         data or database problems (they count towards "monitoring blind")."""
         poll = await fetch_health(self.settings, name, self.sources[name])
+        if poll.snapshot is not None:
+            self.confirmed[name] = (self.clock(), poll.snapshot)
         return await self.handle(poll)
+
+    async def check_prices(self, names: list[str]) -> int:
+        """The fast path between full polls: one public mark-price request for every position of
+        these accounts (all on one exchange), then each account's last confirmed snapshot is
+        re-priced and goes through the policy as an estimate. Returns how many were evaluated."""
+        from alerter.sources import SourceError
+
+        now = self.clock()
+        fresh = {}
+        for name in names:
+            if name in self.confirmed:
+                at, snapshot = self.confirmed[name]
+                # positions older than a few polls are not a basis for an estimate
+                if now - at <= 3 * self.settings.poll_interval_for(self.settings.account(name)):
+                    fresh[name] = snapshot
+        symbols = sorted({p.symbol for s in fresh.values() for p in s.positions})
+        if not symbols:
+            return 0
+        try:
+            marks = await self.sources[names[0]].fetch_marks(symbols)
+        except SourceError as e:  # full polls decide about blindness; a missed price check is logged
+            logger.info("mark prices for %s: %s", ", ".join(names), e)
+            return 0
+        for name, snapshot in fresh.items():
+            repriced = reprice(snapshot, marks)
+            target = self.settings.thresholds_for(self.settings.account(name)).target
+            try:
+                healths = evaluate(repriced, target)
+            except ValueError as e:
+                logger.warning("%s: cannot re-price: %s", name, e)
+                continue
+            await self.handle(Poll(name, healths, snapshot=repriced))
+        return len(fresh)
 
     async def handle(self, poll: Poll) -> list[Alert]:
         alerts, store_error = self.record(poll)
@@ -96,7 +138,16 @@ class Daemon:
             await self.deliver_unrecorded(alerts, store_error)
         elif alerts:
             self.wake.set()
+        await self.heartbeat()
         return alerts
+
+    async def heartbeat(self) -> None:
+        """After a cycle in which every account was polled, tell the dead man's switch."""
+        url = self.settings.daemon.heartbeat_url
+        if url is None or not self.polled >= {a.name for a in self.settings.accounts}:
+            return
+        self.polled.clear()
+        await metrics.send_heartbeat(url.get_secret_value(), timeout=self.settings.daemon.request_timeout.total_seconds())
 
     def record(self, poll: Poll) -> tuple[list[Alert], StoreError | None]:
         """Decide and record one poll. When the database fails, the decided state is kept in
@@ -120,13 +171,19 @@ class Daemon:
             )
             states, samples = {**previous, ACCOUNT_SCOPE: state}, []
             logger.warning("%s: poll failed (%d in a row): %s", name, state.failures, poll.error)
+            metrics.observe_poll_error(name, poll.error_kind or "data")
         else:
             states, alerts = decide_account(previous, poll.healths, self.settings.thresholds_for(account), repeat, now)
-            samples = poll.healths
-            logger.info("%s: %s", name, describe(poll.healths, states))
+            # estimates between polls are kept in the history only when they change something
+            samples = poll.healths if not poll.estimated or alerts else []
+            logger.log(logging.DEBUG if poll.estimated and not alerts else logging.INFO, "%s: %s", name, describe(poll.healths, states))
+            metrics.observe_poll(name, poll.healths, states, now)
+            if not poll.estimated:
+                self.polled.add(name)
         if error is None:
             try:
-                self.store.commit_poll(name, states, samples, alerts, self.routes(alerts), now)
+                confirmed = poll.snapshot if poll.snapshot is not None and not poll.estimated else None
+                self.store.commit_poll(name, states, samples, alerts, self.routes(alerts), now, snapshot=confirmed)
                 self.unsaved.pop(name, None)
             except StoreError as e:
                 error = e
@@ -207,7 +264,27 @@ class Daemon:
                 next_run_time=start + timedelta(milliseconds=50 * i), max_instances=1, coalesce=True,
                 misfire_grace_time=max(1, int(interval.total_seconds())),
             )
+        price_interval = self.settings.daemon.price_interval
+        for i, names in enumerate(self.price_groups()):
+            scheduler.add_job(
+                self.check_prices, IntervalTrigger(seconds=price_interval.total_seconds()), args=[names],
+                id=f"prices:{i}", name=f"mark prices {', '.join(names)}",
+                next_run_time=start + price_interval, max_instances=1, coalesce=True,
+                misfire_grace_time=max(1, int(price_interval.total_seconds())),
+            )
         scheduler.add_job(self.housekeeping, IntervalTrigger(hours=1), id="housekeeping", next_run_time=start + timedelta(minutes=1))
+
+    def price_groups(self) -> list[list[str]]:
+        """Accounts that re-price between polls, grouped by exchange (and the URLs it is reached
+        at): one public mark-price request serves a whole group."""
+        import json
+
+        groups: dict[str, list[str]] = {}
+        for account in self.settings.accounts:
+            if self.settings.repricing(account):
+                where = json.dumps([account.exchange, account.ccxt.get("urls"), account.ccxt.get("options", {}).get("defaultType")], sort_keys=True)
+                groups.setdefault(where, []).append(account.name)
+        return list(groups.values())
 
     async def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -218,6 +295,13 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
+        server = None
+        if self.settings.daemon.metrics:
+            try:
+                server = await metrics.start_metrics_server(self.settings.daemon.metrics)
+                logger.info("metrics on %s/metrics", server.url)
+            except (OSError, ValueError) as e:
+                logger.error("metrics: cannot serve on %s: %s", self.settings.daemon.metrics, e)
         scheduler = AsyncIOScheduler(timezone=UTC)
         self.schedule(scheduler)
         scheduler.start()
@@ -237,6 +321,8 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(delivery, watchdog, return_exceptions=True)
             await asyncio.gather(*(s.close() for s in self.sources.values()), return_exceptions=True)
+            if server is not None:
+                await server.close()
             self.store.close()
 
     def alive(self, scheduler, now: datetime) -> bool:
@@ -282,6 +368,8 @@ def preflight(settings: Settings) -> None:
 def secrets_of(settings: Settings) -> list[str]:
     """Every secret value in the settings, for the log redactor."""
     values = [c.url.get_secret_value() for c in settings.channels]
+    if settings.daemon.heartbeat_url is not None:
+        values.append(settings.daemon.heartbeat_url.get_secret_value())
     for a in settings.accounts:
         values += [s.get_secret_value() for s in (a.api_key, a.secret, a.password, a.uid) if s is not None]
     return values

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from alerter.models import Level
+from alerter.metrics import observe_delivery
 from alerter.notify import Notifier, Outcome, format_time, notify_type, render
 from alerter.store import Delivery, Store
 
@@ -80,6 +81,7 @@ async def deliver_due(
     channel_names = list(by_channel)
     results = await asyncio.gather(*(deliver(name, by_channel[name]) for name in channel_names))
     for channel, (outcome, expired) in zip(channel_names, results, strict=True):
+        observe_delivery(channel, outcome.ok)
         deliveries = by_channel[channel]
         ids = [d.alert_id for d in deliveries]
         if outcome.ok:

@@ -34,7 +34,9 @@ from pathlib import Path
 import sqlite_utils
 
 from alerter.errors import StoreError
-from alerter.models import Alert, AlertKind, Health, Level, PositionRisk, ScopeState
+from alerter.snapshots import ensure_table as ensure_snapshots_table
+from alerter.snapshots import save_snapshot
+from alerter.models import AccountSnapshot, Alert, AlertKind, Health, Level, PositionRisk, ScopeState
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +194,13 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db["deliveries"].create_index(["status", "next_attempt_at"], index_name="deliveries_status_next")
 
 
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    """The last full snapshot of each account (positions included), for `alerter whatif`."""
+    ensure_snapshots_table(db)
+
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -282,14 +289,17 @@ class Store:
         alerts: Iterable[Alert],
         routes: dict[str, list[str]],
         at: datetime,
+        snapshot: AccountSnapshot | None = None,
     ) -> list[int]:
         """Record one poll in ONE transaction: replace the account's scope state (scopes not in
         `states` are deleted), append samples, insert alerts (an alert whose key exists is
-        ignored) and one pending delivery per routed channel, due at `at`.
-        Returns the ids of the alerts that were new."""
+        ignored) and one pending delivery per routed channel, due at `at`, and keep `snapshot`
+        as the account's last one. Returns the ids of the alerts that were new."""
         at_text = format_at(at)
         new_ids: list[int] = []
         with self._guard("record the poll"), self.db.atomic():
+            if snapshot is not None:
+                save_snapshot(self.db, snapshot, at)
             self.db.execute("DELETE FROM scope_state WHERE account = ?", [account])
             rows = []
             for scope, state in states.items():

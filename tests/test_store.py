@@ -46,19 +46,35 @@ def store(db_path):
 
 def test_new_file_gets_schema_and_wal(db_path):
     with Store(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 1
-        assert set(s.db.table_names()) >= {"scope_state", "samples", "alerts", "deliveries"}
+        assert s.schema_version == SCHEMA_VERSION == 2
+        assert set(s.db.table_names()) >= {"scope_state", "samples", "alerts", "deliveries", "snapshots"}
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert {i.name for i in s.db["samples"].indexes} >= {"samples_account_scope_at", "samples_at"}
     with Store(db_path) as s:  # reopening migrates nothing and keeps the data
-        assert s.schema_version == 1
+        assert s.schema_version == 2
 
 
 def test_migrates_an_existing_empty_file(db_path):
     db_path.write_bytes(b"")
     with Store(db_path) as s:
-        assert s.schema_version == 1
+        assert s.schema_version == 2
         assert s.pending_count() == 0
+
+
+def test_migrates_a_first_release_database_keeping_its_data(db_path):
+    import sqlite_utils
+
+    from alerter.store import MIGRATIONS
+
+    db = sqlite_utils.Database(db_path)
+    MIGRATIONS[0](db)  # the schema as the first release wrote it
+    db.execute("PRAGMA user_version = 1")
+    db["scope_state"].insert(ScopeState("binance-main", "account", Level.CALL, since_at=T0, notified_at=T0, peak=Level.CALL).to_dict())
+    db.close()
+    with Store(db_path) as s:
+        assert s.schema_version == 2
+        assert s.load_states("binance-main")["account"].level == Level.CALL
+        assert "snapshots" in s.db.table_names()
 
 
 def test_newer_schema_is_refused(db_path):

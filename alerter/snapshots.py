@@ -1,0 +1,96 @@
+"""The last snapshot of each account, kept so `alerter whatif` can stress what was last seen.
+
+Table ``snapshots`` (account TEXT PRIMARY KEY, at TEXT, payload TEXT): one row per account,
+replaced on every successful poll. ``at`` is the snapshot's UTC time (ISO-8601 with
+microseconds, like the other tables); ``payload`` is the whole `AccountSnapshot` as strict JSON
+(positions included; non-finite floats as the strings "inf"/"-inf"/"nan"), rebuilt exactly by
+`snapshot_from_dict`.
+
+The table is created on first save (``if_not_exists``); readers never create it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import fields, replace
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from alerter.models import AccountSnapshot, Position
+
+TABLE = "snapshots"
+
+
+def _encode(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _is_float_field(f) -> bool:
+    return "float" in str(f.type)
+
+
+def _decode_fields(cls, data: dict) -> dict:
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if isinstance(value, str) and _is_float_field(f):
+            value = float(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and _is_float_field(f):
+            value = float(value)
+        values[f.name] = value
+    return values
+
+
+def snapshot_to_dict(snapshot: AccountSnapshot) -> dict:
+    """A strict-JSON-safe dict that `snapshot_from_dict` turns back into an equal snapshot."""
+    out = {f.name: _encode(getattr(snapshot, f.name)) for f in fields(AccountSnapshot) if f.name != "positions"}
+    out["positions"] = [{f.name: _encode(getattr(p, f.name)) for f in fields(Position)} for p in snapshot.positions]
+    return out
+
+
+def snapshot_from_dict(data: dict) -> AccountSnapshot:
+    values = _decode_fields(AccountSnapshot, data)
+    values["positions"] = tuple(Position(**_decode_fields(Position, p)) for p in data.get("positions") or ())
+    if values.get("fetched_at"):
+        values["fetched_at"] = datetime.fromisoformat(values["fetched_at"])
+    return AccountSnapshot(**values)
+
+
+def ensure_table(db: sqlite_utils.Database) -> None:
+    db[TABLE].create({"account": str, "at": str, "payload": str}, pk="account", not_null={"account", "at", "payload"}, if_not_exists=True)
+
+
+def save_snapshot(db: sqlite_utils.Database, snapshot: AccountSnapshot, at: datetime | None = None) -> None:
+    """Replace the stored snapshot of `snapshot.account`. `at` defaults to `snapshot.fetched_at`;
+    one of them must be a timezone-aware datetime."""
+    when = at or snapshot.fetched_at
+    if when is None or when.tzinfo is None:
+        raise ValueError(f"{snapshot.account}: a snapshot needs a timezone-aware time (fetched_at or at)")
+    payload = json.dumps(snapshot_to_dict(snapshot), allow_nan=False, ensure_ascii=False, sort_keys=True)
+    ensure_table(db)
+    db[TABLE].insert(
+        {"account": snapshot.account, "at": when.astimezone(UTC).isoformat(timespec="microseconds"), "payload": payload},
+        replace=True,
+    )
+
+
+def load_snapshots(db: sqlite_utils.Database) -> dict[str, AccountSnapshot]:
+    """account → its last snapshot (empty when none was ever saved). A snapshot saved without
+    `fetched_at` gets the row's time, so callers can always tell its age."""
+    if not db[TABLE].exists():
+        return {}
+    out: dict[str, AccountSnapshot] = {}
+    for row in db.query(f"SELECT account, at, payload FROM {TABLE} ORDER BY account"):
+        snapshot = snapshot_from_dict(json.loads(row["payload"]))
+        if snapshot.fetched_at is None:
+            snapshot = replace(snapshot, fetched_at=datetime.fromisoformat(row["at"]))
+        out[row["account"]] = snapshot
+    return out

@@ -1,0 +1,125 @@
+"""Stress tests on a snapshot: pure functions behind `alerter whatif`.
+
+Everything takes an `AccountSnapshot`, so the last stored snapshot (`alerter.snapshots`) and a
+fresh poll work alike. Price moves go through `health.move_prices` + `health.evaluate` only (one
+implementation of the margin math); `move_to_ratio` solves the same linear model that
+`health.liquidation_move` solves for a ratio of 1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from alerter.health import evaluate, move_prices, position_rate
+from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Health, Level, Position, Thresholds
+from alerter.policy import level_for
+
+
+def move_to_ratio(equity: float, maintenance: float, positions: Sequence[Position], ratio: float) -> float | None:
+    """The uniform relative move m of all marks at which maintenance(m) ÷ equity(m) = `ratio`.
+
+    The linear model of `health.liquidation_move` (which is the case ratio = 1):
+    equity(m) = E + m·Σ sᵢ·Nᵢ, maintenance(m) = M + m·Σ rᵢ·Nᵢ, so
+    m = (ρ·E − M) ÷ (Σ rᵢ·Nᵢ − ρ·Σ sᵢ·Nᵢ). 0 when the ratio is already at or above `ratio`;
+    None when no move of the marks (within −100 %) gets there.
+    """
+    if not ratio > 0:
+        raise ValueError(f"ratio must be positive, got {ratio!r}")
+    if maintenance > 0 and (equity <= 0 or maintenance >= ratio * equity):
+        return 0.0
+    if not positions:
+        return None
+    exposure = sum(p.sign * p.notional for p in positions)
+    growth = sum(position_rate(p) * p.notional for p in positions)
+    slope = growth - ratio * exposure
+    if slope == 0:
+        return None
+    move = (ratio * equity - maintenance) / slope
+    if not move > -1.0 or maintenance + move * growth <= 0:
+        return None
+    return move
+
+
+def _scope_inputs(snapshot: AccountSnapshot) -> list[tuple[str, float, float, list[Position]]]:
+    """(scope, equity, maintenance, positions) as `health.evaluate` sees each scope."""
+    cross = [p for p in snapshot.positions if not p.isolated]
+    out = [(ACCOUNT_SCOPE, snapshot.equity, snapshot.maintenance_margin, cross)]
+    for p in snapshot.positions:
+        if p.isolated:
+            out.append((p.scope, p.collateral if p.collateral is not None else 0.0, p.maintenance_margin, [p]))
+    return out
+
+
+@dataclass(frozen=True)
+class TripMoves:
+    account: str
+    scope: str
+    margin_ratio: float
+    level: Level
+    moves: dict[str, float | None]  # "warning" | "call" | "critical" | "liquidation" → move
+
+
+def trip_moves(snapshot: AccountSnapshot, thresholds: Thresholds) -> list[TripMoves]:
+    """Per scope, the uniform price move at which each level (and liquidation) would trip."""
+    targets = {"warning": thresholds.warning, "call": thresholds.call, "critical": thresholds.critical, "liquidation": 1.0}
+    healths = {h.scope: h for h in evaluate(snapshot, thresholds.target)}
+    out = []
+    for scope, equity, maintenance, positions in _scope_inputs(snapshot):
+        ratio = healths[scope].margin_ratio
+        out.append(TripMoves(
+            account=snapshot.account, scope=scope, margin_ratio=ratio, level=level_for(ratio, thresholds),
+            moves={name: move_to_ratio(equity, maintenance, positions, value) for name, value in targets.items()},
+        ))
+    return out
+
+
+@dataclass(frozen=True)
+class StressResult:
+    account: str
+    snapshot_at: datetime | None
+    prices: list[tuple[str, float, float]]  # (symbol, mark before, mark after) of moved positions
+    scopes: list[tuple[Health, Level, Health | None, Level | None]]  # before, its level, after (None: gone), level
+
+
+def stress(snapshot: AccountSnapshot, moves: dict[str, float], default: float | None, thresholds: Thresholds) -> StressResult:
+    """The snapshot's health before and after moving prices (`health.move_prices`), per scope."""
+    before = evaluate(snapshot, thresholds.target)
+    moved = move_prices(snapshot, moves, default)
+    after = {h.scope: h for h in evaluate(moved, thresholds.target)}
+    prices = list(dict.fromkeys(
+        (p.symbol, p.mark_price, q.mark_price) for p, q in zip(snapshot.positions, moved.positions, strict=True) if q.mark_price != p.mark_price
+    ))
+    scopes = []
+    for h in before:
+        a = after.get(h.scope)
+        scopes.append((h, level_for(h.margin_ratio, thresholds), a, level_for(a.margin_ratio, thresholds) if a else None))
+    return StressResult(account=snapshot.account, snapshot_at=snapshot.fetched_at, prices=prices, scopes=scopes)
+
+
+_FRACTION = re.compile(r"^([+\-]?\d*\.?\d+)(%?)$")
+
+
+def parse_fraction(text: str) -> float:
+    """"-20%" → −0.2; "-0.2" → −0.2. A bare number beyond ±1 must carry "%"."""
+    m = _FRACTION.match(text.strip().replace("−", "-"))
+    if not m:
+        raise ValueError(f"expected a move like -20% or +5%, got {text!r}")
+    value = float(m.group(1))
+    if m.group(2):
+        value /= 100
+    elif abs(value) >= 1:
+        raise ValueError(f"{text!r}: write a percentage ({text}%) or a fraction (-0.2)")
+    if value <= -1:
+        raise ValueError(f"{text!r}: a price cannot fall by 100 % or more")
+    return value
+
+
+def parse_move(text: str) -> tuple[str, float]:
+    """"BTC=-20%" → ("BTC", −0.2); the key is a base asset or a full ccxt symbol."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected SYMBOL=MOVE like BTC=-20%, got {text!r}")
+    return key.strip().upper() if "/" not in key else key.strip(), parse_fraction(value)

@@ -1,0 +1,122 @@
+"""The text chart (pure) and the PNG (real matplotlib, into tmp_path)."""
+
+from __future__ import annotations
+
+import math
+import struct
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alerter.charts import BLOCKS, Series, alert_marker, plot_png, render_text
+from alerter.models import Alert, AlertKind, Level, Thresholds
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def crash(t: float) -> float:
+    """The demo's shape: 31 % → 91 % over 90 s, held, back to 32 % by 150 s."""
+    if t <= 10:
+        return 0.31
+    if t <= 100:
+        return 0.31 + 0.60 * (t - 10) / 90
+    if t <= 110:
+        return 0.91
+    return max(0.32, 0.91 - 0.59 * (t - 110) / 40)
+
+
+POINTS = [(T0 + timedelta(seconds=s), crash(s)) for s in range(0, 151, 2)]
+ALERTS = [
+    Alert(AlertKind.RAISED, Level.WARNING, "demo", "account", T0 + timedelta(seconds=70), margin_ratio=0.51),
+    Alert(AlertKind.RAISED, Level.CALL, "demo", "account", T0 + timedelta(seconds=90), margin_ratio=0.71),
+    Alert(AlertKind.RAISED, Level.CRITICAL, "demo", "account", T0 + timedelta(seconds=98), margin_ratio=0.86),
+    Alert(AlertKind.REPEAT, Level.CRITICAL, "demo", "account", T0 + timedelta(seconds=104), margin_ratio=0.91),
+    Alert(AlertKind.RESOLVED, Level.CRITICAL, "demo", "account", T0 + timedelta(seconds=138), margin_ratio=0.40),
+    Alert(AlertKind.BLIND, Level.OK, "demo", "account", T0 + timedelta(seconds=150), reason="transient: timeout"),
+]
+
+
+def test_text_chart_of_the_crash():
+    lines = render_text(POINTS, Thresholds(), markers=[(a.created_at, alert_marker(a)) for a in ALERTS])
+    text = "\n".join(lines)
+    assert max(len(line) for line in lines) <= 72
+    rows = {line.split("┤")[0].strip(): line for line in lines if "┤" in line}
+    assert rows["85%"].endswith("critical 85%") and rows["70%"].endswith("call 70%") and rows["50%"].endswith("warning 50%")
+    assert "100%" in rows
+    # the peak reaches the critical row; the start and end stay below the warning row
+    plot = [line[6:6 + 53] for line in lines if "┤" in line or "│" in line]
+    critical = plot[1]
+    assert "█" in critical and critical[0] == "┄" and critical[-1] == "┄"
+    assert "12:00:00" in text and "12:02:30 UTC" in text
+    axis = next(i for i, line in enumerate(lines) if "└" in line)
+    marker_row = lines[axis + 2].strip()
+    assert marker_row.replace(" ", "") == "WCXxRB"
+    legend = " ".join(lines[axis + 3:])
+    assert "W warning" in legend and "x critical again" in legend and "R resolved" in legend and "B blind" in legend
+
+
+def test_text_chart_gaps_and_infinity():
+    points = [(T0, 0.2), (T0 + timedelta(minutes=1), 0.3), (T0 + timedelta(minutes=10), math.inf)]
+    lines = render_text(points, Thresholds(), width=60, height=10)
+    assert lines[0].strip() == "▲"  # the infinite ratio overflows the top
+    bottom = [line for line in lines if line.startswith("     │")][-1]  # 0–10 %
+    cells = bottom[6:]
+    assert cells[0] == "█" and " " in cells.strip()  # the polls stopped in between: a gap
+    assert max(len(line) for line in lines) <= 60
+
+
+def test_text_chart_close_thresholds_share_a_row():
+    lines = render_text(POINTS, Thresholds(warning=0.5, call=0.8, critical=0.85))
+    assert any(line.endswith("call 80% · critical 85%") for line in lines)
+
+
+def test_text_chart_empty_and_single_point():
+    assert render_text([], Thresholds()) == ["(no data)"]
+    lines = render_text([(T0, 0.6)], Thresholds())
+    assert any("█" in line for line in lines)
+
+
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.floats(min_value=0, max_value=5) | st.just(math.inf)), min_size=1, max_size=60),
+       st.integers(40, 120), st.integers(2, 20))
+def test_text_chart_never_exceeds_its_width(points, width, height):
+    pts = [(T0 + timedelta(seconds=s), r) for s, r in points]
+    lines = render_text(pts, Thresholds(), width=width, height=height)
+    # (at the least: the axis, 8 columns and the labels, all three on one row when it is very short)
+    assert max(len(line) for line in lines) <= max(width, 6 + 8 + 1 + len("warning 50% · call 70% · critical 85%"))
+    assert sum(1 for line in lines if "┤" in line or "│" in line) == height
+    assert set("".join(lines)) <= set(BLOCKS + "┄┤│└─▲→ %0123456789:.UTC-·abcdefghijklmnopqrstuvwxyz")
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_png_of_the_crash(tmp_path):
+    path = plot_png([Series("demo · account", POINTS, Thresholds(), ALERTS)], tmp_path / "crash.png", title="demo crash")
+    assert path.stat().st_size > 10_000
+    assert png_size(path) == (1320, 660)
+
+
+def test_png_with_several_series_and_thresholds(tmp_path):
+    other = [(t, r / 2) for t, r in POINTS]
+    path = plot_png(
+        [Series("a · account", POINTS, Thresholds(), ALERTS[:2]), Series("b · account", other, Thresholds(call=0.65), [])],
+        tmp_path / "two.png",
+    )
+    assert path.stat().st_size > 10_000
+
+
+def test_png_unavailable_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    from alerter.charts import PlotUnavailable
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(PlotUnavailable, match=r"pip install 'alerter\[plot\]'"):
+        plot_png([Series("x", POINTS, Thresholds())], tmp_path / "x.png")

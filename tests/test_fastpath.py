@@ -1,0 +1,92 @@
+"""The mark-price fast path and concurrency: an alert from a re-priced estimate, confirmed by the
+next full poll without a duplicate; one hanging account never delays another's alert."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pydantic import SecretStr
+
+from test_daemon import SCENARIO, Clock, Harness, price_for, run, settings_for, titles
+
+from alerter.daemon import utcnow
+from alerter.simulator import run_simulator
+
+
+def test_estimate_alerts_first_and_the_full_poll_confirms_without_duplicate(tmp_path, webhook):
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
+            try:
+                await h.step(0.30)                                   # full polls: positions known
+                await h.step(account="second", minutes=0)
+                before = sim.request_counts()
+                sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})    # the market moves
+                h.clock.advance(seconds=5)
+                assert await h.daemon.check_prices(["main", "second"]) == 2
+                await h.daemon.deliver_once()
+                estimated = list(titles(webhook))
+                requests = {path: n - before.get(key, 0) for key, n in sim.request_counts().items() for path in [key[1]] if n > before.get(key, 0)}
+                await h.step(minutes=1)                              # the full poll confirms: quiet
+                return estimated, requests, sim.state.risk("main-key").cross_margin_ratio
+            finally:
+                await h.close()
+
+    estimated, requests, ratio = run(scenario())
+    assert estimated == [f"CALL · main · margin ratio {round(ratio * 100)} % (call at 70 %) (estimated)"]
+    assert titles(webhook) == estimated  # confirmed by the full poll: no second CALL
+    # one public mark-price request served both accounts; no private request
+    assert requests == {"/fapi/v1/premiumIndex": 1}
+
+
+def test_estimate_uses_the_same_numbers_as_a_full_poll(tmp_path, webhook):
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
+            try:
+                await h.step(0.30)
+                sim.set_prices({"BTCUSDT": price_for(sim, 0.60)})
+                await h.daemon.check_prices(["main"])
+                est = h.daemon.store.samples(account="main")[-1]
+                await h.step(minutes=1)
+                full = h.daemon.store.samples(account="main")[-1]
+                return est, full
+            finally:
+                await h.close()
+
+    est, full = run(scenario())
+    assert est.estimated and not full.estimated
+    assert abs(est.margin_ratio - full.margin_ratio) < 1e-9
+    assert abs(est.equity - full.equity) < 1e-6
+
+
+def test_a_hanging_account_does_not_delay_another_accounts_alert(tmp_path, webhook):
+    scenario_data = {
+        **SCENARIO,
+        "accounts": SCENARIO["accounts"] + [{"name": "slow", "api_key": "slow-key", "wallet_balance": 10_000, "positions": []}],
+    }
+
+    async def scenario():
+        async with run_simulator(scenario_data) as sim:
+            settings = settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}],
+                                    poll_interval="0.5s", price_interval="off", request_timeout="30s")
+            slow = settings.accounts[0].model_copy(update={"name": "slow", "api_key": SecretStr("slow-key")})
+            settings.accounts.append(slow)
+            h = Harness(sim, settings, Clock())
+            h.daemon.clock = utcnow  # the scheduler runs in real time here
+            sim.inject("delay", count=None, seconds=30, api_key="slow-key")
+            sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})
+            started = time.monotonic()
+            runner = asyncio.create_task(h.daemon.run())
+            try:
+                while not webhook.bodies and time.monotonic() - started < 15:
+                    await asyncio.sleep(0.05)
+                return time.monotonic() - started
+            finally:
+                h.daemon.stop()
+                await asyncio.wait_for(runner, 10)
+
+    elapsed = run(scenario())
+    assert titles(webhook)[:1] == ["CALL · main · margin ratio 78 % (call at 70 %)"]
+    assert elapsed < 5, f"main's alert took {elapsed:.1f} s while 'slow' hung"
