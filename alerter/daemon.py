@@ -82,6 +82,7 @@ class Daemon:
         self.unsaved: dict[str, dict] = {}  # account → states the database could not take
         self.confirmed: dict[str, tuple[datetime, AccountSnapshot]] = {}  # last full poll per account
         self.polled: set[str] = set()  # accounts polled successfully since the last heartbeat
+        self.metrics_server = None
         self.store_blind_at: datetime | None = None
 
     # ------------------------------------------------------------ stages
@@ -177,7 +178,7 @@ class Daemon:
             # estimates between polls are kept in the history only when they change something
             samples = poll.healths if not poll.estimated or alerts else []
             logger.log(logging.DEBUG if poll.estimated and not alerts else logging.INFO, "%s: %s", name, describe(poll.healths, states))
-            metrics.observe_poll(name, poll.healths, states, now)
+            metrics.observe_poll(name, poll.healths, states, now, full=not poll.estimated)
             if not poll.estimated:
                 self.polled.add(name)
         if error is None:
@@ -298,8 +299,8 @@ class Daemon:
         server = None
         if self.settings.daemon.metrics:
             try:
-                server = await metrics.start_metrics_server(self.settings.daemon.metrics)
-                logger.info("metrics on %s/metrics", server.url)
+                server = self.metrics_server = await metrics.start_metrics_server(self.settings.daemon.metrics)
+                logger.info("metrics on %s", server.url)
             except (OSError, ValueError) as e:
                 logger.error("metrics: cannot serve on %s: %s", self.settings.daemon.metrics, e)
         scheduler = AsyncIOScheduler(timezone=UTC)

@@ -51,9 +51,10 @@ class Metrics:
         self.deliveries = Counter("alerter_deliveries", "Delivery attempts by outcome (sent, failed)", ["channel", "outcome"], registry=r)
         self._scopes: dict[str, set[str]] = {}
 
-    def observe_poll(self, account: str, healths: Iterable[Health], states: Mapping[str, ScopeState], at: datetime | None = None) -> None:
+    def observe_poll(self, account: str, healths: Iterable[Health], states: Mapping[str, ScopeState], at: datetime | None = None, *, full: bool = True) -> None:
         """One successful poll: the health and level of every scope; scopes gone since the
-        last poll of the account are removed."""
+        last poll of the account are removed. A re-priced estimate (`full=False`) updates the
+        figures but not the time of the last successful poll."""
         seen = set()
         for h in healths:
             seen.add(h.scope)
@@ -70,7 +71,8 @@ class Metrics:
                 except KeyError:
                     pass
         self._scopes[account] = seen
-        self.last_poll.labels(account).set(at.timestamp() if at is not None else time.time())
+        if full:
+            self.last_poll.labels(account).set(at.timestamp() if at is not None else time.time())
 
     def observe_poll_error(self, account: str, kind: str) -> None:
         self.poll_errors.labels(account, kind).inc()
@@ -85,8 +87,8 @@ class Metrics:
 METRICS = Metrics()
 
 
-def observe_poll(account: str, healths: Iterable[Health], states: Mapping[str, ScopeState], at: datetime | None = None) -> None:
-    METRICS.observe_poll(account, healths, states, at)
+def observe_poll(account: str, healths: Iterable[Health], states: Mapping[str, ScopeState], at: datetime | None = None, *, full: bool = True) -> None:
+    METRICS.observe_poll(account, healths, states, at, full=full)
 
 
 def observe_poll_error(account: str, kind: str) -> None:

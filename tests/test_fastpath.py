@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from pydantic import SecretStr
 
 from test_daemon import SCENARIO, Clock, Harness, price_for, run, settings_for, titles
@@ -90,3 +92,52 @@ def test_a_hanging_account_does_not_delay_another_accounts_alert(tmp_path, webho
     elapsed = run(scenario())
     assert titles(webhook)[:1] == ["CALL · main · margin ratio 78 % (call at 70 %)"]
     assert elapsed < 5, f"main's alert took {elapsed:.1f} s while 'slow' hung"
+
+
+def test_running_daemon_serves_metrics_and_sends_heartbeats(tmp_path, webhook):
+    from aiohttp import ClientSession, web
+    from prometheus_client.parser import text_string_to_metric_families
+
+    beats = []
+
+    async def scenario():
+        async def beat(request):
+            beats.append(request.path)
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/ping/{token}", beat)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        async with run_simulator(SCENARIO) as sim:
+            settings = settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}],
+                                    poll_interval="0.3s", price_interval="off", metrics="127.0.0.1:0",
+                                    heartbeat_url=f"http://127.0.0.1:{port}/ping/HB-TOKEN")
+            h = Harness(sim, settings, Clock())
+            h.daemon.clock = utcnow
+            sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})
+            task = asyncio.create_task(h.daemon.run())
+            try:
+                for _ in range(200):
+                    await asyncio.sleep(0.05)
+                    if len(beats) >= 2 and h.daemon.metrics_server is not None:
+                        break
+                async with ClientSession() as session:
+                    async with session.get(h.daemon.metrics_server.url) as response:
+                        text = await response.text()
+                return text, sim.state.risk("main-key").cross_margin_ratio
+            finally:
+                h.daemon.stop()
+                await asyncio.wait_for(task, 10)
+                await runner.cleanup()
+
+    text, ratio = run(scenario())
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[("alerter_margin_ratio", (("account", "main"), ("scope", "account")))] == pytest.approx(ratio, rel=1e-9)
+    assert samples[("alerter_level", (("account", "main"), ("scope", "account")))] == 2  # call
+    assert samples[("alerter_last_poll_success_timestamp_seconds", (("account", "second"),))] > time.time() - 60
+    assert samples[("alerter_deliveries_total", (("channel", "hook"), ("outcome", "sent")))] >= 1
+    assert len(beats) >= 2 and beats[0] == "/ping/HB-TOKEN"
