@@ -92,6 +92,16 @@ def render_text(
         c = column(t)
         if ratio == ratio:  # NaN: skip
             worst[c] = ratio if worst[c] is None else max(worst[c], ratio)
+    times_sorted = sorted(t for t, _ in points)
+    gaps = sorted((b - a).total_seconds() for a, b in zip(times_sorted, times_sorted[1:]))
+    if gaps and span.total_seconds() > 0:
+        carry = 2 * gaps[(len(gaps) - 1) // 2] / span.total_seconds() * cols  # columns a value may span
+        last = None
+        for c in range(cols):
+            if worst[c] is not None:
+                last = c
+            elif last is not None and c - last <= carry:
+                worst[c] = worst[last]
 
     over = [w is not None and w > top for w in worst]
     lines = []
