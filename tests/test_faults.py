@@ -90,3 +90,82 @@ def test_journald_lines_carry_priorities_and_no_timestamps(tmp_path):
             "logging.getLogger('alerter.x').warning('key hunter2-secret\\nsecond line'); logging.getLogger('alerter.y').info('fine')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "JOURNAL_STREAM": "8:1"}, timeout=30)
     assert out.stderr.splitlines() == ["<4>alerter.x: key *** ⏎ second line", "<6>alerter.y: fine"]
+
+
+def test_smtp_down_is_retried_until_it_comes_back_and_the_webhook_is_not_delayed(tmp_path, webhook, closed_port):
+    from conftest import _Collector, _PortZeroController
+
+    collector = _Collector()
+
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            mail = f"mailto://127.0.0.1:{closed_port}?from=alerter@example.com&to=trader@example.com"
+            channels = [{"name": "hook", "url": f"json://{webhook.url}/hook"}, {"name": "mail", "url": mail}]
+            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
+            try:
+                await h.step(0.8)                       # CALL: the webhook gets it, the mail server is down
+                assert heads(webhook) == ["CALL"] and collector.messages == []
+                failed = h.daemon.store.deliveries(channel="mail")
+                assert [(d.status, d.attempts) for d in failed] == [("pending", 1)] and failed[0].last_error
+                controller = _PortZeroController(collector, hostname="127.0.0.1", port=closed_port)
+                controller.start()                      # the mail server comes back
+                try:
+                    h.clock.advance(minutes=30)
+                    await h.daemon.deliver_once()
+                finally:
+                    controller.stop()
+                return h.daemon.store.deliveries(channel="mail")
+            finally:
+                await h.close()
+
+    deliveries = run(scenario())
+    assert [d.status for d in deliveries] == ["sent"]
+    assert [m["subject"].split(" · ")[0] for m in collector.messages] == ["CALL"]
+    assert heads(webhook) == ["CALL"]  # not sent twice to the channel that worked
+
+
+def test_systemd_ready_watchdog_and_stopping(tmp_path):
+    """The daemon speaks systemd's notify protocol to a real datagram socket."""
+    import signal
+    import socket
+    import time
+
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(10)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[daemon]\ndatabase = "{tmp_path / "a.db"}"\n')
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"}
+    process = subprocess.Popen([sys.executable, "-m", "alerter", "run", "--config", str(config)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    received = []
+    try:
+        while received.count("WATCHDOG=1") < 2:
+            received.append(sock.recv(256).decode())
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        received.append(sock.recv(256).decode())
+        assert process.wait(10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        process.kill()
+        sock.close()
+    assert received[0] == "READY=1"
+    assert received[-1] == "STOPPING=1"
+
+
+def test_watchdog_is_fed_only_while_the_scheduler_and_delivery_loop_are_alive():
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from alerter.config import build_settings
+    from alerter.daemon import Daemon
+
+    clock = Clock()
+    daemon = Daemon(build_settings({}), store=None, notifier=None, sources={}, clock=clock)
+    scheduler = SimpleNamespace(running=True)
+    assert daemon.alive(scheduler, clock.now)
+    assert not daemon.alive(scheduler, clock.now + timedelta(seconds=31))  # delivery loop hung
+    scheduler.running = False
+    assert not daemon.alive(scheduler, clock.now)
