@@ -393,10 +393,11 @@ async def announce_failure(settings: Settings, reason: str) -> None:
 def build_daemon(settings: Settings, **kwargs) -> Daemon:
     """The daemon with its real parts: the SQLite store, apprise, one ccxt source per account."""
     from alerter.notify import Notifier
-    from alerter.sources import build_source
+    from alerter.sources import SharedMarkets, build_source
     from alerter.store import Store
 
     store = Store(settings.daemon.database)
     timeout = settings.daemon.request_timeout.total_seconds()
-    sources = {a.name: build_source(a, timeout_s=timeout) for a in settings.accounts}
+    markets = SharedMarkets()
+    sources = {a.name: build_source(a, timeout_s=timeout, shared=markets) for a in settings.accounts}
     return Daemon(settings, store=store, notifier=Notifier(settings.channels), sources=sources, **kwargs)

@@ -141,3 +141,23 @@ def test_running_daemon_serves_metrics_and_sends_heartbeats(tmp_path, webhook):
     assert samples[("alerter_last_poll_success_timestamp_seconds", (("account", "second"),))] > time.time() - 60
     assert samples[("alerter_deliveries_total", (("channel", "hook"), ("outcome", "sent")))] >= 1
     assert len(beats) >= 2 and beats[0] == "/ping/HB-TOKEN"
+
+
+def test_accounts_on_one_exchange_share_one_markets_load(tmp_path):
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            h = Harness(sim, settings_for(sim, tmp_path, []), Clock())
+            try:
+                sim.inject("malformed", count=1, path="exchangeInfo")  # a cut answer is not "no markets" for a day
+                assert [a.kind for a in await h.step(account="main")] == []
+                assert h.daemon.store.load_states("main")["account"].failures == 1
+                await asyncio.gather(h.daemon.poll_account("main"), h.daemon.poll_account("second"))
+                counts = sim.request_counts()
+                states = {n: h.daemon.store.load_states(n)["account"].failures for n in ("main", "second")}
+                return sum(n for (_, path), n in counts.items() if path.endswith("exchangeInfo")), states
+            finally:
+                await h.close()
+
+    loads, failures = run(scenario())
+    assert loads == 2  # the malformed one, then one load for both accounts
+    assert failures == {"main": 0, "second": 0}

@@ -9,12 +9,13 @@ explicit NORMALISERS dict (`generic` for ids not in it).
 """
 
 from alerter.sources.errors import SourceError, classify, scrub
-from alerter.sources.exchange import RetryPolicy, Source, build_source, check_capabilities, deep_merge
+from alerter.sources.exchange import RetryPolicy, SharedMarkets, Source, build_source, check_capabilities, deep_merge
 from alerter.sources.registry import NORMALISERS, normaliser_for
 
 __all__ = [
     "NORMALISERS",
     "RetryPolicy",
+    "SharedMarkets",
     "Source",
     "SourceError",
     "build_source",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import math
 import time
@@ -97,6 +98,27 @@ class RetryPolicy:
 _SEVERITY = {"credentials": 0, "data": 1, "transient": 2}
 
 
+class SharedMarkets:
+    """Markets loaded once per exchange (and the URLs it is reached at) for every account on it:
+    50 accounts on one exchange make one exchangeInfo request a day, not 50."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, dict, dict]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def get(self, key: str, ttl_s: float) -> tuple[float, dict, dict] | None:
+        entry = self._entries.get(key)
+        if entry is None or time.monotonic() - entry[0] >= ttl_s:
+            return None
+        return entry
+
+    def put(self, key: str, loaded_at: float, markets: dict, currencies: dict | None) -> None:
+        self._entries[key] = (loaded_at, markets, currencies or {})
+
+
 class Source:
     """One account on one exchange. Use `build_source`; close it (or `async with` it) when done."""
 
@@ -110,6 +132,8 @@ class Source:
         retry: RetryPolicy = RetryPolicy(),
         markets_ttl_s: float = MARKETS_TTL_S,
         position_params: tuple[dict[str, Any], ...] = ({},),
+        shared: SharedMarkets | None = None,
+        market_key: str | None = None,
     ):
         self.account_name = account_name
         self.exchange = exchange
@@ -120,6 +144,8 @@ class Source:
         self.position_params = position_params
         self._secrets = tuple(s for s in secrets if s)
         self._markets_at: float | None = None
+        self.shared = shared
+        self.market_key = market_key or self.exchange_id
         self._install_response_hook()
 
     def _install_response_hook(self) -> None:
@@ -187,6 +213,21 @@ class Source:
         now = time.monotonic()
         if self._markets_at is not None and now - self._markets_at < self.markets_ttl_s:
             return
+        if self.shared is not None:
+            async with self.shared.lock(self.market_key):
+                cached = self.shared.get(self.market_key, self.markets_ttl_s)
+                if cached is not None:  # another account on this exchange loaded them
+                    loaded_at, markets, currencies = cached
+                    self.exchange.set_markets(markets, currencies)
+                    self._markets_at = loaded_at
+                    return
+                await self._load_markets(now)
+                if self._markets_at == now:
+                    self.shared.put(self.market_key, now, self.exchange.markets, self.exchange.currencies)
+            return
+        await self._load_markets(now)
+
+    async def _load_markets(self, now: float) -> None:
         if self._markets_at is None:
             await self._call(self.exchange.load_markets)
         else:
@@ -197,6 +238,10 @@ class Source:
                 # stale markets still parse positions; try again on the next call
                 logger.warning("%s: refreshing markets failed, keeping the old ones: %s", self.account_name, e.message)
                 return
+        if not self.exchange.markets:
+            # a cut or empty answer parses as "no markets" in ccxt: never keep that for a day
+            self.exchange.markets = None
+            raise SourceError("transient", "the exchange listed no markets (empty or malformed answer)")
         self._markets_at = now
 
     async def _fetch_raw(self) -> tuple[dict, list[dict]]:
@@ -282,6 +327,7 @@ def build_source(
     timeout_s: float = 10,
     retry: RetryPolicy | None = None,
     markets_ttl_s: float = MARKETS_TTL_S,
+    shared: SharedMarkets | None = None,
 ) -> Source:
     """A Source for the account: ccxt's async exchange with the account's keys, rate limiting, the
     timeout, our per-exchange defaults and the account's `ccxt` table deep-merged over them."""
@@ -298,6 +344,8 @@ def build_source(
         retry=retry or RetryPolicy(),
         markets_ttl_s=markets_ttl_s,
         position_params=POSITION_PARAMS.get(account.exchange, ({},)),
+        shared=shared,
+        market_key=json.dumps([account.exchange, account.ccxt.get("urls"), account.ccxt.get("options")], sort_keys=True, default=str),
     )
 
 
