@@ -26,7 +26,17 @@ from collections.abc import Mapping
 
 from alerter.models import AccountSnapshot, Position
 from alerter.sources.errors import SourceError
-from alerter.sources.fields import base_quantity, first_present, make_position, mapping, make_snapshot, number, optional_number, price_or_none
+from alerter.sources.fields import (
+    base_quantity,
+    first_present,
+    make_position,
+    make_snapshot,
+    mapping,
+    number,
+    optional_number,
+    price_or_none,
+    wallet_snapshot,
+)
 
 
 def account_entry(balance: Mapping) -> dict:
@@ -126,14 +136,5 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         wallet = optional_number(value, f"{where}.{key}")
     if cross and wallet is None:
         raise SourceError("data", f"{where}: cross positions but neither accountMMRate nor a {settle} wallet balance")
-    wallet = wallet or 0.0
-    return make_snapshot(
-        account=account_name,
-        exchange=exchange_id,
-        equity=wallet + sum(p.unrealized_pnl for p in cross),
-        maintenance_margin=sum(p.maintenance_margin for p in cross),
-        wallet_balance=wallet,
-        positions=parsed,
-        initial_margin=initial,
-        currency=settle,
-    )
+    return wallet_snapshot(account=account_name, exchange=exchange_id, wallet=wallet or 0.0, positions=parsed,
+                           currency=settle, initial_margin=initial)

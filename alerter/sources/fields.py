@@ -157,6 +157,24 @@ def make_snapshot(
     )
 
 
+def wallet_snapshot(*, account: str, exchange: str, wallet: float, positions: list[Position], currency: str,
+                    initial_margin: float | None = None) -> AccountSnapshot:
+    """A snapshot built from a wallet balance and the positions alone, for exchanges without
+    account-level margin figures: equity = wallet + cross unrealised PnL, maintenance = the
+    cross positions' own."""
+    cross = [p for p in positions if not p.isolated]
+    return make_snapshot(
+        account=account,
+        exchange=exchange,
+        equity=wallet + sum(p.unrealized_pnl for p in cross),
+        maintenance_margin=sum(p.maintenance_margin for p in cross),
+        wallet_balance=wallet,
+        positions=positions,
+        initial_margin=sum(p.initial_margin or 0.0 for p in cross) if initial_margin is None else initial_margin,
+        currency=currency,
+    )
+
+
 def base_quantity(position: Mapping, markets: Mapping, where: str, *, require_size: bool = False) -> float:
     """ccxt's `contracts` × the market's contract size (contracts count contracts, not coins, on OKX)."""
     contracts = number(position.get("contracts"), f"{where}: contracts")

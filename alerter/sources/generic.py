@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from alerter.models import AccountSnapshot, Position
 from alerter.sources.errors import SourceError
-from alerter.sources.fields import base_quantity, make_position, make_snapshot, number, optional_number, price_or_none
+from alerter.sources.fields import base_quantity, make_position, number, optional_number, price_or_none, wallet_snapshot
 
 
 def parse_position(position: Mapping, markets: Mapping, exchange_id: str) -> Position | None:
@@ -75,13 +75,4 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         wallet = 0.0
     else:
         wallet = number(account["total"], f"{exchange_id} balance {settle}.total")
-    return make_snapshot(
-        account=account_name,
-        exchange=exchange_id,
-        equity=wallet + sum(p.unrealized_pnl for p in cross),
-        maintenance_margin=sum(p.maintenance_margin for p in cross),
-        wallet_balance=wallet,
-        positions=parsed,
-        initial_margin=sum(p.initial_margin or 0.0 for p in cross),
-        currency=settle,
-    )
+    return wallet_snapshot(account=account_name, exchange=exchange_id, wallet=wallet, positions=parsed, currency=settle)
