@@ -41,11 +41,28 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def parse_duration(value: Any) -> timedelta:
     """``"60s"``, ``"2m"``, ``"1h30m"``, ``"1d"`` or a number of seconds."""
+    try:
+        return _duration(value)
+    except OverflowError:  # beyond timedelta's ~2.7 million years; pydantic only maps ValueError
+        raise ValueError(f"too long a duration, got {value!r}") from None
+
+
+def parse_positive_duration(value: Any) -> timedelta:
+    """A duration that must be longer than 0 (a poll interval, a timeout, an expiry)."""
+    interval = parse_duration(value)
+    if interval <= timedelta(0):
+        raise ValueError(f"must be longer than 0, got {value!r}")
+    return interval
+
+
+def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like '60s' or '2m', got {value!r}")
     if isinstance(value, int | float):
+        if value != value:  # NaN
+            raise ValueError(f"expected a duration like '60s' or '2m', got {value!r}")
         if value < 0:
             raise ValueError(f"must not be negative, got {value!r}")
         return timedelta(seconds=value)
@@ -84,7 +101,14 @@ def parse_ratio(value: Any) -> float:
 
 
 def resolve_secret(value: Any) -> SecretStr:
-    """A literal secret, or a reference: ``env:NAME``, ``file:PATH``, ``cred:NAME``."""
+    """A literal secret, or a reference: ``env:NAME``, ``file:PATH``, ``cred:NAME``; never empty."""
+    secret = _secret(value)
+    if not secret.get_secret_value().strip():
+        raise ValueError("is empty" + (f" (from {value})" if is_reference(value) else ""))
+    return secret
+
+
+def _secret(value: Any) -> SecretStr:
     if isinstance(value, SecretStr):
         return value
     if not isinstance(value, str):
@@ -112,6 +136,7 @@ def is_reference(value: Any) -> bool:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_positive_duration)]
 Repeat = Annotated[timedelta | None, BeforeValidator(parse_repeat)]
 Ratio = Annotated[float, BeforeValidator(parse_ratio)]
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
@@ -129,17 +154,30 @@ def default_database() -> Path:
     return Path(state.split(":")[0]) / "alerter.db" if state else Path("alerter.db")
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return value
+
+
 class DaemonConfig(Section):
     database: Path = Field(default_factory=default_database)
-    poll_interval: Duration = timedelta(seconds=60)
+    poll_interval: PositiveDuration = timedelta(seconds=60)
     price_interval: Repeat = timedelta(seconds=5)  # mark-price checks between full polls; 0 = off
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    blind_after: int = Field(3, ge=1)
-    request_timeout: Duration = timedelta(seconds=10)
-    history_retention: Duration = timedelta(days=30)
-    alert_expiry: Duration = timedelta(hours=24)
+    blind_after: Annotated[int, BeforeValidator(_not_bool)] = Field(3, ge=1)
+    request_timeout: PositiveDuration = timedelta(seconds=10)
+    history_retention: PositiveDuration = timedelta(days=30)
+    alert_expiry: PositiveDuration = timedelta(hours=24)
     metrics: str | None = None  # "127.0.0.1:9464": serve Prometheus metrics there; unset = off
     heartbeat_url: Secret | None = None  # requested after every cycle that polled every account
+
+    @field_validator("database")
+    @classmethod
+    def _database_file(cls, value: Path) -> Path:
+        if not str(value).strip() or value == Path("."):
+            raise ValueError("expected the path of the SQLite file, e.g. '/var/lib/alerter/alerter.db'")
+        return value
 
     @field_validator("metrics")
     @classmethod
@@ -186,7 +224,7 @@ class AccountConfig(Section):
     password: Secret | None = None
     uid: Secret | None = None
     thresholds: ThresholdOverrides = ThresholdOverrides()
-    poll_interval: Duration | None = None
+    poll_interval: PositiveDuration | None = None
     # between full polls, every [daemon] price_interval: "reprice" the last positions at public
     # mark prices, "poll" fully (more private requests), or "off"; default: reprice where faithful
     between_polls: Literal["reprice", "poll", "off"] | None = None
@@ -203,7 +241,7 @@ class ChannelConfig(Section):
     name: str = Field(min_length=1)
     url: Secret
     min_level: LevelName = "warning"
-    accounts: list[str] | None = None
+    accounts: list[str] | None = Field(None, min_length=1)
 
     @property
     def level(self) -> Level:
