@@ -98,6 +98,8 @@ class Daemon:
         poll = await fetch_health(self.settings, name, self.sources[name])
         if poll.snapshot is not None:
             self.confirmed[name] = (self.clock(), poll.snapshot)
+        else:  # a failed full poll: no estimates until one succeeds (they would "restore" a blind account)
+            self.confirmed.pop(name, None)
         return await self.handle(poll)
 
     async def check_prices(self, names: list[str]) -> int:
@@ -260,20 +262,32 @@ class Daemon:
             interval = self.settings.poll_interval_for(account)
             jitter = min(5.0, interval.total_seconds() * 0.1)
             scheduler.add_job(
-                self.poll_account, IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter),
-                args=[account.name], id=f"poll:{account.name}", name=f"poll {account.name}",
+                self.run_job, IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter),
+                args=[self.poll_account, account.name], id=f"poll:{account.name}", name=f"poll {account.name}",
                 next_run_time=start + timedelta(milliseconds=50 * i), max_instances=1, coalesce=True,
                 misfire_grace_time=max(1, int(interval.total_seconds())),
             )
         price_interval = self.settings.daemon.price_interval
         for i, names in enumerate(self.price_groups()):
             scheduler.add_job(
-                self.check_prices, IntervalTrigger(seconds=price_interval.total_seconds()), args=[names],
+                self.run_job, IntervalTrigger(seconds=price_interval.total_seconds()), args=[self.check_prices, names],
                 id=f"prices:{i}", name=f"mark prices {', '.join(names)}",
                 next_run_time=start + price_interval, max_instances=1, coalesce=True,
                 misfire_grace_time=max(1, int(price_interval.total_seconds())),
             )
         scheduler.add_job(self.housekeeping, IntervalTrigger(hours=1), id="housekeeping", next_run_time=start + timedelta(minutes=1))
+
+    async def run_job(self, job, *args):
+        """A scheduled coroutine. A stop cancels the jobs in flight (APScheduler's shutdown), which
+        APScheduler would log as a failed job with a traceback: that is an ordinary end here.
+        Nothing is left half-recorded: the store's transaction runs without an await."""
+        try:
+            return await job(*args)
+        except asyncio.CancelledError:
+            if not self.stopping.is_set():
+                raise
+            logger.info("%s%s cut short by the stop", job.__name__, args)
+            return None
 
     def price_groups(self) -> list[list[str]]:
         """Accounts that re-price between polls, grouped by exchange (and the URLs it is reached

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+
+from helpers import inline_toml, simulator_thread
 
 from alerter.cli import build_parser
 
@@ -78,31 +78,8 @@ SCENARIO = {
 @pytest.fixture
 def simulator():
     """The simulator in a thread of its own, so CLI subprocesses can reach it."""
-    from alerter.simulator import run_simulator
-
-    ready, box = threading.Event(), {}
-
-    async def serve():
-        async with run_simulator(SCENARIO) as sim:
-            box["sim"], box["stop"] = sim, asyncio.Event()
-            ready.set()
-            await box["stop"].wait()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield box["sim"]
-    loop.call_soon_threadsafe(box["stop"].set)
-    thread.join(10)
-
-
-def inline_toml(value):
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {inline_toml(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(inline_toml(v) for v in value) + "]"
-    return json.dumps(value)  # strings, numbers and booleans are spelled alike
+    with simulator_thread(SCENARIO) as running:
+        yield running.sim
 
 
 def check_config(tmp_path, sim, api_key="main-key"):

@@ -169,3 +169,27 @@ def test_watchdog_is_fed_only_while_the_scheduler_and_delivery_loop_are_alive():
     assert not daemon.alive(scheduler, clock.now + timedelta(seconds=31))  # delivery loop hung
     scheduler.running = False
     assert not daemon.alive(scheduler, clock.now)
+
+
+def test_price_checks_never_restore_a_blind_account(tmp_path, webhook):
+    """Between failing full polls, re-pricing the last snapshot would look like data flowing
+    again: a failed full poll stops the estimates until a full poll succeeds."""
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
+            try:
+                await h.step(0.3)
+                sim.inject("http401", count=None, api_key="main-key")
+                for _ in range(3):
+                    await h.step()
+                    assert await h.daemon.check_prices(["main"]) == 0
+                    await h.daemon.deliver_once()
+                sim.clear_faults()
+                await h.step()
+                assert await h.daemon.check_prices(["main"]) == 1
+                await h.daemon.deliver_once()
+            finally:
+                await h.close()
+
+    run(scenario())
+    assert heads(webhook) == ["BLIND", "RESTORED"]

@@ -1,0 +1,166 @@
+"""Helpers shared by test modules (not fixtures: those live in conftest.py).
+
+- `simulator_thread`: the exchange simulator on an event loop of its own thread, so that CLI
+  subprocesses (and blocking test code) can reach it while the test runs.
+- `inline_toml` / `to_toml`: write a config dict as the TOML file a user would write.
+- `DaemonRuns`: `python -m alerter run` as a subprocess (restartable), logs in files.
+- `query` / `wait_until`: read the daemon's SQLite file read-only while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class SimulatorThread:
+    """A running simulator (`.sim`) and `.call(fn, *args)`, which runs `fn` on the simulator's
+    own event loop and returns its result (the simulator's state is not meant for two threads)."""
+
+    def __init__(self, sim, loop: asyncio.AbstractEventLoop) -> None:
+        self.sim = sim
+        self.loop = loop
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async def run() -> T:
+            return fn(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+
+@contextmanager
+def simulator_thread(scenario: Any, *, speed: float = 1.0) -> Iterator[SimulatorThread]:
+    """`run_simulator(scenario, speed=speed)` in a daemon thread, for the `with` block."""
+    from alerter.simulator import run_simulator
+
+    ready, box = threading.Event(), {}
+
+    async def serve() -> None:
+        async with run_simulator(scenario, speed=speed) as sim:
+            box["sim"], box["stop"] = sim, asyncio.Event()
+            ready.set()
+            await box["stop"].wait()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True, name="simulator")
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the simulator did not start within 10 s")
+    try:
+        yield SimulatorThread(box["sim"], loop)
+    finally:
+        loop.call_soon_threadsafe(box["stop"].set)
+        thread.join(10)
+        if not thread.is_alive():
+            loop.close()
+
+
+def toml_key(key: Any) -> str:
+    key = str(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def inline_toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{toml_key(k)} = {inline_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(inline_toml(v) for v in value) + "]"
+    return json.dumps(value)  # strings, numbers and booleans are spelled alike
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """A config dict as a TOML file: top-level tables as [sections], lists of tables as
+    [[arrays]], anything nested deeper inline."""
+    lines: list[str] = []
+    for key, value in config.items():
+        if not isinstance(value, dict | list):
+            lines.append(f"{toml_key(key)} = {inline_toml(value)}")
+    for key, value in config.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{toml_key(key)}]")
+            lines += [f"{toml_key(k)} = {inline_toml(v)}" for k, v in value.items()]
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for entry in value:
+                lines.append(f"\n[[{toml_key(key)}]]")
+                lines += [f"{toml_key(k)} = {inline_toml(v)}" for k, v in entry.items()]
+        elif isinstance(value, list):
+            lines.insert(0, f"{toml_key(key)} = {inline_toml(value)}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- the daemon as a subprocess
+
+class DaemonRuns:
+    """Starts `alerter run --config PATH` incarnations, each with its own stdout/stderr files
+    (`logs/run-N.out`, `logs/run-N.err`), outside systemd (no journald/notify variables)."""
+
+    def __init__(self, config: Path, logs: Path, env: dict[str, str] | None = None) -> None:
+        self.config, self.logs = config, logs
+        logs.mkdir(exist_ok=True)
+        self.count = 0
+        self.env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC")}
+        self.env.update(env or {})
+
+    def start(self) -> subprocess.Popen:
+        self.count += 1
+        with open(self.stderr(), "wb") as err, open(self.stdout(), "wb") as out:
+            return subprocess.Popen([sys.executable, "-m", "alerter", "run", "--config", str(self.config)],
+                                    stdout=out, stderr=err, env=self.env)
+
+    def stderr(self, n: int | None = None) -> Path:
+        return self.logs / f"run-{n or self.count}.err"
+
+    def stdout(self, n: int | None = None) -> Path:
+        return self.logs / f"run-{n or self.count}.out"
+
+    def ready(self) -> bool:
+        """The current incarnation has scheduled its polls (it logged "watching N account(s)")."""
+        return "watching" in self.stderr().read_text(errors="replace")
+
+    def wait_ready(self, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            assert proc.poll() is None, f"the daemon exited by itself ({proc.returncode})\n{self.tail()}"
+            assert time.monotonic() < deadline, f"the daemon did not start in {timeout:g} s\n{self.tail()}"
+            time.sleep(0.01)
+
+    def tail(self, runs: int = 3, chars: int = 1500) -> str:
+        parts = []
+        for n in range(max(1, self.count - runs + 1), self.count + 1):
+            text = self.stderr(n).read_text(errors="replace") if self.stderr(n).exists() else ""
+            parts.append(f"--- run {n} stderr (tail) ---\n{text[-chars:]}")
+        return "\n".join(parts)
+
+
+def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows from the SQLite file, opened read-only (safe while the daemon writes it)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: Callable[[], str] | str = "") -> Any:
+    """Poll `predicate` every 50 ms until it returns something truthy (returned) or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what() if callable(what) else what}")
+        time.sleep(0.05)
