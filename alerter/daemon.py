@@ -76,7 +76,7 @@ class Daemon:
         self.sources = sources
         self.clock = clock
         self.stopping = asyncio.Event()
-        self.wake = asyncio.Event()
+        self.wakes: dict[str, asyncio.Event] = {}  # per channel worker
         self.polls = 0
         self.last_loop_at = clock()
         self.unsaved: dict[str, dict] = {}  # account → states the database could not take
@@ -140,7 +140,7 @@ class Daemon:
         if store_error is not None:
             await self.deliver_unrecorded(alerts, store_error)
         elif alerts:
-            self.wake.set()
+            self.wake()
         await self.heartbeat()
         return alerts
 
@@ -222,24 +222,35 @@ class Daemon:
 
         await asyncio.gather(*(send(name, group) for name, group in outbox.items() if group))
 
-    async def deliver_once(self) -> None:
+    async def deliver_once(self, channel: str | None = None) -> None:
         from alerter.delivery import deliver_due
 
-        await deliver_due(self.store, self.notifier, self.settings.channels, self.clock(), expiry=self.settings.daemon.alert_expiry)
+        await deliver_due(self.store, self.notifier, self.settings.channels, self.clock(),
+                          expiry=self.settings.daemon.alert_expiry, channel=channel)
 
     async def delivery_loop(self, idle: float = 1.0) -> None:
-        """Deliver whatever is due; wake at once when a poll records alerts."""
+        """One worker per channel, so a slow or failing channel never holds up another; and a
+        tick that shows the event loop turns (the watchdog's proof of life)."""
+        await asyncio.gather(self.tick(idle), *(self.channel_worker(c.name, idle) for c in self.settings.channels))
+
+    async def tick(self, idle: float) -> None:
         while not self.stopping.is_set():
             self.last_loop_at = self.clock()
+            await asyncio.sleep(idle)
+
+    async def channel_worker(self, channel: str, idle: float) -> None:
+        """Deliver what is due to one channel; wake at once when a poll records alerts."""
+        wake = self.wakes.setdefault(channel, asyncio.Event())
+        while not self.stopping.is_set():
             try:
-                await self.deliver_once()
+                await self.deliver_once(channel)
             except StoreError as e:
                 logger.error("cannot read the outbox: %s", e)
             except Exception:  # a delivery bug must not stop polling; the outbox keeps the alerts
-                logger.exception("delivery failed; the alerts stay in the outbox")
-            self.wake.clear()
+                logger.exception("delivery to %s failed; the alerts stay in the outbox", channel)
+            wake.clear()
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=idle)
+                await asyncio.wait_for(wake.wait(), timeout=idle)
             except TimeoutError:
                 pass
 
@@ -357,9 +368,13 @@ class Daemon:
                 logger.error("delivery loop or scheduler stalled: not pinging the watchdog")
             await asyncio.sleep(interval)
 
+    def wake(self) -> None:
+        for event in self.wakes.values():
+            event.set()
+
     def stop(self) -> None:
         self.stopping.set()
-        self.wake.set()
+        self.wake()
 
 
 def preflight(settings: Settings) -> None:

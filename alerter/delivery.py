@@ -58,47 +58,51 @@ async def deliver_due(
     expiry: timedelta = ALERT_EXPIRY,
     backoff_base: timedelta = BACKOFF_BASE,
     backoff_max: timedelta = BACKOFF_MAX,
+    channel: str | None = None,
 ) -> DeliverySummary:
     """Expire stale deliveries, then send every due one: one message per channel, channels
-    concurrently, and record sent / failed (retry later) in the store."""
+    concurrently, and record sent / failed (retry later) in the store. With `channel`, only
+    that channel's (the daemon runs one such worker per channel, so a slow one — apprise
+    spaces e-mails 5.5 s apart, a timeout takes 30 s — never holds up another's next round)."""
     summary = DeliverySummary()
     summary.expired = len(store.expire(now, expiry))
     configured = {channel.name for channel in channels}
     by_channel: dict[str, list[Delivery]] = {}
     for delivery in store.due_deliveries(now):
-        by_channel.setdefault(delivery.channel, []).append(delivery)
+        if channel is None or delivery.channel == channel:
+            by_channel.setdefault(delivery.channel, []).append(delivery)
 
-    async def deliver(channel: str, deliveries: list[Delivery]) -> tuple[Outcome, list[Delivery]]:
-        if channel not in configured:
-            return Outcome(False, f"channel {channel!r} is no longer configured"), []
-        expired = store.expired_unreported(channel)
-        note = undelivered_note(expired, channel, now)
+    async def deliver(name: str, deliveries: list[Delivery]) -> tuple[Outcome, list[Delivery]]:
+        if name not in configured:
+            return Outcome(False, f"channel {name!r} is no longer configured"), []
+        expired = store.expired_unreported(name)
+        note = undelivered_note(expired, name, now)
         alerts = [d.alert for d in deliveries]
-        title, body = render(alerts, markdown=notifier.markdown(channel), undelivered_note=note)
-        outcome = await notifier.send(channel, title, body, notify_type=notify_type(alerts))
+        title, body = render(alerts, markdown=notifier.markdown(name), undelivered_note=note)
+        outcome = await notifier.send(name, title, body, notify_type=notify_type(alerts))
         return outcome, expired
 
     channel_names = list(by_channel)
     results = await asyncio.gather(*(deliver(name, by_channel[name]) for name in channel_names))
-    for channel, (outcome, expired) in zip(channel_names, results, strict=True):
-        observe_delivery(channel, outcome.ok)
-        deliveries = by_channel[channel]
+    for name, (outcome, expired) in zip(channel_names, results, strict=True):
+        observe_delivery(name, outcome.ok)
+        deliveries = by_channel[name]
         ids = [d.alert_id for d in deliveries]
         if outcome.ok:
-            store.mark_sent(ids, channel, now)
-            store.mark_reported([d.alert_id for d in expired], channel)
-            summary.sent[channel] = len(ids)
-            logger.info("delivered %d alert(s) to %s", len(ids), channel)
+            store.mark_sent(ids, name, now)
+            store.mark_reported([d.alert_id for d in expired], name)
+            summary.sent[name] = len(ids)
+            logger.info("delivered %d alert(s) to %s", len(ids), name)
             continue
         attempts = max(d.attempts for d in deliveries) + 1
         delay = timedelta(seconds=outcome.retry_after) if outcome.retry_after else backoff(attempts, backoff_base, backoff_max)
         retry_at = now + delay
         error = outcome.error or "unknown error"
-        store.mark_failed(ids, channel, error, retry_at)
-        summary.failed[channel] = error
-        summary.retry_at[channel] = retry_at
+        store.mark_failed(ids, name, error, retry_at)
+        summary.failed[name] = error
+        summary.retry_at[name] = retry_at
         logger.warning("could not deliver %d alert(s) to %s (attempt %d, retrying at %s): %s",
-                       len(ids), channel, attempts, retry_at.strftime("%H:%M:%S"), error)
+                       len(ids), name, attempts, retry_at.strftime("%H:%M:%S"), error)
     return summary
 
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from test_daemon import SCENARIO, Clock, Harness, run, settings_for, titles
+from test_daemon import SCENARIO, Clock, Harness, price_for, run, settings_for, titles
 
 from alerter.simulator import run_simulator
 from alerter.sources import RetryPolicy
@@ -193,3 +193,51 @@ def test_price_checks_never_restore_a_blind_account(tmp_path, webhook):
 
     run(scenario())
     assert heads(webhook) == ["BLIND", "RESTORED"]
+
+
+def test_a_slow_channel_never_holds_up_another_channels_next_alert(tmp_path, webhook):
+    """apprise spaces e-mails 5.5 s apart and a dead server takes its timeout: the fast channel's
+    next alert must not wait for the slow channel's round to end."""
+    import time
+
+    from conftest import WebhookReceiver
+
+    from alerter.daemon import utcnow
+
+    slow = WebhookReceiver()
+    slow.delay = 3.0
+
+    async def wait_for(predicate, seconds):
+        deadline = time.monotonic() + seconds
+        while not predicate() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return predicate()
+
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            channels = [{"name": "fast", "url": f"json://{webhook.url}/hook"}, {"name": "slow", "url": f"json://{slow.url}/hook"}]
+            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
+            h.daemon.clock = utcnow
+            workers = asyncio.create_task(h.daemon.delivery_loop(idle=0.2))
+            try:
+                await asyncio.sleep(0.1)
+                sim.set_prices({"BTCUSDT": price_for(sim, 0.55)})
+                await h.daemon.poll_account("main")           # WARNING → both channels, by the workers
+                assert await wait_for(lambda: len(webhook.bodies) == 1, 2)
+                await asyncio.sleep(0.3)                      # the slow channel is mid-send
+                started = time.monotonic()
+                sim.set_prices({"BTCUSDT": price_for(sim, 0.80)})
+                await h.daemon.poll_account("main")           # CALL
+                assert await wait_for(lambda: len(webhook.bodies) == 2, 2.5)
+                return time.monotonic() - started
+            finally:
+                h.daemon.stop()
+                await asyncio.wait_for(workers, 15)
+                await h.close()
+
+    try:
+        elapsed = run(scenario())
+    finally:
+        slow.stop()
+    assert heads(webhook) == ["WARNING", "CALL"]
+    assert elapsed < 1.5, f"the fast channel waited {elapsed:.1f} s for the slow one"
