@@ -83,6 +83,7 @@ class Daemon:
         self.confirmed: dict[str, tuple[datetime, AccountSnapshot]] = {}  # last full poll per account
         self.polled: set[str] = set()  # accounts polled successfully since the last heartbeat
         self.metrics_server = None
+        self.jobs: set[asyncio.Task] = set()  # scheduled polls and price checks in flight
         self.store_blind_at: datetime | None = None
 
     # ------------------------------------------------------------ stages
@@ -291,7 +292,10 @@ class Daemon:
     async def run_job(self, job, *args):
         """A scheduled coroutine. A stop cancels the jobs in flight (APScheduler's shutdown), which
         APScheduler would log as a failed job with a traceback: that is an ordinary end here.
-        Nothing is left half-recorded: the store's transaction runs without an await."""
+        Nothing is left half-recorded: the store's transaction runs without an await. Jobs in
+        flight are tracked, so a stop waits for them before it closes their exchanges."""
+        task = asyncio.current_task()
+        self.jobs.add(task)
         try:
             return await job(*args)
         except asyncio.CancelledError:
@@ -299,6 +303,8 @@ class Daemon:
                 raise
             logger.info("%s%s cut short by the stop", job.__name__, args)
             return None
+        finally:
+            self.jobs.discard(task)
 
     def price_groups(self) -> list[list[str]]:
         """Accounts that re-price between polls, grouped by exchange (and the URLs it is reached
@@ -343,6 +349,8 @@ class Daemon:
             logger.info("stopping")
             sdnotify.notify("STOPPING=1")
             scheduler.shutdown(wait=False)
+            if self.jobs:  # polls in flight end (cancelled, bounded) before their exchanges close
+                await asyncio.wait(set(self.jobs), timeout=self.settings.daemon.request_timeout.total_seconds() + 1)
             for task in (delivery, watchdog):
                 task.cancel()
             await asyncio.gather(delivery, watchdog, return_exceptions=True)

@@ -18,6 +18,7 @@ from dataclasses import replace
 from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Health, Position, PositionRisk
 
 TOP_POSITIONS = 3
+POSITION_FIGURES = ("notional", "maintenance_margin", "mark_price", "unrealized_pnl")
 
 
 def margin_ratio(maintenance: float, equity: float) -> float:
@@ -83,15 +84,17 @@ def top_positions(positions: list[Position] | tuple[Position, ...], count: int =
 
 
 def check_finite(snapshot: AccountSnapshot) -> None:
-    """NaN or ∞ in the inputs would make a false "ok": refuse them, naming the field."""
-    fields = [("equity", snapshot.equity), ("maintenance_margin", snapshot.maintenance_margin)]
-    for p in snapshot.positions:
-        fields += [(f"{p.symbol}.{name}", getattr(p, name)) for name in ("notional", "maintenance_margin", "mark_price", "unrealized_pnl")]
-        if p.isolated:
-            fields.append((f"{p.symbol}.collateral", p.collateral))
-    for name, value in fields:
+    """NaN or ∞ in the inputs would make a false "ok": refuse them, naming the field. (The
+    field's name is only formatted for a bad value: this runs for every position every poll.)"""
+    for name in ("equity", "maintenance_margin"):
+        value = getattr(snapshot, name)
         if value is None or not math.isfinite(value):
             raise ValueError(f"{snapshot.account}: {name} is {value!r}, not a finite number")
+    for p in snapshot.positions:
+        for name in POSITION_FIGURES + (("collateral",) if p.isolated else ()):
+            value = getattr(p, name)
+            if value is None or not math.isfinite(value):
+                raise ValueError(f"{snapshot.account}: {p.symbol}.{name} is {value!r}, not a finite number")
 
 
 def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:

@@ -6,7 +6,7 @@ stages (health, policy) can be tested without I/O and state can round-trip throu
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 
@@ -155,7 +155,7 @@ class ScopeState:
     blind_notified_at: datetime | None = None
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}  # asdict() deep-copies: slow per poll
         out["level"] = self.level.label
         out["peak"] = self.peak.label
         for key in ("since_at", "notified_at", "blind_notified_at"):

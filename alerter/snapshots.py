@@ -6,7 +6,7 @@ microseconds, like the other tables); ``payload`` is the whole `AccountSnapshot`
 (positions included; non-finite floats as the strings "inf"/"-inf"/"nan"), rebuilt exactly by
 `snapshot_from_dict`.
 
-The table is created on first save (``if_not_exists``); readers never create it.
+The store's schema migration 2 creates the table; readers never create it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ TABLE = "snapshots"
 
 
 def _encode(value):
+    if value.__class__ is float and math.isfinite(value) or value is None or value.__class__ is str:
+        return value  # the common case, first
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, datetime):
@@ -49,10 +51,14 @@ def _decode_fields(cls, data: dict) -> dict:
     return values
 
 
+SNAPSHOT_FIELDS = tuple(f.name for f in fields(AccountSnapshot) if f.name != "positions")
+POSITION_FIELDS = tuple(f.name for f in fields(Position))
+
+
 def snapshot_to_dict(snapshot: AccountSnapshot) -> dict:
     """A strict-JSON-safe dict that `snapshot_from_dict` turns back into an equal snapshot."""
-    out = {f.name: _encode(getattr(snapshot, f.name)) for f in fields(AccountSnapshot) if f.name != "positions"}
-    out["positions"] = [{f.name: _encode(getattr(p, f.name)) for f in fields(Position)} for p in snapshot.positions]
+    out = {name: _encode(getattr(snapshot, name)) for name in SNAPSHOT_FIELDS}
+    out["positions"] = [{name: _encode(getattr(p, name)) for name in POSITION_FIELDS} for p in snapshot.positions]
     return out
 
 
@@ -75,10 +81,10 @@ def save_snapshot(db: sqlite_utils.Database, snapshot: AccountSnapshot, at: date
     if when is None or when.tzinfo is None:
         raise ValueError(f"{snapshot.account}: a snapshot needs a timezone-aware time (fetched_at or at)")
     payload = json.dumps(snapshot_to_dict(snapshot), allow_nan=False, ensure_ascii=False, sort_keys=True)
-    ensure_table(db)
-    db[TABLE].insert(
-        {"account": snapshot.account, "at": when.astimezone(UTC).isoformat(timespec="microseconds"), "payload": payload},
-        replace=True,
+    # plain SQL: this runs on every full poll, and the store's migration 2 made the table
+    db.execute(
+        f"INSERT OR REPLACE INTO {TABLE} (account, at, payload) VALUES (?, ?, ?)",
+        [snapshot.account, when.astimezone(UTC).isoformat(timespec="microseconds"), payload],
     )
 
 

@@ -220,6 +220,16 @@ def _reason(error: BaseException) -> str:
     return text
 
 
+def _insert_rows(db: sqlite_utils.Database, table: str, rows: list[dict]) -> None:
+    """Plain executemany: sqlite-utils' insert_all re-reads the table's schema on every call,
+    which is most of the cost of a poll's commit."""
+    columns = list(rows[0])
+    db.conn.executemany(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        [[row[c] for c in columns] for row in rows],
+    )
+
+
 class Store:
     """One SQLite file. Not thread-safe: use it from one thread (the daemon's event loop)."""
 
@@ -236,6 +246,10 @@ class Store:
                         f"{self.path}: written by a newer alerter (schema version {version}, this version knows {SCHEMA_VERSION})"
                     )
                 self.db.execute("PRAGMA journal_mode=WAL")
+                # In WAL mode NORMAL survives any crash of the process (kill -9 included); a power
+                # cut may roll back the last commits, but state and outbox roll back together, so
+                # the next poll decides those alerts again: nothing is lost, at worst repeated.
+                self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.execute("PRAGMA foreign_keys=ON")
                 self._migrate(version)
         except StoreError:
@@ -309,7 +323,7 @@ class Store:
                 row["blind"] = int(state.blind)
                 rows.append(row)
             if rows:
-                self.db["scope_state"].insert_all(rows)
+                _insert_rows(self.db, "scope_state", rows)
             sample_rows = []
             for health in samples:
                 state = states.get(health.scope)
@@ -324,7 +338,7 @@ class Store:
                     "estimated": int(health.estimated),
                 })
             if sample_rows:
-                self.db["samples"].insert_all(sample_rows)
+                _insert_rows(self.db, "samples", sample_rows)
             for alert in alerts:
                 if self.db.execute("SELECT 1 FROM alerts WHERE key = ?", [alert.key]).fetchone():
                     continue
