@@ -7,12 +7,14 @@ so `alerter --help` and `alerter validate` start in a blink.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from alerter import __version__
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
+NEGATIVE_MOVE = re.compile(r"^-\d+(\.\d+)?%?$|^-\.\d+%?$")
 CHECK_EXIT = {"ok": 0, "warning": 1, "call": 2, "critical": 2, "blind": 3}
 
 
@@ -178,9 +180,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", type=Path, help="keep the demo's SQLite file here (default: a temporary file)")
     # its options (--scenario FILE|demo, --port N, --speed X, --auto-accounts, --help) are the simulator's own
     command("simulate", cmd_simulate, "run the exchange simulator standalone and print the config snippet that points an account at it", add_help=False)
-    from alerter import views
+    def view(name, help):
+        """status, history, whatif: their code (alerter.views) is imported only when they run."""
+        def handler(args):
+            from alerter import views
 
-    views.add_commands(sub, with_config)
+            return getattr(views, f"cmd_{name}")(args)
+
+        p = with_config(command(name, handler, help))
+        p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+        return p
+
+    view("status", "margin health of every account and isolated position, from the database (no exchange call)")
+    p = view("history", "the margin ratio over time, with the thresholds and the alerts that fired")
+    p.add_argument("account", nargs="?", metavar="ACCOUNT", help="only this account (default: all)")
+    p.add_argument("--since", default="24h", metavar="DURATION", help="how far back: 30m, 24h, 7d (default: 24h)")
+    p.add_argument("--plot", metavar="FILE.png", help="write a PNG chart (needs matplotlib: pip install 'alerter[plot]')")
+    p = view("whatif", "stress test the last recorded positions: the ratio, level and deposit after a price move")
+    p.add_argument("account", nargs="?", metavar="ACCOUNT", help="only this account (default: all)")
+    p.add_argument("--move", action="append", metavar="SYMBOL=MOVE", help="move one asset's price, e.g. BTC=-20%% (repeatable)")
+    p.add_argument("--all", metavar="MOVE", help="move every other price, e.g. -15%%")
+    p.add_argument("--levels", action="store_true", help="the uniform move at which each level and liquidation would trip (the default)")
+    p._negative_number_matcher = NEGATIVE_MOVE  # let "--all -15%" through: argparse takes "-15%" for an option
     p = with_config(command("test-notify", cmd_test_notify, "send a test message to each channel and report whether it was delivered"))
     p.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")
     return parser

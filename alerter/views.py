@@ -726,31 +726,3 @@ def cmd_whatif(args) -> int:
     else:
         _render_stress(results, now, _console())
     return EXIT_OK
-
-
-_NEGATIVE_MOVE = re.compile(r"^-\d+(\.\d+)?%?$|^-\.\d+%?$")
-
-
-def add_commands(sub, with_config) -> None:
-    """Register status, history and whatif on the `sub` of `cli.build_parser`."""
-
-    def command(name, func, help):
-        p = with_config(sub.add_parser(name, help=help, description=help))
-        p.set_defaults(func=func)
-        p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
-        return p
-
-    command("status", cmd_status, "margin health of every account and isolated position, from the database (no exchange call)")
-
-    p = command("history", cmd_history, "the margin ratio over time, with the thresholds and the alerts that fired")
-    p.add_argument("account", nargs="?", metavar="ACCOUNT", help="only this account (default: all)")
-    p.add_argument("--since", default="24h", metavar="DURATION", help="how far back: 30m, 24h, 7d (default: 24h)")
-    p.add_argument("--plot", metavar="FILE.png", help="write a PNG chart (needs matplotlib: pip install 'alerter[plot]')")
-
-    p = command("whatif", cmd_whatif, "stress test the last recorded positions: the ratio, level and deposit after a price move")
-    p.add_argument("account", nargs="?", metavar="ACCOUNT", help="only this account (default: all)")
-    p.add_argument("--move", action="append", metavar="SYMBOL=MOVE", help="move one asset's price, e.g. BTC=-20%% (repeatable)")
-    p.add_argument("--all", metavar="MOVE", help="move every other price, e.g. -15%%")
-    p.add_argument("--levels", action="store_true", help="the uniform move at which each level and liquidation would trip (the default)")
-    # let "--all -15%" through: argparse would take "-15%" for an option
-    p._negative_number_matcher = _NEGATIVE_MOVE

@@ -1,9 +1,8 @@
 """status, history and whatif end to end: a recorded crash in a real tmp SQLite file, read back
-through the commands' own parser (the lead wires `views.add_commands` into cli.py)."""
+through the real command-line parser."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import subprocess
@@ -16,6 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from alerter import views
+from alerter.cli import build_parser
 from alerter.health import evaluate, liquidation_move, move_prices
 from alerter.models import AccountSnapshot, Position, RepeatSchedule, Thresholds
 from alerter.policy import decide_account
@@ -144,10 +144,7 @@ def recorded(config):
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="alerter")
-    sub = parser.add_subparsers(dest="command", required=True)
-    views.add_commands(sub, lambda p: (p.add_argument("--config"), p)[1])
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     code = args.func(args)
     out, err = capsys.readouterr()
     return code, out, err
@@ -223,10 +220,9 @@ def test_status_without_database_is_one_line_error(config, capsys):
 def test_status_imports_no_exchange_notification_or_plot_library(recorded):
     path, _ = recorded
     script = textwrap.dedent(f"""
-        import argparse, sys
-        from alerter import views
-        p = argparse.ArgumentParser(); sub = p.add_subparsers()
-        views.add_commands(sub, lambda x: (x.add_argument('--config'), x)[1])
+        import sys
+        from alerter.cli import build_parser
+        p = build_parser()
         for argv in (['status', '--config', {str(path)!r}], ['whatif', '--config', {str(path)!r}, '--all', '-10%'],
                      ['history', '--config', {str(path)!r}, '--since', '100000d']):
             args = p.parse_args(argv)
