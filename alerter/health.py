@@ -84,17 +84,26 @@ def top_positions(positions: list[Position] | tuple[Position, ...], count: int =
 
 
 def check_finite(snapshot: AccountSnapshot) -> None:
-    """NaN or ∞ in the inputs would make a false "ok": refuse them, naming the field. (The
-    field's name is only formatted for a bad value: this runs for every position every poll.)"""
+    """NaN or ∞ in the inputs would make a false "ok": refuse them, naming the field.
+
+    This runs for every position on every poll, so each position is first checked as one sum
+    (NaN and ∞ survive addition; None fails it); only a failed sum is searched for the field."""
     for name in ("equity", "maintenance_margin"):
         value = getattr(snapshot, name)
         if value is None or not math.isfinite(value):
             raise ValueError(f"{snapshot.account}: {name} is {value!r}, not a finite number")
     for p in snapshot.positions:
+        try:
+            total = p.notional + p.maintenance_margin + p.mark_price + p.unrealized_pnl + (p.collateral if p.isolated else 0.0)
+            if math.isfinite(total):
+                continue
+        except TypeError:
+            pass
         for name in POSITION_FIGURES + (("collateral",) if p.isolated else ()):
             value = getattr(p, name)
             if value is None or not math.isfinite(value):
                 raise ValueError(f"{snapshot.account}: {p.symbol}.{name} is {value!r}, not a finite number")
+        raise ValueError(f"{snapshot.account}: {p.symbol}: figures too large to add up")
 
 
 def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:

@@ -124,7 +124,9 @@ class Thresholds:
     target: float = 0.40
 
     def threshold(self, level: Level) -> float:
-        return {Level.WARNING: self.warning, Level.CALL: self.call, Level.CRITICAL: self.critical}[level]
+        if level == Level.OK:
+            raise KeyError(level)
+        return (self.warning, self.call, self.critical)[level - 1]  # hot: runs for every scope, every poll
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class RepeatSchedule:
     blind: timedelta | None = timedelta(hours=1)
 
     def after(self, level: Level) -> timedelta | None:
-        return {Level.WARNING: self.warning, Level.CALL: self.call, Level.CRITICAL: self.critical}.get(level)
+        return (None, self.warning, self.call, self.critical)[level]
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,9 @@ def decide(
     """One successful evaluation of one scope."""
     prev = previous or ScopeState(account=health.account, scope=health.scope, since_at=now)
     alerts: list[Alert] = []
-    state = replace(prev, failures=0, blind=False, blind_notified_at=None)
+    state = prev
+    if prev.failures or prev.blind or prev.blind_notified_at is not None:
+        state = replace(prev, failures=0, blind=False, blind_notified_at=None)
     if prev.blind:
         alerts.append(_alert(AlertKind.RESTORED, prev.level, health, thresholds, now, since_at=prev.since_at))
 

@@ -181,3 +181,15 @@ def test_the_solved_move_lands_on_liquidation(wallet, q, mark, entry_shift, side
     moved = move_prices(before, {}, default=h.liquidation_move)
     assert moved.maintenance_margin == pytest.approx(moved.equity, rel=1e-6, abs=1e-6)
     assert liquidation_move(moved.equity, moved.maintenance_margin, moved.positions) in (0.0, pytest.approx(0.0, abs=1e-9))
+
+
+@pytest.mark.parametrize("field", ["notional", "maintenance_margin", "mark_price", "unrealized_pnl", "collateral"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
+def test_non_finite_inputs_are_refused_naming_the_field(field, bad):
+    from dataclasses import replace
+
+    p = replace(pos(margin_mode="isolated", collateral=3_000.0), **{field: bad})
+    with pytest.raises(ValueError, match=rf"BTC/USDT:USDT\.{field} is {bad!r}, not a finite number"):
+        evaluate(snap(10_000, [p]), target=0.4)
+    with pytest.raises(ValueError, match="equity is nan"):
+        evaluate(AccountSnapshot("acct", "x", float("nan"), 1.0, 1.0), target=0.4)
