@@ -241,3 +241,38 @@ def test_a_slow_channel_never_holds_up_another_channels_next_alert(tmp_path, web
         slow.stop()
     assert heads(webhook) == ["WARNING", "CALL"]
     assert elapsed < 1.5, f"the fast channel waited {elapsed:.1f} s for the slow one"
+
+
+def test_dns_failure_is_retried_and_the_other_channel_is_not_affected(tmp_path, webhook, monkeypatch):
+    """A channel whose host does not resolve. The only mock in these tests: the resolver, since
+    no DNS may be asked from here — getaddrinfo fails for that one name, as a resolver would."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def resolver(host, *args, **kwargs):
+        if host == "hooks.alerter-test.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+
+    async def scenario():
+        async with run_simulator(SCENARIO) as sim:
+            channels = [{"name": "hook", "url": f"json://{webhook.url}/hook"},
+                        {"name": "unresolvable", "url": "json://hooks.alerter-test.invalid/hook"}]
+            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
+            try:
+                await h.step(0.8)
+                first = h.daemon.store.deliveries(channel="unresolvable")
+                h.clock.advance(minutes=1)
+                await h.daemon.deliver_once()  # retried after its backoff, fails again
+                return first, h.daemon.store.deliveries(channel="unresolvable")
+            finally:
+                await h.close()
+
+    first, later = run(scenario())
+    assert heads(webhook) == ["CALL"]
+    assert [(d.status, d.attempts) for d in first] == [("pending", 1)]
+    assert [(d.status, d.attempts) for d in later] == [("pending", 2)]
+    assert later[0].last_error
