@@ -206,6 +206,5 @@ class Alert:
 
     @property
     def severity(self) -> int:
-        """Sort key for grouped messages: most severe first."""
-        rank = {AlertKind.BLIND: 4, AlertKind.RAISED: 0, AlertKind.REPEAT: 0, AlertKind.RESOLVED: -1, AlertKind.RESTORED: -1}
-        return int(self.level) * 10 + rank[self.kind] if self.kind != AlertKind.BLIND else 35
+        """Rank in a grouped message, higher first: blind above critical, then by level."""
+        return 4 if self.kind == AlertKind.BLIND else int(self.level)
