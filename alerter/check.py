@@ -11,7 +11,8 @@ import asyncio
 import math
 
 from alerter.config import load_settings
-from alerter.daemon import Poll, build_daemon, fetch_health, preflight, secrets_of
+from alerter.daemon import Poll, fetch_health
+from alerter.runtime import build_daemon, preflight, secrets_of
 from alerter.logs import setup_logging
 from alerter.models import ACCOUNT_SCOPE
 from alerter.policy import level_for

@@ -79,7 +79,7 @@ def cmd_run(args) -> int:
     import asyncio
 
     from alerter.config import load_settings
-    from alerter.daemon import announce_failure, build_daemon, preflight, secrets_of
+    from alerter.runtime import announce_failure, build_daemon, preflight, secrets_of
     from alerter.errors import StoreError
     from alerter.logs import setup_logging
 

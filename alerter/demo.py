@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from alerter.config import build_settings
-from alerter.daemon import build_daemon, secrets_of
+from alerter.runtime import build_daemon, secrets_of
 from alerter.logs import setup_logging
 
 logger = logging.getLogger(__name__)

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import account_config, bench_account, median, table, verdict, wallet_for  # noqa: E402
 
 from alerter.config import build_settings  # noqa: E402
-from alerter.daemon import build_daemon, fetch_health  # noqa: E402
+from alerter.daemon import fetch_health  # noqa: E402
+from alerter.runtime import build_daemon  # noqa: E402
 from alerter.simulator import run_simulator  # noqa: E402
 
 LATENCY_S = 0.2

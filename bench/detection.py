@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Webhook, account_config, bench_account, median, percentile, price_for, table, verdict, wallet_for  # noqa: E402
 
 from alerter.config import build_settings  # noqa: E402
-from alerter.daemon import build_daemon  # noqa: E402
+from alerter.runtime import build_daemon  # noqa: E402
 from alerter.simulator import run_simulator  # noqa: E402
 
 SAFE, CALL = 0.30, 0.78

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alerter.config import build_settings
-from alerter.daemon import build_daemon
+from alerter.runtime import build_daemon
 from alerter.simulator import run_simulator
 
 SCENARIO = {
