@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--move", action="append", metavar="SYMBOL=MOVE", help="move one asset's price, e.g. BTC=-20%% (repeatable)")
     p.add_argument("--all", metavar="MOVE", help="move every other price, e.g. -15%%")
     p.add_argument("--levels", action="store_true", help="the uniform move at which each level and liquidation would trip (the default)")
+    p.add_argument("--fetch", action="store_true", help="poll the exchanges now instead of using the last recorded positions")
     p._negative_number_matcher = NEGATIVE_MOVE  # let "--all -15%" through: argparse takes "-15%" for an option
     p = with_config(command("test-notify", cmd_test_notify, "send a test message to each channel and report whether it was delivered"))
     p.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")

@@ -617,6 +617,40 @@ def cmd_history(args) -> int:
     return EXIT_OK
 
 
+def _fetch_snapshots(settings, account: str | None):
+    """A fresh full poll of the configured accounts (the one whatif path that calls exchanges)."""
+    import asyncio
+
+    from alerter.runtime import secrets_of
+    from alerter.logs import setup_logging
+    from alerter.sources import SharedMarkets, SourceError, build_source
+
+    names = [a.name for a in settings.accounts]
+    if account is not None and account not in names:
+        raise LookupError(f"no account named {account!r} (configured: {', '.join(names) or 'none'})")
+    setup_logging("warning", secrets_of(settings))
+
+    async def fetch_all():
+        markets = SharedMarkets()
+        timeout = settings.daemon.request_timeout.total_seconds()
+        sources = [build_source(a, timeout_s=timeout, shared=markets) for a in settings.accounts if account in (None, a.name)]
+        try:
+            results = await asyncio.gather(*(s.fetch_snapshot() for s in sources), return_exceptions=True)
+        finally:
+            await asyncio.gather(*(s.close() for s in sources), return_exceptions=True)
+        snapshots = {}
+        for source, result in zip(sources, results, strict=True):
+            if isinstance(result, SourceError):
+                print(f"warning: {source.account_name}: {result.kind}: {result}", file=sys.stderr)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                snapshots[source.account_name] = result
+        return snapshots
+
+    return asyncio.run(fetch_all())
+
+
 def _load_snapshots(settings, account: str | None):
     from alerter.snapshots import load_snapshots
 
@@ -701,12 +735,14 @@ def cmd_whatif(args) -> int:
     except ValueError as e:
         return _error(str(e), EXIT_CONFIG)
     try:
-        snapshots = _load_snapshots(settings, args.account)
+        snapshots = (_fetch_snapshots if args.fetch else _load_snapshots)(settings, args.account)
     except StoreError as e:
         return _error(str(e), EXIT_RUNTIME)
     except LookupError as e:
         return _error(str(e.args[0]), EXIT_CONFIG)
     if not snapshots:
+        if args.fetch:
+            return _error("no account could be polled", EXIT_RUNTIME)
         return _error("no position snapshot recorded yet (the daemon saves one per account on every good poll)", EXIT_RUNTIME)
     now = _now()
     if args.levels or (not moves and default is None):
