@@ -5,6 +5,7 @@ stepped by hand so every alert is exact."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -80,6 +81,17 @@ class Harness:
         return alerts
 
 
+@asynccontextmanager
+async def harness(tmp_path, channels, scenario=SCENARIO, **daemon):
+    """The simulator playing `scenario` and a daemon polling it, closed on the way out."""
+    async with run_simulator(scenario) as sim:
+        h = Harness(sim, settings_for(sim, tmp_path, channels, **daemon), Clock())
+        try:
+            yield h
+        finally:
+            await h.close()
+
+
 def settings_for(sim, tmp_path, channels, **daemon):
     ccxt = sim.ccxt_config()
     return build_settings({
@@ -103,30 +115,27 @@ def titles(webhook):
 
 def test_crash_produces_exactly_the_expected_alerts(tmp_path, webhook, smtp_server):
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            channels = [
-                {"name": "hook", "url": f"json://{webhook.url}/hook"},
-                {"name": "mail", "url": smtp_server.url(), "min_level": "critical", "accounts": ["main"]},
-            ]
-            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
-            try:
-                await h.step(0.30)               # ok
-                await h.step(0.55)               # warning
-                await h.step(0.58)               # still warning: no repeat for 6 h
-                await h.step(0.78)               # call
-                await h.step(0.92)               # critical
-                for _ in range(4):
-                    await h.step(0.92)           # minutes 6..9: nothing
-                await h.step(0.93)               # minute 10: 5 min after critical → repeat
-                await h.step(0.84)               # 84 % > 85 % − 5: still critical, quiet
-                await h.step(0.50)               # quiet de-escalation to warning
-                await h.step(0.30)               # resolved
-                await h.step(0.30)               # nothing more
-                risk = sim.state.risk("main-key")
-                await h.step(account="second")   # the other account: ok, silent
-                return risk
-            finally:
-                await h.close()
+        channels = [
+            {"name": "hook", "url": f"json://{webhook.url}/hook"},
+            {"name": "mail", "url": smtp_server.url(), "min_level": "critical", "accounts": ["main"]},
+        ]
+        async with harness(tmp_path, channels) as h:
+            sim = h.sim
+            await h.step(0.30)               # ok
+            await h.step(0.55)               # warning
+            await h.step(0.58)               # still warning: no repeat for 6 h
+            await h.step(0.78)               # call
+            await h.step(0.92)               # critical
+            for _ in range(4):
+                await h.step(0.92)           # minutes 6..9: nothing
+            await h.step(0.93)               # minute 10: 5 min after critical → repeat
+            await h.step(0.84)               # 84 % > 85 % − 5: still critical, quiet
+            await h.step(0.50)               # quiet de-escalation to warning
+            await h.step(0.30)               # resolved
+            await h.step(0.30)               # nothing more
+            risk = sim.state.risk("main-key")
+            await h.step(account="second")   # the other account: ok, silent
+            return risk
 
     risk = run(scenario())
     assert titles(webhook) == [
@@ -157,18 +166,14 @@ def test_crash_produces_exactly_the_expected_alerts(tmp_path, webhook, smtp_serv
 
 def test_accounts_filter_and_min_level_route(tmp_path, webhook, smtp_server):
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            channels = [
-                {"name": "hook", "url": f"json://{webhook.url}/hook", "min_level": "call", "accounts": ["second"]},
-                {"name": "mail", "url": smtp_server.url(), "min_level": "warning", "accounts": ["main"]},
-            ]
-            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
-            try:
-                await h.step(0.55)
-                await h.step(0.80)
-                await h.step(0.20)
-            finally:
-                await h.close()
+        channels = [
+            {"name": "hook", "url": f"json://{webhook.url}/hook", "min_level": "call", "accounts": ["second"]},
+            {"name": "mail", "url": smtp_server.url(), "min_level": "warning", "accounts": ["main"]},
+        ]
+        async with harness(tmp_path, channels) as h:
+            await h.step(0.55)
+            await h.step(0.80)
+            await h.step(0.20)
 
     run(scenario())
     assert webhook.bodies == []  # only "second" goes there, and it never moved
@@ -177,22 +182,18 @@ def test_accounts_filter_and_min_level_route(tmp_path, webhook, smtp_server):
 
 def test_refusing_channel_gets_its_alerts_later_and_the_other_is_not_delayed(tmp_path, webhook, closed_port, smtp_server):
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            channels = [
-                {"name": "hook", "url": f"json://{webhook.url}/hook"},
-                {"name": "mail", "url": smtp_server.url()},
-            ]
-            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
-            try:
-                webhook.stop()                   # the webhook refuses connections
-                await h.step(0.55)
-                await h.step(0.80)
-                assert len(smtp_server.messages) == 2 and webhook.bodies == []
-                webhook.start()                  # back on the same port
-                h.clock.advance(minutes=30)      # past the backoff
-                await h.daemon.deliver_once()
-            finally:
-                await h.close()
+        channels = [
+            {"name": "hook", "url": f"json://{webhook.url}/hook"},
+            {"name": "mail", "url": smtp_server.url()},
+        ]
+        async with harness(tmp_path, channels) as h:
+            webhook.stop()                   # the webhook refuses connections
+            await h.step(0.55)
+            await h.step(0.80)
+            assert len(smtp_server.messages) == 2 and webhook.bodies == []
+            webhook.start()                  # back on the same port
+            h.clock.advance(minutes=30)      # past the backoff
+            await h.daemon.deliver_once()
 
     run(scenario())
     # both alerts arrive, grouped into one message, the most severe first
@@ -226,17 +227,14 @@ def test_restart_mid_scenario_neither_repeats_nor_loses(tmp_path, webhook):
 
 def test_credentials_rejected_is_blind_at_once_and_restored(tmp_path, webhook):
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
-            try:
-                await h.step(0.3)
-                sim.inject("http401", count=None, api_key="main-key")
-                await h.step()
-                await h.step()
-                sim.clear_faults()
-                await h.step(0.3)
-            finally:
-                await h.close()
+        async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
+            sim = h.sim
+            await h.step(0.3)
+            sim.inject("http401", count=None, api_key="main-key")
+            await h.step()
+            await h.step()
+            sim.clear_faults()
+            await h.step(0.3)
 
     run(scenario())
     assert [t.split(" · ")[0] for t in titles(webhook)] == ["BLIND", "RESTORED"]

@@ -10,7 +10,7 @@ import pytest
 
 from pydantic import SecretStr
 
-from test_daemon import SCENARIO, Clock, Harness, price_for, run, settings_for, titles
+from test_daemon import SCENARIO, Clock, Harness, harness, price_for, run, settings_for, titles
 
 from alerter.daemon import utcnow
 from alerter.simulator import run_simulator
@@ -18,22 +18,19 @@ from alerter.simulator import run_simulator
 
 def test_estimate_alerts_first_and_the_full_poll_confirms_without_duplicate(tmp_path, webhook):
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
-            try:
-                await h.step(0.30)                                   # full polls: positions known
-                await h.step(account="second", minutes=0)
-                before = sim.request_counts()
-                sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})    # the market moves
-                h.clock.advance(seconds=5)
-                assert await h.daemon.check_prices(["main", "second"]) == 2
-                await h.daemon.deliver_once()
-                estimated = list(titles(webhook))
-                requests = {path: n - before.get(key, 0) for key, n in sim.request_counts().items() for path in [key[1]] if n > before.get(key, 0)}
-                await h.step(minutes=1)                              # the full poll confirms: quiet
-                return estimated, requests, sim.state.risk("main-key").cross_margin_ratio
-            finally:
-                await h.close()
+        async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
+            sim = h.sim
+            await h.step(0.30)                                   # full polls: positions known
+            await h.step(account="second", minutes=0)
+            before = sim.request_counts()
+            sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})    # the market moves
+            h.clock.advance(seconds=5)
+            assert await h.daemon.check_prices(["main", "second"]) == 2
+            await h.daemon.deliver_once()
+            estimated = list(titles(webhook))
+            requests = {path: n - before.get(key, 0) for key, n in sim.request_counts().items() for path in [key[1]] if n > before.get(key, 0)}
+            await h.step(minutes=1)                              # the full poll confirms: quiet
+            return estimated, requests, sim.state.risk("main-key").cross_margin_ratio
 
     estimated, requests, ratio = run(scenario())
     assert estimated == [f"CALL · main · margin ratio {round(ratio * 100)} % (call at 70 %) (estimated)"]
@@ -44,18 +41,15 @@ def test_estimate_alerts_first_and_the_full_poll_confirms_without_duplicate(tmp_
 
 def test_estimate_uses_the_same_numbers_as_a_full_poll(tmp_path, webhook):
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
-            try:
-                await h.step(0.30)
-                sim.set_prices({"BTCUSDT": price_for(sim, 0.60)})
-                await h.daemon.check_prices(["main"])
-                est = h.daemon.store.samples(account="main")[-1]
-                await h.step(minutes=1)
-                full = h.daemon.store.samples(account="main")[-1]
-                return est, full
-            finally:
-                await h.close()
+        async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
+            sim = h.sim
+            await h.step(0.30)
+            sim.set_prices({"BTCUSDT": price_for(sim, 0.60)})
+            await h.daemon.check_prices(["main"])
+            est = h.daemon.store.samples(account="main")[-1]
+            await h.step(minutes=1)
+            full = h.daemon.store.samples(account="main")[-1]
+            return est, full
 
     est, full = run(scenario())
     assert est.estimated and not full.estimated
@@ -145,18 +139,15 @@ def test_running_daemon_serves_metrics_and_sends_heartbeats(tmp_path, webhook):
 
 def test_accounts_on_one_exchange_share_one_markets_load(tmp_path):
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            h = Harness(sim, settings_for(sim, tmp_path, []), Clock())
-            try:
-                sim.inject("malformed", count=1, path="exchangeInfo")  # a cut answer is not "no markets" for a day
-                assert [a.kind for a in await h.step(account="main")] == []
-                assert h.daemon.store.load_states("main")["account"].failures == 1
-                await asyncio.gather(h.daemon.poll_account("main"), h.daemon.poll_account("second"))
-                counts = sim.request_counts()
-                states = {n: h.daemon.store.load_states(n)["account"].failures for n in ("main", "second")}
-                return sum(n for (_, path), n in counts.items() if path.endswith("exchangeInfo")), states
-            finally:
-                await h.close()
+        async with harness(tmp_path, []) as h:
+            sim = h.sim
+            sim.inject("malformed", count=1, path="exchangeInfo")  # a cut answer is not "no markets" for a day
+            assert [a.kind for a in await h.step(account="main")] == []
+            assert h.daemon.store.load_states("main")["account"].failures == 1
+            await asyncio.gather(h.daemon.poll_account("main"), h.daemon.poll_account("second"))
+            counts = sim.request_counts()
+            states = {n: h.daemon.store.load_states(n)["account"].failures for n in ("main", "second")}
+            return sum(n for (_, path), n in counts.items() if path.endswith("exchangeInfo")), states
 
     loads, failures = run(scenario())
     assert loads == 2  # the malformed one, then one load for both accounts

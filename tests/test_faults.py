@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from test_daemon import SCENARIO, Clock, Harness, price_for, run, settings_for, titles
+from test_daemon import SCENARIO, Clock, Harness, harness, price_for, run, settings_for, titles
 
 from alerter.simulator import run_simulator
 from alerter.sources import RetryPolicy
@@ -49,21 +49,17 @@ def test_exchange_fault_goes_blind_after_three_and_restores_others_unaffected(tm
 
 def test_disk_full_sends_alerts_directly_and_does_not_repeat_them(tmp_path, webhook):
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
-            try:
-                await h.step(0.3)
-                # the disk is full: every write of the poll's transaction fails as SQLite reports it
-                h.daemon.store.db.execute("CREATE TRIGGER full BEFORE INSERT ON scope_state "
-                                          "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
-                await h.step(0.8)   # call: must still reach the user, with a database notice
-                await h.step(0.8)   # same level: no repeat, no second notice
-                h.daemon.store.db.execute("DROP TRIGGER full")  # space again
-                await h.step(0.8)   # recorded now, still no duplicate
-                await h.step(0.3)   # resolved, through the outbox as usual
-                return h.daemon.store.load_states("main")["account"]
-            finally:
-                await h.close()
+        async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
+            await h.step(0.3)
+            # the disk is full: every write of the poll's transaction fails as SQLite reports it
+            h.daemon.store.db.execute("CREATE TRIGGER full BEFORE INSERT ON scope_state "
+                                      "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+            await h.step(0.8)   # call: must still reach the user, with a database notice
+            await h.step(0.8)   # same level: no repeat, no second notice
+            h.daemon.store.db.execute("DROP TRIGGER full")  # space again
+            await h.step(0.8)   # recorded now, still no duplicate
+            await h.step(0.3)   # resolved, through the outbox as usual
+            return h.daemon.store.load_states("main")["account"]
 
     state = run(scenario())
     first = webhook.bodies[0]
@@ -98,25 +94,21 @@ def test_smtp_down_is_retried_until_it_comes_back_and_the_webhook_is_not_delayed
     collector = _Collector()
 
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            mail = f"mailto://127.0.0.1:{closed_port}?from=alerter@example.com&to=trader@example.com"
-            channels = [{"name": "hook", "url": f"json://{webhook.url}/hook"}, {"name": "mail", "url": mail}]
-            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
+        mail = f"mailto://127.0.0.1:{closed_port}?from=alerter@example.com&to=trader@example.com"
+        channels = [{"name": "hook", "url": f"json://{webhook.url}/hook"}, {"name": "mail", "url": mail}]
+        async with harness(tmp_path, channels) as h:
+            await h.step(0.8)                       # CALL: the webhook gets it, the mail server is down
+            assert heads(webhook) == ["CALL"] and collector.messages == []
+            failed = h.daemon.store.deliveries(channel="mail")
+            assert [(d.status, d.attempts) for d in failed] == [("pending", 1)] and failed[0].last_error
+            controller = _PortZeroController(collector, hostname="127.0.0.1", port=closed_port)
+            controller.start()                      # the mail server comes back
             try:
-                await h.step(0.8)                       # CALL: the webhook gets it, the mail server is down
-                assert heads(webhook) == ["CALL"] and collector.messages == []
-                failed = h.daemon.store.deliveries(channel="mail")
-                assert [(d.status, d.attempts) for d in failed] == [("pending", 1)] and failed[0].last_error
-                controller = _PortZeroController(collector, hostname="127.0.0.1", port=closed_port)
-                controller.start()                      # the mail server comes back
-                try:
-                    h.clock.advance(minutes=30)
-                    await h.daemon.deliver_once()
-                finally:
-                    controller.stop()
-                return h.daemon.store.deliveries(channel="mail")
+                h.clock.advance(minutes=30)
+                await h.daemon.deliver_once()
             finally:
-                await h.close()
+                controller.stop()
+            return h.daemon.store.deliveries(channel="mail")
 
     deliveries = run(scenario())
     assert [d.status for d in deliveries] == ["sent"]
@@ -175,21 +167,18 @@ def test_price_checks_never_restore_a_blind_account(tmp_path, webhook):
     """Between failing full polls, re-pricing the last snapshot would look like data flowing
     again: a failed full poll stops the estimates until a full poll succeeds."""
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]), Clock())
-            try:
-                await h.step(0.3)
-                sim.inject("http401", count=None, api_key="main-key")
-                for _ in range(3):
-                    await h.step()
-                    assert await h.daemon.check_prices(["main"]) == 0
-                    await h.daemon.deliver_once()
-                sim.clear_faults()
+        async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
+            sim = h.sim
+            await h.step(0.3)
+            sim.inject("http401", count=None, api_key="main-key")
+            for _ in range(3):
                 await h.step()
-                assert await h.daemon.check_prices(["main"]) == 1
+                assert await h.daemon.check_prices(["main"]) == 0
                 await h.daemon.deliver_once()
-            finally:
-                await h.close()
+            sim.clear_faults()
+            await h.step()
+            assert await h.daemon.check_prices(["main"]) == 1
+            await h.daemon.deliver_once()
 
     run(scenario())
     assert heads(webhook) == ["BLIND", "RESTORED"]
@@ -258,18 +247,14 @@ def test_dns_failure_is_retried_and_the_other_channel_is_not_affected(tmp_path, 
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
 
     async def scenario():
-        async with run_simulator(SCENARIO) as sim:
-            channels = [{"name": "hook", "url": f"json://{webhook.url}/hook"},
-                        {"name": "unresolvable", "url": "json://hooks.alerter-test.invalid/hook"}]
-            h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
-            try:
-                await h.step(0.8)
-                first = h.daemon.store.deliveries(channel="unresolvable")
-                h.clock.advance(minutes=1)
-                await h.daemon.deliver_once()  # retried after its backoff, fails again
-                return first, h.daemon.store.deliveries(channel="unresolvable")
-            finally:
-                await h.close()
+        channels = [{"name": "hook", "url": f"json://{webhook.url}/hook"},
+                    {"name": "unresolvable", "url": "json://hooks.alerter-test.invalid/hook"}]
+        async with harness(tmp_path, channels) as h:
+            await h.step(0.8)
+            first = h.daemon.store.deliveries(channel="unresolvable")
+            h.clock.advance(minutes=1)
+            await h.daemon.deliver_once()  # retried after its backoff, fails again
+            return first, h.daemon.store.deliveries(channel="unresolvable")
 
     first, later = run(scenario())
     assert heads(webhook) == ["CALL"]
