@@ -1,19 +1,26 @@
-"""The outbox worker: send what the store says is due, one grouped message per channel, all
-channels at once, and record each outcome. A failed channel is retried later with capped
-exponential backoff (deterministic: base × 2^(attempts−1), at most `backoff_max`; a service's
-own "retry after" wins when apprise shows it); nothing is dropped until the alert expires."""
+"""The outbox worker: each round, every channel with something due gets ONE message with all
+that is pending for it, and each outcome is recorded. The backoff belongs to the channel, not to
+the row: a failed round puts all of the channel's pending alerts to the same next attempt
+(deterministic: base × 2^(attempts−1), at most `backoff_max`; a service's own "retry after" wins
+when apprise shows it), and a new alert makes the channel due at once. So the pending alerts of
+one scope always go out together, in order: an alert superseded before it could be delivered is
+folded into the newest one of its scope (`notify.fold`), never told after it. Nothing is dropped
+until the alert expires.
+
+`deliver_due` reads the store at the top, plans without I/O (`plan`), sends, and records the
+outcomes at the bottom."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from alerter.models import Level
 from alerter.metrics import observe_delivery
-from alerter.notify import Notifier, Outcome, format_time, notify_type, render
+from alerter.notify import Notifier, Outcome, fold, format_time, notify_type, render
 from alerter.store import Delivery, Store
 
 logger = logging.getLogger(__name__)
@@ -25,7 +32,7 @@ ALERT_EXPIRY = timedelta(hours=24)
 
 @dataclass
 class DeliverySummary:
-    sent: dict[str, int] = field(default_factory=dict)  # channel → alerts delivered
+    sent: dict[str, int] = field(default_factory=dict)  # channel → alerts delivered (folded ones included)
     failed: dict[str, str] = field(default_factory=dict)  # channel → error (secrets removed)
     retry_at: dict[str, datetime] = field(default_factory=dict)  # channel → next attempt
     expired: int = 0
@@ -40,13 +47,43 @@ def backoff(attempts: int, base: timedelta = BACKOFF_BASE, cap: timedelta = BACK
     return min(base * 2 ** max(attempts - 1, 0), cap)
 
 
-def undelivered_note(expired: list[Delivery], channel: str, now: datetime) -> str | None:
+def undelivered_note(expired: Sequence[Delivery], channel: str, now: datetime) -> str | None:
     """The line that tells a channel what it missed, when a CRITICAL alert of it expired."""
     if not any(d.alert.level == Level.CRITICAL for d in expired):
         return None
     first = min(d.alert.created_at for d in expired)
     count = len(expired)
     return f"{count} alert{'s' if count != 1 else ''} could not be delivered to {channel} since {format_time(first, now)}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One round's message to one channel, and the outbox rows it settles."""
+
+    title: str
+    body: str
+    notify_type: str
+    sent: tuple[int, ...]  # alert ids told in full
+    folded: tuple[int, ...]  # alert ids only mentioned ("earlier: …"), under a newer alert of their scope
+    reported: tuple[int, ...]  # expired alert ids, now reported (the note names them when one was critical)
+
+    @property
+    def alert_ids(self) -> tuple[int, ...]:
+        return self.sent + self.folded
+
+
+def plan(channel: str, pending: Sequence[Delivery], expired: Sequence[Delivery], now: datetime, *, markdown: bool) -> Plan:
+    """Pure: all of a channel's pending deliveries (in recording order) as one message, folded
+    per scope, with the note about its expired ones."""
+    entries = fold(d.alert for d in pending)
+    ids = {d.alert.key: d.alert_id for d in pending}
+    title, body = render(entries, markdown=markdown, undelivered_note=undelivered_note(expired, channel, now))
+    return Plan(
+        title, body, notify_type(entries),
+        sent=tuple(ids[e.alert.key] for e in entries),
+        folded=tuple(ids[a.key] for e in entries for a in e.earlier),
+        reported=tuple(d.alert_id for d in expired),
+    )
 
 
 async def deliver_due(
@@ -60,49 +97,54 @@ async def deliver_due(
     backoff_max: timedelta = BACKOFF_MAX,
     channel: str | None = None,
 ) -> DeliverySummary:
-    """Expire stale deliveries, then send every due one: one message per channel, channels
-    concurrently, and record sent / failed (retry later) in the store. With `channel`, only
-    that channel's (the daemon runs one such worker per channel, so a slow one — apprise
-    spaces e-mails 5.5 s apart, a timeout takes 30 s — never holds up another's next round)."""
+    """Expire stale deliveries, then send to every channel that has one due everything pending
+    for it: one message per channel, channels concurrently, and record sent / folded / failed
+    (retry later) in the store. With `channel`, only that channel's (the daemon runs one such
+    worker per channel, so a slow one — apprise spaces e-mails 5.5 s apart, a timeout takes
+    30 s — never holds up another's next round)."""
+    # 1. read
     summary = DeliverySummary()
     summary.expired = len(store.expire(now, expiry))
-    configured = {channel.name for channel in channels}
-    by_channel: dict[str, list[Delivery]] = {}
-    for delivery in store.due_deliveries(now):
-        if channel is None or delivery.channel == channel:
-            by_channel.setdefault(delivery.channel, []).append(delivery)
+    configured = {c.name for c in channels}
+    pending: dict[str, list[Delivery]] = {}
+    for delivery in store.pending_deliveries(now, channel):
+        pending.setdefault(delivery.channel, []).append(delivery)
+    expired = {name: store.expired_unreported(name) for name in pending if name in configured}
 
-    async def deliver(name: str, deliveries: list[Delivery]) -> tuple[Outcome, list[Delivery]]:
-        if name not in configured:
-            return Outcome(False, f"channel {name!r} is no longer configured"), []
-        expired = store.expired_unreported(name)
-        note = undelivered_note(expired, name, now)
-        alerts = [d.alert for d in deliveries]
-        title, body = render(alerts, markdown=notifier.markdown(name), undelivered_note=note)
-        outcome = await notifier.send(name, title, body, notify_type=notify_type(alerts))
-        return outcome, expired
+    # 2. plan
+    plans = {name: plan(name, rows, expired[name], now, markdown=notifier.markdown(name)) for name, rows in pending.items() if name in configured}
 
-    channel_names = list(by_channel)
-    results = await asyncio.gather(*(deliver(name, by_channel[name]) for name in channel_names))
-    for name, (outcome, expired) in zip(channel_names, results, strict=True):
+    # 3. send
+    async def send(name: str) -> Outcome:
+        if name not in plans:
+            return Outcome(False, f"channel {name!r} is no longer configured")
+        p = plans[name]
+        return await notifier.send(name, p.title, p.body, notify_type=p.notify_type)
+
+    names = list(pending)
+    outcomes = await asyncio.gather(*(send(name) for name in names))
+
+    # 4. record
+    for name, outcome in zip(names, outcomes, strict=True):
         observe_delivery(name, outcome.ok)
-        deliveries = by_channel[name]
-        ids = [d.alert_id for d in deliveries]
+        rows = pending[name]
         if outcome.ok:
-            store.mark_sent(ids, name, now)
-            store.mark_reported([d.alert_id for d in expired], name)
-            summary.sent[name] = len(ids)
-            logger.info("delivered %d alert(s) to %s", len(ids), name)
+            p = plans[name]
+            store.mark_sent(p.sent, name, now, folded=p.folded)
+            store.mark_reported(p.reported, name)
+            summary.sent[name] = len(p.alert_ids)
+            logger.info("delivered %d alert(s) to %s%s", len(p.alert_ids), name,
+                        f" ({len(p.folded)} folded into newer ones)" if p.folded else "")
             continue
-        attempts = max(d.attempts for d in deliveries) + 1
+        attempts = max(d.attempts for d in rows) + 1
         delay = timedelta(seconds=outcome.retry_after) if outcome.retry_after else backoff(attempts, backoff_base, backoff_max)
         retry_at = now + delay
         error = outcome.error or "unknown error"
-        store.mark_failed(ids, name, error, retry_at)
+        store.mark_failed([d.alert_id for d in rows], name, error, retry_at)
         summary.failed[name] = error
         summary.retry_at[name] = retry_at
         logger.warning("could not deliver %d alert(s) to %s (attempt %d, retrying at %s): %s",
-                       len(ids), name, attempts, retry_at.strftime("%H:%M:%S"), error)
+                       len(rows), name, attempts, retry_at.strftime("%H:%M:%S"), error)
     return summary
 
 

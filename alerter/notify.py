@@ -251,46 +251,130 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
     return lines
 
 
+GOOD_NEWS = (AlertKind.RESOLVED, AlertKind.RESTORED)
+
+
 def order(alerts: Iterable[Alert]) -> list[Alert]:
     """Most severe first: blind, critical, call, warning (`Alert.severity`), then the good news
     (resolved / restored, which `severity` alone would rank above a raised warning); oldest first
     within a rank."""
-    good_news = (AlertKind.RESOLVED, AlertKind.RESTORED)
-    return sorted(alerts, key=lambda a: (a.kind in good_news, -a.severity, a.created_at))
+    return sorted(alerts, key=lambda a: (a.kind in GOOD_NEWS, -a.severity, a.created_at))
+
+
+# ---------------------------------------------------------------- folding
+
+@dataclass(frozen=True)
+class Folded:
+    """One entry of a message: `alert`, the current state of its scope, and the `earlier` alerts
+    of the same scope that it superseded before they could be delivered (oldest first)."""
+
+    alert: Alert
+    earlier: tuple[Alert, ...] = ()
+
+
+def fold(alerts: Iterable[Alert]) -> list[Folded]:
+    """The pending alerts of one channel as the entries of one message. Per scope (account and
+    scope), the alerts of its newest instant are its current state, each an entry of its own (one
+    poll can say "restored" and "critical" at once); every older alert of the scope is superseded
+    and folded into the last of them, so no message ever headlines a state after a newer one.
+    Pass the alerts in the order they were recorded (created_at, id): ties keep that order."""
+    scopes: dict[tuple[str, str], list[Alert]] = {}
+    for alert in alerts:
+        scopes.setdefault((alert.account, alert.scope), []).append(alert)
+    entries: list[Folded] = []
+    for group in scopes.values():
+        group.sort(key=lambda a: a.created_at)  # stable
+        newest = group[-1].created_at
+        current = [a for a in group if a.created_at == newest]
+        entries += [Folded(a) for a in current[:-1]]
+        entries.append(Folded(current[-1], tuple(a for a in group if a.created_at < newest)))
+    return entries
+
+
+MAX_EARLIER = 4  # steps an "earlier: …" note names; the worst one is always among them
+
+
+def earlier_note(entry: Folded) -> str | None:
+    """"earlier: CRITICAL at 14:02 UTC, not delivered in time" for the alerts an entry folds.
+    Consecutive alerts with one tag read as one step ("CRITICAL at 14:02 UTC (and 3 repeats)");
+    a step that a repeated or blind headline continues is its "still active since" and is not
+    named again; a long story keeps its worst step and its latest ones."""
+    head = entry.alert
+    steps: list[list[Alert]] = []
+    for alert in entry.earlier:
+        if steps and tag(steps[-1][0]) == tag(alert):
+            steps[-1].append(alert)
+        else:
+            steps.append([alert])
+    if steps and head.kind in (AlertKind.REPEAT, AlertKind.BLIND) and tag(steps[-1][0]) == tag(head):
+        steps.pop()
+    if not steps:
+        return None
+    shown = set(range(max(0, len(steps) - MAX_EARLIER), len(steps)))
+    worst = max(range(len(steps)), key=lambda i: (steps[i][0].kind not in GOOD_NEWS, steps[i][0].severity))  # the first of the worst
+    if worst not in shown:
+        shown = {worst, *range(len(steps) - MAX_EARLIER + 1, len(steps))}
+    parts: list[str] = []
+    hidden = 0
+    for i, step in enumerate(steps):
+        if i not in shown:
+            hidden += 1
+            continue
+        if hidden:
+            parts.append(f"{hidden} more")
+            hidden = 0
+        repeats = len(step) - 1
+        parts.append(f"{tag(step[0])} at {format_time(step[0].created_at, head.created_at)}"
+                     + (f" (and {repeats} repeat{'s' if repeats != 1 else ''})" if repeats else ""))
+    return f"earlier: {', '.join(parts)}, not delivered in time"
+
+
+def entry_headline(entry: Folded) -> str:
+    """The entry's headline, followed by what it folds: "RESOLVED · … (earlier: CRITICAL at …)"."""
+    note = earlier_note(entry)
+    return headline(entry.alert) + (f" ({note})" if note else "")
+
+
+def _entries(items: Iterable[Alert | Folded]) -> list[Folded]:
+    """Most severe first (see `order`); a plain alert is an entry that folds nothing."""
+    entries = [item if isinstance(item, Folded) else Folded(item) for item in items]
+    return sorted(entries, key=lambda e: (e.alert.kind in GOOD_NEWS, -e.alert.severity, e.alert.created_at))
 
 
 def render(
-    alerts: Sequence[Alert], *, markdown: bool, undelivered_note: str | None = None, max_detailed: int = 4, max_listed: int = 15
+    alerts: Sequence[Alert | Folded], *, markdown: bool, undelivered_note: str | None = None, max_detailed: int = 4, max_listed: int = 15
 ) -> tuple[str, str]:
-    """(title, body) of ONE message for one channel: one alert, or several grouped. A long group
-    (after an outage) keeps its size bounded for chat services (Telegram: 4096 characters): the
-    `max_detailed` most severe alerts get their figures, the next `max_listed` one line each."""
+    """(title, body) of ONE message for one channel: one alert, or several grouped; each alert
+    may be a `Folded` entry, headlined with what it folds. A long group (after an outage) keeps
+    its size bounded for chat services (Telegram: 4096 characters): the `max_detailed` most
+    severe entries get their figures, the next `max_listed` one line each."""
     if not alerts:
         raise ValueError("render() needs at least one alert")
-    ordered = order(alerts)
+    ordered = _entries(alerts)
     note = f"⚠ {undelivered_note}\n\n" if undelivered_note else ""
     if len(ordered) == 1:
-        alert = ordered[0]
-        body = (note + "\n".join(details(alert, markdown=markdown))).strip()
-        return headline(alert), body or headline(alert)  # apprise refuses an empty body
-    shown = [f"{tag(a)} {a.account}" for a in ordered[:2]]
+        entry = ordered[0]
+        body = (note + "\n".join(details(entry.alert, markdown=markdown))).strip()
+        return entry_headline(entry), body or headline(entry.alert)  # apprise refuses an empty body
+    shown = [f"{tag(e.alert)} {e.alert.account}" for e in ordered[:2]]
     title = f"{len(ordered)} alerts: {', '.join(shown)}" + (", …" if len(ordered) > 2 else "")
     sections = []
-    for alert in ordered[:max_detailed]:
-        head = f"### {headline(alert)}" if markdown else headline(alert)
-        sections.append("\n".join([head, *details(alert, markdown=markdown)]))
+    for entry in ordered[:max_detailed]:
+        head = f"### {entry_headline(entry)}" if markdown else entry_headline(entry)
+        sections.append("\n".join([head, *details(entry.alert, markdown=markdown)]))
     listed = ordered[max_detailed:max_detailed + max_listed]
     if listed:
-        sections.append("\n".join(f"- {headline(alert)}" for alert in listed))
+        sections.append("\n".join(f"- {entry_headline(entry)}" for entry in listed))
     rest = len(ordered) - max_detailed - len(listed)
     if rest > 0:
         sections.append(f"… and {rest} more (alerter history shows them all)")
     return title, note + "\n\n".join(sections)
 
 
-def notify_type(alerts: Iterable[Alert]) -> str:
-    """apprise's message type (colour/icon on most services) for a group of alerts."""
-    top = order(alerts)[0]
+def notify_type(alerts: Iterable[Alert | Folded]) -> str:
+    """apprise's message type (colour/icon on most services) for a group of alerts: that of
+    its most severe current state."""
+    top = _entries(alerts)[0].alert
     if top.kind in (AlertKind.RESOLVED, AlertKind.RESTORED):
         return "success"
     if top.kind == AlertKind.BLIND or top.level == Level.WARNING:

@@ -13,10 +13,11 @@ Schema (version 1, kept in ``PRAGMA user_version``):
   JSON for any reader; indexes on (account, scope, at) and (at).
 - ``alerts`` (id, key UNIQUE, created_at, kind, level, account, scope, payload): ``payload`` is
   the whole `Alert` as JSON (infinities as the strings "inf"/"-inf"), rebuilt exactly.
-- ``deliveries`` (alert_id, channel) PK: status pending|sent|failed|expired, attempts,
+- ``deliveries`` (alert_id, channel) PK: status pending|sent|folded|failed|expired, attempts,
   next_attempt_at, last_error, sent_at, reported (an expired row mentioned to its channel).
   ``failed`` is reserved for a delivery given up for good; a failed attempt stays ``pending``
-  with a later ``next_attempt_at`` until it is sent or expires.
+  with a later ``next_attempt_at`` until it is sent or expires. ``folded``: delivered only as a
+  mention ("earlier: …") under a newer alert of the same scope, in the same message.
 """
 
 from __future__ import annotations
@@ -378,6 +379,21 @@ class Store:
             )
             return [self._delivery(row) for row in rows]
 
+    def pending_deliveries(self, due_by: datetime | None = None, channel: str | None = None) -> list[Delivery]:
+        """Every pending delivery of each channel that has at least one due by `due_by` (of
+        every channel with any pending when None), by channel, then oldest alert first. The
+        backoff belongs to the channel: once one of its rows is due, all of them go out."""
+        where, params = ["d.status = 'pending'"], []
+        if due_by is not None:
+            where.append("d.channel IN (SELECT channel FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?)")
+            params.append(format_at(due_by))
+        if channel is not None:
+            where.append("d.channel = ?")
+            params.append(channel)
+        with self._guard("read the outbox"):
+            rows = self.db.query(self._DELIVERY_SQL + f"WHERE {' AND '.join(where)} ORDER BY d.channel, a.created_at, a.id", params)
+            return [self._delivery(row) for row in rows]
+
     def deliveries(self, *, channel: str | None = None, status: str | None = None) -> list[Delivery]:
         with self._guard("read the outbox"):
             where, params = ["1 = 1"], []
@@ -398,12 +414,20 @@ class Store:
             for alert_id in ids:
                 self.db.execute(sql, [*params, alert_id, channel])
 
-    def mark_sent(self, alert_ids: Iterable[int], channel: str, at: datetime) -> None:
-        self._update(
-            "record a delivery",
-            "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL, next_attempt_at = NULL WHERE alert_id = ? AND channel = ?",
-            [format_at(at)], alert_ids, channel,
-        )
+    def mark_sent(self, alert_ids: Iterable[int], channel: str, at: datetime, *, folded: Iterable[int] = ()) -> None:
+        """Record a delivered message: `alert_ids` were told in full ('sent'); `folded` ones only
+        mentioned under a newer alert of their scope ('folded'). One transaction, so a crash can
+        never leave a superseded alert pending, to be told after the state that replaced it."""
+        updates = [("sent", alert_id) for alert_id in alert_ids] + [("folded", alert_id) for alert_id in folded]
+        if not updates:
+            return
+        with self._guard("record a delivery"), self.db.atomic():
+            for status, alert_id in updates:
+                self.db.execute(
+                    "UPDATE deliveries SET status = ?, attempts = attempts + 1, sent_at = ?, last_error = NULL, next_attempt_at = NULL "
+                    "WHERE alert_id = ? AND channel = ?",
+                    [status, format_at(at), alert_id, channel],
+                )
 
     def mark_failed(self, alert_ids: Iterable[int], channel: str, error: str, next_attempt_at: datetime | None) -> None:
         """Record a failed attempt; the rows stay pending until `next_attempt_at`, or become

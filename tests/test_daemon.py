@@ -196,10 +196,9 @@ def test_refusing_channel_gets_its_alerts_later_and_the_other_is_not_delayed(tmp
             await h.daemon.deliver_once()
 
     run(scenario())
-    # both alerts arrive, grouped into one message, the most severe first
-    (grouped,) = webhook.bodies
-    assert grouped["title"].startswith("2 alerts")
-    assert grouped["message"].index("CALL") < grouped["message"].index("WARNING")
+    # both alerts arrive in one message, headed by the current state, the superseded one folded
+    (folded,) = webhook.bodies
+    assert folded["title"] == "CALL · main · margin ratio 80 % (call at 70 %) (earlier: WARNING at 12:01 UTC, not delivered in time)"
 
 
 def test_restart_mid_scenario_neither_repeats_nor_loses(tmp_path, webhook):
