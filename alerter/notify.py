@@ -311,7 +311,7 @@ def earlier_note(entry: Folded) -> str | None:
     if not steps:
         return None
     shown = set(range(max(0, len(steps) - MAX_EARLIER), len(steps)))
-    worst = max(range(len(steps)), key=lambda i: (steps[i][0].kind not in GOOD_NEWS, steps[i][0].severity))  # the first of the worst
+    worst = max(range(len(steps)), key=lambda i: max((a.kind not in GOOD_NEWS, a.severity) for a in steps[i]))  # the first of the worst
     if worst not in shown:
         shown = {worst, *range(len(steps) - MAX_EARLIER + 1, len(steps))}
     parts: list[str] = []

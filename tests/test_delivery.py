@@ -125,6 +125,59 @@ def test_several_pending_alerts_become_one_message(store, webhook):
     assert deliver(store, channels, T0 + timedelta(hours=1)).sent == {}
 
 
+def test_the_backoff_belongs_to_the_channel_and_its_return_brings_everything_headed_by_the_present(store, webhook):
+    """warning, call, critical fail (HTTP 500); the channel is back when the resolution comes:
+    one message, headed RESOLVED, names the missed CRITICAL; nothing is left to arrive after it."""
+    channels = [channel("hook", f"json://{webhook.url}/x")]
+    webhook.fail_next(3, 500)
+    story = [make_alert(level=Level.WARNING, at=T0), make_alert(level=Level.CALL, at=T0 + timedelta(seconds=10)),
+             make_alert(level=Level.CRITICAL, at=T0 + timedelta(seconds=20))]
+    for alert in story:  # each new alert makes the channel due at once, and all of it is tried again
+        record(store, channels, alert, at=alert.created_at)
+        summary = deliver(store, channels, alert.created_at)
+        assert "500" in summary.failed["hook"]
+        rows = store.deliveries(channel="hook")
+        assert {d.next_attempt_at for d in rows} == {summary.retry_at["hook"]}  # one next attempt for the channel
+    assert summary.retry_at["hook"] == T0 + timedelta(seconds=20) + 4 * BASE  # its third failure
+    assert [r["body"]["title"].split(" · ")[0] for r in webhook.requests] == ["WARNING", "CALL", "CRITICAL"]  # each try: the newest first
+    webhook.requests.clear()
+
+    resolved = make_alert(kind=AlertKind.RESOLVED, level=Level.CRITICAL, margin_ratio=0.3, threshold=None, at=T0 + timedelta(seconds=40))
+    record(store, channels, resolved, at=resolved.created_at)
+    assert deliver(store, channels, resolved.created_at).sent == {"hook": 4}
+    [message] = webhook.bodies
+    assert message["title"] == ("RESOLVED · binance-main · margin ratio 30 % (was CRITICAL) "
+                                "(earlier: WARNING at 12:00 UTC, CALL at 12:00 UTC, CRITICAL at 12:00 UTC, not delivered in time)")
+    assert message["type"] == "success"
+    assert store.pending_count() == 0
+    assert [e.deliveries for e in store.history()] == [{"hook": "folded"}] * 3 + [{"hook": "sent"}]
+    assert deliver(store, channels, T0 + timedelta(hours=1)).sent == {}
+
+
+def test_a_channel_that_delivers_again_takes_its_older_alerts_along_at_once(store, webhook):
+    """The CRITICAL failed and waits 30 s; 5 s later the channel takes another account's alert:
+    the CRITICAL goes with it, not 25 s later on its own backoff."""
+    channels = [channel("hook", f"json://{webhook.url}/x")]
+    webhook.fail_next(1, 500)
+    record(store, channels, make_alert(level=Level.CRITICAL))
+    assert deliver(store, channels, T0).retry_at["hook"] == T0 + BASE
+    later = T0 + timedelta(seconds=5)
+    record(store, channels, make_alert(level=Level.WARNING, account="bybit-1", margin_ratio=0.55, threshold=0.5, at=later), at=later)
+    assert deliver(store, channels, later).sent == {"hook": 2}
+    assert webhook.bodies[-1]["title"] == "2 alerts: CRITICAL binance-main, WARNING bybit-1"
+    assert [e.deliveries for e in store.history()] == [{"hook": "sent"}] * 2
+
+
+def test_a_channel_not_due_sends_nothing_even_with_several_pending(store, webhook):
+    channels = [channel("hook", f"json://{webhook.url}/x")]
+    webhook.fail_next(1, 500)
+    record(store, channels, make_alert(level=Level.CALL), make_alert(level=Level.CALL, account="bybit-1"))
+    assert deliver(store, channels, T0).failed
+    assert deliver(store, channels, T0 + BASE - timedelta(seconds=1)).sent == {}
+    assert len(webhook.requests) == 1
+    assert deliver(store, channels, T0 + BASE).sent == {"hook": 2}
+
+
 def test_expired_critical_alert_is_mentioned_in_the_next_message(store, webhook):
     channels = [channel("hook", f"json://{webhook.url}/x")]
     webhook.stop()  # the channel refuses connections for a day
