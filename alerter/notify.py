@@ -254,13 +254,6 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
 GOOD_NEWS = (AlertKind.RESOLVED, AlertKind.RESTORED)
 
 
-def order(alerts: Iterable[Alert]) -> list[Alert]:
-    """Most severe first: blind, critical, call, warning (`Alert.severity`), then the good news
-    (resolved / restored, which `severity` alone would rank above a raised warning); oldest first
-    within a rank."""
-    return sorted(alerts, key=lambda a: (a.kind in GOOD_NEWS, -a.severity, a.created_at))
-
-
 # ---------------------------------------------------------------- folding
 
 @dataclass(frozen=True)
@@ -336,7 +329,9 @@ def entry_headline(entry: Folded) -> str:
 
 
 def _entries(items: Iterable[Alert | Folded]) -> list[Folded]:
-    """Most severe first (see `order`); a plain alert is an entry that folds nothing."""
+    """The entries of a message, most severe first: blind, critical, call, warning
+    (`Alert.severity`), then the good news (resolved / restored, which `severity` alone would rank
+    above a raised warning); oldest first within a rank. A plain alert is an entry folding nothing."""
     entries = [item if isinstance(item, Folded) else Folded(item) for item in items]
     return sorted(entries, key=lambda e: (e.alert.kind in GOOD_NEWS, -e.alert.severity, e.alert.created_at))
 
