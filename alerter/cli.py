@@ -77,22 +77,29 @@ def cmd_validate(args) -> int:
 
 def cmd_run(args) -> int:
     import asyncio
+    import faulthandler
 
-    from alerter.config import load_settings
-    from alerter.runtime import announce_failure, build_daemon, preflight, secrets_of
+    from alerter.config import find_config, load_settings
     from alerter.errors import StoreError
+    from alerter.lockfile import DatabaseInUse, hold_lock
     from alerter.logs import setup_logging
+    from alerter.runtime import announce_failure, build_daemon, preflight, secrets_of
 
-    settings = load_settings(args.config)
+    faulthandler.enable()  # a crash in C code (SIGSEGV, SIGABRT, …) still leaves its traceback in the log
+    path = find_config(args.config).absolute()  # SIGHUP re-reads this file
+    settings = load_settings(path)
     setup_logging(settings.daemon.log_level, secrets_of(settings))
     preflight(settings)
     try:
-        daemon = build_daemon(settings)
+        hold_lock(settings.daemon.database)  # one daemon per database: the lock lasts until this process ends
+        daemon = build_daemon(settings, config=path)
+    except DatabaseInUse:
+        raise  # the other daemon is watching: nothing to announce
     except StoreError as e:
         asyncio.run(announce_failure(settings, f"alerter cannot start: {e}"))
         raise
     asyncio.run(daemon.run())
-    return EXIT_OK
+    return daemon.exit_code
 
 
 def cmd_demo(args) -> int:
@@ -170,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     with_config(command("validate", cmd_validate, "check the configuration file and print a summary (secrets masked)"))
-    with_config(command("run", cmd_run, "run the daemon: poll every account, alert, until SIGTERM/SIGINT"))
+    with_config(command("run", cmd_run, "run the daemon: poll every account, alert, until SIGTERM/SIGINT; SIGHUP re-reads the configuration"))
     p = with_config(command("check", cmd_check, "poll every account once and print its health; exit 0 ok, 1 warning, 2 call/critical, 3 blind/error"))
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--notify", action="store_true", help="also record and send what the policy decides (uses the database)")

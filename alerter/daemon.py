@@ -85,6 +85,14 @@ class Daemon:
         self.metrics_server = None
         self.jobs: set[asyncio.Task] = set()  # scheduled polls and price checks in flight
         self.store_blind_at: datetime | None = None
+        # reload (SIGHUP) and signals: see "reload and signals" below
+        self.parts = None  # runtime.Parts: rebuilds sources and the notifier on reload
+        self.scheduler = None
+        self.workers: dict[str, asyncio.Task] = {}  # channel → its delivery worker
+        self.reloading = asyncio.Lock()
+        self.reloads: set[asyncio.Task] = set()
+        self.stop_reason: str | None = None
+        self.exit_code = 0
 
     # ------------------------------------------------------------ stages
 
@@ -242,7 +250,8 @@ class Daemon:
     async def channel_worker(self, channel: str, idle: float) -> None:
         """Deliver what is due to one channel; wake at once when a poll records alerts."""
         wake = self.wakes.setdefault(channel, asyncio.Event())
-        while not self.stopping.is_set():
+        self.workers[channel] = asyncio.current_task()
+        while not self.stopping.is_set() and self.wakes.get(channel) is wake:  # a reload removes a channel's wake
             try:
                 await self.deliver_once(channel)
             except StoreError as e:
@@ -271,14 +280,25 @@ class Daemon:
 
         start = datetime.now(UTC)
         for i, account in enumerate(self.settings.accounts):
-            interval = self.settings.poll_interval_for(account)
-            jitter = min(5.0, interval.total_seconds() * 0.1)
-            scheduler.add_job(
-                self.run_job, IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter),
-                args=[self.poll_account, account.name], id=f"poll:{account.name}", name=f"poll {account.name}",
-                next_run_time=start + timedelta(milliseconds=50 * i), max_instances=1, coalesce=True,
-                misfire_grace_time=max(1, int(interval.total_seconds())),
-            )
+            self.schedule_poll(scheduler, account, start + timedelta(milliseconds=50 * i))
+        self.schedule_prices(scheduler, start)
+        scheduler.add_job(self.housekeeping, IntervalTrigger(hours=1), id="housekeeping", next_run_time=start + timedelta(minutes=1))
+
+    def schedule_poll(self, scheduler, account, first_at: datetime) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        interval = self.settings.poll_interval_for(account)
+        jitter = min(5.0, interval.total_seconds() * 0.1)
+        scheduler.add_job(
+            self.run_job, IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter),
+            args=[self.poll_account, account.name], id=f"poll:{account.name}", name=f"poll {account.name}",
+            next_run_time=first_at, max_instances=1, coalesce=True,
+            misfire_grace_time=max(1, int(interval.total_seconds())),
+        )
+
+    def schedule_prices(self, scheduler, start: datetime) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
         price_interval = self.settings.daemon.price_interval
         for i, names in enumerate(self.price_groups()):
             scheduler.add_job(
@@ -287,7 +307,6 @@ class Daemon:
                 next_run_time=start + price_interval, max_instances=1, coalesce=True,
                 misfire_grace_time=max(1, int(price_interval.total_seconds())),
             )
-        scheduler.add_job(self.housekeeping, IntervalTrigger(hours=1), id="housekeeping", next_run_time=start + timedelta(minutes=1))
 
     async def run_job(self, job, *args):
         """A scheduled coroutine. A stop cancels the jobs in flight (APScheduler's shutdown), which
@@ -321,20 +340,9 @@ class Daemon:
     async def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self.stop)
-            except (NotImplementedError, RuntimeError):  # not the main thread
-                pass
-        server = None
-        if self.settings.daemon.metrics:
-            try:
-                server = self.metrics_server = await metrics.start_metrics_server(self.settings.daemon.metrics)
-                logger.info("metrics on %s", server.url)
-            except (OSError, ValueError) as e:
-                logger.error("metrics: cannot serve on %s: %s", self.settings.daemon.metrics, e)
-        scheduler = AsyncIOScheduler(timezone=UTC)
+        self.handle_signals(asyncio.get_running_loop())
+        await self.serve_metrics()
+        scheduler = self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.schedule(scheduler)
         scheduler.start()
         delivery = asyncio.create_task(self.delivery_loop(), name="delivery")
@@ -346,17 +354,18 @@ class Daemon:
         try:
             await self.stopping.wait()
         finally:
-            logger.info("stopping")
+            logger.log(logging.WARNING if self.exit_code else logging.INFO, "stopping%s", f" ({self.stop_reason})" if self.stop_reason else "")
             sdnotify.notify("STOPPING=1")
             scheduler.shutdown(wait=False)
             if self.jobs:  # polls in flight end (cancelled, bounded) before their exchanges close
                 await asyncio.wait(set(self.jobs), timeout=self.settings.daemon.request_timeout.total_seconds() + 1)
-            for task in (delivery, watchdog):
+            tasks = (delivery, watchdog, *self.reloads, *self.workers.values())
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(delivery, watchdog, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.gather(*(s.close() for s in self.sources.values()), return_exceptions=True)
-            if server is not None:
-                await server.close()
+            if self.metrics_server is not None:
+                await self.metrics_server.close()
             self.store.close()
 
     def alive(self, scheduler, now: datetime) -> bool:
@@ -383,3 +392,220 @@ class Daemon:
     def stop(self) -> None:
         self.stopping.set()
         self.wake()
+
+    # ------------------------------------------------------------ reload and signals
+
+    def handle_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGTERM and SIGINT stop; SIGHUP reloads the configuration; every other signal that would
+        end the process silently (FATAL_SIGNALS) is logged and stops it just as cleanly, with exit
+        status 128 + its number, so a supervisor sees a failure (systemd's Restart=on-failure
+        restarts the service) rather than a clean exit."""
+        handlers = {sig: self.on_stop_signal for sig in (*STOP_SIGNALS, *FATAL_SIGNALS)}
+        handlers[signal.SIGHUP] = self.on_reload_signal
+        for sig, handler in handlers.items():
+            try:
+                loop.add_signal_handler(sig, handler, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or not on this platform
+                pass
+
+    def on_stop_signal(self, sig: int) -> None:
+        if self.stopping.is_set():
+            return
+        if sig in STOP_SIGNALS:
+            self.stop_reason = signal_name(sig)
+        else:
+            self.exit_code = 128 + sig
+            self.stop_reason = f"{signal_name(sig)}: not a signal alerter acts on; exit status {self.exit_code}"
+        self.stop()
+
+    def on_reload_signal(self, sig: int) -> None:
+        if self.stopping.is_set():
+            return
+        task = asyncio.get_running_loop().create_task(self.reload_from_file(), name="reload")
+        self.reloads.add(task)
+        task.add_done_callback(self.reloads.discard)
+
+    async def reload_from_file(self) -> bool:
+        """Re-read the configuration file the daemon started with, check it as `run` does at start,
+        and apply it. On any problem the running configuration stays (one log line per problem).
+        systemd hears RELOADING=1 … READY=1 around it (sd_notify(3)), so `systemctl reload` waits."""
+        import time
+
+        from alerter.errors import ConfigError
+
+        async with self.reloading:
+            sdnotify.notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+            where = self.parts.config if self.parts is not None else None
+            try:
+                logger.info("reload: re-reading %s", where or "the configuration")
+                try:
+                    if where is None:
+                        raise ConfigError("no configuration file to re-read (this daemon was not started from one)")
+                    new = await asyncio.to_thread(self.parts.load)
+                except ConfigError as e:
+                    for problem in e.problems:
+                        logger.error("reload refused: %s", problem)
+                    count = len(e.problems)
+                    logger.error("reload: still running the previous configuration (%d problem%s in %s)", count, "s" if count != 1 else "", where)
+                    return False
+                return await self.reload(new)
+            except Exception:  # a reload bug must not end the monitoring
+                logger.exception("reload failed; the daemon keeps running")
+                return False
+            finally:
+                sdnotify.notify("READY=1")
+
+    async def reload(self, new: Settings) -> bool:
+        """Apply a validated configuration while running. Kept: the store (state, history, outbox),
+        the sources of accounts whose connection settings did not change, the scheduled polls of
+        unchanged accounts. Closed: the sources of removed accounts and of accounts whose
+        exchange, keys or ccxt options changed (rebuilt). Rebuilt: the notifier; channel workers
+        start for added channels and end for removed ones (whose pending deliveries stay in the
+        outbox, see note_removed_channels). Accounts added, changed, or with new thresholds are
+        polled at once. Returns False when refused (the database cannot change without a restart)."""
+        from alerter.changes import describe_changes
+
+        old = self.settings
+        if new.daemon.database != old.daemon.database:
+            logger.error("reload refused: daemon.database: switching from %s to %s needs a restart", old.daemon.database, new.daemon.database)
+            logger.error("reload: still running the previous configuration")
+            return False
+        changes = describe_changes(old, new)
+        before, after = {a.name: a for a in old.accounts}, {a.name: a for a in new.accounts}
+
+        def connection(settings: Settings, account) -> tuple:
+            return settings.daemon.request_timeout, account.model_dump(include={"exchange", "api_key", "secret", "password", "uid", "ccxt"})
+
+        fresh = {name: self.parts.source(new, account) for name, account in after.items()
+                 if name not in before or connection(old, before[name]) != connection(new, account)}
+        retired = [name for name in before if name not in after or name in fresh]
+        scheduler = self.scheduler
+        if scheduler is not None and retired:
+            # no new poll (or price check) may start with a source about to close ...
+            for name in retired:
+                if scheduler.get_job(f"poll:{name}") is not None:
+                    scheduler.remove_job(f"poll:{name}")
+            for job in scheduler.get_jobs():
+                if job.id.startswith("prices:"):
+                    job.remove()
+            # ... and those in flight end with the parts they started with
+            if self.jobs:
+                timeout = 3 * old.daemon.request_timeout.total_seconds() + 15
+                _, late = await asyncio.wait(set(self.jobs), timeout=timeout)
+                if late:
+                    logger.warning("reload: %d poll(s) still running after %g s; applying the new configuration anyway", len(late), timeout)
+        if self.stopping.is_set():
+            await asyncio.gather(*(s.close() for s in fresh.values()), return_exceptions=True)
+            return False
+        # the swap: no await until every part runs on the new settings
+        sources = self.sources
+        self.settings = new
+        self.sources = {name: fresh.get(name) or sources[name] for name in after}
+        self.notifier = self.parts.notifier(new)
+        self.parts.log_level(new)
+        for name in retired:
+            self.confirmed.pop(name, None)  # a snapshot taken with other keys is no basis for estimates
+        for name in before.keys() - after.keys():
+            self.unsaved.pop(name, None)
+            self.polled.discard(name)
+        if scheduler is not None:
+            self.reschedule(scheduler, old)
+        logger.info("reload: %s", ", ".join(changes) if changes else "no changes")
+        self.note_removed_channels(old)
+        if new.daemon.metrics != old.daemon.metrics:
+            if self.metrics_server is not None:
+                await self.metrics_server.close()
+                self.metrics_server = None
+            await self.serve_metrics()
+        if scheduler is not None:
+            await self.sync_workers(old)
+        await asyncio.gather(*(sources[name].close() for name in retired), return_exceptions=True)
+        return True
+
+    def reschedule(self, scheduler, old: Settings) -> None:
+        """The poll jobs for the new settings: unchanged accounts keep their job and its timing."""
+        before = {a.name: a for a in old.accounts}
+        now = datetime.now(UTC)
+        for i, account in enumerate(self.settings.accounts):
+            job_id, was = f"poll:{account.name}", before.get(account.name)
+            first_at = now + timedelta(milliseconds=50 * i)
+            if scheduler.get_job(job_id) is None:  # added, or its source was rebuilt
+                self.schedule_poll(scheduler, account, first_at)
+            elif old.poll_interval_for(was) != self.settings.poll_interval_for(account):
+                scheduler.remove_job(job_id)
+                self.schedule_poll(scheduler, account, first_at)
+            elif old.thresholds_for(was) != self.settings.thresholds_for(account):
+                scheduler.modify_job(job_id, next_run_time=first_at)  # the new thresholds apply now
+        for name in before.keys() - {a.name for a in self.settings.accounts}:
+            if scheduler.get_job(f"poll:{name}") is not None:
+                scheduler.remove_job(f"poll:{name}")
+        for job in scheduler.get_jobs():
+            if job.id.startswith("prices:"):
+                job.remove()
+        self.schedule_prices(scheduler, now)
+
+    def note_removed_channels(self, old: Settings) -> None:
+        """A removed channel's pending deliveries are neither sent elsewhere nor dropped: they stay
+        in the outbox, go out if a channel of that name comes back before they expire
+        (alert_expiry), and expire as usual otherwise. Say so when there are some."""
+        from alerter.changes import show
+
+        names = {c.name for c in self.settings.channels}
+        for channel in old.channels:
+            if channel.name in names:
+                continue
+            try:
+                pending = len(self.store.deliveries(channel=channel.name, status="pending"))
+            except StoreError as e:
+                logger.error("reload: cannot count the pending alerts of %s: %s", channel.name, e)
+                continue
+            if pending:
+                logger.warning("reload: %d alert(s) pending for the removed channel %s stay in the outbox: sent if it is "
+                               "configured again within %s (alert_expiry), else they expire", pending, channel.name, show(self.settings.daemon.alert_expiry))
+
+    async def sync_workers(self, old: Settings) -> None:
+        """One delivery worker per configured channel: a removed channel's worker ends after its
+        current round; an added channel gets one (after the old one, if it was removed and added
+        back, has ended: never two workers sending one channel's alerts)."""
+        names = [c.name for c in self.settings.channels]
+        previous = {c.name for c in old.channels}
+        for name in previous - set(names):
+            wake = self.wakes.pop(name, None)
+            if wake is not None:
+                wake.set()
+        for name in names:
+            if name in previous:
+                continue
+            worker = self.workers.get(name)
+            if worker is not None and not worker.done():
+                await asyncio.wait({worker}, timeout=60)
+            if self.stopping.is_set():
+                return
+            self.wakes[name] = asyncio.Event()
+            self.workers[name] = asyncio.create_task(self.channel_worker(name, 1.0), name=f"deliver {name}")
+
+    async def serve_metrics(self) -> None:
+        address = self.settings.daemon.metrics
+        if not address:
+            return
+        try:
+            self.metrics_server = await metrics.start_metrics_server(address)
+            logger.info("metrics on %s", self.metrics_server.url)
+        except (OSError, ValueError) as e:
+            logger.error("metrics: cannot serve on %s: %s", address, e)
+
+
+def signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:  # real-time signals have no name of their own
+        return f"SIGRTMIN+{sig - signal.SIGRTMIN}"
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Signals whose default action ends the process without a word. Python already ignores SIGPIPE
+# and SIGXFSZ; the synchronous faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) cannot be handled
+# on the event loop: `alerter run` enables faulthandler for those.
+FATAL_SIGNALS = tuple(getattr(signal, name) for name in (
+    "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT",
+) if hasattr(signal, name)) + tuple(range(getattr(signal, "SIGRTMIN", 0), getattr(signal, "SIGRTMAX", -1) + 1))

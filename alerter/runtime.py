@@ -54,14 +54,60 @@ async def announce_failure(settings: Settings, reason: str) -> None:
             logger.error("channel %s: failure notice not delivered: %s", channel.name, outcome.error)
 
 
-def build_daemon(settings: Settings, **kwargs) -> Daemon:
-    """The daemon with its real parts: the SQLite store, apprise, one ccxt source per account."""
-    from alerter.notify import Notifier
-    from alerter.sources import SharedMarkets, build_source
+def load_checked(path) -> Settings:
+    """The configuration file as `run` accepts it at start: parsed, validated and preflighted.
+    Its secrets join the log redactor before anything about it can be logged."""
+    from alerter.config import load_settings
+    from alerter.logs import REDACTOR
+
+    settings = load_settings(path)
+    REDACTOR.add(secrets_of(settings))
+    preflight(settings)
+    return settings
+
+
+class Parts:
+    """Builds the daemon's real parts from settings. The daemon keeps it, to rebuild the parts a
+    reload changes (`config`: the file to re-read; None when there is none, as in the demo)."""
+
+    def __init__(self, config=None):
+        from alerter.sources import SharedMarkets
+
+        self.config = config
+        self.markets = SharedMarkets()  # one markets download per exchange, for every account
+
+    def load(self) -> Settings:
+        from alerter.config import ConfigError
+
+        if self.config is None:
+            raise ConfigError("no configuration file to re-read (this daemon was not started from one)")
+        return load_checked(self.config)
+
+    def source(self, settings: Settings, account):
+        from alerter.sources import build_source
+
+        return build_source(account, timeout_s=settings.daemon.request_timeout.total_seconds(), shared=self.markets)
+
+    def notifier(self, settings: Settings):
+        from alerter.notify import Notifier
+
+        return Notifier(settings.channels)
+
+    def log_level(self, settings: Settings) -> None:
+        root = logging.getLogger()
+        root.setLevel(settings.daemon.log_level.upper())
+        for name in ("apscheduler", "asyncio", "aiohttp.access"):  # as setup_logging: chatty libraries
+            logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def build_daemon(settings: Settings, *, config=None, **kwargs) -> Daemon:
+    """The daemon with its real parts: the SQLite store, apprise, one ccxt source per account.
+    With `config` (the file it was loaded from), SIGHUP re-reads that file."""
     from alerter.store import Store
 
+    parts = Parts(config)
     store = Store(settings.daemon.database)
-    timeout = settings.daemon.request_timeout.total_seconds()
-    markets = SharedMarkets()
-    sources = {a.name: build_source(a, timeout_s=timeout, shared=markets) for a in settings.accounts}
-    return Daemon(settings, store=store, notifier=Notifier(settings.channels), sources=sources, **kwargs)
+    sources = {a.name: parts.source(settings, a) for a in settings.accounts}
+    daemon = Daemon(settings, store=store, notifier=parts.notifier(settings), sources=sources, **kwargs)
+    daemon.parts = parts
+    return daemon
