@@ -198,11 +198,17 @@ def test_bybit_isolated_margin_account_positions_are_isolated():
     assert healths["isolated:ETH/USDT:USDT:short"].margin_ratio == pytest.approx(30 / 710.5)
 
 
+def bybit_positions(mode: str = "cross") -> list[dict]:
+    """The fixture's positions as ccxt hands them to the normaliser (the raw row in `info`)."""
+    rows = load(f"bybit/position-list-{mode}.json")["result"]["list"]
+    return [{"symbol": f"{r['symbol'][:-4]}/USDT:USDT", "contracts": float(r["size"]), "contractSize": 1.0, "info": r} for r in rows]
+
+
 def test_bybit_mm_rate_wins_over_smaller_totals():
     balance = load("bybit/wallet-balance-cross.json")
     entry = balance["result"]["list"][0]
-    entry["totalMaintenanceMargin"] = "1"  # inconsistent with accountMMRate 0.0017
-    snapshot = bybit.normalise("a", "bybit", {"info": balance}, [], {})
+    entry["totalMaintenanceMargin"] = "100"  # below accountMMRate 0.0017 × equity (145)
+    snapshot = bybit.normalise("a", "bybit", {"info": balance}, bybit_positions(), {})
     assert snapshot.maintenance_margin / snapshot.equity == pytest.approx(0.0017)
 
 
@@ -234,13 +240,28 @@ def test_okx_single_currency_mode_reads_details():
     assert snapshot.wallet_balance == 11400
 
 
+OKX_MARKETS = {
+    "BTC/USDT:USDT": {"linear": True, "settle": "USDT", "contractSize": 0.01},
+    "ETH/USDT:USDT": {"linear": True, "settle": "USDT", "contractSize": 0.1},
+}
+
+
+def okx_positions() -> list[dict]:
+    """The fixture's positions as ccxt hands them to the normaliser (the raw row in `info`)."""
+    rows = load("okx/positions.json")["data"]
+    return [
+        {"symbol": f"{r['instId'][:-5].replace('-', '/')}:USDT", "contracts": abs(float(r["pos"])),
+         "contractSize": OKX_MARKETS[f"{r['instId'][:-5].replace('-', '/')}:USDT"]["contractSize"],
+         "side": "long" if float(r["pos"]) > 0 else "short", "info": r}
+        for r in rows
+    ]
+
+
 def test_okx_empty_strings_are_not_zero():
     balance = load("okx/balance-single.json")
     balance["data"][0]["details"][0]["mgnRatio"] = ""
-    positions = [{"symbol": "BTC/USDT:USDT", "contracts": 50, "contractSize": 0.01, "side": "long", "info": load("okx/positions.json")["data"][0]}]
-    markets = {"BTC/USDT:USDT": {"linear": True, "settle": "USDT", "contractSize": 0.01}}
     with pytest.raises(SourceError) as caught:
-        okx.normalise("a", "okx", {"info": balance}, positions, markets)
+        okx.normalise("a", "okx", {"info": balance}, okx_positions(), OKX_MARKETS)
     assert caught.value.kind == "data" and "mgnRatio" in caught.value.message
 
 
@@ -352,7 +373,7 @@ def test_binanceusdm_transient_failure_then_success_within_one_fetch():
         ("html502", "transient", "ExchangeNotAvailable"),
         ("http401", "credentials", "AuthenticationError"),
         # a cut JSON body with status 200: ccxt raises nothing and hands on the text as `info`
-        ("malformed", "data", "binanceusdm account"),
+        ("malformed", "data", "binanceusdm /fapi/v3/account: the answer is not complete JSON"),
     ],
 )
 def test_binanceusdm_faults_classified(fault, kind, ccxt_class):
@@ -483,8 +504,9 @@ OBSERVED = {
     ("bybit", "403 html"): ("RateLimitExceeded", "transient"),
     ("bybit", "dropped connection"): ("ExchangeNotAvailable", "transient"),
     ("bybit", "timeout"): ("RequestTimeout", "transient"),
-    # ccxt raises nothing for a 200 whose JSON is cut: it hands the text on as `info`
-    ("bybit", "200 not json"): ("bybit wallet-balance answer: expected an object", "data"),
+    # ccxt raises nothing for a 200 whose JSON is cut: it hands the text on as `info`; the
+    # source reads the raw body itself
+    ("bybit", "200 not json"): ("bybit /v5/account/wallet-balance: the answer is not complete JSON", "data"),
     ("okx", "500 json"): ("ExchangeNotAvailable", "transient"),
     ("okx", "200 system-error code"): ("ExchangeNotAvailable", "transient"),
     ("okx", "500 html"): ("ExchangeNotAvailable", "transient"),
@@ -495,7 +517,7 @@ OBSERVED = {
     ("okx", "403 html"): ("ExchangeNotAvailable", "transient"),
     ("okx", "dropped connection"): ("ExchangeNotAvailable", "transient"),
     ("okx", "timeout"): ("RequestTimeout", "transient"),
-    ("okx", "200 not json"): ("okx account/balance answer: expected an object", "data"),
+    ("okx", "200 not json"): ("okx /api/v5/account/balance: the answer is not complete JSON", "data"),
 }
 
 
@@ -596,9 +618,11 @@ def test_sources_report_scrubbed_errors_for_real_requests():
 
 # ------------------------------------------------------------------ normalisers: strictness
 
-def binance_balance(**overrides: str) -> dict:
+def binance_balance(*positions: dict, **overrides: str) -> dict:
+    """The account answer (in ccxt's `info`), listing `positions` (ccxt-shaped) as Binance does."""
     info = {"totalMaintMargin": "100", "totalCrossWalletBalance": "1000", "totalCrossUnPnl": "-50"}
-    return {"info": {**info, **overrides}}
+    listed = [{k: p["info"][k] for k in ("symbol", "positionSide", "positionAmt", "maintMargin") if k in p["info"]} for p in positions]
+    return {"info": {**info, "positions": listed, **overrides}}
 
 
 def binance_position(**overrides: Any) -> dict:
@@ -614,13 +638,13 @@ def binance_position(**overrides: Any) -> dict:
 def test_binance_cross_maintenance_excludes_isolated():
     iso = binance_position(symbol="ETHUSDT", positionAmt="-1", isolatedWallet="300", isolatedMargin="320", maintMargin="20", notional="-3000", markPrice="3000", entryPrice="3020", unRealizedProfit="20")
     iso["symbol"] = "ETH/USDT:USDT"
-    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(totalMaintMargin="49.75"), [binance_position(), iso], {})
+    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(binance_position(), iso, totalMaintMargin="49.75"), [binance_position(), iso], {})
     assert snapshot.maintenance_margin == pytest.approx(29.75)
     assert snapshot.equity == 950
     eth = by_symbol(snapshot)["ETH/USDT:USDT"]
     assert (eth.margin_mode, eth.side, eth.collateral, eth.liquidation_price) == ("isolated", "short", 320, None)
     # a totalMaintMargin without the isolated part never lowers the cross figure
-    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(totalMaintMargin="29.75"), [binance_position(), iso], {})
+    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(binance_position(), iso, totalMaintMargin="29.75"), [binance_position(), iso], {})
     assert snapshot.maintenance_margin == pytest.approx(29.75)
 
 
@@ -638,13 +662,14 @@ def test_binance_cross_maintenance_excludes_isolated():
 )
 def test_binance_bad_numbers_are_data_errors(balance, position, field):
     position.setdefault("maintenanceMargin", None)
+    balance["info"]["positions"] = binance_balance(position)["info"]["positions"]
     with pytest.raises(SourceError) as caught:
         binanceusdm.normalise("a", "binanceusdm", balance, [position], {})
     assert caught.value.kind == "data" and field in caught.value.message
 
 
 def test_negative_equity_is_kept():
-    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(totalCrossWalletBalance="10", totalCrossUnPnl="-60"), [binance_position()], {})
+    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(binance_position(), totalCrossWalletBalance="10", totalCrossUnPnl="-60"), [binance_position()], {})
     assert snapshot.equity == -50
     assert math.isinf(evaluate(snapshot, 0.4)[0].margin_ratio)
 
