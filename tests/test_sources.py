@@ -12,6 +12,7 @@ Sync tests drive coroutines with asyncio.run (no pytest-asyncio).
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import math
 import subprocess
@@ -723,3 +724,155 @@ def test_markets_loaded_once_and_refreshed_after_ttl():
 
     assert asyncio.run(run(3600)) == 2  # SWAP + FUTURES, once
     assert asyncio.run(run(0)) == 4  # reloaded for the second fetch
+
+
+# ------------------------------------------------------------------ partial answers: shapes and cross-checks
+
+from alerter.sources.exchange import check_body  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "exchange_id, path, body, message",
+    [
+        ("binanceusdm", "/fapi/v3/positionRisk", '[{"symbol": "BTCUSDT", "positionAmt": "1"', "/fapi/v3/positionRisk: the answer is not complete JSON (41 bytes:"),
+        ("binanceusdm", "/fapi/v3/positionRisk", '{"code": -1, "msg": "x"}', "/fapi/v3/positionRisk: expected a list of positions (symbol, positionAmt), got an object with keys code, msg"),
+        ("binanceusdm", "/fapi/v3/positionRisk", '[{"symbol": "BTCUSDT"}]', "expected a list of positions"),
+        ("binanceusdm", "/fapi/v3/account", "[]", "/fapi/v3/account: expected an account object with a positions list, got a list of 0"),
+        ("binanceusdm", "/fapi/v2/account", '{"totalMaintMargin": "1"}', "expected an account object with a positions list"),
+        ("okx", "/api/v5/account/positions", '{"code": "0", "data": {}}', '/api/v5/account/positions: expected an object {"code": "0", "data": [...]}'),
+        ("okx", "/api/v5/account/positions", '{"code": "0", "data": [{"pos": "1"}]}', "expected a list of positions (instId) in data"),
+        ("okx", "/api/v5/account/balance", '{"code": "0", "data": []}', "/api/v5/account/balance: expected a balance in data[0], got a list of 0"),
+        ("bybit", "/v5/position/list", '{"retCode": 0, "result": {}}', "/v5/position/list: expected a list in result.list, got an empty object"),
+        ("bybit", "/v5/account/wallet-balance", '{"retCode": 0, "result": "x"}', 'expected an object {"retCode": 0, "result": {...}}'),
+        ("kraken", "/0/private/Balance", '{"error": [], "result": {', "kraken /0/private/Balance: the answer is not complete JSON"),
+    ],
+)
+def test_raw_bodies_must_be_complete_json_of_the_documented_shape(exchange_id, path, body, message):
+    from alerter.sources.registry import body_check_for
+
+    with pytest.raises(SourceError) as caught:
+        check_body(exchange_id, path, body, body_check_for(exchange_id))
+    assert caught.value.kind == "data" and message in caught.value.message, caught.value.message
+
+
+@pytest.mark.parametrize(
+    "exchange_id, path, body",
+    [
+        ("binanceusdm", "/fapi/v3/positionRisk", "[]"),  # a flat account: the empty list is the truth
+        ("binanceusdm", "/fapi/v3/account", '{"totalMaintMargin": "0", "positions": []}'),
+        ("binanceusdm", "/fapi/v1/leverageBracket", '[{"symbol": "BTCUSDT", "brackets": []}]'),
+        ("okx", "/api/v5/account/positions", '{"code": "0", "msg": "", "data": []}'),
+        ("bybit", "/v5/account/info", '{"retCode": 0, "retMsg": "OK", "result": {"unifiedMarginStatus": 4}}'),
+        ("bybit", "/v5/position/list", '{"retCode": 0, "retMsg": "OK", "result": {"list": [], "nextPageCursor": ""}}'),
+    ],
+)
+def test_complete_answers_pass_the_shape_checks(exchange_id, path, body):
+    from alerter.sources.registry import body_check_for
+
+    assert check_body(exchange_id, path, body, body_check_for(exchange_id)) == json.loads(body)
+
+
+def test_binance_positions_must_agree_between_account_and_positions_answers():
+    btc = binance_position()
+    eth = binance_position(symbol="ETHUSDT", positionAmt="-2", notional="-6000", markPrice="3000", entryPrice="3000", maintMargin="30")
+    eth["symbol"] = "ETH/USDT:USDT"
+    both = binance_balance(btc, eth)
+    binanceusdm.check_positions_agree(both["info"], [btc, eth])  # consistent
+    with pytest.raises(SourceError) as caught:
+        binanceusdm.check_positions_agree(both["info"], [btc])
+    assert caught.value.message == "binanceusdm position ETHUSDT short (-2) is in the account answer but missing from the positions answer"
+    with pytest.raises(SourceError) as caught:
+        binanceusdm.check_positions_agree(binance_balance(btc)["info"], [btc, eth])
+    assert caught.value.message == "binanceusdm position ETHUSDT short (-2) is in the positions answer but missing from the account answer"
+    # amounts may move between the two requests: only presence is compared
+    moved = binance_balance(btc, eth)
+    moved["info"]["positions"][1]["positionAmt"] = "-1.5"
+    binanceusdm.check_positions_agree(moved["info"], [btc, eth])
+    # rows with a zero amount (v2 lists every symbol; v3 symbols with open orders) are no positions
+    zero = binance_balance(btc, binance_position(symbol="SOLUSDT", positionAmt="0"))
+    binanceusdm.check_positions_agree(zero["info"], [btc])
+
+
+def test_binance_hedge_mode_sides_are_distinct_positions():
+    long = binance_position(positionSide="LONG", positionAmt="1")
+    short = binance_position(positionSide="SHORT", positionAmt="-1")
+    binanceusdm.check_positions_agree(binance_balance(long, short)["info"], [short, long])
+    with pytest.raises(SourceError, match="BTCUSDT short .* missing from the positions answer"):
+        binanceusdm.check_positions_agree(binance_balance(long, short)["info"], [long])
+
+
+def test_binance_flat_account_passes_and_maintenance_without_positions_does_not():
+    binanceusdm.check_positions_agree(binance_balance(totalMaintMargin="0")["info"], [])
+    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(totalMaintMargin="0", totalCrossUnPnl="0"), [], {})
+    assert snapshot.positions == () and snapshot.maintenance_margin == 0
+    with pytest.raises(SourceError) as caught:
+        binanceusdm.normalise("a", "binanceusdm", binance_balance(totalMaintMargin="29.75"), [], {})
+    assert caught.value.message == "binanceusdm account shows maintenance margin 29.75 (totalMaintMargin) but lists no open position"
+    with pytest.raises(SourceError, match="no positions list"):
+        binanceusdm.normalise("a", "binanceusdm", {"info": {"totalMaintMargin": "0"}}, [], {})
+
+
+def okx_balance(mode: str = "multi", **detail: str) -> dict:
+    balance = load(f"okx/balance-{mode}.json")
+    balance["data"][0]["details"][0].update(detail)
+    return balance["data"][0]
+
+
+def test_okx_isolated_equity_must_agree_with_the_isolated_positions():
+    positions = okx_positions()
+    okx.check_isolated_agree(okx_balance(), positions)  # isoEq 405 = margin 305 + upl 100 of the ETH short
+    okx.check_isolated_agree(okx_balance(isoEq="12"), positions)  # amounts are not matched (marks move)
+    cross_only = [p for p in positions if p["info"]["mgnMode"] == "cross"]
+    with pytest.raises(SourceError) as caught:
+        okx.check_isolated_agree(okx_balance(), cross_only)
+    assert caught.value.message == ("okx balance shows isolated USDT equity 405 (details[USDT].isoEq) but the positions answer "
+                                    "lists no isolated USDT position: positions missing")
+    with pytest.raises(SourceError) as caught:
+        okx.check_isolated_agree(okx_balance(isoEq="0"), positions)
+    assert caught.value.message.startswith("okx position ETH-USDT-SWAP short (isolated) is listed, but the balance shows no isolated USDT equity")
+    with pytest.raises(SourceError, match="no isolated USDT equity"):
+        okx.check_isolated_agree({"details": []}, positions)  # no USDT details at all
+
+
+def test_okx_flat_and_cross_only_accounts_pass():
+    okx.check_isolated_agree(okx_balance(isoEq="0"), [])
+    okx.check_isolated_agree(okx_balance(isoEq=""), [])  # single-currency mode may leave it empty
+    okx.check_isolated_agree(okx_balance(isoEq="0.00000001"), [])  # float dust is no position
+    cross_only = [p for p in okx_positions() if p["info"]["mgnMode"] == "cross"]
+    snapshot = okx.normalise("a", "okx", {"info": {"data": [{**okx_balance("single", isoEq="0")}]}}, cross_only, OKX_MARKETS)
+    assert [p.symbol for p in snapshot.positions] == ["BTC/USDT:USDT"]
+
+
+def bybit_wallet(mode: str = "cross", **entry: str) -> dict:
+    balance = load(f"bybit/wallet-balance-{mode}.json")
+    balance["result"]["list"][0].update(entry)
+    return balance
+
+
+def test_bybit_wallet_and_positions_must_not_show_a_clear_gap():
+    cross = bybit_positions("cross")
+    assert len(bybit.normalise("a", "bybit", {"info": bybit_wallet()}, cross, {}).positions) == 1
+    with pytest.raises(SourceError) as caught:
+        bybit.normalise("a", "bybit", {"info": bybit_wallet()}, [], {})
+    assert caught.value.message == ("bybit account: the wallet shows 145 USDT of position maintenance margin (coin[USDT].totalPositionMM) "
+                                    "but the position list has no USDT position: positions missing")
+    with pytest.raises(SourceError, match="no USDT position"):  # isolated-margin accounts too
+        bybit.normalise("a", "bybit", {"info": bybit_wallet("isolated")}, [], {})
+    with pytest.raises(SourceError) as caught:  # the wallet lost the positions' margin: ratio would read 0
+        bybit.normalise("a", "bybit", {"info": bybit_wallet(totalMaintenanceMargin="0", accountMMRate="0")}, cross, {})
+    assert caught.value.message == ("bybit account: the positions' Σ positionMM 145 is far above the wallet's totalMaintenanceMargin 0: "
+                                    "the wallet answer is partial")
+
+
+def test_bybit_rounding_options_and_flat_accounts_do_not_false_alarm():
+    cross = bybit_positions("cross")
+    # Bybit rounds, marks move between the requests, options and borrowing add margin
+    bybit.normalise("a", "bybit", {"info": bybit_wallet(totalMaintenanceMargin="140", totalInitialMargin="2800")}, cross, {})
+    bybit.normalise("a", "bybit", {"info": bybit_wallet(totalMaintenanceMargin="900", totalInitialMargin="9000")}, cross, {})
+    flat = bybit_wallet(totalMaintenanceMargin="0", totalInitialMargin="0", accountMMRate="0")
+    flat["result"]["list"][0]["coin"][0].update(totalPositionMM="0", totalPositionIM="0")
+    assert bybit.normalise("a", "bybit", {"info": flat}, [], {}).positions == ()
+    options = copy.deepcopy(flat)  # USDC margin of options, which no linear list shows
+    options["result"]["list"][0]["totalMaintenanceMargin"] = "50"
+    options["result"]["list"][0]["coin"].append({**flat["result"]["list"][0]["coin"][0], "coin": "USDC", "totalPositionMM": "50"})
+    assert bybit.normalise("a", "bybit", {"info": options}, [], {}).positions == ()

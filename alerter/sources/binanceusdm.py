@@ -85,16 +85,17 @@ def check_positions_agree(account: Mapping, positions: list) -> None:
     `symbol` and `positionSide`, non-zero `positionAmt`): one missing from either is a partial
     answer, never a closed position. Only presence is compared (amounts may move between the two
     requests). An account whose `totalMaintMargin` is above a cent holds positions, so both lists
-    empty is no answer either. Raises SourceError("data") naming the first position in doubt."""
+    empty is no answer either. Raises SourceError("data") naming the positions in doubt."""
     rows = account.get("positions")
     if not isinstance(rows, list):
         raise SourceError("data", "binanceusdm account answer has no positions list (cannot confirm the positions)")
     stated = _open_positions(rows, "binanceusdm account positions")
     listed = _open_positions([mapping(p.get("info"), "binanceusdm position info") for p in positions], "binanceusdm position")
-    for key in sorted(stated.keys() - listed.keys()):
-        raise SourceError("data", f"binanceusdm position {_named(key, stated[key])} is in the account answer but missing from the positions answer")
-    for key in sorted(listed.keys() - stated.keys()):
-        raise SourceError("data", f"binanceusdm position {_named(key, listed[key])} is in the positions answer but missing from the account answer")
+    for found, where, other in ((stated, "account", "positions"), (listed, "positions", "account")):
+        missing = [_named(key, found[key]) for key in sorted(found.keys() - (listed if found is stated else stated).keys())]
+        if missing:
+            what = f"position {missing[0]} is" if len(missing) == 1 else f"positions {', '.join(missing)} are"
+            raise SourceError("data", f"binanceusdm {what} in the {where} answer but missing from the {other} answer")
     maintenance = optional_number(account.get("totalMaintMargin"), "binanceusdm account.totalMaintMargin")
     if not stated and maintenance is not None and maintenance > MAINTENANCE_WITHOUT_POSITIONS:
         raise SourceError("data", f"binanceusdm account shows maintenance margin {maintenance:g} (totalMaintMargin) but lists no open position")

@@ -325,7 +325,7 @@ def check_body(exchange_id: str, path: str, body: Any, shape: BodyCheck | None =
     try:
         data = json.loads(body)
     except ValueError:  # also a cut UTF-8 sequence (UnicodeDecodeError)
-        raise SourceError("data", f"{exchange_id} {path}: the answer is not complete JSON ({len(body)} bytes: cut short or garbled)") from None
+        raise SourceError("data", f"{exchange_id} {path}: the answer is not complete JSON ({len(body.encode(errors='replace') if isinstance(body, str) else body)} bytes: cut short or garbled)") from None
     if shape is not None:
         shape(path, data)
     return data
