@@ -17,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import signal
 import subprocess
 import sys
+import time
 from contextlib import asynccontextmanager
 
 import pytest
 
-from helpers import simulator_thread, to_toml
+from helpers import DaemonRuns, query, simulator_thread, to_toml, wait_until
 from test_daemon import Clock, run, titles
 from test_sources import FAST, FixtureHost, account, binance_account, bybit_routes, load, okx_routes, serve
 
@@ -198,6 +200,42 @@ def test_check_exits_3_and_says_why_instead_of_account_ok(tmp_path):
         running.call(sim.clear_faults)
         out = check("--json")
         assert out.returncode == 0 and {r["scope"] for r in json.loads(out.stdout)} == {"account", ETH_SCOPE}
+
+
+def test_the_daemon_process_goes_blind_not_resolved_and_restores(tmp_path, webhook):
+    """The same through `alerter run` as a process, polling every 0.3 s: a position missing from
+    the positions answer only; then the data returns."""
+    with simulator_thread(SCENARIO) as running:
+        sim = running.sim
+        running.call(sim.set_prices, {"ETHUSDT": running.call(eth_price_for, sim, 0.90)})
+        config = tmp_path / "alerter.toml"
+        config.write_text(to_toml({
+            "daemon": {"database": str(tmp_path / "alerter.db"), "poll_interval": "0.3s", "request_timeout": "2s", "blind_after": 3},
+            "repeat": {"warning": "6h", "call": "1h", "critical": "1h", "blind": "1h"},
+            "accounts": [{"name": "iso", "exchange": "binanceusdm", "api_key": "iso-key", "secret": "iso-secret", "ccxt": sim.ccxt_config()}],
+            "channels": [{"name": "hook", "url": f"json://{webhook.url}/hook"}],
+        }))
+        daemons = DaemonRuns(config, tmp_path / "logs")
+        proc = daemons.start()
+        try:
+            wait_until(lambda: heads(webhook) == ["CRITICAL"], 30, lambda: f"{heads(webhook)}\n{daemons.tail()}")
+            running.call(sim.inject, "drop_position", count=None, api_key="iso-key", symbol="ETHUSDT", path=POSITIONS)
+            wait_until(lambda: len(heads(webhook)) > 1, 10, daemons.tail)
+            assert heads(webhook) == ["CRITICAL", "BLIND"]
+            running.call(sim.clear_faults)
+            wait_until(lambda: len(heads(webhook)) > 2, 10, daemons.tail)
+            polls = lambda: query(tmp_path / "alerter.db", "SELECT count(*) FROM samples WHERE scope = 'account'")[0][0]  # noqa: E731
+            after = polls()
+            wait_until(lambda: polls() >= after + 2, 10, daemons.tail)  # two more full polls: nothing else may come
+            time.sleep(0.1)  # their delivery round
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert heads(webhook) == ["CRITICAL", "BLIND", "RESTORED"], daemons.tail()
+    assert "ETHUSDT short (-10) is in the account answer but missing from the positions answer" in webhook.bodies[1]["title"]
 
 
 # ---------------------------------------------------------------- OKX and Bybit payloads
