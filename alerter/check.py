@@ -90,4 +90,8 @@ def render_table(rows: list[dict]) -> None:
             format_money(r["deposit_needed"], r["currency"]) if r["deposit_needed"] > 0 else "—",
             format_move(r["liquidation_move"]) if r["liquidation_move"] is not None else "—",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for r in rows:  # the table cuts the reason; a blind account's full reason, one line each
+        if r["level"] == "blind":
+            console.print(f"{r['account']}: {r['error']}", markup=False, highlight=False, soft_wrap=True)

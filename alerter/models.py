@@ -155,6 +155,7 @@ class ScopeState:
     failures: int = 0  # consecutive failed polls
     blind: bool = False  # a blind alert is out and not yet followed by restored
     blind_notified_at: datetime | None = None
+    absent: int = 0  # consecutive full polls that did not list this (alerting) scope
 
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self)}  # asdict() deep-copies: slow per poll
@@ -172,6 +173,7 @@ class ScopeState:
         for key in ("since_at", "notified_at", "blind_notified_at"):
             values[key] = datetime.fromisoformat(values[key]) if values[key] else None
         values["blind"] = bool(values["blind"])
+        values["absent"] = int(values.get("absent") or 0)
         return cls(**values)
 
 

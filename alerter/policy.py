@@ -4,7 +4,9 @@ No I/O and no clock: `now` is a parameter, so a sequence of polls can be replaye
 Rules: escalate at once (to the highest level reached, one alert); de-escalate only below the
 lower threshold minus the hysteresis; repeat a holding level on its schedule; announce the
 return to ok once; a scope that cannot be fetched is "blind" after N failures (at once for
-bad credentials) and "restored" when data returns.
+bad credentials) and "restored" when data returns; an alerting scope missing from a poll is
+resolved only when the next full poll confirms it gone (a partial answer reads exactly like a
+closed position).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from alerter.models import (
 )
 
 RAISING = (Level.CRITICAL, Level.CALL, Level.WARNING)
+CONFIRM_ABSENT = 2  # consecutive full polls without an alerting scope before it is resolved
 
 
 def level_for(ratio: float, thresholds: Thresholds, current: Level = Level.OK) -> Level:
@@ -145,15 +148,30 @@ def decide_account(
     repeat: RepeatSchedule,
     now: datetime,
 ) -> tuple[dict[str, ScopeState], list[Alert]]:
-    """Every scope of one account after a successful poll. Scopes that are gone (isolated
-    positions closed) are dropped; one that was alerting gets its "resolved" notice."""
+    """Every scope of one account after a successful poll.
+
+    A scope the poll does not list (an isolated position closed, or left out of a partial
+    answer) is dropped at once when it was ok. One at warning or above keeps its state and
+    level, silently, until CONFIRM_ABSENT consecutive full polls have not listed it; then it
+    gets its "resolved" notice and is dropped. A re-priced estimate (its healths are
+    `estimated`) only re-uses the last full poll's positions: it neither counts nor resolves."""
+    estimated = any(h.estimated for h in healths)
     states: dict[str, ScopeState] = {}
     alerts: list[Alert] = []
     for health in healths:
-        states[health.scope], scope_alerts = decide(previous.get(health.scope), health, thresholds, repeat, now)
+        prev = previous.get(health.scope)
+        if prev is not None and prev.absent and not estimated:
+            prev = replace(prev, absent=0)  # listed again: it was never gone
+        states[health.scope], scope_alerts = decide(prev, health, thresholds, repeat, now)
         alerts.extend(scope_alerts)
     for scope, prev in previous.items():
         if scope in states or prev.level == Level.OK:
+            continue
+        if estimated:
+            states[scope] = prev
+            continue
+        if prev.absent + 1 < CONFIRM_ABSENT:
+            states[scope] = replace(prev, absent=prev.absent + 1)
             continue
         alerts.append(
             Alert(

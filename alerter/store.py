@@ -200,8 +200,13 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     ensure_snapshots_table(db)
 
 
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    """scope_state.absent: full polls in a row that did not list an alerting scope."""
+    db["scope_state"].add_column("absent", int, not_null_default=0)
+
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -116,15 +117,59 @@ def test_blind_keeps_the_level_and_restored_then_escalates():
     assert [(a.kind, a.level) for a in alerts] == [(AlertKind.RESTORED, Level.CALL), (AlertKind.RAISED, Level.CRITICAL)]
 
 
-def test_closed_isolated_position_is_resolved_and_forgotten():
-    iso = "isolated:ETH/USDT:USDT:long"
-    states, alerts = decide_account({}, [health(0.2), health(0.9, scope=iso)], T, R, T0)
-    assert [(a.scope, a.kind) for a in alerts] == [(iso, AlertKind.RAISED)]
+ISO = "isolated:ETH/USDT:USDT:long"
+
+
+def test_closed_isolated_position_is_resolved_after_a_second_full_poll_and_forgotten():
+    states, alerts = decide_account({}, [health(0.2), health(0.9, scope=ISO)], T, R, T0)
+    assert [(a.scope, a.kind) for a in alerts] == [(ISO, AlertKind.RAISED)]
     states, alerts = decide_account(states, [health(0.2)], T, R, T0 + timedelta(minutes=1))
-    assert [(a.scope, a.kind, a.level, a.reason) for a in alerts] == [(iso, AlertKind.RESOLVED, Level.CRITICAL, "position closed")]
-    assert set(states) == {ACCOUNT_SCOPE}
+    assert alerts == []  # one poll without it may be a partial answer: level kept, silent
+    assert (states[ISO].level, states[ISO].absent) == (Level.CRITICAL, 1)
     states, alerts = decide_account(states, [health(0.2)], T, R, T0 + timedelta(minutes=2))
+    assert [(a.scope, a.kind, a.level, a.reason) for a in alerts] == [(ISO, AlertKind.RESOLVED, Level.CRITICAL, "position closed")]
+    assert set(states) == {ACCOUNT_SCOPE}
+    states, alerts = decide_account(states, [health(0.2)], T, R, T0 + timedelta(minutes=3))
     assert alerts == []
+
+
+def estimate(ratio, scope=ACCOUNT_SCOPE):
+    return replace(health(ratio, scope=scope), estimated=True)
+
+
+# each poll: "full" / "est" without the isolated scope, or a ratio for it (a full poll listing it)
+@pytest.mark.parametrize(
+    "polls, expected, final",
+    [
+        pytest.param([0.9, "full", 0.9], [(0, "raised")], (Level.CRITICAL, 0), id="back after one missing poll: no duplicate critical"),
+        pytest.param([0.9, "full", "full"], [(0, "raised"), (2, "resolved")], None, id="two full polls confirm it closed"),
+        pytest.param([0.9, "full", "est", "est", "full"], [(0, "raised"), (4, "resolved")], None, id="estimates neither count nor resolve"),
+        pytest.param([0.9, "est", "est"], [(0, "raised")], (Level.CRITICAL, 0), id="estimates alone never resolve"),
+        pytest.param([0.9, "full", 0.9, "full"], [(0, "raised")], (Level.CRITICAL, 1), id="not consecutive: counting starts again"),
+        pytest.param([0.9, "full", 0.2], [(0, "raised"), (2, "resolved")], (Level.OK, 0), id="back and recovered: resolved by its ratio"),
+        pytest.param([0.3, "full"], [], None, id="an ok scope is dropped at once, silently"),
+        pytest.param([0.55, "full", "full"], [(0, "raised"), (2, "resolved")], None, id="warning too"),
+    ],
+)
+def test_vanished_scope_needs_a_second_full_poll(polls, expected, final):
+    states, out = {}, []
+    for i, poll in enumerate(polls):
+        now = T0 + timedelta(minutes=i)
+        if poll == "full":
+            healths = [health(0.2)]
+        elif poll == "est":
+            healths = [estimate(0.2)]
+        else:
+            healths = [health(0.2), health(poll, scope=ISO)]
+        states, alerts = decide_account(states, healths, T, R, now)
+        out += [(i, a.kind.value) for a in alerts if a.scope == ISO]
+    assert out == expected
+    assert ((states[ISO].level, states[ISO].absent) if ISO in states else None) == final
+
+
+def test_absent_counter_round_trips_through_json():
+    state = ScopeState("acct", ISO, Level.CRITICAL, since_at=T0, notified_at=T0, peak=Level.CRITICAL, absent=1)
+    assert ScopeState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
 
 
 def test_clock_jump_back_does_not_suppress_repeats_forever():
@@ -207,3 +252,33 @@ def test_every_episode_opens_with_raised_and_closes_with_one_resolved(seq):
     for before, after in zip([None] + episodes, episodes):
         if after == AlertKind.RESOLVED:
             assert before == AlertKind.RAISED
+
+
+# a poll of an account with one isolated scope: listed with a ratio, or missing from a full or
+# from an estimated (re-priced) poll
+polls = st.lists(st.one_of(ratios, st.sampled_from(["full", "est"])), min_size=1, max_size=40)
+
+
+@given(polls)
+def test_an_alerting_scope_is_never_resolved_by_a_single_poll_that_lacks_it(seq):
+    states, previous_full = {}, None  # previous_full: what the last full poll said of the scope
+    for i, poll in enumerate(seq):
+        before = states.get(ISO)
+        if poll == "full":
+            healths = [health(0.2)]
+        elif poll == "est":
+            healths = [estimate(0.2)]
+        else:
+            healths = [health(0.2), health(poll, scope=ISO)]
+        states, alerts = decide_account(states, healths, T, R, T0 + timedelta(minutes=i))
+        vanished = [a for a in alerts if a.scope == ISO and a.kind == AlertKind.RESOLVED and a.reason == "position closed"]
+        if poll in ("full", "est") and before is not None and before.level > Level.OK:
+            if vanished:  # only a full poll, right after another full poll that lacked it too
+                assert poll == "full" and previous_full == "missing" and ISO not in states
+            else:
+                assert states[ISO].level == before.level and states[ISO].since_at == before.since_at
+                assert [a for a in alerts if a.scope == ISO] == []
+        else:
+            assert vanished == []
+        if poll != "est":
+            previous_full = "missing" if poll == "full" else "listed"

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from alerter.simulator import ScenarioError, builtin_scenarios, ccxt_config_for, load_scenario, run_simulator
 from alerter.simulator.market import Account, Keyframe, Position, assess_account, interpolate
 from alerter.simulator.scenario import parse_scenario
-from alerter.simulator.server import API_PATHS
+from alerter.simulator.server import API_PATHS, Simulator
 from alerter.simulator.standalone import config_snippet
 from alerter.simulator.symbols import SYMBOLS
 
@@ -419,6 +419,44 @@ def test_malformed_json_is_not_an_error_in_ccxt():
     asyncio.run(main())
 
 
+def test_partial_answers_on_one_endpoint_only_pass_ccxt_silently():
+    """The faults behind a false "position closed": a 200 answer that is cut, empty or missing a
+    position on the positions endpoint, while the account endpoint still lists it. ccxt raises
+    for none of them (the source's own checks must)."""
+
+    async def main():
+        async with run_simulator(MIXED) as sim, exchange(sim, "k1") as ex:
+            await ex.load_markets()
+            listed = lambda balance: sorted(r["symbol"] for r in balance["info"]["positions"] if float(r["positionAmt"]))  # noqa: E731
+            sim.inject("malformed", path="/fapi/v3/positionRisk")
+            assert await ex.fetch_positions() == []
+            assert listed(await ex.fetch_balance()) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]  # the other endpoint is whole
+            sim.inject("empty_list", path="/fapi/v3/positionRisk")
+            assert await ex.fetch_positions() == []
+            sim.inject("drop_position", symbol="ETHUSDT", path="/fapi/v3/positionRisk")
+            assert sorted(by_symbol(await ex.fetch_positions())) == [BTC, SOL]
+            assert listed(await ex.fetch_balance()) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+            sim.inject("drop_position", symbol="SOLUSDT", path="/fapi/v3/account")
+            assert listed(await ex.fetch_balance()) == ["BTCUSDT", "ETHUSDT"]
+            assert sorted(by_symbol(await ex.fetch_positions())) == [BTC, ETH, SOL]
+            assert sim.faults.faults == []  # each used up by its one request
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "kind, options, error",
+    [
+        ("drop_position", {}, "symbol is required by drop_position"),
+        ("http500", {"symbol": "BTCUSDT"}, "only used by it"),
+        ("drop_position", {"symbol": ""}, "exchange symbol"),
+    ],
+)
+def test_drop_position_needs_a_symbol(kind, options, error):
+    with pytest.raises(ValueError, match=error):
+        Simulator(MIXED).inject(kind, **options)
+
+
 def test_fault_scope_count_and_clearing():
     async def main():
         async with run_simulator(MIXED) as sim, exchange(sim, "k1") as ex1, exchange(sim, "k2") as ex2:
@@ -500,6 +538,11 @@ def test_control_api_over_http():
             fault = await call("POST", "/control/faults", {"kind": "http500", "count": None, "path": "premiumIndex"})
             assert fault["count"] is None and (await call("GET", "/control/faults"))[0]["kind"] == "http500"
             await call("POST", "/control/faults", {"kind": "explode"}, status=400)
+            await call("POST", "/control/faults", {"kind": "drop_position"}, status=400)  # which symbol?
+            dropped = await call("POST", "/control/faults", {"kind": "drop_position", "symbol": "ETHUSDT", "path": "/fapi/v3/positionRisk", "count": 1})
+            assert (dropped["kind"], dropped["symbol"]) == ("drop_position", "ETHUSDT")
+            await call("DELETE", "/control/faults")
+            await call("POST", "/control/faults", {"kind": "http500", "count": None, "path": "premiumIndex"})
             with pytest.raises(ccxt.OperationFailed):
                 await ex.fetch_mark_prices()
             await call("DELETE", "/control/faults")

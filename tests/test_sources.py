@@ -12,6 +12,7 @@ Sync tests drive coroutines with asyncio.run (no pytest-asyncio).
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import math
 import subprocess
@@ -198,11 +199,17 @@ def test_bybit_isolated_margin_account_positions_are_isolated():
     assert healths["isolated:ETH/USDT:USDT:short"].margin_ratio == pytest.approx(30 / 710.5)
 
 
+def bybit_positions(mode: str = "cross") -> list[dict]:
+    """The fixture's positions as ccxt hands them to the normaliser (the raw row in `info`)."""
+    rows = load(f"bybit/position-list-{mode}.json")["result"]["list"]
+    return [{"symbol": f"{r['symbol'][:-4]}/USDT:USDT", "contracts": float(r["size"]), "contractSize": 1.0, "info": r} for r in rows]
+
+
 def test_bybit_mm_rate_wins_over_smaller_totals():
     balance = load("bybit/wallet-balance-cross.json")
     entry = balance["result"]["list"][0]
-    entry["totalMaintenanceMargin"] = "1"  # inconsistent with accountMMRate 0.0017
-    snapshot = bybit.normalise("a", "bybit", {"info": balance}, [], {})
+    entry["totalMaintenanceMargin"] = "100"  # below accountMMRate 0.0017 × equity (145)
+    snapshot = bybit.normalise("a", "bybit", {"info": balance}, bybit_positions(), {})
     assert snapshot.maintenance_margin / snapshot.equity == pytest.approx(0.0017)
 
 
@@ -234,13 +241,28 @@ def test_okx_single_currency_mode_reads_details():
     assert snapshot.wallet_balance == 11400
 
 
+OKX_MARKETS = {
+    "BTC/USDT:USDT": {"linear": True, "settle": "USDT", "contractSize": 0.01},
+    "ETH/USDT:USDT": {"linear": True, "settle": "USDT", "contractSize": 0.1},
+}
+
+
+def okx_positions() -> list[dict]:
+    """The fixture's positions as ccxt hands them to the normaliser (the raw row in `info`)."""
+    rows = load("okx/positions.json")["data"]
+    return [
+        {"symbol": f"{r['instId'][:-5].replace('-', '/')}:USDT", "contracts": abs(float(r["pos"])),
+         "contractSize": OKX_MARKETS[f"{r['instId'][:-5].replace('-', '/')}:USDT"]["contractSize"],
+         "side": "long" if float(r["pos"]) > 0 else "short", "info": r}
+        for r in rows
+    ]
+
+
 def test_okx_empty_strings_are_not_zero():
     balance = load("okx/balance-single.json")
     balance["data"][0]["details"][0]["mgnRatio"] = ""
-    positions = [{"symbol": "BTC/USDT:USDT", "contracts": 50, "contractSize": 0.01, "side": "long", "info": load("okx/positions.json")["data"][0]}]
-    markets = {"BTC/USDT:USDT": {"linear": True, "settle": "USDT", "contractSize": 0.01}}
     with pytest.raises(SourceError) as caught:
-        okx.normalise("a", "okx", {"info": balance}, positions, markets)
+        okx.normalise("a", "okx", {"info": balance}, okx_positions(), OKX_MARKETS)
     assert caught.value.kind == "data" and "mgnRatio" in caught.value.message
 
 
@@ -352,7 +374,7 @@ def test_binanceusdm_transient_failure_then_success_within_one_fetch():
         ("html502", "transient", "ExchangeNotAvailable"),
         ("http401", "credentials", "AuthenticationError"),
         # a cut JSON body with status 200: ccxt raises nothing and hands on the text as `info`
-        ("malformed", "data", "binanceusdm account"),
+        ("malformed", "data", "binanceusdm /fapi/v3/account: the answer is not complete JSON"),
     ],
 )
 def test_binanceusdm_faults_classified(fault, kind, ccxt_class):
@@ -483,8 +505,9 @@ OBSERVED = {
     ("bybit", "403 html"): ("RateLimitExceeded", "transient"),
     ("bybit", "dropped connection"): ("ExchangeNotAvailable", "transient"),
     ("bybit", "timeout"): ("RequestTimeout", "transient"),
-    # ccxt raises nothing for a 200 whose JSON is cut: it hands the text on as `info`
-    ("bybit", "200 not json"): ("bybit wallet-balance answer: expected an object", "data"),
+    # ccxt raises nothing for a 200 whose JSON is cut: it hands the text on as `info`; the
+    # source reads the raw body itself
+    ("bybit", "200 not json"): ("bybit /v5/account/wallet-balance: the answer is not complete JSON", "data"),
     ("okx", "500 json"): ("ExchangeNotAvailable", "transient"),
     ("okx", "200 system-error code"): ("ExchangeNotAvailable", "transient"),
     ("okx", "500 html"): ("ExchangeNotAvailable", "transient"),
@@ -495,7 +518,7 @@ OBSERVED = {
     ("okx", "403 html"): ("ExchangeNotAvailable", "transient"),
     ("okx", "dropped connection"): ("ExchangeNotAvailable", "transient"),
     ("okx", "timeout"): ("RequestTimeout", "transient"),
-    ("okx", "200 not json"): ("okx account/balance answer: expected an object", "data"),
+    ("okx", "200 not json"): ("okx /api/v5/account/balance: the answer is not complete JSON", "data"),
 }
 
 
@@ -596,9 +619,11 @@ def test_sources_report_scrubbed_errors_for_real_requests():
 
 # ------------------------------------------------------------------ normalisers: strictness
 
-def binance_balance(**overrides: str) -> dict:
+def binance_balance(*positions: dict, **overrides: str) -> dict:
+    """The account answer (in ccxt's `info`), listing `positions` (ccxt-shaped) as Binance does."""
     info = {"totalMaintMargin": "100", "totalCrossWalletBalance": "1000", "totalCrossUnPnl": "-50"}
-    return {"info": {**info, **overrides}}
+    listed = [{k: p["info"][k] for k in ("symbol", "positionSide", "positionAmt", "maintMargin") if k in p["info"]} for p in positions]
+    return {"info": {**info, "positions": listed, **overrides}}
 
 
 def binance_position(**overrides: Any) -> dict:
@@ -614,13 +639,13 @@ def binance_position(**overrides: Any) -> dict:
 def test_binance_cross_maintenance_excludes_isolated():
     iso = binance_position(symbol="ETHUSDT", positionAmt="-1", isolatedWallet="300", isolatedMargin="320", maintMargin="20", notional="-3000", markPrice="3000", entryPrice="3020", unRealizedProfit="20")
     iso["symbol"] = "ETH/USDT:USDT"
-    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(totalMaintMargin="49.75"), [binance_position(), iso], {})
+    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(binance_position(), iso, totalMaintMargin="49.75"), [binance_position(), iso], {})
     assert snapshot.maintenance_margin == pytest.approx(29.75)
     assert snapshot.equity == 950
     eth = by_symbol(snapshot)["ETH/USDT:USDT"]
     assert (eth.margin_mode, eth.side, eth.collateral, eth.liquidation_price) == ("isolated", "short", 320, None)
     # a totalMaintMargin without the isolated part never lowers the cross figure
-    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(totalMaintMargin="29.75"), [binance_position(), iso], {})
+    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(binance_position(), iso, totalMaintMargin="29.75"), [binance_position(), iso], {})
     assert snapshot.maintenance_margin == pytest.approx(29.75)
 
 
@@ -638,13 +663,14 @@ def test_binance_cross_maintenance_excludes_isolated():
 )
 def test_binance_bad_numbers_are_data_errors(balance, position, field):
     position.setdefault("maintenanceMargin", None)
+    balance["info"]["positions"] = binance_balance(position)["info"]["positions"]
     with pytest.raises(SourceError) as caught:
         binanceusdm.normalise("a", "binanceusdm", balance, [position], {})
     assert caught.value.kind == "data" and field in caught.value.message
 
 
 def test_negative_equity_is_kept():
-    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(totalCrossWalletBalance="10", totalCrossUnPnl="-60"), [binance_position()], {})
+    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(binance_position(), totalCrossWalletBalance="10", totalCrossUnPnl="-60"), [binance_position()], {})
     assert snapshot.equity == -50
     assert math.isinf(evaluate(snapshot, 0.4)[0].margin_ratio)
 
@@ -698,3 +724,155 @@ def test_markets_loaded_once_and_refreshed_after_ttl():
 
     assert asyncio.run(run(3600)) == 2  # SWAP + FUTURES, once
     assert asyncio.run(run(0)) == 4  # reloaded for the second fetch
+
+
+# ------------------------------------------------------------------ partial answers: shapes and cross-checks
+
+from alerter.sources.exchange import check_body  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "exchange_id, path, body, message",
+    [
+        ("binanceusdm", "/fapi/v3/positionRisk", '[{"symbol": "BTCUSDT", "positionAmt": "1"', "/fapi/v3/positionRisk: the answer is not complete JSON (41 bytes:"),
+        ("binanceusdm", "/fapi/v3/positionRisk", '{"code": -1, "msg": "x"}', "/fapi/v3/positionRisk: expected a list of positions (symbol, positionAmt), got an object with keys code, msg"),
+        ("binanceusdm", "/fapi/v3/positionRisk", '[{"symbol": "BTCUSDT"}]', "expected a list of positions"),
+        ("binanceusdm", "/fapi/v3/account", "[]", "/fapi/v3/account: expected an account object with a positions list, got a list of 0"),
+        ("binanceusdm", "/fapi/v2/account", '{"totalMaintMargin": "1"}', "expected an account object with a positions list"),
+        ("okx", "/api/v5/account/positions", '{"code": "0", "data": {}}', '/api/v5/account/positions: expected an object {"code": "0", "data": [...]}'),
+        ("okx", "/api/v5/account/positions", '{"code": "0", "data": [{"pos": "1"}]}', "expected a list of positions (instId) in data"),
+        ("okx", "/api/v5/account/balance", '{"code": "0", "data": []}', "/api/v5/account/balance: expected a balance in data[0], got a list of 0"),
+        ("bybit", "/v5/position/list", '{"retCode": 0, "result": {}}', "/v5/position/list: expected a list in result.list, got an empty object"),
+        ("bybit", "/v5/account/wallet-balance", '{"retCode": 0, "result": "x"}', 'expected an object {"retCode": 0, "result": {...}}'),
+        ("kraken", "/0/private/Balance", '{"error": [], "result": {', "kraken /0/private/Balance: the answer is not complete JSON"),
+    ],
+)
+def test_raw_bodies_must_be_complete_json_of_the_documented_shape(exchange_id, path, body, message):
+    from alerter.sources.registry import body_check_for
+
+    with pytest.raises(SourceError) as caught:
+        check_body(exchange_id, path, body, body_check_for(exchange_id))
+    assert caught.value.kind == "data" and message in caught.value.message, caught.value.message
+
+
+@pytest.mark.parametrize(
+    "exchange_id, path, body",
+    [
+        ("binanceusdm", "/fapi/v3/positionRisk", "[]"),  # a flat account: the empty list is the truth
+        ("binanceusdm", "/fapi/v3/account", '{"totalMaintMargin": "0", "positions": []}'),
+        ("binanceusdm", "/fapi/v1/leverageBracket", '[{"symbol": "BTCUSDT", "brackets": []}]'),
+        ("okx", "/api/v5/account/positions", '{"code": "0", "msg": "", "data": []}'),
+        ("bybit", "/v5/account/info", '{"retCode": 0, "retMsg": "OK", "result": {"unifiedMarginStatus": 4}}'),
+        ("bybit", "/v5/position/list", '{"retCode": 0, "retMsg": "OK", "result": {"list": [], "nextPageCursor": ""}}'),
+    ],
+)
+def test_complete_answers_pass_the_shape_checks(exchange_id, path, body):
+    from alerter.sources.registry import body_check_for
+
+    assert check_body(exchange_id, path, body, body_check_for(exchange_id)) == json.loads(body)
+
+
+def test_binance_positions_must_agree_between_account_and_positions_answers():
+    btc = binance_position()
+    eth = binance_position(symbol="ETHUSDT", positionAmt="-2", notional="-6000", markPrice="3000", entryPrice="3000", maintMargin="30")
+    eth["symbol"] = "ETH/USDT:USDT"
+    both = binance_balance(btc, eth)
+    binanceusdm.check_positions_agree(both["info"], [btc, eth])  # consistent
+    with pytest.raises(SourceError) as caught:
+        binanceusdm.check_positions_agree(both["info"], [btc])
+    assert caught.value.message == "binanceusdm position ETHUSDT short (-2) is in the account answer but missing from the positions answer"
+    with pytest.raises(SourceError) as caught:
+        binanceusdm.check_positions_agree(binance_balance(btc)["info"], [btc, eth])
+    assert caught.value.message == "binanceusdm position ETHUSDT short (-2) is in the positions answer but missing from the account answer"
+    # amounts may move between the two requests: only presence is compared
+    moved = binance_balance(btc, eth)
+    moved["info"]["positions"][1]["positionAmt"] = "-1.5"
+    binanceusdm.check_positions_agree(moved["info"], [btc, eth])
+    # rows with a zero amount (v2 lists every symbol; v3 symbols with open orders) are no positions
+    zero = binance_balance(btc, binance_position(symbol="SOLUSDT", positionAmt="0"))
+    binanceusdm.check_positions_agree(zero["info"], [btc])
+
+
+def test_binance_hedge_mode_sides_are_distinct_positions():
+    long = binance_position(positionSide="LONG", positionAmt="1")
+    short = binance_position(positionSide="SHORT", positionAmt="-1")
+    binanceusdm.check_positions_agree(binance_balance(long, short)["info"], [short, long])
+    with pytest.raises(SourceError, match="BTCUSDT short .* missing from the positions answer"):
+        binanceusdm.check_positions_agree(binance_balance(long, short)["info"], [long])
+
+
+def test_binance_flat_account_passes_and_maintenance_without_positions_does_not():
+    binanceusdm.check_positions_agree(binance_balance(totalMaintMargin="0")["info"], [])
+    snapshot = binanceusdm.normalise("a", "binanceusdm", binance_balance(totalMaintMargin="0", totalCrossUnPnl="0"), [], {})
+    assert snapshot.positions == () and snapshot.maintenance_margin == 0
+    with pytest.raises(SourceError) as caught:
+        binanceusdm.normalise("a", "binanceusdm", binance_balance(totalMaintMargin="29.75"), [], {})
+    assert caught.value.message == "binanceusdm account shows maintenance margin 29.75 (totalMaintMargin) but lists no open position"
+    with pytest.raises(SourceError, match="no positions list"):
+        binanceusdm.normalise("a", "binanceusdm", {"info": {"totalMaintMargin": "0"}}, [], {})
+
+
+def okx_balance(mode: str = "multi", **detail: str) -> dict:
+    balance = load(f"okx/balance-{mode}.json")
+    balance["data"][0]["details"][0].update(detail)
+    return balance["data"][0]
+
+
+def test_okx_isolated_equity_must_agree_with_the_isolated_positions():
+    positions = okx_positions()
+    okx.check_isolated_agree(okx_balance(), positions)  # isoEq 405 = margin 305 + upl 100 of the ETH short
+    okx.check_isolated_agree(okx_balance(isoEq="12"), positions)  # amounts are not matched (marks move)
+    cross_only = [p for p in positions if p["info"]["mgnMode"] == "cross"]
+    with pytest.raises(SourceError) as caught:
+        okx.check_isolated_agree(okx_balance(), cross_only)
+    assert caught.value.message == ("okx balance shows isolated USDT equity 405 (details[USDT].isoEq) but the positions answer "
+                                    "lists no isolated USDT position: positions missing")
+    with pytest.raises(SourceError) as caught:
+        okx.check_isolated_agree(okx_balance(isoEq="0"), positions)
+    assert caught.value.message.startswith("okx position ETH-USDT-SWAP short (isolated) is listed, but the balance shows no isolated USDT equity")
+    with pytest.raises(SourceError, match="no isolated USDT equity"):
+        okx.check_isolated_agree({"details": []}, positions)  # no USDT details at all
+
+
+def test_okx_flat_and_cross_only_accounts_pass():
+    okx.check_isolated_agree(okx_balance(isoEq="0"), [])
+    okx.check_isolated_agree(okx_balance(isoEq=""), [])  # single-currency mode may leave it empty
+    okx.check_isolated_agree(okx_balance(isoEq="0.00000001"), [])  # float dust is no position
+    cross_only = [p for p in okx_positions() if p["info"]["mgnMode"] == "cross"]
+    snapshot = okx.normalise("a", "okx", {"info": {"data": [{**okx_balance("single", isoEq="0")}]}}, cross_only, OKX_MARKETS)
+    assert [p.symbol for p in snapshot.positions] == ["BTC/USDT:USDT"]
+
+
+def bybit_wallet(mode: str = "cross", **entry: str) -> dict:
+    balance = load(f"bybit/wallet-balance-{mode}.json")
+    balance["result"]["list"][0].update(entry)
+    return balance
+
+
+def test_bybit_wallet_and_positions_must_not_show_a_clear_gap():
+    cross = bybit_positions("cross")
+    assert len(bybit.normalise("a", "bybit", {"info": bybit_wallet()}, cross, {}).positions) == 1
+    with pytest.raises(SourceError) as caught:
+        bybit.normalise("a", "bybit", {"info": bybit_wallet()}, [], {})
+    assert caught.value.message == ("bybit account: the wallet shows 145 USDT of position maintenance margin (coin[USDT].totalPositionMM) "
+                                    "but the position list has no USDT position: positions missing")
+    with pytest.raises(SourceError, match="no USDT position"):  # isolated-margin accounts too
+        bybit.normalise("a", "bybit", {"info": bybit_wallet("isolated")}, [], {})
+    with pytest.raises(SourceError) as caught:  # the wallet lost the positions' margin: ratio would read 0
+        bybit.normalise("a", "bybit", {"info": bybit_wallet(totalMaintenanceMargin="0", accountMMRate="0")}, cross, {})
+    assert caught.value.message == ("bybit account: the positions' Σ positionMM 145 is far above the wallet's totalMaintenanceMargin 0: "
+                                    "the wallet answer is partial")
+
+
+def test_bybit_rounding_options_and_flat_accounts_do_not_false_alarm():
+    cross = bybit_positions("cross")
+    # Bybit rounds, marks move between the requests, options and borrowing add margin
+    bybit.normalise("a", "bybit", {"info": bybit_wallet(totalMaintenanceMargin="140", totalInitialMargin="2800")}, cross, {})
+    bybit.normalise("a", "bybit", {"info": bybit_wallet(totalMaintenanceMargin="900", totalInitialMargin="9000")}, cross, {})
+    flat = bybit_wallet(totalMaintenanceMargin="0", totalInitialMargin="0", accountMMRate="0")
+    flat["result"]["list"][0]["coin"][0].update(totalPositionMM="0", totalPositionIM="0")
+    assert bybit.normalise("a", "bybit", {"info": flat}, [], {}).positions == ()
+    options = copy.deepcopy(flat)  # USDC margin of options, which no linear list shows
+    options["result"]["list"][0]["totalMaintenanceMargin"] = "50"
+    options["result"]["list"][0]["coin"].append({**flat["result"]["list"][0]["coin"][0], "coin": "USDC", "totalPositionMM": "50"})
+    assert bybit.normalise("a", "bybit", {"info": options}, [], {}).positions == ()

@@ -46,18 +46,18 @@ def store(db_path):
 
 def test_new_file_gets_schema_and_wal(db_path):
     with Store(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
         assert set(s.db.table_names()) >= {"scope_state", "samples", "alerts", "deliveries", "snapshots"}
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert {i.name for i in s.db["samples"].indexes} >= {"samples_account_scope_at", "samples_at"}
     with Store(db_path) as s:  # reopening migrates nothing and keeps the data
-        assert s.schema_version == 2
+        assert s.schema_version == SCHEMA_VERSION
 
 
 def test_migrates_an_existing_empty_file(db_path):
     db_path.write_bytes(b"")
     with Store(db_path) as s:
-        assert s.schema_version == 2
+        assert s.schema_version == SCHEMA_VERSION
         assert s.pending_count() == 0
 
 
@@ -69,11 +69,14 @@ def test_migrates_a_first_release_database_keeping_its_data(db_path):
     db = sqlite_utils.Database(db_path)
     MIGRATIONS[0](db)  # the schema as the first release wrote it
     db.execute("PRAGMA user_version = 1")
-    db["scope_state"].insert(ScopeState("binance-main", "account", Level.CALL, since_at=T0, notified_at=T0, peak=Level.CALL).to_dict())
+    row = ScopeState("binance-main", "account", Level.CALL, since_at=T0, notified_at=T0, peak=Level.CALL).to_dict()
+    del row["absent"]  # added by migration 3
+    db["scope_state"].insert(row)
     db.close()
     with Store(db_path) as s:
-        assert s.schema_version == 2
+        assert s.schema_version == SCHEMA_VERSION
         assert s.load_states("binance-main")["account"].level == Level.CALL
+        assert s.load_states("binance-main")["account"].absent == 0
         assert "snapshots" in s.db.table_names()
 
 
@@ -139,7 +142,7 @@ def test_full_disk_raises_store_error(store, db_path):
 
 def test_states_round_trip_and_replace(store):
     a = ScopeState("binance-main", "account", Level.CALL, since_at=T0, notified_at=T0 + timedelta(minutes=1), peak=Level.CRITICAL, failures=2, blind=True, blind_notified_at=T0)
-    b = ScopeState("binance-main", ISO, Level.WARNING, since_at=T0, peak=Level.WARNING)
+    b = ScopeState("binance-main", ISO, Level.WARNING, since_at=T0, peak=Level.WARNING, absent=1)
     other = ScopeState("bybit-1", "account")
     store.commit_poll("binance-main", {"account": a, ISO: b}, [], [], {}, T0)
     store.commit_poll("bybit-1", {"account": other}, [], [], {}, T0)

@@ -8,7 +8,8 @@ POST   /control/scenario               {"name": "demo"} | {"toml": "..."} | {"sc
 POST   /control/reset                  reload the current scenario (accounts, pins, clock)
 POST   /control/accounts/{api_key}     {"name", "wallet_balance", "positions": [...]} create/update
 GET    /control/faults                 active faults
-POST   /control/faults                 {"kind", "count" (null = until cleared), "seconds", "api_key", "path"}
+POST   /control/faults                 {"kind", "count" (null = until cleared), "seconds", "api_key", "path",
+                                        "symbol" (drop_position)}
 DELETE /control/faults                 clear all faults
 POST   /control/latency                {"seconds": 0.05}: added to every exchange-API request
 GET    /control/requests               {"total": N, "requests": [{"api_key", "path", "count"}]}
@@ -132,12 +133,13 @@ async def get_faults(request: web.Request) -> web.Response:
 
 async def post_fault(request: web.Request) -> web.Response:
     data = await _body(request)
-    unknown = set(data) - {"kind", "count", "seconds", "api_key", "path"}
+    unknown = set(data) - {"kind", "count", "seconds", "api_key", "path", "symbol"}
     if unknown:
         return _bad(f"unknown keys: {', '.join(sorted(unknown))}")
     try:
         fault = _sim(request).inject(
-            str(data.get("kind")), data.get("count", 1), data.get("seconds"), data.get("api_key"), data.get("path")
+            str(data.get("kind")), data.get("count", 1), data.get("seconds"), data.get("api_key"), data.get("path"),
+            data.get("symbol"),
         )
     except ValueError as exc:
         return _bad(str(exc))

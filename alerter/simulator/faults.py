@@ -5,10 +5,15 @@ Kinds and what the client sees:
   http429   429 + Retry-After: <seconds, default 1> + Binance JSON {"code": -1003, ...}
   http401   401 + Binance JSON {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
   delay     waits `seconds` (default 1), then answers normally
-  malformed 200, application/json, the real answer cut in half (invalid JSON)
+  malformed 200, application/json, the real answer cut in half (invalid JSON); with `path`
+            (e.g. "/fapi/v3/positionRisk") a truncated body on that one endpoint only
   hang      holds the request `seconds` (default: until the simulator stops), then drops the
             connection without an answer
   html502   502 + a text/html "502 Bad Gateway" page, as a proxy/CDN in front would send
+  empty_list     200, application/json, `[]` instead of the real answer (valid JSON, no rows)
+  drop_position  200, the real answer without the position of `symbol` (e.g. "ETHUSDT"; a
+            list's rows, or an account's `positions`, with that symbol): a position missing
+            from one endpoint but present in the other, when `path` names one of them
 
 A fault applies to the next `count` matching requests (None: until cleared). `api_key`
 restricts it to requests carrying that X-MBX-APIKEY (so: private requests of that account),
@@ -18,10 +23,13 @@ restricts it to requests carrying that X-MBX-APIKEY (so: private requests of tha
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = ("http500", "http429", "http401", "delay", "malformed", "hang", "html502")
+KINDS = ("http500", "http429", "http401", "delay", "malformed", "hang", "html502", "empty_list", "drop_position")
+# kinds that answer with the real handler's body, altered (see `alter_body`)
+BODY_KINDS = ("malformed", "empty_list", "drop_position")
 DEFAULT_SECONDS = {"delay": 1.0, "http429": 1.0, "hang": None}
 
 _ids = itertools.count(1)
@@ -34,6 +42,7 @@ class Fault:
     seconds: float | None = None
     api_key: str | None = None
     path: str | None = None
+    symbol: str | None = None  # drop_position: the exchange symbol to leave out
     id: int = field(default_factory=lambda: next(_ids))
 
     def matches(self, path: str, api_key: str | None) -> bool:
@@ -51,16 +60,35 @@ def make_fault(
     seconds: float | None = None,
     api_key: str | None = None,
     path: str | None = None,
+    symbol: str | None = None,
 ) -> Fault:
     if kind not in KINDS:
         raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(KINDS)})")
+    if (kind == "drop_position") != (symbol is not None):
+        raise ValueError("symbol is required by drop_position and only used by it")
+    if symbol is not None and (not isinstance(symbol, str) or not symbol):
+        raise ValueError("symbol must be an exchange symbol such as 'ETHUSDT'")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
         raise ValueError("count must be a positive integer or null (until cleared)")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0):
         raise ValueError("seconds must be a number >= 0")
     if seconds is None:
         seconds = DEFAULT_SECONDS.get(kind)
-    return Fault(kind, count, None if seconds is None else float(seconds), api_key, path)
+    return Fault(kind, count, None if seconds is None else float(seconds), api_key, path, symbol)
+
+
+def alter_body(fault: Fault, body: bytes) -> bytes:
+    """The body a BODY_KINDS fault sends instead of the real answer `body` (JSON)."""
+    if fault.kind == "malformed":
+        return body[: max(1, len(body) // 2)]
+    if fault.kind == "empty_list":
+        return b"[]"
+    data = json.loads(body)
+    if isinstance(data, list):
+        data = [row for row in data if not (isinstance(row, dict) and row.get("symbol") == fault.symbol)]
+    elif isinstance(data, dict) and isinstance(data.get("positions"), list):
+        data["positions"] = [row for row in data["positions"] if row.get("symbol") != fault.symbol]
+    return json.dumps(data).encode()
 
 
 class FaultBook:

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from alerter.simulator import binance_api, control
-from alerter.simulator.faults import HTML_502, MSG_429, MSG_500, Fault, FaultBook, make_fault
+from alerter.simulator.faults import BODY_KINDS, HTML_502, MSG_429, MSG_500, Fault, FaultBook, alter_body, make_fault
 from alerter.simulator.market import Account, Position
 from alerter.simulator.scenario import Scenario, load_scenario, parse_scenario
 from alerter.simulator.state import SimState
@@ -160,8 +160,9 @@ class Simulator:
         seconds: float | None = None,
         api_key: str | None = None,
         path: str | None = None,
+        symbol: str | None = None,
     ) -> Fault:
-        return self.faults.add(make_fault(kind, count, seconds, api_key, path))
+        return self.faults.add(make_fault(kind, count, seconds, api_key, path, symbol))
 
     def clear_faults(self) -> None:
         self.faults.clear()
@@ -203,9 +204,9 @@ class Simulator:
             return binance_api.binance_error(
                 404, -5000, f"Path {request.path}, Method {request.method} is invalid"
             )
-        if fault is not None and fault.kind == "malformed" and isinstance(response, web.Response):
+        if fault is not None and fault.kind in BODY_KINDS and isinstance(response, web.Response) and response.status == 200:
             body = response.body if isinstance(response.body, bytes) else b"{}"
-            return web.Response(body=body[: max(1, len(body) // 2)], content_type="application/json")
+            return web.Response(body=alter_body(fault, body), content_type="application/json")
         return response
 
     async def _apply_fault(self, fault: Fault, request: web.Request) -> web.StreamResponse | None:
@@ -226,7 +227,7 @@ class Simulator:
             if request.transport is not None:
                 request.transport.close()
             return web.Response()  # never sent: aiohttp drops it quietly on the closed transport
-        return None  # delay / malformed: go on to the real handler
+        return None  # delay and the BODY_KINDS: go on to the real handler
 
 
 @asynccontextmanager

@@ -15,14 +15,90 @@ https://developers.binance.com/docs/derivatives/usds-margined-futures/account/re
 Positions (v3 positionRisk has no `marginType`/`leverage`; v2 has them): `positionAmt` signed,
 `maintMargin` (v3; ccxt's bracket-derived figure otherwise), `isolatedMargin` = isolated wallet +
 unrealised PnL (the position's collateral), `liquidationPrice` "0" = none.
+
+Completeness: the raw positionRisk answer must be a JSON list of positions and the account
+answer a JSON object with a `positions` list (`check_body`): ccxt reads a cut body as text and
+that text as "no positions". The account answer lists the open positions a second time
+(`symbol`, `positionSide`, `positionAmt`, `maintMargin`, ...; v3 lists only symbols with a
+position or open orders, v2 every symbol), so `check_positions_agree` requires the two lists to
+name the same non-zero positions, and an account with maintenance margin to list some.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from alerter.models import AccountSnapshot, Position
-from alerter.sources.fields import is_blank, make_position, mapping, make_snapshot, number, optional_number, price_or_none
+from alerter.sources.errors import SourceError
+from alerter.sources.fields import (
+    is_blank,
+    make_position,
+    make_snapshot,
+    mapping,
+    number,
+    optional_number,
+    price_or_none,
+    shape_error,
+)
+
+# totalMaintMargin above this (USDT, or USD in multi-assets mode) needs an open position
+MAINTENANCE_WITHOUT_POSITIONS = 0.01
+
+
+def _is_position_row(row: Any) -> bool:
+    return isinstance(row, Mapping) and "symbol" in row and "positionAmt" in row
+
+
+def check_body(path: str, data: Any) -> None:
+    """/fapi/v2|v3/positionRisk: a JSON list of positions; /fapi/v2|v3/account: an object with a
+    `positions` list. Other answers (leverage brackets, ...) only need to be JSON."""
+    if "/fapi/" not in path:
+        return
+    if path.endswith("/positionRisk"):
+        if not isinstance(data, list) or not all(_is_position_row(row) for row in data):
+            raise shape_error("binanceusdm", path, "a list of positions (symbol, positionAmt)", data)
+    elif path.endswith("/account"):
+        rows = data.get("positions") if isinstance(data, Mapping) else None
+        if not isinstance(rows, list) or not all(_is_position_row(row) for row in rows):
+            raise shape_error("binanceusdm", path, "an account object with a positions list", data)
+
+
+def _open_positions(rows: list, where: str) -> dict[tuple[str, str], float]:
+    """(symbol, positionSide) → positionAmt of the rows with a non-zero amount."""
+    found = {}
+    for row in rows:
+        row = mapping(row, where)
+        amount = number(row.get("positionAmt"), f"{where} {row.get('symbol')}.positionAmt")
+        if amount != 0:
+            found[(str(row.get("symbol")), str(row.get("positionSide") or "BOTH"))] = amount
+    return found
+
+
+def _named(key: tuple[str, str], amount: float) -> str:
+    symbol, side = key
+    return f"{symbol} {side.lower() if side in ('LONG', 'SHORT') else ('long' if amount > 0 else 'short')} ({amount:g})"
+
+
+def check_positions_agree(account: Mapping, positions: list) -> None:
+    """The account answer and the positions answer must name the same open positions (same
+    `symbol` and `positionSide`, non-zero `positionAmt`): one missing from either is a partial
+    answer, never a closed position. Only presence is compared (amounts may move between the two
+    requests). An account whose `totalMaintMargin` is above a cent holds positions, so both lists
+    empty is no answer either. Raises SourceError("data") naming the positions in doubt."""
+    rows = account.get("positions")
+    if not isinstance(rows, list):
+        raise SourceError("data", "binanceusdm account answer has no positions list (cannot confirm the positions)")
+    stated = _open_positions(rows, "binanceusdm account positions")
+    listed = _open_positions([mapping(p.get("info"), "binanceusdm position info") for p in positions], "binanceusdm position")
+    for found, where, other in ((stated, "account", "positions"), (listed, "positions", "account")):
+        missing = [_named(key, found[key]) for key in sorted(found.keys() - (listed if found is stated else stated).keys())]
+        if missing:
+            what = f"position {missing[0]} is" if len(missing) == 1 else f"positions {', '.join(missing)} are"
+            raise SourceError("data", f"binanceusdm {what} in the {where} answer but missing from the {other} answer")
+    maintenance = optional_number(account.get("totalMaintMargin"), "binanceusdm account.totalMaintMargin")
+    if not stated and maintenance is not None and maintenance > MAINTENANCE_WITHOUT_POSITIONS:
+        raise SourceError("data", f"binanceusdm account shows maintenance margin {maintenance:g} (totalMaintMargin) but lists no open position")
 
 
 def margin_mode(position: Mapping, info: Mapping, where: str) -> str:
@@ -88,6 +164,7 @@ def parse_position(position: Mapping) -> Position | None:
 def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Mapping) -> AccountSnapshot:
     where = f"{exchange_id} account"
     info = mapping(balance.get("info"), f"{where} (/fapi/v3/account)")
+    check_positions_agree(info, positions)
     parsed = [p for p in (parse_position(raw) for raw in positions) if p is not None]
     cross = [p for p in parsed if not p.isolated]
     isolated = [p for p in parsed if p.isolated]

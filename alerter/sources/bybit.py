@@ -18,11 +18,24 @@ Positions (GET /v5/position/list): `size` (base units, ≥ 0) with `side` Buy/Se
 `positionIM`, `liqPrice` ("" = none), `positionBalance` = the isolated position's margin
 without its unrealised PnL (ccxt adds the PnL the same way), so collateral = balance + PnL.
 `positionValue` is size × entry, so the notional is computed as size × mark.
+
+Completeness: every raw v5 answer must be `{"retCode": 0, "result": {...}}`, the wallet and the
+position list with a `result.list` list (`check_body`): ccxt reads a cut body as text and that
+text as "no positions". `check_positions_agree` then compares the wallet with the positions,
+looking only for clear gaps, never for equality (Bybit rounds, the marks move between the two
+requests, and options and spot borrowing add margin that no linear position carries):
+- the USDT coin's `totalPositionMM` (maintenance of the positions margined in USDT) is above a
+  cent while no USDT-settled position is listed: positions are missing. (Bybit's options settle
+  in USDC, so USDC is not checked this way: its margin may belong to options.)
+- with account-wide figures (cross), the listed cross positions' Σ `positionMM` (or Σ
+  `positionIM`) is more than twice `totalMaintenanceMargin` (`totalInitialMargin`) plus a cent:
+  the wallet leaves out positions it should carry, and the account ratio would read too low.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from alerter.models import AccountSnapshot, Position
 from alerter.sources.errors import SourceError
@@ -35,8 +48,47 @@ from alerter.sources.fields import (
     number,
     optional_number,
     price_or_none,
+    shape_error,
     wallet_snapshot,
 )
+
+GAP = 0.01  # a cent: margin figures at or below this are rounding, not a position
+CHECKED_COINS = ("USDT",)  # coins whose position maintenance belongs to linear positions only
+
+
+def check_body(path: str, data: Any) -> None:
+    """Every v5 answer is {"retCode": 0, "result": {...}}; the wallet and the position list have
+    a `result.list` list of objects."""
+    if "/v5/" not in path:
+        return
+    result = data.get("result") if isinstance(data, Mapping) else None
+    if str(data.get("retCode") if isinstance(data, Mapping) else None) != "0" or not isinstance(result, Mapping):
+        raise shape_error("bybit", path, 'an object {"retCode": 0, "result": {...}}', data)
+    if path.endswith(("/position/list", "/account/wallet-balance")):
+        rows = result.get("list")
+        if not isinstance(rows, list) or not all(isinstance(row, Mapping) for row in rows):
+            raise shape_error("bybit", path, "a list in result.list", result)
+
+
+def check_positions_agree(entry: Mapping, positions: list[Position], cross_figures: bool) -> None:
+    """Clear gaps between the wallet (`entry`) and the parsed positions; see the module's docstring."""
+    where = "bybit account"
+    for coin in CHECKED_COINS:
+        held = coin_figure(entry, coin, "totalPositionMM")
+        if held is not None and held > GAP and not any(p.symbol.endswith(f":{coin}") for p in positions):
+            raise SourceError("data", f"{where}: the wallet shows {held:g} {coin} of position maintenance margin (coin[{coin}].totalPositionMM) "
+                                      f"but the position list has no {coin} position: positions missing")
+    if not cross_figures:
+        return
+    cross = [p for p in positions if not p.isolated]
+    for total_key, label, listed in (
+        ("totalMaintenanceMargin", "positionMM", sum(p.maintenance_margin for p in cross)),
+        ("totalInitialMargin", "positionIM", sum(p.initial_margin or 0.0 for p in cross)),
+    ):
+        total = optional_number(entry.get(total_key), f"{where}.{total_key}")
+        if total is not None and listed > 2 * total + GAP:
+            raise SourceError("data", f"{where}: the positions' Σ {label} {listed:g} is far above the wallet's {total_key} {total:g}: "
+                                      "the wallet answer is partial")
 
 
 def account_entry(balance: Mapping) -> dict:
@@ -108,6 +160,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     unified = entry.get("accountType") == "UNIFIED"
     all_isolated = unified and rate is None
     parsed = [p for p in (parse_position(raw, markets, all_isolated) for raw in positions) if p is not None]
+    check_positions_agree(entry, parsed, cross_figures=rate is not None)
     cross = [p for p in parsed if not p.isolated]
     initial = sum(p.initial_margin or 0.0 for p in cross)
     if rate is not None:

@@ -17,12 +17,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from alerter.config import AccountConfig, ConfigError
 from alerter.models import AccountSnapshot
 from alerter.sources.errors import SourceError, classify
-from alerter.sources.fields import Normaliser
-from alerter.sources.registry import normaliser_for
+from alerter.sources.fields import BodyCheck, Normaliser
+from alerter.sources.registry import body_check_for, normaliser_for
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ SERVER_ERROR_CODES: dict[str, tuple[str, frozenset[str]]] = {
 }
 
 # the last HTTP response of the current task's ccxt call: ccxt's exceptions carry neither the
-# status nor the headers, and concurrent calls each run in their own task
+# status nor the headers, and concurrent calls each run in their own task. A call whose answers
+# the snapshot depends on also collects every (status, path, raw body) in `bodies`.
 _last_response: contextvars.ContextVar[dict | None] = contextvars.ContextVar("alerter_last_response", default=None)
 
 
@@ -134,11 +136,13 @@ class Source:
         position_params: tuple[dict[str, Any], ...] = ({},),
         shared: SharedMarkets | None = None,
         market_key: str | None = None,
+        body_check: BodyCheck | None = None,
     ):
         self.account_name = account_name
         self.exchange = exchange
         self.exchange_id: str = exchange.id
         self.normaliser = normaliser
+        self.body_check = body_check
         self.retry = retry
         self.markets_ttl_s = markets_ttl_s
         self.position_params = position_params
@@ -159,6 +163,8 @@ class Source:
                 compact = body.replace(" ", "") if marker and isinstance(body, str) and any(c in body for c in codes) else ""
                 server_error = any(f"{marker}{c}" in compact or f'{marker}"{c}"' in compact for c in codes)
                 record.update(status=code, retry_after_s=parse_retry_after(retry_after), server_error=server_error)
+                if "bodies" in record:
+                    record["bodies"].append((code, urlsplit(str(url)).path, body))
             return original(code, reason, url, method, headers, body, request_headers, request_body)
 
         self.exchange.on_rest_response = on_rest_response
@@ -174,15 +180,22 @@ class Source:
 
     # ------------------------------------------------------------ calls
 
-    async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """One ccxt call; any failure comes out as a classified, scrubbed SourceError."""
-        record: dict = {}
+    async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, check: bool = False) -> Any:
+        """One ccxt call; any failure comes out as a classified, scrubbed SourceError. With
+        `check`, every successful HTTP answer of the call must be complete JSON of the shape the
+        exchange documents (ccxt reads a cut body as text, and a cut list as no positions)."""
+        record: dict = {"bodies": []} if check else {}
         token = _last_response.set(record)
         try:
-            return await method(*args)
+            result = await method(*args)
+            if check:
+                self._check_bodies(record["bodies"])
+            return result
         except SourceError:
             raise
         except Exception as e:  # ccxt errors, and parse errors inside ccxt's own parsers
+            if check:  # a cut answer that ccxt choked on: say so (error codes are classify's)
+                self._check_bodies(record["bodies"], shapes=False)
             raise classify(
                 e,
                 secrets=self._secrets,
@@ -192,6 +205,12 @@ class Source:
             ) from None
         finally:
             _last_response.reset(token)
+
+    def _check_bodies(self, bodies: list[tuple[Any, str, Any]], *, shapes: bool = True) -> None:
+        for status, path, body in bodies:
+            if isinstance(status, int) and not 200 <= status < 300:
+                continue  # an error answer: ccxt raises for it, and classify() names it
+            check_body(self.exchange_id, path, body, self.body_check if shapes else None)
 
     async def _with_retry(self, attempt_once: Callable[[], Awaitable[Any]]) -> Any:
         waited = 0.0
@@ -247,8 +266,8 @@ class Source:
     async def _fetch_raw(self) -> tuple[dict, list[dict]]:
         await self._ensure_markets()
         results = await asyncio.gather(
-            self._call(self.exchange.fetch_balance),
-            *(self._call(self.exchange.fetch_positions, None, dict(params)) for params in self.position_params),
+            self._call(self.exchange.fetch_balance, check=True),
+            *(self._call(self.exchange.fetch_positions, None, dict(params), check=True) for params in self.position_params),
             return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -296,6 +315,20 @@ class Source:
             if isinstance(mark, int | float) and math.isfinite(mark) and mark > 0:
                 marks[symbol] = float(mark)
         return marks
+
+
+def check_body(exchange_id: str, path: str, body: Any, shape: BodyCheck | None = None) -> Any:
+    """The parsed JSON of one raw HTTP answer, or SourceError("data") naming the endpoint when
+    it is not complete JSON or (`shape`, the exchange's own check) not of the documented shape."""
+    if not isinstance(body, str | bytes | bytearray):
+        raise SourceError("data", f"{exchange_id} {path}: no answer body")
+    try:
+        data = json.loads(body)
+    except ValueError:  # also a cut UTF-8 sequence (UnicodeDecodeError)
+        raise SourceError("data", f"{exchange_id} {path}: the answer is not complete JSON ({len(body.encode(errors='replace') if isinstance(body, str) else body)} bytes: cut short or garbled)") from None
+    if shape is not None:
+        shape(path, data)
+    return data
 
 
 def exchange_class(exchange_id: str) -> Any:
@@ -346,6 +379,7 @@ def build_source(
         position_params=POSITION_PARAMS.get(account.exchange, ({},)),
         shared=shared,
         market_key=json.dumps([account.exchange, account.ccxt.get("urls"), account.ccxt.get("options")], sort_keys=True, default=str),
+        body_check=body_check_for(account.exchange),
     )
 
 

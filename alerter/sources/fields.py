@@ -16,6 +16,8 @@ from alerter.sources.errors import SourceError
 
 # normalise(account_name, exchange_id, balance, positions, markets) -> AccountSnapshot
 Normaliser = Callable[[str, str, dict, list, Mapping], AccountSnapshot]
+# check_body(path, parsed JSON) -> None, or SourceError("data") naming the endpoint
+BodyCheck = Callable[[str, Any], None]
 
 
 def is_blank(value: Any) -> bool:
@@ -28,6 +30,16 @@ def mapping(value: Any, field: str) -> Mapping:
         shown = type(value).__name__ + (f" {value[:40]!r}…" if isinstance(value, str) else "")
         raise SourceError("data", f"{field}: expected an object, got {shown}")
     return value
+
+
+def shape_error(exchange_id: str, path: str, expected: str, data: Any) -> SourceError:
+    """The error for an answer that is JSON but not of the documented shape."""
+    got = type(data).__name__
+    if isinstance(data, Mapping):
+        got = "an object with keys " + ", ".join(sorted(map(str, data))[:6]) if data else "an empty object"
+    elif isinstance(data, list):
+        got = f"a list of {len(data)}"
+    return SourceError("data", f"{exchange_id} {path}: expected {expected}, got {got}")
 
 
 def optional_number(value: Any, field: str) -> float | None:

@@ -20,18 +20,78 @@ Positions: `pos` counts contracts (× `ctVal`, ccxt's contractSize), `mgnMode`, 
 `liqPx` ("" = none), `markPx`, `avgPx`. Only linear SWAP/FUTURES positions become Positions; a
 cross position of another kind (spot margin, option, inverse) is still inside the account ratio
 and is skipped with a warning; an isolated one cannot be monitored and is an error.
+
+Completeness: every raw v5 answer must be `{"code": "0", "data": [...]}` (`check_body`; the
+balance with a data[0], the positions a list of objects with `instId`): ccxt reads a cut body as
+text and that text as "no positions". And the balance states the isolated side a second time:
+`details[].isoEq` is the currency's isolated margin equity, so `check_isolated_agree` requires an
+isolated position margined in a currency exactly when that currency's `isoEq` is materially
+above zero (more than a millionth of the currency's `eq`, so float dust is no position). Only
+presence is compared: `isoEq` moves with the marks between the two requests, and a position near
+liquidation has almost no isolated equity, so amounts cannot be matched without false alarms.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from alerter.models import AccountSnapshot, Position
 from alerter.sources.errors import SourceError
-from alerter.sources.fields import base_quantity, is_blank, make_position, mapping, make_snapshot, number, optional_number, price_or_none
+from alerter.sources.fields import (
+    base_quantity,
+    is_blank,
+    make_position,
+    make_snapshot,
+    mapping,
+    number,
+    optional_number,
+    price_or_none,
+    shape_error,
+)
 
 logger = logging.getLogger(__name__)
+
+ISO_EQ_DUST = 1e-6  # isoEq at or below this share of the currency's eq is no isolated position
+
+
+def check_body(path: str, data: Any) -> None:
+    """Every v5 answer is {"code": "0", "data": [...]}; the balance has a data[0], the positions
+    are objects with an instId."""
+    if "/api/v5/" not in path:
+        return
+    if not isinstance(data, Mapping) or str(data.get("code")) != "0" or not isinstance(data.get("data"), list):
+        raise shape_error("okx", path, 'an object {"code": "0", "data": [...]}', data)
+    rows = data["data"]
+    if path.endswith("/account/balance") and not (rows and isinstance(rows[0], Mapping)):
+        raise shape_error("okx", path, "a balance in data[0]", rows)
+    if path.endswith("/account/positions") and not all(isinstance(row, Mapping) and "instId" in row for row in rows):
+        raise shape_error("okx", path, "a list of positions (instId) in data", rows)
+
+
+def check_isolated_agree(data: Mapping, positions: list) -> None:
+    """Per currency: an isolated position margined in it is listed ⇔ `details[ccy].isoEq` is
+    materially above zero. Either half alone means one of the two answers is partial.
+    Raises SourceError("data") naming the position or the currency."""
+    details = {d.get("ccy"): d for d in data.get("details") or [] if isinstance(d, Mapping)}
+    listed: dict[str, str] = {}  # margin currency → the first isolated position in it
+    for raw in positions:
+        info = mapping(raw.get("info"), "okx position info")
+        if info.get("mgnMode") != "isolated" or not optional_number(info.get("pos"), f"okx position {info.get('instId')}.pos"):
+            continue
+        listed.setdefault(str(info.get("ccy") or ""), f"{info.get('instId')} {raw.get('side') or info.get('posSide')}")
+    for ccy in sorted(set(listed) | {c for c in details if isinstance(c, str)}):
+        detail = details.get(ccy) or {}
+        iso = optional_number(detail.get("isoEq"), f"okx account.details[{ccy}].isoEq") or 0.0
+        eq = optional_number(detail.get("eq"), f"okx account.details[{ccy}].eq") or 0.0
+        material = iso > ISO_EQ_DUST * max(abs(eq), abs(iso))
+        if ccy in listed and not material:
+            raise SourceError("data", f"okx position {listed[ccy]} (isolated) is listed, but the balance shows no isolated {ccy} equity "
+                                      f"(details[{ccy}].isoEq {detail.get('isoEq')!r}): the balance answer is partial")
+        if material and ccy not in listed:
+            raise SourceError("data", f"okx balance shows isolated {ccy} equity {iso:g} (details[{ccy}].isoEq) "
+                                      f"but the positions answer lists no isolated {ccy} position: positions missing")
 
 
 def parse_position(position: Mapping, markets: Mapping) -> tuple[Position | None, str | None]:
@@ -108,6 +168,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         parsed.append(position)
         if not position.isolated and settle:
             cross_settles.add(settle)
+    check_isolated_agree(data, positions)
     common = dict(account=account_name, exchange=exchange_id, positions=parsed)
 
     if not is_blank(data.get("mgnRatio")):  # multi-currency or portfolio margin
