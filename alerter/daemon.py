@@ -2,7 +2,11 @@
 
 `poll_account` is the one place that sees every stage, in order:
 fetch snapshot → health → decide (with the stored state) → store state + outbox (one
-transaction) → wake the delivery loop. Nothing is sent before it is recorded.
+transaction) → wake the delivery loop. Nothing is sent before it is recorded — unless the
+database fails: then the poll's alerts go out directly and the state waits in memory.
+
+The store is only reached through `StoreThread` (one thread of its own), so a locked or slow
+database delays no poll, no delivery and no watchdog ping.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from alerter.errors import StoreError
 from alerter.health import evaluate, reprice
 from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Alert, AlertKind, Health, Level
 from alerter.policy import decide_account, decide_failure
+from alerter.storethread import StoreThread
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +76,8 @@ class Daemon:
 
     def __init__(self, settings: Settings, *, store, notifier, sources: dict, clock: Callable[[], datetime] = utcnow):
         self.settings = settings
-        self.store = store
+        self.store = store  # the Store itself: used from the event loop only when the thread is idle (tests)
+        self.store_thread = StoreThread(store)
         self.notifier = notifier
         self.sources = sources
         self.clock = clock
@@ -80,6 +86,7 @@ class Daemon:
         self.polls = 0
         self.last_loop_at = clock()
         self.unsaved: dict[str, dict] = {}  # account → states the database could not take
+        self.unrecorded: list[tuple[Alert, dict[str, datetime | None]]] = []  # sent directly: (alert, channel → sent at)
         self.confirmed: dict[str, tuple[datetime, AccountSnapshot]] = {}  # last full poll per account
         self.polled: set[str] = set()  # accounts polled successfully since the last heartbeat
         self.metrics_server = None
@@ -137,7 +144,7 @@ class Daemon:
         return len(fresh)
 
     async def handle(self, poll: Poll) -> list[Alert]:
-        alerts, store_error = self.record(poll)
+        alerts, store_error = await self.record(poll)
         if store_error is not None:
             await self.deliver_unrecorded(alerts, store_error)
         elif alerts:
@@ -153,7 +160,7 @@ class Daemon:
         self.polled.clear()
         await metrics.send_heartbeat(url.get_secret_value(), timeout=self.settings.daemon.request_timeout.total_seconds())
 
-    def record(self, poll: Poll) -> tuple[list[Alert], StoreError | None]:
+    async def record(self, poll: Poll) -> tuple[list[Alert], StoreError | None]:
         """Decide and record one poll. When the database fails, the decided state is kept in
         memory (so the next poll neither repeats nor forgets) and the error is returned."""
         name = poll.account
@@ -163,7 +170,7 @@ class Daemon:
         previous = self.unsaved.get(name)
         if previous is None:
             try:
-                previous = self.store.load_states(name)
+                previous = await self.store_thread.load_states(name)
             except StoreError as e:
                 previous, error = {}, e  # unknown history: re-announcing beats staying silent
         now = self.clock()
@@ -187,10 +194,12 @@ class Daemon:
         if error is None:
             try:
                 confirmed = poll.snapshot if poll.snapshot is not None and not poll.estimated else None
-                self.store.commit_poll(name, states, samples, alerts, self.routes(alerts), now, snapshot=confirmed)
+                await self.store_thread.commit_poll(name, states, samples, alerts, self.routes(alerts), now, snapshot=confirmed)
                 self.unsaved.pop(name, None)
             except StoreError as e:
                 error = e
+        if error is None and self.unrecorded:
+            await self.record_unrecorded(now)
         if error is not None:
             self.unsaved[name] = states
         self.polls += 1
@@ -215,18 +224,36 @@ class Daemon:
             for channel_alerts in outbox.values():
                 channel_alerts.insert(0, notice)
 
+        outcomes: dict[str, dict[str, datetime | None]] = {a.key: {} for a in alerts}
+
         async def send(channel: str, group: list[Alert]) -> None:
             title, body = render(group, markdown=self.notifier.markdown(channel))
             outcome = await self.notifier.send(channel, title, body)
             if not outcome.ok:
-                logger.error("channel %s: unrecorded alert not delivered: %s", channel, outcome.error)
+                logger.error("channel %s: unrecorded alert not delivered (kept for the outbox): %s", channel, outcome.error)
+            for a in group:
+                if a.key in outcomes:
+                    outcomes[a.key][channel] = self.clock() if outcome.ok else None
 
         await asyncio.gather(*(send(name, group) for name, group in outbox.items() if group))
+        self.unrecorded += [(a, outcomes[a.key]) for a in alerts]
+
+    async def record_unrecorded(self, now: datetime) -> None:
+        """The database takes writes again: record the alerts that went out without it, so the
+        history is whole and a channel that missed one gets it from the outbox."""
+        try:
+            await self.store_thread.record_sent(self.unrecorded, now)
+        except StoreError as e:
+            logger.error("cannot yet record the alerts sent without the database: %s", e)
+            return
+        logger.warning("recorded %d alert(s) sent while the database was failing", len(self.unrecorded))
+        self.unrecorded.clear()
+        self.wake()
 
     async def deliver_once(self, channel: str | None = None) -> None:
         from alerter.delivery import deliver_due
 
-        await deliver_due(self.store, self.notifier, self.settings.channels, self.clock(),
+        await deliver_due(self.store_thread, self.notifier, self.settings.channels, self.clock(),
                           expiry=self.settings.daemon.alert_expiry, channel=channel)
 
     async def delivery_loop(self, idle: float = 1.0) -> None:
@@ -255,9 +282,9 @@ class Daemon:
             except TimeoutError:
                 pass
 
-    def housekeeping(self) -> None:
+    async def housekeeping(self) -> None:
         try:
-            removed = self.store.prune_samples(self.clock() - self.settings.daemon.history_retention)
+            removed = await self.store_thread.prune_samples(self.clock() - self.settings.daemon.history_retention)
         except StoreError as e:
             logger.error("cannot prune history: %s", e)
             return
@@ -292,7 +319,8 @@ class Daemon:
     async def run_job(self, job, *args):
         """A scheduled coroutine. A stop cancels the jobs in flight (APScheduler's shutdown), which
         APScheduler would log as a failed job with a traceback: that is an ordinary end here.
-        Nothing is left half-recorded: the store's transaction runs without an await. Jobs in
+        Nothing is left half-recorded: the store's transaction runs whole on the store's thread
+        (a cancelled await does not cancel it, and the close queues behind it). Jobs in
         flight are tracked, so a stop waits for them before it closes their exchanges."""
         task = asyncio.current_task()
         self.jobs.add(task)
@@ -357,7 +385,7 @@ class Daemon:
             await asyncio.gather(*(s.close() for s in self.sources.values()), return_exceptions=True)
             if server is not None:
                 await server.close()
-            self.store.close()
+            await self.store_thread.close()
 
     def alive(self, scheduler, now: datetime) -> bool:
         """The scheduler runs and the delivery loop came round recently."""

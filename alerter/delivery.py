@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from alerter.models import Level
 from alerter.metrics import observe_delivery
 from alerter.notify import Notifier, Outcome, format_time, notify_type, render
-from alerter.store import Delivery, Store
+from alerter.store import Delivery
+from alerter.storethread import StoreThread
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def undelivered_note(expired: list[Delivery], channel: str, now: datetime) -> st
 
 
 async def deliver_due(
-    store: Store,
+    store: StoreThread,
     notifier: Notifier,
     channels: Iterable,
     now: datetime,
@@ -65,17 +66,17 @@ async def deliver_due(
     that channel's (the daemon runs one such worker per channel, so a slow one — apprise
     spaces e-mails 5.5 s apart, a timeout takes 30 s — never holds up another's next round)."""
     summary = DeliverySummary()
-    summary.expired = len(store.expire(now, expiry))
+    summary.expired = len(await store.expire(now, expiry))
     configured = {channel.name for channel in channels}
     by_channel: dict[str, list[Delivery]] = {}
-    for delivery in store.due_deliveries(now):
+    for delivery in await store.due_deliveries(now):
         if channel is None or delivery.channel == channel:
             by_channel.setdefault(delivery.channel, []).append(delivery)
 
     async def deliver(name: str, deliveries: list[Delivery]) -> tuple[Outcome, list[Delivery]]:
         if name not in configured:
             return Outcome(False, f"channel {name!r} is no longer configured"), []
-        expired = store.expired_unreported(name)
+        expired = await store.expired_unreported(name)
         note = undelivered_note(expired, name, now)
         alerts = [d.alert for d in deliveries]
         title, body = render(alerts, markdown=notifier.markdown(name), undelivered_note=note)
@@ -89,8 +90,8 @@ async def deliver_due(
         deliveries = by_channel[name]
         ids = [d.alert_id for d in deliveries]
         if outcome.ok:
-            store.mark_sent(ids, name, now)
-            store.mark_reported([d.alert_id for d in expired], name)
+            await store.mark_sent(ids, name, now)
+            await store.mark_reported([d.alert_id for d in expired], name)
             summary.sent[name] = len(ids)
             logger.info("delivered %d alert(s) to %s", len(ids), name)
             continue
@@ -98,7 +99,7 @@ async def deliver_due(
         delay = timedelta(seconds=outcome.retry_after) if outcome.retry_after else backoff(attempts, backoff_base, backoff_max)
         retry_at = now + delay
         error = outcome.error or "unknown error"
-        store.mark_failed(ids, name, error, retry_at)
+        await store.mark_failed(ids, name, error, retry_at)
         summary.failed[name] = error
         summary.retry_at[name] = retry_at
         logger.warning("could not deliver %d alert(s) to %s (attempt %d, retrying at %s): %s",
