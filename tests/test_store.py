@@ -287,3 +287,38 @@ def test_mark_sent_failed_and_expire(store):
 def test_naive_datetimes_are_refused(store):
     with pytest.raises(ValueError, match="naive"):
         store.due_deliveries(datetime(2024, 1, 1))
+
+
+# ---------------------------------------------------------------- the file deleted under an open store
+
+def test_deleted_file_is_recreated_from_the_open_copy_with_a_note(db_path):
+    with Store(db_path) as s:
+        alert = make_alert()
+        s.commit_poll(alert.account, {}, [make_health()], [alert], {alert.key: ["hook"]}, T0)
+        assert s.ensure_file() is None  # in place: nothing to do
+        os.unlink(db_path)  # `rm alerter.db`: the -wal and -shm stay behind
+        s.commit_poll(alert.account, {}, [make_health()], [], {}, T0 + timedelta(minutes=1))
+        assert db_path.exists()
+        (at, text), = s.notes()
+        assert text.startswith("database file deleted while the daemon ran; recreated at ") and text.endswith("nothing lost")
+    with Store(db_path) as s:  # the new file holds everything, the note included
+        assert [e.alert for e in s.history()] == [alert]
+        assert [d.status for d in s.deliveries()] == ["pending"]
+        assert len(s.samples()) == 2 and len(s.notes()) == 1
+
+
+def test_replaced_file_is_moved_aside_not_overwritten(db_path):
+    with Store(db_path) as s:
+        s.commit_poll("main", {}, [make_health(account="main")], [], {}, T0)
+        other = db_path.with_name("other.db")
+        other.write_bytes(b"someone else's file")
+        os.replace(other, db_path)
+        note = s.ensure_file()
+        assert "replaced by another file" in note and ".replaced-" in note
+        assert len(s.samples()) == 1
+    (aside,) = db_path.parent.glob("alerter.db.replaced-*")
+    assert aside.read_bytes() == b"someone else's file"
+
+
+def test_a_database_without_notes_has_none(store):
+    assert store.notes() == []
