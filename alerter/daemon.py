@@ -52,6 +52,7 @@ class Poll:
     error: str | None = None
     error_kind: str | None = None  # transient | credentials | data
     snapshot: AccountSnapshot | None = None
+    basis: AccountSnapshot | None = None  # an estimate: the confirmed snapshot it re-prices
 
     @property
     def estimated(self) -> bool:
@@ -92,6 +93,7 @@ class Daemon:
         self.metrics_server = None
         self.jobs: set[asyncio.Task] = set()  # scheduled polls and price checks in flight
         self.store_blind_at: datetime | None = None
+        self.account_locks: dict[str, asyncio.Lock] = {}  # one decision per account at a time
 
     # ------------------------------------------------------------ stages
 
@@ -132,6 +134,7 @@ class Daemon:
         except SourceError as e:  # full polls decide about blindness; a missed price check is logged
             logger.info("mark prices for %s: %s", ", ".join(names), e)
             return 0
+        estimates = []
         for name, snapshot in fresh.items():
             repriced = reprice(snapshot, marks)
             target = self.settings.thresholds_for(self.settings.account(name)).target
@@ -140,15 +143,23 @@ class Daemon:
             except ValueError as e:
                 logger.warning("%s: cannot re-price: %s", name, e)
                 continue
-            await self.handle(Poll(name, healths, snapshot=repriced))
+            estimates.append(Poll(name, healths, snapshot=repriced, basis=snapshot))
+        await asyncio.gather(*(self.handle(poll) for poll in estimates))  # one slow record holds up no other account
         return len(fresh)
 
     async def handle(self, poll: Poll) -> list[Alert]:
-        alerts, store_error = await self.record(poll)
-        if store_error is not None:
-            await self.deliver_unrecorded(alerts, store_error)
-        elif alerts:
-            self.wake()
+        # One account's polls are decided, recorded and sent one at a time, in order: recording
+        # awaits the store's thread, and two decisions from the same previous state would repeat
+        # or contradict each other.
+        async with self.account_locks.setdefault(poll.account, asyncio.Lock()):
+            if poll.basis is not None and self.confirmed.get(poll.account, (None, None))[1] is not poll.basis:
+                logger.debug("%s: estimate dropped, a full poll came in meanwhile", poll.account)
+                return []  # re-priced from positions a newer full poll (or its failure) has replaced
+            alerts, store_error = await self.record(poll)
+            if store_error is not None:
+                await self.deliver_unrecorded(alerts, store_error)
+            elif alerts:
+                self.wake()
         await self.heartbeat()
         return alerts
 
@@ -241,13 +252,14 @@ class Daemon:
     async def record_unrecorded(self, now: datetime) -> None:
         """The database takes writes again: record the alerts that went out without it, so the
         history is whole and a channel that missed one gets it from the outbox."""
+        batch, self.unrecorded = self.unrecorded, []  # taken: other accounts' polls go on meanwhile
         try:
-            await self.store_thread.record_sent(self.unrecorded, now)
+            await self.store_thread.record_sent(batch, now)
         except StoreError as e:
             logger.error("cannot yet record the alerts sent without the database: %s", e)
+            self.unrecorded[:0] = batch
             return
-        logger.warning("recorded %d alert(s) sent while the database was failing", len(self.unrecorded))
-        self.unrecorded.clear()
+        logger.warning("recorded %d alert(s) sent while the database was failing", len(batch))
         self.wake()
 
     async def deliver_once(self, channel: str | None = None) -> None:

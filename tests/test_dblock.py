@@ -256,3 +256,31 @@ def test_deleted_database_is_recreated_with_its_history_and_status_says_so(tmp_p
     notes = json.loads(status_json.stdout)["notes"]
     assert len(notes) == 1 and "nothing lost" in notes[0]["text"]
     assert len(messages(webhook, "CALL")) == 1
+
+
+def test_an_estimate_overtaken_by_a_full_poll_is_dropped_not_resolved(tmp_path, webhook):
+    """Under a locked database one price check's records queue behind each other; marks fetched
+    before a move must not be applied after the full poll that saw it (a false RESOLVED)."""
+    from test_daemon import harness, titles
+
+    from alerter.daemon import Poll
+    from alerter.health import evaluate, reprice
+
+    async def scenario():
+        async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
+            await h.step(0.3)
+            _, calm = h.daemon.confirmed["main"]
+            calm_marks = {p.symbol: p.mark_price for p in calm.positions}
+            stale = Poll("main", evaluate(reprice(calm, calm_marks), 0.4), snapshot=reprice(calm, calm_marks), basis=calm)
+            await h.step(0.92)  # the full poll sees the move: CRITICAL
+            assert await h.daemon.handle(stale) == []
+            await h.daemon.deliver_once()
+            return h.daemon.store.load_states("main")["account"].level
+
+    level = run_async(scenario())
+    assert level == Level.CRITICAL
+    assert [t.split(" · ")[0] for t in titles(webhook)] == ["CRITICAL"]
+
+
+def run_async(coro):
+    return asyncio.run(coro)
