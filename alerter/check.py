@@ -63,7 +63,7 @@ async def check_accounts(config_path, *, notify: bool = False) -> list[dict]:
         return rows_for(settings, list(polls))
     finally:
         await asyncio.gather(*(s.close() for s in daemon.sources.values()), return_exceptions=True)
-        daemon.store.close()
+        await daemon.store_thread.close()
 
 
 def render_table(rows: list[dict]) -> None:

@@ -2,7 +2,11 @@
 
 `poll_account` is the one place that sees every stage, in order:
 fetch snapshot → health → decide (with the stored state) → store state + outbox (one
-transaction) → wake the delivery loop. Nothing is sent before it is recorded.
+transaction) → wake the delivery loop. Nothing is sent before it is recorded — unless the
+database fails: then the poll's alerts go out directly and the state waits in memory.
+
+The store is only reached through `StoreThread` (one thread of its own), so a locked or slow
+database delays no poll, no delivery and no watchdog ping.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from alerter.errors import StoreError
 from alerter.health import evaluate, reprice
 from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Alert, AlertKind, Health, Level
 from alerter.policy import decide_account, decide_failure
+from alerter.storethread import StoreThread
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ class Poll:
     error: str | None = None
     error_kind: str | None = None  # transient | credentials | data
     snapshot: AccountSnapshot | None = None
+    basis: AccountSnapshot | None = None  # an estimate: the confirmed snapshot it re-prices
 
     @property
     def estimated(self) -> bool:
@@ -71,7 +77,8 @@ class Daemon:
 
     def __init__(self, settings: Settings, *, store, notifier, sources: dict, clock: Callable[[], datetime] = utcnow):
         self.settings = settings
-        self.store = store
+        self.store = store  # the Store itself: used from the event loop only when the thread is idle (tests)
+        self.store_thread = StoreThread(store)
         self.notifier = notifier
         self.sources = sources
         self.clock = clock
@@ -80,11 +87,13 @@ class Daemon:
         self.polls = 0
         self.last_loop_at = clock()
         self.unsaved: dict[str, dict] = {}  # account → states the database could not take
+        self.unrecorded: list[tuple[Alert, dict[str, datetime | None]]] = []  # sent directly: (alert, channel → sent at)
         self.confirmed: dict[str, tuple[datetime, AccountSnapshot]] = {}  # last full poll per account
         self.polled: set[str] = set()  # accounts polled successfully since the last heartbeat
         self.metrics_server = None
         self.jobs: set[asyncio.Task] = set()  # scheduled polls and price checks in flight
         self.store_blind_at: datetime | None = None
+        self.account_locks: dict[str, asyncio.Lock] = {}  # one decision per account at a time
         # reload (SIGHUP) and signals: see "reload and signals" below
         self.parts = None  # runtime.Parts: rebuilds sources and the notifier on reload
         self.scheduler = None
@@ -133,6 +142,7 @@ class Daemon:
         except SourceError as e:  # full polls decide about blindness; a missed price check is logged
             logger.info("mark prices for %s: %s", ", ".join(names), e)
             return 0
+        estimates = []
         for name, snapshot in fresh.items():
             repriced = reprice(snapshot, marks)
             target = self.settings.thresholds_for(self.settings.account(name)).target
@@ -141,15 +151,23 @@ class Daemon:
             except ValueError as e:
                 logger.warning("%s: cannot re-price: %s", name, e)
                 continue
-            await self.handle(Poll(name, healths, snapshot=repriced))
+            estimates.append(Poll(name, healths, snapshot=repriced, basis=snapshot))
+        await asyncio.gather(*(self.handle(poll) for poll in estimates))  # one slow record holds up no other account
         return len(fresh)
 
     async def handle(self, poll: Poll) -> list[Alert]:
-        alerts, store_error = self.record(poll)
-        if store_error is not None:
-            await self.deliver_unrecorded(alerts, store_error)
-        elif alerts:
-            self.wake()
+        # One account's polls are decided, recorded and sent one at a time, in order: recording
+        # awaits the store's thread, and two decisions from the same previous state would repeat
+        # or contradict each other.
+        async with self.account_locks.setdefault(poll.account, asyncio.Lock()):
+            if poll.basis is not None and self.confirmed.get(poll.account, (None, None))[1] is not poll.basis:
+                logger.debug("%s: estimate dropped, a full poll came in meanwhile", poll.account)
+                return []  # re-priced from positions a newer full poll (or its failure) has replaced
+            alerts, store_error = await self.record(poll)
+            if store_error is not None:
+                await self.deliver_unrecorded(alerts, store_error)
+            elif alerts:
+                self.wake()
         await self.heartbeat()
         return alerts
 
@@ -161,7 +179,7 @@ class Daemon:
         self.polled.clear()
         await metrics.send_heartbeat(url.get_secret_value(), timeout=self.settings.daemon.request_timeout.total_seconds())
 
-    def record(self, poll: Poll) -> tuple[list[Alert], StoreError | None]:
+    async def record(self, poll: Poll) -> tuple[list[Alert], StoreError | None]:
         """Decide and record one poll. When the database fails, the decided state is kept in
         memory (so the next poll neither repeats nor forgets) and the error is returned."""
         name = poll.account
@@ -171,7 +189,7 @@ class Daemon:
         previous = self.unsaved.get(name)
         if previous is None:
             try:
-                previous = self.store.load_states(name)
+                previous = await self.store_thread.load_states(name)
             except StoreError as e:
                 previous, error = {}, e  # unknown history: re-announcing beats staying silent
         now = self.clock()
@@ -195,10 +213,12 @@ class Daemon:
         if error is None:
             try:
                 confirmed = poll.snapshot if poll.snapshot is not None and not poll.estimated else None
-                self.store.commit_poll(name, states, samples, alerts, self.routes(alerts), now, snapshot=confirmed)
+                await self.store_thread.commit_poll(name, states, samples, alerts, self.routes(alerts), now, snapshot=confirmed)
                 self.unsaved.pop(name, None)
             except StoreError as e:
                 error = e
+        if error is None and self.unrecorded:
+            await self.record_unrecorded(now)
         if error is not None:
             self.unsaved[name] = states
         self.polls += 1
@@ -223,18 +243,37 @@ class Daemon:
             for channel_alerts in outbox.values():
                 channel_alerts.insert(0, notice)
 
+        outcomes: dict[str, dict[str, datetime | None]] = {a.key: {} for a in alerts}
+
         async def send(channel: str, group: list[Alert]) -> None:
             title, body = render(group, markdown=self.notifier.markdown(channel))
             outcome = await self.notifier.send(channel, title, body)
             if not outcome.ok:
-                logger.error("channel %s: unrecorded alert not delivered: %s", channel, outcome.error)
+                logger.error("channel %s: unrecorded alert not delivered (kept for the outbox): %s", channel, outcome.error)
+            for a in group:
+                if a.key in outcomes:
+                    outcomes[a.key][channel] = self.clock() if outcome.ok else None
 
         await asyncio.gather(*(send(name, group) for name, group in outbox.items() if group))
+        self.unrecorded += [(a, outcomes[a.key]) for a in alerts]
+
+    async def record_unrecorded(self, now: datetime) -> None:
+        """The database takes writes again: record the alerts that went out without it, so the
+        history is whole and a channel that missed one gets it from the outbox."""
+        batch, self.unrecorded = self.unrecorded, []  # taken: other accounts' polls go on meanwhile
+        try:
+            await self.store_thread.record_sent(batch, now)
+        except StoreError as e:
+            logger.error("cannot yet record the alerts sent without the database: %s", e)
+            self.unrecorded[:0] = batch
+            return
+        logger.warning("recorded %d alert(s) sent while the database was failing", len(batch))
+        self.wake()
 
     async def deliver_once(self, channel: str | None = None) -> None:
         from alerter.delivery import deliver_due
 
-        await deliver_due(self.store, self.notifier, self.settings.channels, self.clock(),
+        await deliver_due(self.store_thread, self.notifier, self.settings.channels, self.clock(),
                           expiry=self.settings.daemon.alert_expiry, channel=channel)
 
     async def delivery_loop(self, idle: float = 1.0) -> None:
@@ -264,9 +303,9 @@ class Daemon:
             except TimeoutError:
                 pass
 
-    def housekeeping(self) -> None:
+    async def housekeeping(self) -> None:
         try:
-            removed = self.store.prune_samples(self.clock() - self.settings.daemon.history_retention)
+            removed = await self.store_thread.prune_samples(self.clock() - self.settings.daemon.history_retention)
         except StoreError as e:
             logger.error("cannot prune history: %s", e)
             return
@@ -311,7 +350,8 @@ class Daemon:
     async def run_job(self, job, *args):
         """A scheduled coroutine. A stop cancels the jobs in flight (APScheduler's shutdown), which
         APScheduler would log as a failed job with a traceback: that is an ordinary end here.
-        Nothing is left half-recorded: the store's transaction runs without an await. Jobs in
+        Nothing is left half-recorded: the store's transaction runs whole on the store's thread
+        (a cancelled await does not cancel it, and the close queues behind it). Jobs in
         flight are tracked, so a stop waits for them before it closes their exchanges."""
         task = asyncio.current_task()
         self.jobs.add(task)
@@ -366,7 +406,7 @@ class Daemon:
             await asyncio.gather(*(s.close() for s in self.sources.values()), return_exceptions=True)
             if self.metrics_server is not None:
                 await self.metrics_server.close()
-            self.store.close()
+            await self.store_thread.close()
 
     def alive(self, scheduler, now: datetime) -> bool:
         """The scheduler runs and the delivery loop came round recently."""
@@ -511,7 +551,7 @@ class Daemon:
         if scheduler is not None:
             self.reschedule(scheduler, old)
         logger.info("reload: %s", ", ".join(changes) if changes else "no changes")
-        self.note_removed_channels(old)
+        await self.note_removed_channels(old)
         if new.daemon.metrics != old.daemon.metrics:
             if self.metrics_server is not None:
                 await self.metrics_server.close()
@@ -544,7 +584,7 @@ class Daemon:
                 job.remove()
         self.schedule_prices(scheduler, now)
 
-    def note_removed_channels(self, old: Settings) -> None:
+    async def note_removed_channels(self, old: Settings) -> None:
         """A removed channel's pending deliveries are neither sent elsewhere nor dropped: they stay
         in the outbox, go out if a channel of that name comes back before they expire
         (alert_expiry), and expire as usual otherwise. Say so when there are some."""
@@ -555,7 +595,7 @@ class Daemon:
             if channel.name in names:
                 continue
             try:
-                pending = len(self.store.deliveries(channel=channel.name, status="pending"))
+                pending = len(await self.store_thread.deliveries(channel=channel.name, status="pending"))
             except StoreError as e:
                 logger.error("reload: cannot count the pending alerts of %s: %s", channel.name, e)
                 continue

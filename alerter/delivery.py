@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from alerter.models import Level
 from alerter.metrics import observe_delivery
 from alerter.notify import Notifier, Outcome, fold, format_time, notify_type, render
-from alerter.store import Delivery, Store
+from alerter.store import Delivery
+from alerter.storethread import StoreThread
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def plan(channel: str, pending: Sequence[Delivery], expired: Sequence[Delivery],
 
 
 async def deliver_due(
-    store: Store,
+    store: StoreThread,
     notifier: Notifier,
     channels: Iterable,
     now: datetime,
@@ -104,12 +105,12 @@ async def deliver_due(
     30 s — never holds up another's next round)."""
     # 1. read
     summary = DeliverySummary()
-    summary.expired = len(store.expire(now, expiry))
+    summary.expired = len(await store.expire(now, expiry))
     configured = {c.name for c in channels}
     pending: dict[str, list[Delivery]] = {}
-    for delivery in store.pending_deliveries(now, channel):
+    for delivery in await store.pending_deliveries(now, channel):
         pending.setdefault(delivery.channel, []).append(delivery)
-    expired = {name: store.expired_unreported(name) for name in pending if name in configured}
+    expired = {name: await store.expired_unreported(name) for name in pending if name in configured}
 
     # 2. plan
     plans = {name: plan(name, rows, expired[name], now, markdown=notifier.markdown(name)) for name, rows in pending.items() if name in configured}
@@ -130,8 +131,8 @@ async def deliver_due(
         rows = pending[name]
         if outcome.ok:
             p = plans[name]
-            store.mark_sent(p.sent, name, now, folded=p.folded)
-            store.mark_reported(p.reported, name)
+            await store.mark_sent(p.sent, name, now, folded=p.folded)
+            await store.mark_reported(p.reported, name)
             summary.sent[name] = len(p.alert_ids)
             logger.info("delivered %d alert(s) to %s%s", len(p.alert_ids), name,
                         f" ({len(p.folded)} folded into newer ones)" if p.folded else "")
@@ -140,7 +141,7 @@ async def deliver_due(
         delay = timedelta(seconds=outcome.retry_after) if outcome.retry_after else backoff(attempts, backoff_base, backoff_max)
         retry_at = now + delay
         error = outcome.error or "unknown error"
-        store.mark_failed([d.alert_id for d in rows], name, error, retry_at)
+        await store.mark_failed([d.alert_id for d in rows], name, error, retry_at)
         summary.failed[name] = error
         summary.retry_at[name] = retry_at
         logger.warning("could not deliver %d alert(s) to %s (attempt %d, retrying at %s): %s",

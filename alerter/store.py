@@ -18,6 +18,12 @@ Schema (version 1, kept in ``PRAGMA user_version``):
   ``failed`` is reserved for a delivery given up for good; a failed attempt stays ``pending``
   with a later ``next_attempt_at`` until it is sent or expires. ``folded``: delivered only as a
   mention ("earlier: …") under a newer alert of the same scope, in the same message.
+- ``notes`` (at, text): what happened to the file itself (it was deleted and recreated). Not
+  part of the versioned schema: created when the first note is written; readers never create it.
+
+The file deleted (or replaced) under an open store: `ensure_file`, called before every write,
+notices it (the path's inode is not the one opened), copies what the open connection still
+sees into a new file at the path, and writes a note there.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -226,6 +233,11 @@ def _reason(error: BaseException) -> str:
     return text
 
 
+def _inode(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
 def _insert_rows(db: sqlite_utils.Database, table: str, rows: list[dict]) -> None:
     """Plain executemany: sqlite-utils' insert_all re-reads the table's schema on every call,
     which is most of the cost of a poll's commit."""
@@ -241,10 +253,14 @@ class Store:
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0):
         self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._open()
+
+    def _open(self) -> None:
         conn: sqlite3.Connection | None = None
         try:
             with self._guard("open"):
-                conn = sqlite3.connect(str(self.path), timeout=busy_timeout, check_same_thread=False)
+                conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout, check_same_thread=False)
                 self.db = sqlite_utils.Database(conn)
                 version = self.db.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
@@ -258,6 +274,7 @@ class Store:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.execute("PRAGMA foreign_keys=ON")
                 self._migrate(version)
+                self.inode = _inode(self.path)
         except StoreError:
             if conn is not None:
                 conn.close()
@@ -278,6 +295,86 @@ class Store:
                 MIGRATIONS[target - 1](self.db)
                 self.db.execute(f"PRAGMA user_version = {target}")
             logger.info("%s: migrated the schema to version %d", self.path, target)
+
+    @property
+    def busy_timeout(self) -> float:
+        """Seconds a statement waits for another process's lock before "database is locked"."""
+        return self._busy_timeout
+
+    @busy_timeout.setter
+    def busy_timeout(self, seconds: float) -> None:
+        if seconds != self._busy_timeout:
+            with self._guard("set the busy timeout"):
+                self.db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+            self._busy_timeout = seconds
+
+    # ------------------------------------------------------------ the file itself
+
+    def ensure_file(self) -> str | None:
+        """If the file at the path is no longer the one this store opened (deleted, or replaced
+        by another), put this store's data back at the path and carry on there. Returns the
+        note written into the new file, or None when the file is in place. One stat() call in
+        the common case."""
+        try:
+            if _inode(self.path) == self.inode:
+                return None
+            what = "replaced by another file"
+        except FileNotFoundError:
+            what = "deleted"
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot check the file: {_reason(e)}") from e
+        try:
+            return self._recreate(what)
+        except OSError as e:
+            raise StoreError(f"{self.path}: the file was {what} and cannot be recreated: {_reason(e)}") from e
+
+    def _recreate(self, what: str) -> str:
+        at = datetime.now(UTC)
+        copy = self.path.with_name(self.path.name + ".recreating")
+        kept = True
+        try:  # the open connection still reads the old file (and its WAL): copy it page by page
+            copy.unlink(missing_ok=True)
+            target = sqlite3.connect(str(copy))
+            try:
+                self.db.conn.backup(target)
+            finally:
+                target.close()
+        except (sqlite3.Error, OSError) as e:
+            logger.error("%s: cannot copy the open database: %s", self.path, _reason(e))
+            kept = False
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
+        aside = None
+        stamp = at.strftime("%Y%m%dT%H%M%SZ")
+        if self.path.exists():  # someone else's file: keep it, out of the way
+            aside = self.path.with_name(f"{self.path.name}.replaced-{stamp}")
+            os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm"):  # the old file's: they would be replayed into the new one
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        if kept:
+            os.replace(copy, self.path)
+        else:
+            copy.unlink(missing_ok=True)
+        self._open()
+        clock = at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        note = f"database file {what} while the daemon ran; recreated at {clock}" + (
+            " from the daemon's open copy: nothing lost" if kept else "; history before that is lost")
+        if aside is not None:
+            note += f"; the other file was moved to {aside.name}"
+        with self._guard("write a note"), self.db.atomic():
+            self.db.execute("CREATE TABLE IF NOT EXISTS notes (at TEXT NOT NULL, text TEXT NOT NULL)")
+            self.db.execute("INSERT INTO notes (at, text) VALUES (?, ?)", [format_at(at), note])
+        logger.error("%s: %s", self.path, note)
+        return note
+
+    def notes(self) -> list[tuple[datetime, str]]:
+        """What happened to the file itself, oldest first."""
+        with self._guard("read the notes"):
+            if not self.db["notes"].exists():
+                return []
+            return [(parse_at(at), text) for at, text in self.db.execute("SELECT at, text FROM notes ORDER BY at")]
 
     @property
     def schema_version(self) -> int:
@@ -317,6 +414,7 @@ class Store:
         as the account's last one. Returns the ids of the alerts that were new."""
         at_text = format_at(at)
         new_ids: list[int] = []
+        self.ensure_file()
         with self._guard("record the poll"), self.db.atomic():
             if snapshot is not None:
                 save_snapshot(self.db, snapshot, at)
@@ -361,6 +459,29 @@ class Store:
                     )
         return new_ids
 
+    def record_sent(self, alerts: Iterable[tuple[Alert, dict[str, datetime | None]]], at: datetime) -> list[int]:
+        """Record alerts that went out while the database could not take them, with each routed
+        channel's outcome: sent at that time, or None (pending, due at `at`: the outbox retries
+        it). An alert whose key exists is skipped. Returns the ids of the alerts recorded."""
+        new_ids: list[int] = []
+        self.ensure_file()
+        with self._guard("record the alerts sent without the database"), self.db.atomic():
+            for alert, outcomes in alerts:
+                if self.db.execute("SELECT 1 FROM alerts WHERE key = ?", [alert.key]).fetchone():
+                    continue
+                cursor = self.db.execute(
+                    "INSERT INTO alerts (key, created_at, kind, level, account, scope, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [alert.key, format_at(alert.created_at), str(alert.kind), alert.level.label, alert.account, alert.scope, alert_to_json(alert)],
+                )
+                new_ids.append(cursor.lastrowid)
+                for channel, sent_at in outcomes.items():
+                    self.db.execute(
+                        "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, sent_at, reported) VALUES (?, ?, ?, 1, ?, ?, 0)",
+                        [cursor.lastrowid, channel, "sent" if sent_at else "pending",
+                         None if sent_at else format_at(at), sent_at and format_at(sent_at)],
+                    )
+        return new_ids
+
     # ------------------------------------------------------------ outbox
 
     _DELIVERY_SQL = (
@@ -374,15 +495,6 @@ class Store:
             status=row["status"], attempts=row["attempts"], next_attempt_at=parse_at(row["next_attempt_at"]),
             last_error=row["last_error"], sent_at=parse_at(row["sent_at"]),
         )
-
-    def due_deliveries(self, now: datetime) -> list[Delivery]:
-        """Pending deliveries whose next attempt is due, oldest alert first."""
-        with self._guard("read the outbox"):
-            rows = self.db.query(
-                self._DELIVERY_SQL + "WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.channel, a.created_at, a.id",
-                [format_at(now)],
-            )
-            return [self._delivery(row) for row in rows]
 
     def pending_deliveries(self, due_by: datetime | None = None, channel: str | None = None) -> list[Delivery]:
         """Every pending delivery of each channel that has at least one due by `due_by` (of
@@ -415,6 +527,7 @@ class Store:
         ids = list(alert_ids)
         if not ids:
             return
+        self.ensure_file()
         with self._guard(action), self.db.atomic():
             for alert_id in ids:
                 self.db.execute(sql, [*params, alert_id, channel])
@@ -447,6 +560,7 @@ class Store:
     def expire(self, now: datetime, expiry: timedelta) -> list[Delivery]:
         """Pending deliveries of alerts created before now − expiry become expired; returns them."""
         cutoff = format_at(now - expiry)
+        self.ensure_file()
         with self._guard("expire old deliveries"), self.db.atomic():
             rows = list(self.db.query(
                 self._DELIVERY_SQL + "WHERE d.status = 'pending' AND a.created_at < ? ORDER BY a.created_at, a.id",
@@ -539,5 +653,6 @@ class Store:
             return list(latest.values())
 
     def prune_samples(self, before: datetime) -> int:
+        self.ensure_file()
         with self._guard("prune old samples"), self.db.atomic():
             return self.db.execute("DELETE FROM samples WHERE at < ?", [format_at(before)]).rowcount

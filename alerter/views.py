@@ -550,12 +550,17 @@ def cmd_status(args) -> int:
     try:
         with _open(settings) as store:
             accounts = read_status(store, settings, now)
+            notes = store.notes()
     except StoreError as e:
         return _error(str(e), EXIT_RUNTIME)
     if args.json:
-        _print_json(status_json(accounts, now, str(settings.daemon.database)))
+        data = status_json(accounts, now, str(settings.daemon.database))
+        data["notes"] = [{"at": json_at(at), "text": text} for at, text in notes]
+        _print_json(data)
         return EXIT_OK
     console = _console()
+    for _, text in notes:  # what happened to the database file itself
+        console.print(f"note: {text}", style="bold yellow")
     if not accounts:
         console.print("no accounts configured and nothing recorded")
         return EXIT_OK

@@ -14,6 +14,7 @@ from alerter.config import ChannelConfig
 from alerter.models import AlertKind, Level
 from alerter.notify import Notifier, route_all
 from alerter.store import Store
+from alerter.storethread import StoreThread
 from conftest import WebhookReceiver
 from test_store import T0, make_alert
 
@@ -44,7 +45,7 @@ def record(store, channels, *alerts, at=T0):
 
 def deliver(store, channels, now, timeout=5.0, **kw):
     notifier = Notifier(channels, timeout=timeout)
-    return asyncio.run(delivery.deliver_due(store, notifier, channels, now, backoff_base=BASE, **kw))
+    return asyncio.run(delivery.deliver_due(StoreThread(store), notifier, channels, now, backoff_base=BASE, **kw))
 
 
 def test_backoff_is_exponential_and_capped():
@@ -89,7 +90,7 @@ def test_refusing_or_slow_channel_does_not_delay_the_other(store, webhook, secon
     async def run():
         notifier = Notifier(channels, timeout=5)
         started = time.monotonic()
-        task = asyncio.create_task(delivery.deliver_due(store, notifier, channels, T0, backoff_base=BASE))
+        task = asyncio.create_task(delivery.deliver_due(StoreThread(store), notifier, channels, T0, backoff_base=BASE))
         while not webhook.requests:
             await asyncio.sleep(0.01)
         arrived["good"] = time.monotonic() - started
@@ -217,7 +218,7 @@ def test_telegram_retry_hint_sets_the_next_attempt(store, webhook):
     webhook.fail_next(1, 429, body=json.dumps(reply).encode())
     notifier = Notifier(channels, timeout=5)
     notifier._targets["tg"].apprise[0].notify_url = f"http://{webhook.url}/bot"
-    summary = asyncio.run(delivery.deliver_due(store, notifier, channels, T0, backoff_base=BASE))
+    summary = asyncio.run(delivery.deliver_due(StoreThread(store), notifier, channels, T0, backoff_base=BASE))
     assert summary.retry_at["tg"] == T0 + timedelta(seconds=7)
 
 

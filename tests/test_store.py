@@ -216,11 +216,11 @@ def test_commit_poll_records_alerts_and_pending_deliveries(store):
     blind = make_alert(kind=AlertKind.BLIND, level=Level.OK, failures=3, reason="timeout", margin_ratio=None)
     new = store.commit_poll("binance-main", {}, [], [crit, blind], {crit.key: ["tg", "mail"], blind.key: ["tg"]}, T0)
     assert len(new) == 2
-    due = store.due_deliveries(T0)
+    due = store.pending_deliveries(T0)
     assert sorted((d.channel, d.alert.kind) for d in due) == [("mail", "raised"), ("tg", "blind"), ("tg", "raised")]
     assert all(d.status == "pending" and d.attempts == 0 for d in due)
     assert [d.alert for d in due if d.channel == "mail"] == [crit]
-    assert store.due_deliveries(T0 - timedelta(seconds=1)) == []
+    assert store.pending_deliveries(T0 - timedelta(seconds=1)) == []
     assert store.pending_count() == 3
     [entry1, entry2] = store.history()
     assert entry1.alert in (crit, blind) and entry1.deliveries
@@ -232,7 +232,7 @@ def test_duplicate_alert_key_is_ignored(store):
     again = store.commit_poll("binance-main", {}, [], [alert], {alert.key: ["tg", "mail"]}, T0)
     assert again == []
     assert store.db["alerts"].count == 1
-    assert [(d.channel, d.alert_id) for d in store.due_deliveries(T0)] == [("tg", 1)]
+    assert [(d.channel, d.alert_id) for d in store.pending_deliveries(T0)] == [("tg", 1)]
 
 
 def test_commit_poll_is_one_transaction(store):
@@ -264,11 +264,11 @@ def test_mark_sent_failed_and_expire(store):
     store.commit_poll("binance-main", {}, [], [old], {old.key: ["tg", "mail"]}, T0)
     store.commit_poll("binance-main", {}, [], [new], {new.key: ["tg"]}, T0 + timedelta(hours=2))
     now = T0 + timedelta(hours=2)
-    ids = {d.alert.key: d.alert_id for d in store.due_deliveries(now)}
+    ids = {d.alert.key: d.alert_id for d in store.pending_deliveries(now)}
     store.mark_sent([ids[old.key]], "mail", now)
     store.mark_failed([ids[old.key], ids[new.key]], "tg", "HTTP 500", now + timedelta(minutes=1))
-    assert store.due_deliveries(now) == []
-    [retry_old, retry_new] = store.due_deliveries(now + timedelta(minutes=1))
+    assert store.pending_deliveries(now) == []
+    [retry_old, retry_new] = store.pending_deliveries(now + timedelta(minutes=1))
     assert (retry_old.attempts, retry_old.last_error, retry_old.status) == (1, "HTTP 500", "pending")
     [sent] = store.deliveries(status="sent")
     assert (sent.channel, sent.sent_at, sent.attempts) == ("mail", now, 1)
@@ -289,4 +289,39 @@ def test_mark_sent_failed_and_expire(store):
 
 def test_naive_datetimes_are_refused(store):
     with pytest.raises(ValueError, match="naive"):
-        store.due_deliveries(datetime(2024, 1, 1))
+        store.pending_deliveries(datetime(2024, 1, 1))
+
+
+# ---------------------------------------------------------------- the file deleted under an open store
+
+def test_deleted_file_is_recreated_from_the_open_copy_with_a_note(db_path):
+    with Store(db_path) as s:
+        alert = make_alert()
+        s.commit_poll(alert.account, {}, [make_health()], [alert], {alert.key: ["hook"]}, T0)
+        assert s.ensure_file() is None  # in place: nothing to do
+        os.unlink(db_path)  # `rm alerter.db`: the -wal and -shm stay behind
+        s.commit_poll(alert.account, {}, [make_health()], [], {}, T0 + timedelta(minutes=1))
+        assert db_path.exists()
+        (at, text), = s.notes()
+        assert text.startswith("database file deleted while the daemon ran; recreated at ") and text.endswith("nothing lost")
+    with Store(db_path) as s:  # the new file holds everything, the note included
+        assert [e.alert for e in s.history()] == [alert]
+        assert [d.status for d in s.deliveries()] == ["pending"]
+        assert len(s.samples()) == 2 and len(s.notes()) == 1
+
+
+def test_replaced_file_is_moved_aside_not_overwritten(db_path):
+    with Store(db_path) as s:
+        s.commit_poll("main", {}, [make_health(account="main")], [], {}, T0)
+        other = db_path.with_name("other.db")
+        other.write_bytes(b"someone else's file")
+        os.replace(other, db_path)
+        note = s.ensure_file()
+        assert "replaced by another file" in note and ".replaced-" in note
+        assert len(s.samples()) == 1
+    (aside,) = db_path.parent.glob("alerter.db.replaced-*")
+    assert aside.read_bytes() == b"someone else's file"
+
+
+def test_a_database_without_notes_has_none(store):
+    assert store.notes() == []
