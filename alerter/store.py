@@ -509,6 +509,17 @@ class Store:
                 latest[(row["account"], row["scope"])] = self._sample(row)
             return list(latest.values())
 
+    def trend_bases(self, since: datetime) -> dict[tuple[str, str], tuple[float, int]]:
+        """Per (account, scope): the oldest finite margin ratio since `since` and how many finite
+        ones there are — what a trend needs, without reading every sample of the window."""
+        with self._guard("read the samples"):
+            rows = self.db.execute(  # SQLite: a bare column next to min() comes from the min row
+                "SELECT account, scope, margin_ratio, min(at), count(*) FROM samples "
+                "WHERE at >= ? AND margin_ratio_inf = 0 AND margin_ratio IS NOT NULL GROUP BY account, scope",
+                [format_at(since)],
+            ).fetchall()
+            return {(account, scope): (ratio, count) for account, scope, ratio, _, count in rows}
+
     def prune_samples(self, before: datetime) -> int:
         with self._guard("prune old samples"), self.db.atomic():
             return self.db.execute("DELETE FROM samples WHERE at < ?", [format_at(before)]).rowcount
