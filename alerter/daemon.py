@@ -28,13 +28,33 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+DESCRIBE_ISOLATED = 5  # isolated positions named in a poll's log line (the worst); the rest counted
+
+
 def describe(healths: list[Health], states) -> str:
-    parts = []
-    for h in healths:
-        level = states[h.scope].level.label if h.scope in states else "?"
+    """One poll's log line: the account scope and the worst few isolated positions, then how many
+    more there are per level ("+4,995 more isolated (12 call, 4,983 ok)"), so 5,000 positions make
+    a short line, not 150 kB."""
+
+    def level(h: Health):
+        return states[h.scope].level if h.scope in states else None
+
+    def part(h: Health) -> str:
         ratio = "∞" if h.margin_ratio == float("inf") else f"{h.margin_ratio * 100:.1f}%"
         name = "account" if h.scope == ACCOUNT_SCOPE else h.scope.removeprefix("isolated:")
-        parts.append(f"{name} {ratio} {level}{' (est.)' if h.estimated else ''}")
+        return f"{name} {ratio} {level(h).label if level(h) is not None else '?'}{' (est.)' if h.estimated else ''}"
+
+    isolated = [h for h in healths if h.scope != ACCOUNT_SCOPE]
+    worst = sorted(isolated, key=lambda h: (-1 if level(h) is None else int(level(h)), h.margin_ratio), reverse=True)
+    named = {id(h) for h in worst[:DESCRIBE_ISOLATED]}
+    parts = [part(h) for h in healths if h.scope == ACCOUNT_SCOPE or id(h) in named]
+    rest = worst[DESCRIBE_ISOLATED:]
+    if rest:
+        counts: dict[str, int] = {}
+        for h in rest:  # worst first, so the counts are too
+            key = level(h).label if level(h) is not None else "?"
+            counts[key] = counts.get(key, 0) + 1
+        parts.append(f"+{len(rest):,} more isolated ({', '.join(f'{n:,} {key}' for key, n in counts.items())})")
     return ", ".join(parts)
 
 
