@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from alerter import metrics, sdnotify
@@ -58,6 +58,24 @@ def describe(healths: list[Health], states) -> str:
     return ", ".join(parts)
 
 
+MAX_PAUSE = timedelta(hours=1)  # the longest Retry-After honoured: monitoring resumes after at most this
+
+
+def span(seconds: float) -> str:
+    """"24 h", "1.5 h", "15 min", "40 s"."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds:.3g} s"
+
+
+def pause_note(asked_s: float, until: datetime) -> str:
+    """What a blind alert says about a Retry-After pause."""
+    capped = f" (capped at {span(MAX_PAUSE.total_seconds())})" if asked_s > MAX_PAUSE.total_seconds() else ""
+    return f"rate limited by the exchange: it asked for a pause of {span(asked_s)}; no poll before {until:%H:%M:%S} UTC{capped}"
+
+
 @dataclass(frozen=True)
 class Poll:
     """What one poll of one account found: its healths, or why there are none."""
@@ -67,6 +85,7 @@ class Poll:
     error: str | None = None
     error_kind: str | None = None  # transient | credentials | data
     snapshot: AccountSnapshot | None = None
+    retry_after_s: float | None = None  # the exchange asked for a pause (HTTP 429/503 Retry-After)
 
     @property
     def estimated(self) -> bool:
@@ -81,7 +100,7 @@ async def fetch_health(settings: Settings, name: str, source) -> Poll:
         snapshot = await source.fetch_snapshot()
         return Poll(name, evaluate(snapshot, target), snapshot=snapshot)
     except SourceError as e:
-        return Poll(name, error=f"{e.kind}: {e}", error_kind=e.kind)
+        return Poll(name, error=f"{e.kind}: {e}", error_kind=e.kind, retry_after_s=e.retry_after_s)
     except ValueError as e:  # non-finite figures: never a false "ok"
         return Poll(name, error=f"data: {e}", error_kind="data")
 
@@ -105,6 +124,7 @@ class Daemon:
         self.metrics_server = None
         self.jobs: set[asyncio.Task] = set()  # scheduled polls and price checks in flight
         self.store_blind_at: datetime | None = None
+        self.paused: dict[str, tuple[datetime, str]] = {}  # account → (no poll before, why): Retry-After
 
     # ------------------------------------------------------------ stages
 
@@ -116,7 +136,17 @@ class Daemon:
     async def poll_account(self, name: str) -> list[Alert]:
         """One poll of one account: fetch, evaluate, decide, record. Never raises for exchange,
         data or database problems (they count towards "monitoring blind")."""
+        now = self.clock()
+        until, note = self.paused.get(name, (now, ""))
+        if now < until:  # the exchange asked for a pause: no request, and a poll missed is a failed poll
+            return await self.handle(Poll(name, error=f"transient: {note}", error_kind="transient"))
+        self.paused.pop(name, None)
         poll = await fetch_health(self.settings, name, self.sources[name])
+        if poll.retry_after_s is not None and poll.retry_after_s > self.settings.poll_interval_for(self.settings.account(name)).total_seconds():
+            until = self.clock() + min(timedelta(seconds=poll.retry_after_s), MAX_PAUSE)
+            note = pause_note(poll.retry_after_s, until)
+            self.paused[name] = (until, note)
+            poll = replace(poll, error=f"{poll.error}; {note}")
         if poll.snapshot is not None:
             self.confirmed[name] = (self.clock(), poll.snapshot)
         else:  # a failed full poll: no estimates until one succeeds (they would "restore" a blind account)
@@ -140,8 +170,9 @@ class Daemon:
         symbols = sorted({p.symbol for s in fresh.values() for p in s.positions})
         if not symbols:
             return 0
+        asker = next(iter(fresh))  # an account with a fresh poll: never one the exchange paused
         try:
-            marks = await self.sources[names[0]].fetch_marks(symbols)
+            marks = await self.sources[asker].fetch_marks(symbols)
         except SourceError as e:  # full polls decide about blindness; a missed price check is logged
             logger.info("mark prices for %s: %s", ", ".join(names), e)
             return 0
