@@ -509,16 +509,22 @@ class Store:
                 latest[(row["account"], row["scope"])] = self._sample(row)
             return list(latest.values())
 
-    def trend_bases(self, since: datetime) -> dict[tuple[str, str], tuple[float, int]]:
-        """Per (account, scope): the oldest finite margin ratio since `since` and how many finite
-        ones there are — what a trend needs, without reading every sample of the window."""
+    def trend_bases(self, since: datetime, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, int]]:
+        """For each (account, scope) of `keys` with a finite margin ratio since `since`: the oldest
+        such ratio and how many there are, counted up to 2 — what a trend needs. One index seek
+        per scope, whatever the length of the history."""
+        since_text = format_at(since)
+        bases = {}
         with self._guard("read the samples"):
-            rows = self.db.execute(  # SQLite: a bare column next to min() comes from the min row
-                "SELECT account, scope, margin_ratio, min(at), count(*) FROM samples "
-                "WHERE at >= ? AND margin_ratio_inf = 0 AND margin_ratio IS NOT NULL GROUP BY account, scope",
-                [format_at(since)],
-            ).fetchall()
-            return {(account, scope): (ratio, count) for account, scope, ratio, _, count in rows}
+            for account, scope in keys:
+                rows = self.db.execute(
+                    "SELECT margin_ratio FROM samples WHERE account = ? AND scope = ? AND at >= ? "
+                    "AND margin_ratio_inf = 0 AND margin_ratio IS NOT NULL ORDER BY at, id LIMIT 2",
+                    [account, scope, since_text],
+                ).fetchall()
+                if rows:
+                    bases[(account, scope)] = (rows[0][0], len(rows))
+        return bases
 
     def prune_samples(self, before: datetime) -> int:
         with self._guard("prune old samples"), self.db.atomic():

@@ -178,8 +178,9 @@ class AccountStatus:
 
 def trend(last: float, base: tuple[float, int] | None) -> float | None:
     """The change of the ratio over the trend window: the last ratio minus the oldest finite one
-    of the window. `base`: (that oldest finite ratio, the window's number of finite ratios), None
-    when the window is empty. None without two finite ratios or when the last one is not finite."""
+    of the window. `base`: (that oldest finite ratio, the window's number of finite ratios up to
+    2), None when the window has none. None without two finite ratios or when the last one is not
+    finite."""
     if base is None or base[1] < 2 or last is None or not math.isfinite(last):
         return None
     return last - base[0]
@@ -188,7 +189,7 @@ def trend(last: float, base: tuple[float, int] | None) -> float | None:
 def build_status(settings, latest, bases, states, pending: dict[str, int], now: datetime) -> list[AccountStatus]:
     """Pure: one `AccountStatus` per configured or recorded account, configured ones first.
 
-    `latest`: `Store.latest_samples()`; `bases`: `Store.trend_bases(now - TREND_WINDOW)`;
+    `latest`: `Store.latest_samples()`; `bases`: `Store.trend_bases(now - TREND_WINDOW, …)`;
     `states`: account → scope → `ScopeState`; `pending`: account → undelivered deliveries."""
     by_account: dict[str, list] = {}
     for s in latest:
@@ -229,7 +230,7 @@ def build_status(settings, latest, bases, states, pending: dict[str, int], now: 
 
 def read_status(store, settings, now: datetime) -> list[AccountStatus]:
     latest = store.latest_samples()
-    bases = store.trend_bases(since=now - TREND_WINDOW)
+    bases = store.trend_bases(now - TREND_WINDOW, [(s.account, s.scope) for s in latest])
     accounts = {a.name for a in settings.accounts} | {s.account for s in latest}
     states = {name: store.load_states(name) for name in sorted(accounts)}
     pending: dict[str, int] = {}
