@@ -1,7 +1,8 @@
 """Command line: parse, call, print. Errors become one line on stderr and an exit code.
 
 Heavy libraries (ccxt, apprise, matplotlib) are imported inside the commands that need them,
-so `alerter --help` and `alerter validate` start in a blink.
+so `alerter --help` starts in a blink. `validate` imports apprise and ccxt (about a second) for
+the start-up checks `run` makes, so that it refuses everything `run` would.
 """
 
 from __future__ import annotations
@@ -16,6 +17,19 @@ from alerter import __version__
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
 NEGATIVE_MOVE = re.compile(r"^-\d+(\.\d+)?%?$|^-\.\d+%?$")
 CHECK_EXIT = {"ok": 0, "warning": 1, "call": 2, "critical": 2, "blind": 3}
+DEMO_SPEEDS = (0.01, 100.0)  # a poll every 500 s … every 50 ms (the whole crash in about a second)
+
+
+def speed_factor(text: str) -> float:
+    """`demo --speed`: a number within DEMO_SPEEDS (the demo polls every 5 s ÷ speed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 10, got {text!r}") from None
+    low, high = DEMO_SPEEDS
+    if not low <= value <= high:  # also NaN
+        raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text!r}")
+    return value
 
 
 def _pct(x: float | None) -> str:
@@ -34,10 +48,12 @@ def _duration(td) -> str:
 
 def cmd_validate(args) -> int:
     from alerter.config import REPRICE_EXCHANGES, build_settings, find_config, permission_warning, read_toml
+    from alerter.runtime import preflight
 
     path = find_config(args.config)
     data = read_toml(path)
     settings = build_settings(data)
+    preflight(settings)  # what `run` checks at start-up: refuse all of it here too
     warning = permission_warning(path, data)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
@@ -182,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--notify", action="store_true", help="also record and send what the policy decides (uses the database)")
     p = command("demo", cmd_demo, "run the daemon against the built-in simulator's scripted crash (no account needed)")
-    p.add_argument("--speed", type=float, default=1.0, help="play the scenario this many times faster (default 1)")
+    p.add_argument("--speed", type=speed_factor, default=1.0, help=f"play the scenario this many times faster (default 1; {DEMO_SPEEDS[0]:g} to {DEMO_SPEEDS[1]:g})")
     p.add_argument("--channel", action="append", default=[], metavar="URL", help="also send the alerts to this apprise URL (repeatable)")
     p.add_argument("--database", type=Path, help="keep the demo's SQLite file here (default: a temporary file)")
     # its options (--scenario FILE|demo, --port N, --speed X, --auto-accounts, --help) are the simulator's own

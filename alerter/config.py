@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alerter.errors import ConfigError
 from alerter.models import Level, RepeatSchedule, Thresholds
+from alerter.textfile import read_text_file
 
 SEARCH_PATHS = ("./alerter.toml", "/etc/alerter/config.toml")
 # Exchanges whose positions can be re-priced faithfully from public mark prices between full
@@ -125,9 +126,11 @@ def _secret(value: Any) -> SecretStr:
                 raise ValueError(f"credential {ref}: $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
             ref = os.path.join(directory, ref)
         try:
-            return SecretStr(Path(ref).read_text().strip())
+            return SecretStr(read_text_file(ref).strip())
         except OSError as e:
             raise ValueError(f"cannot read secret file {ref}: {e.strerror}") from None
+        except ValueError as e:
+            raise ValueError(f"secret file {ref} {e}") from None
     return SecretStr(value)
 
 
@@ -398,7 +401,9 @@ def format_error(err: dict) -> str:
 # ---------------------------------------------------------------- loading
 
 def find_config(path: str | os.PathLike | None) -> Path:
-    if path:
+    if path is not None:
+        if not str(path).strip():
+            raise ConfigError("--config: empty path")
         return Path(path)
     if os.environ.get("ALERTER_CONFIG"):
         return Path(os.environ["ALERTER_CONFIG"])
@@ -409,15 +414,21 @@ def find_config(path: str | os.PathLike | None) -> Path:
 
 
 def read_toml(path: Path) -> dict:
+    """The parsed file: a regular file of at most 1 MiB, UTF-8, TOML; else one ConfigError line."""
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        text = read_text_file(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:  # thousands of nested arrays or inline tables
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
 
 
 def build_settings(data: dict) -> Settings:

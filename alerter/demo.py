@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from alerter.config import build_settings
-from alerter.runtime import build_daemon, secrets_of
+from alerter.runtime import build_daemon, preflight, secrets_of
 from alerter.logs import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -38,13 +38,18 @@ def demo_settings(ccxt_config: dict, database: Path, *, speed: float, channels: 
 
 
 async def run_demo(*, speed: float = 1.0, channels: list[str] = (), database: Path | None = None, duration: float | None = None) -> list:
-    """Run the demo to its end; returns the alerts recorded (with their deliveries)."""
+    """Run the demo to its end; returns the alerts recorded (with their deliveries). Raises
+    ConfigError for an apprise URL in `channels` that `alerter run` would refuse."""
     from alerter.simulator import run_simulator
+
+    if not 0 < speed < float("inf"):  # also NaN; every interval is divided by it
+        raise ValueError(f"speed must be a finite number above 0, got {speed!r}")
 
     with tempfile.TemporaryDirectory(prefix="alerter-demo-") as tmp:
         db = database or Path(tmp) / "demo.db"
         async with run_simulator("demo", speed=speed) as sim:
             settings = demo_settings(sim.ccxt_config(), db, speed=speed, channels=list(channels))
+            preflight(settings)
             setup_logging(settings.daemon.log_level, secrets_of(settings))
             daemon = build_daemon(settings)
             for source in daemon.sources.values():  # ccxt waits 250 ms on close by default

@@ -505,10 +505,12 @@ def check_url(url: str) -> str | None:
     handler = Collect(level=logging.WARNING)
     apprise_logger = logging.getLogger("apprise")
     apprise_logger.addHandler(handler)
+    propagate, apprise_logger.propagate = apprise_logger.propagate, False  # the reason says it: not the log too
     try:
         plugin = apprise.Apprise.instantiate(url)
     finally:
         apprise_logger.removeHandler(handler)
+        apprise_logger.propagate = propagate
     if plugin is not None:
         return None
     # apprise names the URL in its messages ("Unparseable Telegram URL tgram://…"): drop it

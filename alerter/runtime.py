@@ -3,6 +3,7 @@ source per account — and the checks that need those heavy libraries before any
 
 from __future__ import annotations
 
+import json
 import logging
 
 from alerter.config import Settings
@@ -13,21 +14,53 @@ logger = logging.getLogger(__name__)
 
 
 def preflight(settings: Settings) -> None:
-    """What `validate` cannot check without the heavy libraries: apprise can use every channel
-    URL, and ccxt's exchange classes can report balances and positions. Raises ConfigError."""
+    """The start-up checks beyond the settings' own validation, shared by `run`, `check`, `demo`
+    and `validate` (which must refuse everything `run` refuses): apprise can use every channel
+    URL; ccxt's exchange classes can report balances and positions, and accept each account's
+    `ccxt` table. Imports apprise when there are channels and ccxt when there are accounts (no
+    network, no keys used). Raises ConfigError listing every problem."""
     from alerter.config import ConfigError
-    from alerter.notify import check_url
-    from alerter.sources import check_capabilities
 
     problems = []
-    for i, channel in enumerate(settings.channels):
-        error = check_url(channel.url.get_secret_value())
-        if error:
-            problems.append(f"channels[{i}].url: {error}")
-    for i, account in enumerate(settings.accounts):
-        problems += [f"accounts[{i}].exchange: {p}" for p in check_capabilities(account.exchange)]
+    if settings.channels:
+        from alerter.notify import check_url
+
+        for i, channel in enumerate(settings.channels):
+            error = check_url(channel.url.get_secret_value())
+            if error:
+                problems.append(f"channels[{i}].url: {error}")
+    if settings.accounts:
+        from alerter.sources import check_capabilities
+
+        capabilities: dict[str, list[str]] = {}  # per exchange id: 10,000 accounts, one look each
+        built: dict[str, str | None] = {}  # per distinct `ccxt` table
+        for i, account in enumerate(settings.accounts):
+            if account.exchange not in capabilities:
+                capabilities[account.exchange] = check_capabilities(account.exchange)
+            problems += [f"accounts[{i}].exchange: {p}" for p in capabilities[account.exchange]]
+            if account.ccxt and not capabilities[account.exchange]:
+                key = json.dumps([account.exchange, account.ccxt], sort_keys=True, default=repr)
+                if key not in built:
+                    built[key] = construction_problem(account)
+                if built[key]:
+                    problems.append(f"accounts[{i}].ccxt: {built[key]}")
     if problems:
         raise ConfigError(problems)
+
+
+def construction_problem(account) -> str | None:
+    """Why ccxt cannot build the account's exchange from its `ccxt` table (None if it can): a
+    table such as `options = 5` or `rateLimit = -1` fails in ccxt's constructor, before any
+    request. The message is scrubbed of the account's secrets."""
+    from alerter.sources import scrub
+    from alerter.sources.exchange import ccxt_config, exchange_class
+
+    try:
+        exchange_class(account.exchange)(ccxt_config(account, timeout_s=10))
+    except Exception as e:  # whatever ccxt's constructor makes of a user's table
+        secrets = [s.get_secret_value() for s in (account.api_key, account.secret, account.password, account.uid) if s is not None]
+        return f"ccxt cannot build {account.exchange} with this table ({type(e).__name__}: {scrub(str(e), secrets)})"
+    return None
 
 
 def secrets_of(settings: Settings) -> list[str]:

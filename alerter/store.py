@@ -652,6 +652,23 @@ class Store:
                 latest[(row["account"], row["scope"])] = self._sample(row)
             return list(latest.values())
 
+    def trend_bases(self, since: datetime, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, int]]:
+        """For each (account, scope) of `keys` with a finite margin ratio since `since`: the oldest
+        such ratio and how many there are, counted up to 2 — what a trend needs. One index seek
+        per scope, whatever the length of the history."""
+        since_text = format_at(since)
+        bases = {}
+        with self._guard("read the samples"):
+            for account, scope in keys:
+                rows = self.db.execute(
+                    "SELECT margin_ratio FROM samples WHERE account = ? AND scope = ? AND at >= ? "
+                    "AND margin_ratio_inf = 0 AND margin_ratio IS NOT NULL ORDER BY at, id LIMIT 2",
+                    [account, scope, since_text],
+                ).fetchall()
+                if rows:
+                    bases[(account, scope)] = (rows[0][0], len(rows))
+        return bases
+
     def prune_samples(self, before: datetime) -> int:
         self.ensure_file()
         with self._guard("prune old samples"), self.db.atomic():

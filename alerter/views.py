@@ -66,6 +66,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
 TREND_WINDOW = timedelta(hours=1)
 STALE_AFTER_POLLS = 3  # the last good poll is stale after this many poll intervals
 STEADY = 0.005  # a change of less than half a point over the trend window is "→"
+STATUS_ROWS = 20  # isolated positions per account in the status table (the worst); --json has all
 TRIP_LEVELS = ("warning", "call", "critical", "liquidation")
 PLOT_MISSING = "matplotlib is not installed: pip install 'alerter[plot]'"
 LEVEL_STYLES = {Level.OK: "green", Level.WARNING: "yellow", Level.CALL: "bold red", Level.CRITICAL: "bold white on red"}  # as `alerter check`
@@ -175,25 +176,24 @@ class AccountStatus:
     scopes: list[ScopeStatus] = field(default_factory=list)
 
 
-def trend(ratios: Sequence[float]) -> float | None:
-    """Newest minus oldest of a window of ratios (oldest first); None without two finite ones."""
-    finite = [r for r in ratios if r is not None and math.isfinite(r)]
-    if len(finite) < 2 or not math.isfinite(ratios[-1]):
+def trend(last: float, base: tuple[float, int] | None) -> float | None:
+    """The change of the ratio over the trend window: the last ratio minus the oldest finite one
+    of the window. `base`: (that oldest finite ratio, the window's number of finite ratios up to
+    2), None when the window has none. None without two finite ratios or when the last one is not
+    finite."""
+    if base is None or base[1] < 2 or last is None or not math.isfinite(last):
         return None
-    return finite[-1] - finite[0]
+    return last - base[0]
 
 
-def build_status(settings, latest, window, states, pending: dict[str, int], now: datetime) -> list[AccountStatus]:
+def build_status(settings, latest, bases, states, pending: dict[str, int], now: datetime) -> list[AccountStatus]:
     """Pure: one `AccountStatus` per configured or recorded account, configured ones first.
 
-    `latest`: `Store.latest_samples()`; `window`: samples of the trend window (oldest first);
+    `latest`: `Store.latest_samples()`; `bases`: `Store.trend_bases(now - TREND_WINDOW, …)`;
     `states`: account → scope → `ScopeState`; `pending`: account → undelivered deliveries."""
     by_account: dict[str, list] = {}
     for s in latest:
         by_account.setdefault(s.account, []).append(s)
-    ratios: dict[tuple[str, str], list[float]] = {}
-    for s in window:
-        ratios.setdefault((s.account, s.scope), []).append(s.margin_ratio)
     names = [a.name for a in settings.accounts]
     names += sorted(n for n in {*by_account, *states} if n not in names)
     exchanges = {a.name: a.exchange for a in settings.accounts}
@@ -214,7 +214,7 @@ def build_status(settings, latest, window, states, pending: dict[str, int], now:
             scopes.append(ScopeStatus(
                 scope=s.scope, at=s.at, margin_ratio=s.margin_ratio,
                 level=state.level if state else s.level, since_at=state.since_at if state else None,
-                trend=trend(ratios.get((name, s.scope), [])),
+                trend=trend(s.margin_ratio, bases.get((name, s.scope))),
                 equity=s.equity, maintenance_margin=s.maintenance_margin,
                 deposit_needed=deposit_needed(s.maintenance_margin, s.equity, thresholds.target),
                 liquidation_move=s.liquidation_move, estimated=s.estimated,
@@ -230,13 +230,13 @@ def build_status(settings, latest, window, states, pending: dict[str, int], now:
 
 def read_status(store, settings, now: datetime) -> list[AccountStatus]:
     latest = store.latest_samples()
-    window = store.samples(since=now - TREND_WINDOW)
+    bases = store.trend_bases(now - TREND_WINDOW, [(s.account, s.scope) for s in latest])
     accounts = {a.name for a in settings.accounts} | {s.account for s in latest}
     states = {name: store.load_states(name) for name in sorted(accounts)}
     pending: dict[str, int] = {}
     for d in store.deliveries(status="pending"):
         pending[d.alert.account] = pending.get(d.alert.account, 0) + 1
-    return build_status(settings, latest, window, states, pending, now)
+    return build_status(settings, latest, bases, states, pending, now)
 
 
 def status_json(accounts: list[AccountStatus], now: datetime, database: str) -> dict:
@@ -333,7 +333,8 @@ def render_status(accounts: list[AccountStatus], now: datetime):
         if not a.scopes:
             table.add_row(name, "—", "—", "", "", "", poll, unsent)
             continue
-        for i, s in enumerate(a.scopes):
+        shown, hidden = worst_scopes(a.scopes)
+        for i, s in enumerate(shown):
             label = name if s.scope == ACCOUNT_SCOPE else Text(f" └ {scope_label(s.scope, short=True)}")
             deposit = fmt_money(s.deposit_needed) if s.deposit_needed > 0 else Text("—", style="dim")
             ratio = Text(fmt_ratio(s.margin_ratio) + ("*" if s.estimated else ""),
@@ -342,7 +343,34 @@ def render_status(accounts: list[AccountStatus], now: datetime):
                 label, ratio, _level_text(s.level, s.since_at, now), _trend_text(s.trend), deposit,
                 fmt_move(s.liquidation_move), poll if i == 0 else "", unsent if i == 0 else "",
             )
+        if hidden:
+            table.add_row(Text(f" └ +{len(hidden):,} more: {level_counts(hidden)}", style="dim"), *[""] * 7)
     return table
+
+
+def worst_scopes(scopes: list[ScopeStatus], limit: int = STATUS_ROWS) -> tuple[list[ScopeStatus], list[ScopeStatus]]:
+    """(shown, hidden): the account scope and the `limit` worst isolated positions (highest level,
+    then highest ratio), shown in their usual order; the rest hidden. A table of thousands of rows
+    helps nobody and takes rich seconds to lay out."""
+    isolated = [s for s in scopes if s.scope != ACCOUNT_SCOPE]
+    if len(isolated) <= limit:
+        return scopes, []
+
+    def badness(s: ScopeStatus):
+        return (-1 if s.level is None else int(s.level), s.margin_ratio if s.margin_ratio is not None else -math.inf)
+
+    keep = {id(s) for s in sorted(isolated, key=badness, reverse=True)[:limit]}
+    return ([s for s in scopes if s.scope == ACCOUNT_SCOPE or id(s) in keep],
+            [s for s in isolated if id(s) not in keep])
+
+
+def level_counts(scopes: list[ScopeStatus]) -> str:
+    """"3 warning, 4,947 ok": how many of these scopes are at each level, worst first."""
+    counts: dict[str, int] = {}
+    for s in sorted(scopes, key=lambda s: -1 if s.level is None else int(s.level), reverse=True):
+        key = "unknown" if s.level is None else s.level.label
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n:,} {label}" for label, n in counts.items())
 
 
 def status_legend(accounts: list[AccountStatus]) -> str:
@@ -351,7 +379,9 @@ def status_legend(accounts: list[AccountStatus]) -> str:
     return (f"└ isolated position · Δ 1h: change of the ratio over the last hour, in points · deposit: brings the "
             f"ratio back to {target} · to liq.: the uniform price move that liquidates · stale: no good poll for "
             f"{STALE_AFTER_POLLS}× the poll interval · unsent: alerts not yet delivered"
-            + (" · * estimated from mark prices" if any(s.estimated for a in accounts for s in a.scopes) else ""))
+            + (" · * estimated from mark prices" if any(s.estimated for a in accounts for s in a.scopes) else "")
+            + (f" · more: only the {STATUS_ROWS} worst isolated positions of an account are listed, --json lists all"
+               if any(worst_scopes(a.scopes)[1] for a in accounts) else ""))
 
 
 # ---------------------------------------------------------------- history

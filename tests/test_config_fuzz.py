@@ -135,14 +135,14 @@ def test_problems_in_every_section_are_reported_together(tmp_path, capsys):
                      "accounts[0].name", "channels[0].min_level"]), err
 
 
-def test_unknown_apprise_scheme_passes_validate_but_run_refuses_it(tmp_path, capsys, monkeypatch):
-    """validate imports no apprise (by design); `alerter run` checks every URL before it starts."""
+def test_unknown_apprise_scheme_is_refused_by_validate_as_by_run(tmp_path, capsys, monkeypatch):
+    """validate makes run's start-up checks (it imports apprise for them): both refuse the URL."""
     import alerter.logs
 
     monkeypatch.setattr(alerter.logs, "setup_logging", lambda *a, **k: None)  # keep the test's logging as it is
     text = f'[daemon]\ndatabase = "{tmp_path / "never.db"}"\n' + C.replace("json://", "jsonn://")
     code, out, err = validate(tmp_path, capsys, text)
-    assert code == 0, err
+    check_problems(code, out, err, "channels[0].url: unknown apprise scheme jsonn:// (did you mean json://")
     code = main(["run", "--config", str(tmp_path / "alerter.toml")])
     out, err = capsys.readouterr()
     check_problems(code, out, err, "channels[0].url: unknown apprise scheme jsonn:// (did you mean json://")

@@ -77,12 +77,16 @@ def load_scenario(source: str | Path) -> Scenario:
     if isinstance(source, str) and source in builtin_scenarios():
         text = (resources.files("alerter.simulator") / "scenarios" / f"{source}.toml").read_text("utf-8")
         return scenario_from_toml(text, default_name=source)
+    from alerter.textfile import read_text_file
+
     path = Path(source)
     try:
-        text = path.read_text("utf-8")
+        text = read_text_file(path)
     except OSError as exc:
         known = ", ".join(builtin_scenarios())
-        raise ScenarioError(f"cannot read scenario {str(source)!r} ({exc.strerror}); built-ins: {known}") from exc
+        raise ScenarioError(f"cannot read scenario {str(source)!r} ({exc.strerror}); built-ins: {known}") from None
+    except ValueError as exc:  # a device, a FIFO, too large, not UTF-8
+        raise ScenarioError(f"scenario {str(source)!r} {exc}") from None
     return scenario_from_toml(text, default_name=path.stem)
 
 
@@ -91,6 +95,8 @@ def scenario_from_toml(text: str, default_name: str = "custom") -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"invalid TOML: {exc}") from exc
+    except RecursionError:  # thousands of nested arrays or inline tables
+        raise ScenarioError("invalid TOML: nested too deeply") from None
     return parse_scenario(data, default_name=default_name)
 
 

@@ -8,6 +8,7 @@ import contextlib
 import errno
 import json
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -69,20 +70,43 @@ async def serve(
     print("simulator stopped", flush=True)
 
 
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {text!r}")
+    return port
+
+
+def speed_factor(text: str) -> float:
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 10, got {text!r}") from None
+    if not 0 <= speed < float("inf"):  # also NaN
+        raise argparse.ArgumentTypeError(f"must be a finite number of 0 (a frozen market) or more, got {text!r}")
+    return speed
+
+
 def main_simulate(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alerter simulate", description="Run the Binance USDⓈ-M simulator.")
     parser.add_argument(
         "--scenario", default="demo", help=f"a scenario TOML file or a built-in: {', '.join(builtin_scenarios())}"
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"0 = any free port (default {DEFAULT_PORT})")
-    parser.add_argument("--speed", type=float, default=1.0, help="price-path clock speed factor (default 1)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"0 = any free port (default {DEFAULT_PORT})")
+    parser.add_argument("--speed", type=speed_factor, default=1.0, help="price-path clock speed factor (default 1; 0 = frozen)")
     parser.add_argument("--auto-accounts", action="store_true", help="create an empty account for unknown API keys")
     args = parser.parse_args(argv)
     try:
         asyncio.run(serve(args.scenario, args.host, args.port, auto_accounts=args.auto_accounts, speed=args.speed))
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except socket.gaierror as exc:  # a --host that does not resolve: bad input
+        print(f"error: --host: cannot listen on {args.host!r}: {exc.strerror}", file=sys.stderr)
         return 2
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):

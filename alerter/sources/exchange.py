@@ -220,6 +220,8 @@ class Source:
             except SourceError as e:
                 if not e.transient or attempt >= self.retry.attempts:
                     raise
+                if e.retry_after_s is not None and e.retry_after_s > self.retry.max_delay_s:
+                    raise  # asked for a longer pause than a retry waits: asking sooner only earns more 429s
                 delay = self.retry.delay(attempt, e.retry_after_s)
                 if waited + delay > self.retry.budget_s:
                     raise
