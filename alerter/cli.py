@@ -101,10 +101,13 @@ def cmd_run(args) -> int:
     from alerter.logs import setup_logging
     from alerter.runtime import announce_failure, build_daemon, preflight, secrets_of
 
-    faulthandler.enable()  # a crash in C code (SIGSEGV, SIGABRT, …) still leaves its traceback in the log
     path = find_config(args.config).absolute()  # SIGHUP re-reads this file
     settings = load_settings(path)
     setup_logging(settings.daemon.log_level, secrets_of(settings))
+    try:
+        faulthandler.enable()  # a crash in C code (SIGSEGV, SIGABRT, …) still leaves its traceback in the log
+    except (ValueError, OSError):  # stderr without a file descriptor (run in-process under a test runner)
+        pass
     preflight(settings)
     try:
         hold_lock(settings.daemon.database)  # one daemon per database: the lock lasts until this process ends

@@ -4,6 +4,8 @@ status table shows the worst positions and counts the rest (--json still lists e
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -41,9 +43,14 @@ def test_the_poll_log_line_names_the_worst_and_counts_the_rest(tmp_path, caplog)
     settings = build_settings({"daemon": {"database": str(tmp_path / "a.db")},
                                "accounts": [{"name": "big", "exchange": "binanceusdm", "api_key": "k", "secret": "s"}]})
     now = datetime(2026, 3, 1, 12, tzinfo=UTC)
-    with Store(tmp_path / "a.db") as store, caplog.at_level(logging.INFO, logger="alerter.daemon"):
-        daemon = Daemon(settings, store=store, notifier=None, sources={}, clock=lambda: now)
-        daemon.record(Poll("big", evaluate(snapshot(now), THRESHOLDS.target)))
+
+    async def record_one_poll() -> None:
+        daemon = Daemon(settings, store=Store(tmp_path / "a.db"), notifier=None, sources={}, clock=lambda: now)
+        await daemon.record(Poll("big", evaluate(snapshot(now), THRESHOLDS.target)))
+        await daemon.store_thread.close()
+
+    with caplog.at_level(logging.INFO, logger="alerter.daemon"):
+        asyncio.run(record_one_poll())
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("big: account")]
     assert len(line) < 600, line
     assert line.startswith("big: account 30.0% ok, ")

@@ -159,8 +159,8 @@ def test_no_secret_in_any_output_message_or_database(tmp_path, webhook, smtp_wit
     assert b" DEBUG " in log
     kinds = [kind for (kind,) in query(db, "SELECT kind FROM alerts ORDER BY id")]
     assert kinds[:2] == ["raised", "blind"] and kinds[-1] == "restored", kinds
-    (error,) = query(db, "SELECT last_error FROM deliveries WHERE channel = 'hook' AND status = 'pending'")[0]
-    assert error and "500" in error, error
+    # the webhook's 500 was recorded and logged (the alert then went out with the next one)
+    assert re.search(rb"could not deliver \d+ alert\(s\) to hook .*500", log), log[-2000:]
     assert any(b"title" in json.dumps(b).encode() for b in webhook.bodies)
     assert any("BLIND" in m["subject"] for m in smtp_with_auth.messages)
 
