@@ -51,9 +51,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,16 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, Webhook, account_config, bench_account, price_for, verdict, wallet_for, write_config  # noqa: E402
 
 from alerter.simulator import run_simulator  # noqa: E402
+from alerter.simulator.host import NotifySocket, write_lock  # noqa: E402
 
 SAFE, CRITICAL = 0.30, 0.92
-LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("COMMIT")
-"""
 
 
 class SimulatorThread:
@@ -78,37 +70,6 @@ class SimulatorThread:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(10)
-
-
-class NotifySocket:
-    """systemd's end of sd_notify: timestamps every WATCHDOG=1."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.pings: list[float] = []
-        self.running = True
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        while self.running:
-            try:
-                if self.sock.recv(256) == b"WATCHDOG=1":
-                    self.pings.append(time.monotonic())
-            except TimeoutError:
-                pass
-
-    def max_gap(self, start: float, end: float) -> float:
-        points = [start, *[t for t in list(self.pings) if start < t < end], end]
-        return max(b - a for a, b in zip(points, points[1:]))
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
 
 
 def criticals(webhook: Webhook, names: list[str]) -> dict[str, list[float]]:
@@ -176,22 +137,19 @@ def run(args, workdir: Path) -> dict:
              args.poll * 2 + 30, "every account polled", proc, log)
         time.sleep(args.price * 2)  # the price checks are running too
 
-        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert locker.stdout.readline().strip() == "locked"
-        locked_at = time.monotonic()
-        log_from = log.stat().st_size
-        sim_thread.call(sim.reset_counts)
-        time.sleep(args.move_at)
-        moved_at = time.monotonic()
-        sim_thread.call(sim.set_prices, {"BTCUSDT": p_critical})
-        wait(lambda: all(criticals(webhook, names).values()), max(10.0, args.lock - args.move_at) + 30,
-             "a CRITICAL for every account", proc, log)
-        arrivals = {n: min(ts) for n, ts in criticals(webhook, names).items()}
-        remaining = args.lock - (time.monotonic() - locked_at)
-        if remaining > 0:
-            time.sleep(remaining)
-        locker.stdin.close()
-        locker.wait(10)
+        with write_lock(db):
+            locked_at = time.monotonic()
+            log_from = log.stat().st_size
+            sim_thread.call(sim.reset_counts)
+            time.sleep(args.move_at)
+            moved_at = time.monotonic()
+            sim_thread.call(sim.set_prices, {"BTCUSDT": p_critical})
+            wait(lambda: all(criticals(webhook, names).values()), max(10.0, args.lock - args.move_at) + 30,
+                 "a CRITICAL for every account", proc, log)
+            arrivals = {n: min(ts) for n, ts in criticals(webhook, names).items()}
+            remaining = args.lock - (time.monotonic() - locked_at)
+            if remaining > 0:
+                time.sleep(remaining)
         released_at = time.monotonic()
         counts = sim_thread.call(sim.request_counts)
         log_during = log.read_bytes()[log_from:].decode(errors="replace")
@@ -206,7 +164,7 @@ def run(args, workdir: Path) -> dict:
         full_polls = sum(n for (key, path), n in counts.items() if key is not None and "positionRisk" in path)
         return {
             "first": min(arrivals.values()) - moved_at, "all": max(arrivals.values()) - moved_at,
-            "gap": notify.max_gap(locked_at, released_at), "pings": len([t for t in notify.pings if locked_at < t < released_at]),
+            "gap": notify.max_gap(locked_at, released_at), "pings": len([t for t in notify.pings() if locked_at < t < released_at]),
             "refused": log_during.count("database failing"), "full_polls": full_polls,
             "lock": released_at - locked_at, "recorded_after": recorded_after, "per_account": per_account,
             "notices": sum("database failing" in str(body) for _, _, body in webhook.since(0)),

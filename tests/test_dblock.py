@@ -11,15 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
-from pathlib import Path
 
-import pytest
 
 from helpers import DaemonRuns, query, simulator_thread, to_toml, wait_until
 from test_daemon import SCENARIO, price_for
@@ -31,63 +26,8 @@ from alerter.errors import StoreError
 from alerter.models import Level
 from alerter.notify import Notifier, route_all
 from alerter.store import Store
+from alerter.simulator.host import NotifySocket, write_lock
 from alerter.storethread import StoreThread
-
-LOCKER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("COMMIT")
-"""
-
-
-@contextmanager
-def write_lock(db: Path):
-    """Another process holds the database's write lock for the `with` block."""
-    proc = subprocess.Popen([sys.executable, "-c", LOCKER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "locked"
-        yield proc
-    finally:
-        proc.stdin.close()
-        proc.wait(10)
-
-
-class NotifySocket:
-    """systemd's side of sd_notify: a datagram socket that timestamps every message."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self.running = True
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        while self.running:
-            try:
-                self.messages.append((time.monotonic(), self.sock.recv(256).decode()))
-            except TimeoutError:
-                pass
-
-    def pings(self, since: float = 0.0) -> list[float]:
-        return [t for t, m in list(self.messages) if m == "WATCHDOG=1" and t >= since]
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
-
-
-def max_gap(times: list[float], start: float, end: float) -> float:
-    points = [start, *[t for t in times if start < t < end], end]
-    return max(b - a for a, b in zip(points, points[1:]))
-
 
 # ---------------------------------------------------------------- the store thread
 
@@ -203,7 +143,7 @@ def test_locked_database_delays_no_critical_and_no_watchdog_ping(tmp_path, webho
                 arrived_after = time.monotonic() - moved_at
                 time.sleep(1.0)  # the lock holds on a little
                 released_at = time.monotonic()
-            gap = max_gap(notify.pings(), locked_at, released_at)
+            gap = notify.max_gap(locked_at, released_at)
             # after the lock: the state and the alert sent meanwhile are recorded, as sent
             wait_until(lambda: query(db, "SELECT a.level, d.status FROM alerts a JOIN deliveries d ON d.alert_id = a.id "
                                          "WHERE a.account = 'main'") == [("critical", "sent")], 10, runs.tail)
