@@ -177,8 +177,15 @@ def cmd_check(args) -> int:
     return CHECK_EXIT[worst(rows)]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line: the usage block would bury the one that matters."""
+
+    def error(self, message: str):
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="alerter",
         description="Watches margin accounts on crypto exchanges and warns before a collateral call becomes a liquidation.",
     )

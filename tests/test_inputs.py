@@ -45,12 +45,11 @@ def cli(capsys, *argv: str) -> tuple[int, str]:
 
 
 def assert_one_error(code: int, err: str, expected_code: int, expected: str) -> None:
-    """One `error:` line, the last; before it at most argparse's usage block. No traceback."""
+    """Exactly one line, the error, and no traceback (argparse's usage block is left out too)."""
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]
     errors = [line for line in lines if "error: " in line]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    assert len(lines) == 1 or lines[0].startswith("usage:"), err
+    assert lines == errors and len(errors) == 1, err
     assert expected in errors[0], err
     assert code == expected_code, err
 

@@ -91,7 +91,9 @@ def speed_factor(text: str) -> float:
 
 
 def main_simulate(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="alerter simulate", description="Run the Binance USDⓈ-M simulator.")
+    from alerter.cli import Parser
+
+    parser = Parser(prog="alerter simulate", description="Run the Binance USDⓈ-M simulator.")
     parser.add_argument(
         "--scenario", default="demo", help=f"a scenario TOML file or a built-in: {', '.join(builtin_scenarios())}"
     )
