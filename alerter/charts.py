@@ -177,8 +177,15 @@ class PlotUnavailable(Exception):
 
 
 def plot_png(series: Sequence[Series], path: str | Path, *, title: str = "margin ratio") -> Path:
-    """Write a PNG: one ratio line per series, the thresholds as horizontal lines, each alert as
-    a vertical line labelled with what it said. Raises PlotUnavailable without matplotlib."""
+    """Write the chart (`chart_figure`) as a PNG. Raises PlotUnavailable without matplotlib."""
+    out = Path(path)
+    chart_figure(series, title=title).savefig(out, format="png")
+    return out
+
+
+def chart_figure(series: Sequence[Series], *, title: str = "margin ratio"):
+    """The matplotlib Figure: one ratio line per series, the thresholds as horizontal lines, each
+    alert as a vertical line with a marker, labelled with what it said."""
     try:
         import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -251,6 +258,4 @@ def plot_png(series: Sequence[Series], path: str | Path, *, title: str = "margin
         ax.legend(loc="upper left", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, format="png")
-    return out
+    return fig

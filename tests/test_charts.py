@@ -95,19 +95,75 @@ def png_size(path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_png_of_the_crash(tmp_path):
-    path = plot_png([Series("demo · account", POINTS, Thresholds(), ALERTS)], tmp_path / "crash.png", title="demo crash")
-    assert path.stat().st_size > 10_000
-    assert png_size(path) == (1320, 660)
+def drawn(fig) -> dict:
+    """What the chart shows, read back from the figure: the ratio lines (label → (times, ratios)),
+    the horizontal lines (their y), the alert markers (shape, time, y) and the texts."""
+    from matplotlib.dates import num2date
+
+    [ax] = fig.axes
+    series, horizontal, markers = {}, [], []
+    for line in ax.get_lines():
+        xs, ys = list(line.get_xdata()), list(line.get_ydata())
+        if line.get_linestyle() == "--" or (len(ys) == 2 and xs == [0, 1]):
+            horizontal.append(round(float(ys[0]), 6))
+        elif line.get_linestyle() in ("None", "none", "") and len(xs) == 1:
+            at = xs[0] if isinstance(xs[0], datetime) else num2date(xs[0])
+            markers.append((line.get_marker(), at, float(ys[0])))
+        elif line.get_linestyle() == "-" and not line.get_label().startswith("_"):
+            series[line.get_label()] = (xs, [float(y) for y in ys])
+    return {"series": series, "horizontal": sorted(horizontal), "markers": markers,
+            "texts": [t.get_text() for t in ax.texts], "ylim": ax.get_ylim(), "title": ax.get_title(),
+            "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []}
 
 
-def test_png_with_several_series_and_thresholds(tmp_path):
+def test_chart_shows_the_ratio_the_thresholds_and_every_alert():
+    from alerter.charts import chart_figure
+
+    shown = drawn(chart_figure([Series("demo · account", POINTS, Thresholds(), ALERTS)], title="demo crash"))
+    assert shown["title"] == "demo crash"
+    [(label, (xs, ys))] = shown["series"].items()
+    assert label == "demo · account"
+    assert xs == [t for t, _ in POINTS] and ys == pytest.approx([r for _, r in POINTS])
+    # warning, call, critical as dashed lines; liquidation at 100 %
+    assert shown["horizontal"] == [0.5, 0.7, 0.85, 1.0]
+    assert {"warning 50%", "call 70%", "critical 85%", "liquidation 100%"} <= set(shown["texts"])
+    # one marker per alert, at its time and ratio: raised ▲, resolved ▼, blind ✕
+    assert [(m, at) for m, at, _ in shown["markers"]] == [
+        ("^", ALERTS[0].created_at), ("^", ALERTS[1].created_at), ("^", ALERTS[2].created_at),
+        ("^", ALERTS[3].created_at), ("v", ALERTS[4].created_at), ("X", ALERTS[5].created_at),
+    ]
+    assert [y for *_, y in shown["markers"][:5]] == pytest.approx([0.51, 0.71, 0.86, 0.91, 0.40])
+    assert ["warning", "call", "critical", "critical (repeat)", "resolved", "blind"] == [
+        t for t in shown["texts"] if t in ("warning", "call", "critical", "critical (repeat)", "resolved", "blind")]
+    assert shown["legend"] == ["demo · account", "alert raised", "resolved", "blind"]
+    assert shown["ylim"] == pytest.approx((0, 1.05))
+
+
+def test_chart_of_several_series_names_whose_thresholds_are_whose():
+    from alerter.charts import chart_figure
+
     other = [(t, r / 2) for t, r in POINTS]
-    path = plot_png(
-        [Series("a · account", POINTS, Thresholds(), ALERTS[:2]), Series("b · account", other, Thresholds(call=0.65), [])],
-        tmp_path / "two.png",
-    )
-    assert path.stat().st_size > 10_000
+    shown = drawn(chart_figure([Series("a · account", POINTS, Thresholds(), ALERTS[:2]),
+                                Series("b · account", other, Thresholds(call=0.65), [])]))
+    assert set(shown["series"]) == {"a · account", "b · account"}
+    assert shown["series"]["b · account"][1] == pytest.approx([r / 2 for _, r in POINTS])
+    assert shown["horizontal"] == [0.5, 0.5, 0.65, 0.7, 0.85, 0.85, 1.0]
+    assert "call 65% (b · account)" in shown["texts"] and "call 70% (a · account)" in shown["texts"]
+    assert len(shown["markers"]) == 2
+
+
+def test_chart_draws_an_infinite_ratio_at_the_top():
+    from alerter.charts import chart_figure
+
+    points = [(T0, 0.4), (T0 + timedelta(minutes=1), math.inf)]
+    shown = drawn(chart_figure([Series("x", points, Thresholds())]))
+    top = shown["ylim"][1]
+    assert shown["series"]["x"][1] == [0.4, top]
+
+
+def test_png_of_the_crash_is_written(tmp_path):
+    path = plot_png([Series("demo · account", POINTS, Thresholds(), ALERTS)], tmp_path / "crash.png", title="demo crash")
+    assert png_size(path) == (1320, 660)
 
 
 def test_png_unavailable_without_matplotlib(tmp_path, monkeypatch):

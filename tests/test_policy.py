@@ -252,6 +252,17 @@ def test_every_episode_opens_with_raised_and_closes_with_one_resolved(seq):
     for before, after in zip([None] + episodes, episodes):
         if after == AlertKind.RESOLVED:
             assert before == AlertKind.RAISED
+    # an episode is open exactly while the level is above ok
+    open_episode = bool(episodes) and episodes[-1] == AlertKind.RAISED
+    assert open_episode == (state.level > Level.OK)
+    # and a safe ratio closes it with one resolved, at the episode's peak, leaving a clean state
+    peak = state.peak
+    state, alerts = decide(state, health(0.0), T, R, now + timedelta(seconds=1))
+    if open_episode:
+        assert [(a.kind, a.level) for a in alerts] == [(AlertKind.RESOLVED, peak)]
+    else:
+        assert alerts == []
+    assert (state.level, state.peak, state.notified_at) == (Level.OK, Level.OK, None)
 
 
 # a poll of an account with one isolated scope: listed with a ratio, or missing from a full or
