@@ -8,8 +8,8 @@ recorded and sent exactly as the daemon would (and not again by the daemon).
 from __future__ import annotations
 
 import asyncio
-import math
 
+from alerter.codec import from_json_float, json_float
 from alerter.config import load_settings
 from alerter.daemon import Poll, fetch_health
 from alerter.runtime import build_daemon, preflight, secrets_of
@@ -34,7 +34,7 @@ def rows_for(settings, polls: list[Poll]) -> list[dict]:
                 "exchange": h.exchange,
                 "scope": h.scope,
                 "level": level_for(h.margin_ratio, thresholds).label,
-                "margin_ratio": h.margin_ratio if math.isfinite(h.margin_ratio) else "inf",
+                "margin_ratio": json_float(h.margin_ratio),
                 "equity": h.equity,
                 "maintenance_margin": h.maintenance_margin,
                 "deposit_needed": h.deposit_needed,
@@ -85,7 +85,7 @@ def render_table(rows: list[dict]) -> None:
         table.add_row(
             r["account"],
             scope_label(r["scope"]) or "account",
-            format_pct(math.inf if ratio == "inf" else ratio),
+            format_pct(from_json_float(ratio)),
             level,
             format_money(r["deposit_needed"], r["currency"]) if r["deposit_needed"] > 0 else "—",
             format_move(r["liquidation_move"]) if r["liquidation_move"] is not None else "—",

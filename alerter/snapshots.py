@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
+from alerter.codec import from_json_float, json_float
 from alerter.models import AccountSnapshot, Position
 
 TABLE = "snapshots"
@@ -26,8 +27,8 @@ TABLE = "snapshots"
 def _encode(value):
     if value.__class__ is float and math.isfinite(value) or value is None or value.__class__ is str:
         return value  # the common case, first
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, float):
+        return json_float(value)
     if isinstance(value, datetime):
         return value.isoformat()
     return value
@@ -43,10 +44,8 @@ def _decode_fields(cls, data: dict) -> dict:
         if f.name not in data:
             continue
         value = data[f.name]
-        if isinstance(value, str) and _is_float_field(f):
-            value = float(value)
-        elif isinstance(value, int) and not isinstance(value, bool) and _is_float_field(f):
-            value = float(value)
+        if _is_float_field(f) and (isinstance(value, str) or isinstance(value, int) and not isinstance(value, bool)):
+            value = from_json_float(value)
         values[f.name] = value
     return values
 

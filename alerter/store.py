@@ -41,9 +41,10 @@ from pathlib import Path
 
 import sqlite_utils
 
+from alerter.codec import from_json_float, json_float
 from alerter.errors import StoreError
 from alerter.snapshots import ensure_table as ensure_snapshots_table
-from alerter.snapshots import save_snapshot
+from alerter.snapshots import load_snapshots, save_snapshot
 from alerter.models import AccountSnapshot, Alert, AlertKind, Health, Level, PositionRisk, ScopeState
 
 logger = logging.getLogger(__name__)
@@ -60,15 +61,6 @@ def format_at(at: datetime) -> str:
 def parse_at(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
-
-def _encode_float(x: float | None) -> float | str | None:
-    if x is None or math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-
-
-def _decode_float(x: float | str | None) -> float | None:
-    return float(x) if x is not None else None
 
 
 _ALERT_FLOATS = {"margin_ratio", "threshold", "equity", "maintenance_margin", "deposit_needed", "target", "liquidation_move"}
@@ -87,10 +79,10 @@ def alert_to_dict(alert: Alert) -> dict:
         elif f.name in ("created_at", "since_at"):
             value = value.isoformat() if value else None
         elif f.name in _ALERT_FLOATS:
-            value = _encode_float(value)
+            value = json_float(value)
         elif f.name == "top_positions":
             value = [
-                {p.name: _encode_float(getattr(pos, p.name)) if p.name in _POSITION_FLOATS else getattr(pos, p.name) for p in fields(PositionRisk)}
+                {p.name: json_float(getattr(pos, p.name)) if p.name in _POSITION_FLOATS else getattr(pos, p.name) for p in fields(PositionRisk)}
                 for pos in value
             ]
         out[f.name] = value
@@ -105,9 +97,9 @@ def alert_from_dict(data: dict) -> Alert:
     values["since_at"] = parse_at(values.get("since_at"))
     for name in _ALERT_FLOATS:
         if name in values:
-            values[name] = _decode_float(values[name])
+            values[name] = from_json_float(values[name])
     values["top_positions"] = tuple(
-        PositionRisk(**{k: _decode_float(v) if k in _POSITION_FLOATS else v for k, v in pos.items()})
+        PositionRisk(**{k: from_json_float(v) if k in _POSITION_FLOATS else v for k, v in pos.items()})
         for pos in values.get("top_positions") or ()
     )
     return Alert(**values)
@@ -673,3 +665,15 @@ class Store:
         self.ensure_file()
         with self._guard("prune old samples"), self.db.atomic():
             return self.db.execute("DELETE FROM samples WHERE at < ?", [format_at(before)]).rowcount
+
+    # ------------------------------------------------------------ snapshots
+
+    def snapshots(self) -> dict[str, AccountSnapshot]:
+        """account → its last full snapshot (for `whatif`). A row that cannot be read is a
+        StoreError naming the table, never a traceback."""
+        with self._guard("read the snapshots"):
+            try:
+                return load_snapshots(self.db)
+            except (ValueError, TypeError, KeyError) as e:
+                raise StoreError(f"{self.path}: a stored snapshot cannot be read ({type(e).__name__}: {e}); "
+                                 f"the next full poll replaces it") from None

@@ -55,6 +55,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from alerter.codec import json_float
 from alerter.health import deposit_needed
 from alerter.models import ACCOUNT_SCOPE, Health, Level, Thresholds
 from alerter.stress import StressResult, TripMoves, parse_fraction, parse_move, stress, trip_moves
@@ -71,13 +72,6 @@ LEVEL_STYLES = {Level.OK: "green", Level.WARNING: "yellow", Level.CALL: "bold re
 
 
 # ---------------------------------------------------------------- formatting
-
-def json_float(x: float | None) -> float | str | None:
-    """A strict-JSON number: ∞ → "inf", NaN → "nan"."""
-    if x is None or math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-
 
 def json_at(at: datetime | None) -> str | None:
     return at.astimezone(UTC).isoformat() if at else None
@@ -685,10 +679,8 @@ def _fetch_snapshots(settings, account: str | None):
 
 
 def _load_snapshots(settings, account: str | None):
-    from alerter.snapshots import load_snapshots
-
     with _open(settings) as store:
-        snapshots = load_snapshots(store.db)
+        snapshots = store.snapshots()
         known = _known_accounts(store, settings) | set(snapshots)
     if account is not None:
         if account not in known:

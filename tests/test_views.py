@@ -418,6 +418,20 @@ def test_whatif_errors(config, recorded, capsys):
     assert code == 2 and "no account named 'nope'" in err
 
 
+@pytest.mark.parametrize("payload", ["{not json", '{"account": "demo", "equity": "lots"}', '{"account": "demo", "positions": [{"x": 1}]}'])
+def test_whatif_with_a_corrupt_snapshot_row_is_one_line_and_exit_1(recorded, capsys, payload):
+    from alerter.cli import main
+
+    path, db = recorded
+    with Store(db) as store:
+        store.db.execute("UPDATE snapshots SET payload = ?", [payload])
+        store.db.conn.commit()
+    code = main(["whatif", "--config", str(path), "--all", "-10%"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "a stored snapshot cannot be read" in err, err
+
+
 def test_whatif_without_snapshots(config, capsys):
     path, db = config
     Store(db).close()
