@@ -101,16 +101,21 @@ def check_config(tmp_path, sim, api_key="main-key"):
 
 
 @pytest.mark.parametrize("mark, level, code", [(60_000, "ok", 0), (55_470, "warning", 1), (55_330, "call", 2), (55_280, "critical", 2)])
-def test_check_exit_code_follows_the_worst_level(tmp_path, simulator, mark, level, code):
+def test_check_exit_code_follows_the_worst_level(tmp_path, simulator, capsys, mark, level, code):
+    """In-process (the exit code is main()'s return value); the process boundary is tested below."""
+    from alerter.cli import main
+
     simulator.set_prices({"BTCUSDT": mark})
-    out = alerter("check", "--json", "--config", str(check_config(tmp_path, simulator)))
-    assert out.returncode == code, out.stderr
-    (row,) = json.loads(out.stdout)
+    config = str(check_config(tmp_path, simulator))
+    assert main(["check", "--json", "--config", config]) == code
+    out, err = capsys.readouterr()
+    (row,) = json.loads(out)
     risk = simulator.state.risk("main-key")
     assert row["level"] == level
     assert row["margin_ratio"] == pytest.approx(risk.cross_margin_ratio, rel=1e-9)
-    table = alerter("check", "--config", str(check_config(tmp_path, simulator)))
-    assert table.returncode == code and level in table.stdout and "main" in table.stdout
+    assert main(["check", "--config", config]) == code
+    table = capsys.readouterr().out
+    assert level in table and "main" in table
 
 
 def test_check_with_rejected_credentials_is_blind_exit_3(tmp_path, simulator):
