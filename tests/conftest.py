@@ -146,7 +146,13 @@ class SmtpServer:
 
 
 @pytest.fixture
-def smtp_server():
+def smtp_server(monkeypatch):
+    """A local SMTP server. apprise spaces e-mails to one server 5.5 s apart (its politeness to
+    real mail hosts); for this in-process loopback server the spacing is turned off, delivery
+    itself is untouched. Processes started by a test (python -m alerter run) keep the spacing."""
+    from apprise.plugins.email.base import NotifyEmail
+
+    monkeypatch.setattr(NotifyEmail, "request_rate_per_sec", 0)
     collector = _Collector()
     controller = _PortZeroController(collector, hostname="127.0.0.1", port=0)
     controller.start()
