@@ -1,0 +1,252 @@
+"""Replay recorded exchange answers, byte for byte, to the real ccxt classes.
+
+    bodies = {"/api/v5/account/balance": REAL / "okx/multicurrency-balance.json",
+              "/api/v5/account/positions": REAL / "okx/inverse-isolated-positions.json"}
+    async with run_replay("okx", bodies, [Contract("BTC-USD-SWAP", "BTC", "USD", "BTC", "inverse", "100")]) as replay:
+        source = build_source(replay.account("okx-replay"))   # keys + replay.ccxt_config()
+        snapshot = await source.fetch_snapshot()
+    replay.requests   # [(method, path, query)], every request ccxt made
+    replay.unknown    # paths no body was given for (answered 404)
+
+`bodies` maps a request path to what it answers with. A key may carry one query condition,
+``"/v5/position/list?settleCoin=USDC"``, which wins over the bare path when the request has that
+parameter with that value. A `Path` value is read once and served exactly as stored
+(Content-Type application/json): that is how recorded answers (tests/fixtures/real/) are served.
+A dict or list value is serialised with json.dumps: that is for synthetic bodies, and a test
+that uses one must say so.
+
+What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodies`), built from
+the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
+instruments-info), Binance's leverage brackets, Bybit's API-key and account-info answers. None
+of them carries a figure of the account: markets give the contract size and type (taken from the
+exchange's published contract specifications, or from the recording itself), a bracket gives
+the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
+move, never for the ratio, the equity or the maintenance shown). Recorded bodies given in
+`bodies` win over them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from alerter.simulator.server import API_PATHS as BINANCE_API_PATHS
+
+logger = logging.getLogger(__name__)
+
+Body = Path | bytes | dict | list
+
+
+@dataclass(frozen=True)
+class Contract:
+    """One contract the replayed account holds, in the exchange's own naming: `symbol` as the
+    exchange spells it (BTCUSDT, BTC-USD-SWAP), `size` the contract value (in `base` for linear,
+    in `quote` for inverse contracts), `maint_rate` the first maintenance tier (Binance brackets)."""
+
+    symbol: str
+    base: str
+    quote: str
+    settle: str
+    kind: str = "linear"  # "linear" | "inverse"
+    size: str = "1"
+    maint_rate: float = 0.004
+
+
+# ccxt urls['api'] keys of each exchange: every one points at the replay server
+URL_KEYS = {
+    "binanceusdm": tuple(BINANCE_API_PATHS),
+    "okx": ("rest",),
+    "bybit": ("spot", "futures", "v2", "public", "private"),
+}
+
+
+def ccxt_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
+    """ccxt `urls` override that sends every API call of the exchange to `base_url`."""
+    base = base_url.rstrip("/")
+    if exchange_id not in URL_KEYS:
+        raise ValueError(f"no replay URL layout for exchange {exchange_id!r} (known: {', '.join(sorted(URL_KEYS))})")
+    if exchange_id == "binanceusdm":
+        return {"api": {key: base + path for key, path in BINANCE_API_PATHS.items()}}
+    return {"api": {key: base for key in URL_KEYS[exchange_id]}}
+
+
+# ------------------------------------------------------------------ synthetic support bodies
+
+def _binance_exchange_info(contracts: list[Contract]) -> dict:
+    return {
+        "timezone": "UTC", "serverTime": 0, "futuresType": "U_MARGINED", "rateLimits": [], "exchangeFilters": [],
+        "assets": [{"asset": c.settle, "marginAvailable": True, "autoAssetExchange": "-10000"} for c in contracts],
+        "symbols": [
+            {
+                "symbol": c.symbol, "pair": c.symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+                "onboardDate": 1569398400000, "status": "TRADING", "baseAsset": c.base, "quoteAsset": c.quote,
+                "marginAsset": c.settle, "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8,
+                "quotePrecision": 8, "underlyingType": "COIN", "settlePlan": 0, "triggerProtect": "0.0500",
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": "0.10", "maxPrice": "4529764", "tickSize": "0.10"},
+                    {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
+                ],
+                "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC"],
+            }
+            for c in contracts
+        ],
+    }
+
+
+def _binance_brackets(contracts: list[Contract]) -> list:
+    return [
+        {"symbol": c.symbol, "notionalCoef": 1.0, "brackets": [
+            {"bracket": 1, "initialLeverage": 125, "notionalCap": 50000, "notionalFloor": 0, "maintMarginRatio": c.maint_rate, "cum": 0.0},
+        ]}
+        for c in contracts
+    ]
+
+
+def _okx_instruments(contracts: list[Contract], inst_type: str) -> dict:
+    rows = []
+    for c in contracts:
+        if c.symbol.endswith("-SWAP") != (inst_type == "SWAP"):
+            continue
+        family = f"{c.base}-{c.quote}"
+        rows.append({
+            "alias": "", "baseCcy": "", "category": "1", "ctMult": "1", "ctType": c.kind, "ctVal": c.size,
+            "ctValCcy": c.base if c.kind == "linear" else c.quote, "expTime": "", "instFamily": family,
+            "instId": c.symbol, "instType": inst_type, "lever": "100", "listTime": "1611916800000", "lotSz": "1",
+            "maxLmtSz": "100000000", "maxMktSz": "12000", "minSz": "1", "optType": "", "quoteCcy": "",
+            "settleCcy": c.settle, "state": "live", "stk": "", "tickSz": "0.1", "uly": family,
+        })
+    return {"code": "0", "msg": "", "data": rows}
+
+
+def _bybit_instruments(contracts: list[Contract]) -> dict:
+    rows = [
+        {
+            "symbol": c.symbol, "contractType": "LinearPerpetual" if c.kind == "linear" else "InversePerpetual",
+            "status": "Trading", "baseCoin": c.base, "quoteCoin": c.quote, "launchTime": "1585526400000",
+            "deliveryTime": "0", "deliveryFeeRate": "", "priceScale": "2",
+            "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
+            "priceFilter": {"minPrice": "0.10", "maxPrice": "1999999.80", "tickSize": "0.10"},
+            "lotSizeFilter": {"maxOrderQty": "1000", "minOrderQty": "0.001", "qtyStep": "0.001", "minNotionalValue": "5"},
+            "unifiedMarginTrade": True, "fundingInterval": 480, "settleCoin": c.settle,
+        }
+        for c in contracts
+    ]
+    return {"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": rows, "nextPageCursor": ""}, "retExtInfo": {}, "time": 0}
+
+
+def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
+    """The synthetic answers ccxt needs before it reaches the recorded endpoints (see the module)."""
+    if exchange_id == "binanceusdm":
+        return {"/fapi/v1/exchangeInfo": _binance_exchange_info(contracts), "/fapi/v1/leverageBracket": _binance_brackets(contracts)}
+    if exchange_id == "okx":
+        return {
+            "/api/v5/public/instruments?instType=SWAP": _okx_instruments(contracts, "SWAP"),
+            "/api/v5/public/instruments?instType=FUTURES": _okx_instruments(contracts, "FUTURES"),
+        }
+    if exchange_id == "bybit":
+        empty = {"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": [], "nextPageCursor": ""}, "retExtInfo": {}, "time": 0}
+        return {
+            "/v5/market/instruments-info": _bybit_instruments(contracts),
+            "/v5/market/instruments-info?status=PreLaunch": empty,
+            # a read-only key of a unified account (ccxt asks before its first private call)
+            "/v5/user/query-api": {"retCode": 0, "retMsg": "", "result": {"readOnly": 1, "unified": 0, "uta": 1, "isMaster": True}, "retExtInfo": {}, "time": 0},
+            "/v5/account/info": {"retCode": 0, "retMsg": "OK", "result": {"marginMode": "REGULAR_MARGIN", "unifiedMarginStatus": 5}},
+        }
+    raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
+
+
+# ------------------------------------------------------------------ the server
+
+def _as_bytes(body: Body) -> bytes:
+    if isinstance(body, Path):
+        return body.read_bytes()
+    if isinstance(body, bytes):
+        return body
+    return json.dumps(body).encode()
+
+
+class Replay:
+    """The running replay server of one exchange; see the module docstring."""
+
+    def __init__(self, exchange_id: str, bodies: Mapping[str, Body], contracts: list[Contract] | tuple[Contract, ...] = ()):
+        self.exchange_id = exchange_id
+        routes = {**support_bodies(exchange_id, list(contracts)), **bodies}
+        self.routes: dict[str, bytes] = {key: _as_bytes(body) for key, body in routes.items()}
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.unknown: list[str] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    def body_for(self, path: str, query: Mapping[str, str]) -> bytes | None:
+        for key, value in query.items():
+            conditional = self.routes.get(f"{path}?{key}={value}")
+            if conditional is not None:
+                return conditional
+        return self.routes.get(path)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.path, dict(request.query)))
+        body = self.body_for(request.path, request.query)
+        if body is None:
+            self.unknown.append(request.path)
+            logger.warning("replay %s: no body for %s %s", self.exchange_id, request.method, request.path)
+            return web.Response(status=404, body=json.dumps({"code": "404", "msg": f"no recorded body for {request.path}"}).encode(),
+                                content_type="application/json")
+        return web.Response(body=body, content_type="application/json")
+
+    def paths(self) -> list[str]:
+        return [path for _, path, _ in self.requests]
+
+    def ccxt_config(self) -> dict[str, Any]:
+        """ccxt config that points the account's exchange at this server (no client throttling,
+        no pause on close: loopback needs neither)."""
+        return {"urls": ccxt_urls(self.exchange_id, self.url), "enableRateLimit": False, "timeout_on_exit": 0}
+
+    def account(self, name: str | None = None, **ccxt: Any):
+        """An AccountConfig on this exchange, with throwaway keys, pointed at this server; `ccxt`
+        is deep-merged over the URLs (ccxt options a recording needs, e.g. the v2 endpoints)."""
+        from alerter.config import AccountConfig
+        from alerter.sources import deep_merge
+
+        return AccountConfig(
+            name=name or f"{self.exchange_id}-replay",
+            exchange=self.exchange_id,
+            api_key="replay-key-0123456789",
+            secret="replay-secret-0123456789",
+            password="replay-pass-42" if self.exchange_id == "okx" else None,
+            ccxt=deep_merge(self.ccxt_config(), ccxt),
+        )
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self.url = f"http://{bound_host}:{bound_port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+@asynccontextmanager
+async def run_replay(
+    exchange_id: str, bodies: Mapping[str, Body], contracts: list[Contract] | tuple[Contract, ...] = (), host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[Replay]:
+    """Start a replay server on host:port (0 = any free port); yields the running Replay."""
+    replay = Replay(exchange_id, bodies, contracts)
+    await replay.start(host, port)
+    try:
+        yield replay
+    finally:
+        await replay.stop()
