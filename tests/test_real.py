@@ -95,8 +95,6 @@ def test_binanceusdm_single_position_account_moves_to_binances_liquidation_price
     assert healths[ACCOUNT_SCOPE].liquidation_move == pytest.approx(64846.98753790 / 67502.68519858 - 1, rel=REL)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 (item 5): in multi-assets mode the totals are USD values (USDC 22 "
-                   "counts as 21.996 in totalWalletBalance) but the v3 account has no multiAssetsMargin, so USDT is shown")
 def test_binanceusdm_multiassets_figures_are_in_usd(binance_multiassets):
     _, healths, _ = binance_multiassets
     # assets[USDT].walletBalance 3.72964781 + assets[USDC].walletBalance 22.00000000 ≠ totalWalletBalance 25.72610060

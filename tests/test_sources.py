@@ -876,3 +876,16 @@ def test_bybit_rounding_options_and_flat_accounts_do_not_false_alarm():
     options["result"]["list"][0]["totalMaintenanceMargin"] = "50"
     options["result"]["list"][0]["coin"].append({**flat["result"]["list"][0]["coin"][0], "coin": "USDC", "totalPositionMM": "50"})
     assert bybit.normalise("a", "bybit", {"info": options}, [], {}).positions == ()
+
+
+@pytest.mark.parametrize("info, currency", [
+    ({"multiAssetsMargin": True, "totalWalletBalance": "10"}, "USD"),  # v2 states the mode
+    ({"multiAssetsMargin": False, "totalWalletBalance": "10", "assets": [{"asset": "USDT", "walletBalance": "9"}]}, "USDT"),
+    ({"totalWalletBalance": "3.72964781", "assets": [{"asset": "USDC", "walletBalance": "22"}, {"asset": "USDT", "walletBalance": "3.72964781"}]}, "USDT"),
+    ({"totalWalletBalance": "25.72610060", "assets": [{"asset": "USDC", "walletBalance": "22"}, {"asset": "USDT", "walletBalance": "3.72964781"}]}, "USD"),
+    ({"totalWalletBalance": "5", "assets": []}, "USDT"),
+])
+def test_binance_totals_currency_follows_the_margin_mode(info, currency):
+    from alerter.sources.binanceusdm import totals_currency
+
+    assert totals_currency(info, "binanceusdm account") == currency

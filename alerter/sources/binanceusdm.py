@@ -161,6 +161,24 @@ def parse_position(position: Mapping) -> Position | None:
     )
 
 
+def totals_currency(info: Mapping, where: str) -> str:
+    """The currency of the account's totals. In single-asset mode they are the USDT asset's own
+    ("only for USDT asset", https://developers.binance.com/docs/derivatives/usds-margined-futures/account/rest-api/Account-Information-V3);
+    in multi-assets mode they sum every margin asset at its USD value. v2 states the mode
+    (`multiAssetsMargin`); v3 does not, so there a total wallet that is not the USDT asset's
+    wallet shows the totals are USD values (a real v3 account with 22 USDC and 3.73 USDT has a
+    totalWalletBalance of 25.726)."""
+    flag = info.get("multiAssetsMargin")
+    if isinstance(flag, bool):
+        return "USD" if flag else "USDT"
+    usdt = next((a for a in info.get("assets") or [] if isinstance(a, Mapping) and a.get("asset") == "USDT"), None)
+    total = optional_number(info.get("totalWalletBalance"), f"{where}.totalWalletBalance")
+    if usdt is None or total is None:
+        return "USDT"
+    wallet = number(usdt.get("walletBalance"), f"{where}.assets[USDT].walletBalance")
+    return "USD" if abs(total - wallet) > 1e-8 * max(1.0, abs(total)) else "USDT"
+
+
 def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Mapping) -> AccountSnapshot:
     where = f"{exchange_id} account"
     info = mapping(balance.get("info"), f"{where} (/fapi/v3/account)")
@@ -181,6 +199,5 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         wallet_balance=wallet,
         positions=parsed,
         initial_margin=initial,
-        # multi-assets mode reports the totals in USD value
-        currency="USD" if info.get("multiAssetsMargin") is True else "USDT",
+        currency=totals_currency(info, where),
     )
