@@ -5,6 +5,8 @@
 - `inline_toml` / `to_toml`: write a config dict as the TOML file a user would write.
 - `DaemonRuns`: `python -m alerter run` as a subprocess (restartable), logs in files.
 - `query` / `wait_until`: read the daemon's SQLite file read-only while it runs.
+- `harness` / `Harness`: the simulator and a daemon in-process on a test clock; `step()` moves
+  the price to a margin ratio, polls and delivers. `SCENARIO`, `price_for`, `titles`, `run`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -164,3 +167,108 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: Callable[[], 
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what() if callable(what) else what}")
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- the daemon, in-process
+
+SCENARIO = {
+    "name": "test",
+    "prices": {"BTCUSDT": 60_000, "ETHUSDT": 3_000},
+    "accounts": [
+        {"name": "main", "api_key": "main-key", "wallet_balance": 10_000,
+         "positions": [{"symbol": "BTCUSDT", "side": "long", "size": 2, "entry_price": 60_000, "margin_type": "cross", "leverage": 20}]},
+        {"name": "second", "api_key": "second-key", "wallet_balance": 50_000,
+         "positions": [{"symbol": "ETHUSDT", "side": "long", "size": 10, "entry_price": 3_000, "margin_type": "cross", "leverage": 5}]},
+    ],
+}
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **kw):
+        self.now += timedelta(**kw)
+
+
+def price_for(sim, ratio, api_key="main-key", symbol="BTCUSDT"):
+    """The mark at which the simulator's own formulas give this cross margin ratio (bisection)."""
+    lo, hi = 1_000.0, 60_000.0  # a long: the ratio falls as the price rises
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if sim.state.risk(api_key, {**sim.state.prices(), symbol: mid}).cross_margin_ratio > ratio:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+class Harness:
+    def __init__(self, sim, settings, clock):
+        self.sim, self.settings, self.clock = sim, settings, clock
+        self.daemon = self.start()
+
+    def start(self):
+        from alerter.runtime import build_daemon
+
+        daemon = build_daemon(self.settings, clock=self.clock)
+        for source in daemon.sources.values():
+            source.exchange.timeout_on_exit = 0
+        return daemon
+
+    async def restart(self):
+        await self.close()
+        self.daemon = self.start()
+
+    async def close(self):
+        await asyncio.gather(*(s.close() for s in self.daemon.sources.values()))
+        await self.daemon.store_thread.close()
+
+    async def step(self, ratio=None, minutes=1, account="main"):
+        """Move BTC so `main` sits at `ratio`, advance the clock, poll, deliver."""
+        self.clock.advance(minutes=minutes)
+        if ratio is not None:
+            self.sim.set_prices({"BTCUSDT": price_for(self.sim, ratio)})
+        alerts = await self.daemon.poll_account(account)
+        await self.daemon.deliver_once()
+        return alerts
+
+
+@asynccontextmanager
+async def harness(tmp_path, channels, scenario=SCENARIO, **daemon):
+    """The simulator playing `scenario` and a daemon polling it, closed on the way out."""
+    from alerter.simulator import run_simulator
+
+    async with run_simulator(scenario) as sim:
+        h = Harness(sim, settings_for(sim, tmp_path, channels, **daemon), Clock())
+        try:
+            yield h
+        finally:
+            await h.close()
+
+
+def settings_for(sim, tmp_path, channels, **daemon):
+    from alerter.config import build_settings
+
+    ccxt = sim.ccxt_config()
+    return build_settings({
+        "daemon": {"database": str(tmp_path / "alerter.db"), "request_timeout": "3s", **daemon},
+        "repeat": {"warning": "6h", "call": "30m", "critical": "5m"},
+        "accounts": [
+            {"name": "main", "exchange": "binanceusdm", "api_key": "main-key", "secret": "main-secret", "ccxt": ccxt},
+            {"name": "second", "exchange": "binanceusdm", "api_key": "second-key", "secret": "second-secret", "ccxt": ccxt},
+        ],
+        "channels": channels,
+    })
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def titles(webhook):
+    return [b["title"] for b in webhook.bodies]

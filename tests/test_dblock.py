@@ -17,7 +17,7 @@ import time
 
 
 from helpers import DaemonRuns, query, simulator_thread, to_toml, wait_until
-from test_daemon import SCENARIO, price_for
+from helpers import SCENARIO, price_for
 from test_store import T0, make_alert
 
 from alerter import delivery
@@ -201,7 +201,7 @@ def test_deleted_database_is_recreated_with_its_history_and_status_says_so(tmp_p
 def test_an_estimate_overtaken_by_a_full_poll_is_dropped_not_resolved(tmp_path, webhook):
     """Under a locked database one price check's records queue behind each other; marks fetched
     before a move must not be applied after the full poll that saw it (a false RESOLVED)."""
-    from test_daemon import harness, titles
+    from helpers import harness, titles
 
     from alerter.daemon import Poll
     from alerter.health import evaluate, reprice

@@ -10,7 +10,7 @@ import pytest
 
 from pydantic import SecretStr
 
-from test_daemon import SCENARIO, Clock, Harness, harness, price_for, run, settings_for, titles
+from helpers import SCENARIO, Clock, Harness, harness, price_for, run, settings_for, titles
 
 from alerter.daemon import utcnow
 from alerter.simulator import run_simulator

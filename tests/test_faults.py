@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from test_daemon import SCENARIO, Clock, Harness, harness, price_for, run, settings_for, titles
+from helpers import SCENARIO, Clock, Harness, harness, price_for, run, settings_for, titles
 
 from alerter.simulator import run_simulator
 from alerter.sources import RetryPolicy

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import DaemonRuns, query, simulator_thread, to_toml, wait_until
-from test_daemon import SCENARIO, price_for
+from helpers import SCENARIO, price_for
 from test_store import T0, make_alert
 
 from alerter.delivery import plan

@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from helpers import DaemonRuns, query, simulator_thread, to_toml, wait_until
-from test_daemon import Clock, run, titles
+from helpers import Clock, run, titles
 from test_sources import FAST, FixtureHost, account, binance_account, bybit_routes, load, okx_routes, serve
 
 from alerter.config import build_settings

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from helpers import DaemonRuns, inline_toml, simulator_thread, wait_until
-from test_daemon import SCENARIO, harness, run, titles
+from helpers import SCENARIO, harness, run, titles
 
 from alerter.config import build_settings
 from alerter.daemon import pause_note, span

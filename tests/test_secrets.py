@@ -22,7 +22,7 @@ from aiosmtpd.smtp import AuthResult
 
 from conftest import SmtpServer, _Collector, _PortZeroController
 from helpers import DaemonRuns, query, simulator_thread, to_toml, wait_until
-from test_daemon import price_for
+from helpers import price_for
 
 API_KEY = "AK-SECRET-1234567890"
 SECRET = "SK-SECRET-0987654321"

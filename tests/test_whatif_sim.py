@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from test_daemon import SCENARIO, Clock, Harness, run, settings_for
+from helpers import SCENARIO, Clock, Harness, run, settings_for
 
 from alerter.cli import main
 from alerter.simulator import run_simulator
