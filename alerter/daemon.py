@@ -146,9 +146,9 @@ class Daemon:
     # ------------------------------------------------------------ stages
 
     def routes(self, alerts: list[Alert]) -> dict[str, list[str]]:
-        from alerter.notify import route
+        from alerter.notify import route_all
 
-        return {a.key: route(a, self.settings.channels) for a in alerts}
+        return route_all(alerts, self.settings.channels)
 
     async def poll_account(self, name: str) -> list[Alert]:
         """One poll of one account: fetch, evaluate, decide, record. Never raises for exchange,
