@@ -238,8 +238,10 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
     cur = alert.currency
     if alert.kind == AlertKind.BLIND:
         if alert.since_at:
-            what = "position" if alert.scope.startswith("isolated:") else "account"
-            lines.append(f"No fresh data since {format_time(alert.since_at)}; the {what} is not known to be safe.")
+            if alert.scope.startswith("isolated:"):
+                lines.append(f"Not evaluated since {format_time(alert.since_at)}; the position is not known to be safe.")
+            else:
+                lines.append(f"No fresh data since {format_time(alert.since_at)}; the account is not known to be safe.")
         return lines
     if alert.kind == AlertKind.RESTORED:
         if alert.margin_ratio is not None:
