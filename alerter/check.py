@@ -42,6 +42,9 @@ def rows_for(settings, polls: list[Poll]) -> list[dict]:
                 "liquidation_move": h.liquidation_move,
                 "currency": h.currency,
             })
+        # a position the profile cannot evaluate: its scope is blind, so check never exits "ok"
+        for scope, reason in poll.snapshot.unreadable if poll.snapshot is not None else ():
+            rows.append({"account": poll.account, "exchange": account.exchange, "scope": scope, "level": "blind", "error": reason})
     return rows
 
 
@@ -79,7 +82,7 @@ def render_table(rows: list[dict]) -> None:
     for r in rows:
         level = f"[{style[r['level']]}]{r['level']}[/]"
         if r["level"] == "blind":
-            table.add_row(r["account"], "account", "—", level, "—", r["error"][:60])
+            table.add_row(r["account"], scope_label(r["scope"]) or "account", "—", level, "—", r["error"][:60])
             continue
         ratio = r["margin_ratio"]
         table.add_row(
@@ -94,4 +97,5 @@ def render_table(rows: list[dict]) -> None:
     console.print(table)
     for r in rows:  # the table cuts the reason; a blind account's full reason, one line each
         if r["level"] == "blind":
-            console.print(f"{r['account']}: {r['error']}", markup=False, highlight=False, soft_wrap=True)
+            where = r["account"] + (f" · {scope_label(r['scope'])}" if scope_label(r["scope"]) else "")
+            console.print(f"{where}: {r['error']}", markup=False, highlight=False, soft_wrap=True)

@@ -254,10 +254,13 @@ class Daemon:
             logger.warning("%s: poll failed (%d in a row): %s", name, state.failures, poll.error)
             metrics.observe_poll_error(name, poll.error_kind or "data")
         else:
-            states, alerts = decide_account(previous, poll.healths, self.settings.thresholds_for(account), repeat, now)
+            # positions the profile cannot evaluate blind their own scopes only (policy.decide_account)
+            unreadable = poll.snapshot.unreadable if poll.snapshot is not None else ()
+            states, alerts = decide_account(previous, poll.healths, self.settings.thresholds_for(account), repeat, now, unreadable)
             # estimates between polls are kept in the history only when they change something
             samples = poll.healths if not poll.estimated or alerts else []
-            logger.log(logging.DEBUG if poll.estimated and not alerts else logging.INFO, "%s: %s", name, describe(poll.healths, states))
+            logger.log(logging.DEBUG if poll.estimated and not alerts else logging.INFO, "%s: %s%s", name, describe(poll.healths, states),
+                       "".join(f", {scope.removeprefix('isolated:')} blind (cannot evaluate)" for scope, _ in unreadable))
             metrics.observe_poll(name, poll.healths, states, now, full=not poll.estimated)
             if not poll.estimated:
                 self.polled.add(name)

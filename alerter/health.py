@@ -8,6 +8,13 @@ Price moves are modelled linearly: a position's maintenance margin grows with it
 at its current bracket rate (exact while the notional stays in its bracket, the way Binance's
 "maintenance amount" form keeps the formula continuous), its unrealised PnL moves with
 size × Δprice.
+
+Inverse (coin-margined) positions are not linear in the price: their figures are in the coin,
+their notional is face ÷ mark and their PnL is sign × face × (1/entry − 1/mark). No uniform-move
+model is applied to them: an inverse isolated scope's liquidation distance is the exchange's own
+liquidation price (None without one), and an account holding an inverse cross position gets no
+uniform-move figure (each position still shows its own). `reprice` uses the inverse formulas.
+Each isolated scope is in its position's currency (`Position.currency`, else the account's).
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ def position_risk(position: Position) -> PositionRisk:
         mark_price=position.mark_price,
         liquidation_price=lp if lp and lp > 0 else None,
         liquidation_move=move,
+        currency=position.currency,
     )
 
 
@@ -110,7 +118,10 @@ def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
     """Health of the cross account first, then one per isolated position."""
     check_finite(snapshot)
     cross = [p for p in snapshot.positions if not p.isolated]
-    common = dict(account=snapshot.account, exchange=snapshot.exchange, currency=snapshot.currency, estimated=snapshot.estimated)
+    common = dict(account=snapshot.account, exchange=snapshot.exchange, estimated=snapshot.estimated)
+    account_move = None
+    if not any(p.inverse for p in cross):  # the uniform-move model holds for linear positions only
+        account_move = liquidation_move(snapshot.equity, snapshot.maintenance_margin, cross)
     healths = [
         Health(
             scope=ACCOUNT_SCOPE,
@@ -118,8 +129,9 @@ def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
             equity=snapshot.equity,
             maintenance_margin=snapshot.maintenance_margin,
             deposit_needed=deposit_needed(snapshot.maintenance_margin, snapshot.equity, target),
-            liquidation_move=liquidation_move(snapshot.equity, snapshot.maintenance_margin, cross),
+            liquidation_move=account_move,
             top_positions=top_positions(cross),
+            currency=snapshot.currency,
             **common,
         )
     ]
@@ -129,7 +141,7 @@ def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
         collateral = p.collateral if p.collateral is not None else 0.0
         risk = position_risk(p)
         move = risk.liquidation_move
-        if move is None:
+        if move is None and not p.inverse:
             move = liquidation_move(collateral, p.maintenance_margin, [p])
         healths.append(
             Health(
@@ -137,9 +149,12 @@ def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
                 margin_ratio=margin_ratio(p.maintenance_margin, collateral),
                 equity=collateral,
                 maintenance_margin=p.maintenance_margin,
+                # in the position's currency (the coin for inverse contracts): a deposit adds to
+                # the collateral and leaves the maintenance as it is, so this is exact there too
                 deposit_needed=deposit_needed(p.maintenance_margin, collateral, target),
                 liquidation_move=move,
                 top_positions=(risk,),
+                currency=p.currency or snapshot.currency,
                 **common,
             )
         )
@@ -147,9 +162,17 @@ def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
 
 
 def reprice_position(position: Position, mark: float) -> Position:
-    """The same position at another mark price: PnL, notional, maintenance and collateral follow."""
-    notional = position.contracts * mark
-    pnl = position.sign * position.contracts * (mark - position.entry_price)
+    """The same position at another mark price: PnL, notional, maintenance and collateral follow.
+
+    Inverse: notional = face ÷ mark and PnL = sign × face × (1/entry − 1/mark), in the coin (OKX's
+    inverse PnL formula), so the PnL moves by sign × face × (1/old mark − 1/mark) from the stated
+    one; the maintenance still grows with that coin notional."""
+    if position.inverse:
+        notional = position.contracts / mark
+        pnl = position.unrealized_pnl + position.sign * position.contracts * (1.0 / position.mark_price - 1.0 / mark)
+    else:
+        notional = position.contracts * mark
+        pnl = position.sign * position.contracts * (mark - position.entry_price)
     maintenance = max(0.0, position.maintenance_margin + position_rate(position) * (notional - position.notional))
     collateral = position.collateral
     if collateral is not None:
@@ -168,8 +191,10 @@ def reprice(snapshot: AccountSnapshot, marks: dict[str, float]) -> AccountSnapsh
     """Re-price the last known positions at new marks (symbols not in `marks` keep theirs).
 
     The cross equity moves by the cross positions' PnL change and the account maintenance by
-    their maintenance change; isolated positions carry their own collateral. The result is
-    marked `estimated` until a full poll confirms it.
+    their maintenance change; isolated positions carry their own collateral. An inverse cross
+    position moves the account figures only when they are in its coin (a coin amount cannot be
+    added to a USD total without the exchange's own conversion): otherwise they move at the next
+    full poll. The result is marked `estimated` until a full poll confirms it.
     """
     equity, maintenance = snapshot.equity, snapshot.maintenance_margin
     positions = []
@@ -179,7 +204,7 @@ def reprice(snapshot: AccountSnapshot, marks: dict[str, float]) -> AccountSnapsh
             positions.append(p)
             continue
         q = reprice_position(p, mark)
-        if not p.isolated:
+        if not p.isolated and (not p.inverse or p.currency == snapshot.currency):
             equity += q.unrealized_pnl - p.unrealized_pnl
             maintenance += q.maintenance_margin - p.maintenance_margin
         positions.append(q)

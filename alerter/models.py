@@ -13,6 +13,11 @@ from enum import IntEnum, StrEnum
 ACCOUNT_SCOPE = "account"
 
 
+def isolated_scope(symbol: str, side: str) -> str:
+    """The scope of an isolated position: "isolated:BTC/USDT:USDT:long"."""
+    return f"isolated:{symbol}:{side}"
+
+
 class Level(IntEnum):
     OK = 0
     WARNING = 1
@@ -38,7 +43,13 @@ class AlertKind(StrEnum):
 
 @dataclass(frozen=True)
 class Position:
-    """One open position, in the settle currency. `contracts` is the base-asset quantity (> 0)."""
+    """One open position, its figures in its margin currency (`currency`; None = the account's).
+
+    Linear contracts: `contracts` is the base-asset quantity (> 0) and `notional` = contracts × mark.
+    Inverse (coin-margined) contracts, `inverse` True: `contracts` is the face value in the quote
+    currency (e.g. 100 USD), `notional` = contracts ÷ mark in the coin, and every margin figure is
+    in the coin (BTC). The uniform-move model of health.py does not apply to them: their
+    liquidation distance is the exchange's own liquidation price."""
 
     symbol: str
     side: str  # "long" | "short"
@@ -53,6 +64,8 @@ class Position:
     liquidation_price: float | None = None
     initial_margin: float | None = None
     maintenance_rate: float | None = None  # marginal rate of the current bracket, if known
+    inverse: bool = False  # coin-margined: figures in the coin, contracts = face value in the quote
+    currency: str | None = None  # the currency of this position's figures; None = the account's
 
     @property
     def sign(self) -> int:
@@ -64,7 +77,7 @@ class Position:
 
     @property
     def scope(self) -> str:
-        return f"isolated:{self.symbol}:{self.side}"
+        return isolated_scope(self.symbol, self.side)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,9 @@ class AccountSnapshot:
     currency: str = "USDT"
     fetched_at: datetime | None = None
     estimated: bool = False  # re-priced from mark prices, not confirmed by a full poll
+    # isolated positions of a kind the exchange's profile cannot evaluate: (scope, reason). Each
+    # such scope is blind on its own; the rest of the account is still evaluated.
+    unreadable: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,7 @@ class PositionRisk:
     mark_price: float
     liquidation_price: float | None
     liquidation_move: float | None
+    currency: str | None = None  # of `notional` and `maintenance_margin`; None = the alert's
 
 
 @dataclass(frozen=True)

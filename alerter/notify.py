@@ -152,10 +152,20 @@ def format_move(move: float) -> str:
     return f"{sign}{abs(move) * 100:.1f} %"
 
 
+def cents(currency: str) -> bool:
+    """Amounts in dollars, euros and their stablecoins show cents; a coin (BTC, ETH) does not."""
+    return "USD" in currency.upper() or currency.upper() in ("EUR", "DAI")
+
+
 def format_money(amount: float, currency: str) -> str:
+    """"1,234.50 USDT"; a coin-margined amount to the satoshi, trailing zeros dropped: "0.00036204 BTC"."""
+    sign = MINUS if amount < 0 else ""
     if math.isinf(amount):
-        return f"{MINUS if amount < 0 else ''}∞ {currency}"
-    return f"{MINUS if amount < 0 else ''}{abs(amount):,.2f} {currency}"
+        return f"{sign}∞ {currency}"
+    if cents(currency):
+        return f"{sign}{abs(amount):,.2f} {currency}"
+    text = f"{abs(amount):,.8f}".rstrip("0")
+    return f"{sign}{text + '0' * (2 - len(text.partition('.')[2]))} {currency}"
 
 
 def format_price(price: float) -> str:
@@ -214,9 +224,11 @@ def headline(alert: Alert) -> str:
             what += " (estimated)"
         return f"RESOLVED · {where} · {what} (was {alert.level.name})"
     if alert.kind == AlertKind.BLIND:
+        if alert.scope.startswith("isolated:") and alert.reason:  # a position the profile cannot evaluate
+            return f"BLIND · {where} · {alert.reason}"
         polls = f"{alert.failures} poll{'s' if alert.failures != 1 else ''}"
         return f"BLIND · {where} · no data for {polls}" + (f": {alert.reason}" if alert.reason else "")
-    return f"RESTORED · {where} · data flowing again"
+    return f"RESTORED · {where} · {alert.reason or 'data flowing again'}"
 
 
 def details(alert: Alert, *, markdown: bool) -> list[str]:
@@ -226,7 +238,10 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
     cur = alert.currency
     if alert.kind == AlertKind.BLIND:
         if alert.since_at:
-            lines.append(f"No fresh data since {format_time(alert.since_at)}; the account is not known to be safe.")
+            if alert.scope.startswith("isolated:"):
+                lines.append(f"Not evaluated since {format_time(alert.since_at)}; the position is not known to be safe.")
+            else:
+                lines.append(f"No fresh data since {format_time(alert.since_at)}; the account is not known to be safe.")
         return lines
     if alert.kind == AlertKind.RESTORED:
         if alert.margin_ratio is not None:
@@ -247,7 +262,7 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
         for p in alert.top_positions:
             liq = f"liq. {format_price(p.liquidation_price)}" if p.liquidation_price else "liq. n/a"
             move = f" ({format_move(p.liquidation_move)})" if p.liquidation_move is not None else ""
-            lines.append(f"- {p.symbol} {p.side} · {format_money(p.notional, cur)} · {liq}{move}")
+            lines.append(f"- {p.symbol} {p.side} · {format_money(p.notional, p.currency or cur)} · {liq}{move}")
     return lines
 
 

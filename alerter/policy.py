@@ -6,11 +6,14 @@ lower threshold minus the hysteresis; repeat a holding level on its schedule; an
 return to ok once; a scope that cannot be fetched is "blind" after N failures (at once for
 bad credentials) and "restored" when data returns; an alerting scope missing from a poll is
 resolved only when the next full poll confirms it gone (a partial answer reads exactly like a
-closed position).
+closed position). An isolated position the exchange's profile cannot evaluate is blind on its
+own, at once (it will not become readable by waiting), while the rest of the account is decided
+as usual; it is restored when it becomes readable, or when full polls confirm it closed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -147,6 +150,7 @@ def decide_account(
     thresholds: Thresholds,
     repeat: RepeatSchedule,
     now: datetime,
+    unreadable: Sequence[tuple[str, str]] = (),
 ) -> tuple[dict[str, ScopeState], list[Alert]]:
     """Every scope of one account after a successful poll.
 
@@ -154,7 +158,12 @@ def decide_account(
     answer) is dropped at once when it was ok. One at warning or above keeps its state and
     level, silently, until CONFIRM_ABSENT consecutive full polls have not listed it; then it
     gets its "resolved" notice and is dropped. A re-priced estimate (its healths are
-    `estimated`) only re-uses the last full poll's positions: it neither counts nor resolves."""
+    `estimated`) only re-uses the last full poll's positions: it neither counts nor resolves.
+
+    `unreadable` lists (scope, reason) for isolated positions the poll found but the profile
+    cannot evaluate: each is a failed poll of its own scope, blind at once (`decide_failure`
+    with `immediate`), repeated on the blind schedule. Blindness is never ended by absence
+    alone before CONFIRM_ABSENT full polls; then the scope gets "restored" (position closed)."""
     estimated = any(h.estimated for h in healths)
     states: dict[str, ScopeState] = {}
     alerts: list[Alert] = []
@@ -164,8 +173,17 @@ def decide_account(
             prev = replace(prev, absent=0)  # listed again: it was never gone
         states[health.scope], scope_alerts = decide(prev, health, thresholds, repeat, now)
         alerts.extend(scope_alerts)
+    account = healths[0].account if healths else next((p.account for p in previous.values()), "")
+    exchange = healths[0].exchange if healths else ""
+    for scope, reason in ([] if estimated else unreadable):  # an estimate carries them over unchanged (below)
+        prev = previous.get(scope)
+        if prev is not None and prev.absent:
+            prev = replace(prev, absent=0)
+        states[scope], scope_alerts = decide_failure(prev, account, now, reason, immediate=True, blind_after=1,
+                                                     repeat=repeat, exchange=exchange, scope=scope)
+        alerts.extend(scope_alerts)
     for scope, prev in previous.items():
-        if scope in states or prev.level == Level.OK:
+        if scope in states or (prev.level == Level.OK and not prev.blind):
             continue
         if estimated:
             states[scope] = prev
@@ -173,16 +191,9 @@ def decide_account(
         if prev.absent + 1 < CONFIRM_ABSENT:
             states[scope] = replace(prev, absent=prev.absent + 1)
             continue
-        alerts.append(
-            Alert(
-                kind=AlertKind.RESOLVED,
-                level=prev.peak,
-                account=prev.account,
-                scope=scope,
-                created_at=now,
-                since_at=prev.since_at,
-                reason="position closed",
-                exchange=healths[0].exchange if healths else "",
-            )
-        )
+        closed = dict(account=prev.account, scope=scope, created_at=now, since_at=prev.since_at, reason="position closed", exchange=exchange)
+        if prev.blind:
+            alerts.append(Alert(kind=AlertKind.RESTORED, level=prev.level, **closed))
+        if prev.level > Level.OK:
+            alerts.append(Alert(kind=AlertKind.RESOLVED, level=prev.peak, **closed))
     return states, alerts

@@ -58,12 +58,14 @@ def snapshot_to_dict(snapshot: AccountSnapshot) -> dict:
     """A strict-JSON-safe dict that `snapshot_from_dict` turns back into an equal snapshot."""
     out = {name: _encode(getattr(snapshot, name)) for name in SNAPSHOT_FIELDS}
     out["positions"] = [{name: _encode(getattr(p, name)) for name in POSITION_FIELDS} for p in snapshot.positions]
+    out["unreadable"] = [list(item) for item in snapshot.unreadable]
     return out
 
 
 def snapshot_from_dict(data: dict) -> AccountSnapshot:
     values = _decode_fields(AccountSnapshot, data)
     values["positions"] = tuple(Position(**_decode_fields(Position, p)) for p in data.get("positions") or ())
+    values["unreadable"] = tuple((str(scope), str(reason)) for scope, reason in data.get("unreadable") or ())
     if values.get("fetched_at"):
         values["fetched_at"] = datetime.fromisoformat(values["fetched_at"])
     return AccountSnapshot(**values)

@@ -193,3 +193,73 @@ def test_non_finite_inputs_are_refused_naming_the_field(field, bad):
         evaluate(snap(10_000, [p]), target=0.4)
     with pytest.raises(ValueError, match="equity is nan"):
         evaluate(AccountSnapshot("acct", "x", float("nan"), 1.0, 1.0), target=0.4)
+
+
+# ---------------------------------------------------------------- inverse (coin-margined) positions
+
+def inverse(side="long", face=100.0, entry=92_300.0, mark=92_300.0, mmr_rate=0.004, fee_rate=0.0005, **kw) -> Position:
+    """An OKX-style inverse position: face value in USD, every figure in BTC, maintenance = OKX's
+    mmr plus its fee to close, both in proportion to the BTC notional."""
+    s = 1 if side == "long" else -1
+    notional = face / mark
+    return Position(symbol="BTC/USD:BTC", side=side, contracts=face, entry_price=entry, mark_price=mark, notional=notional,
+                    unrealized_pnl=s * face * (1 / entry - 1 / mark), maintenance_margin=notional * (mmr_rate + fee_rate),
+                    inverse=True, currency="BTC", **kw)
+
+
+def test_inverse_reprice_reproduces_okx_stated_pnl():
+    # OKX's recorded BTC-USD-SWAP rows: avgPx 92,300 → upl 0.000000899562244 at markPx 92,376.7 and
+    # uplLastPx 0.0000023425375538 at last 92,500; avgPx 91,957.1 → upl 0.0000011848325084 at 92,057.4
+    for entry, mark, stated in ((92_300, 92_376.7, 0.000000899562244), (92_300, 92_500, 0.0000023425375538),
+                                (91_957.1, 92_057.4, 0.0000011848325084)):
+        at_entry = snap(0.05, [inverse(entry=entry, mark=entry)])
+        (p,) = reprice(at_entry, {"BTC/USD:BTC": mark}).positions
+        assert p.unrealized_pnl == pytest.approx(stated, rel=1e-9)
+        assert p.notional == pytest.approx(100 / mark)
+
+
+def test_inverse_isolated_uses_only_the_exchange_liquidation_price():
+    iso = inverse(mark=92_376.7, margin_mode="isolated", collateral=0.00036204, liquidation_price=69_536.6125)
+    _, scope = evaluate(snap(0.05, [iso]), target=0.4)
+    assert scope.currency == "BTC" and scope.liquidation_move == pytest.approx(69_536.6125 / 92_376.7 - 1)
+    from dataclasses import replace
+
+    _, blind_move = evaluate(snap(0.05, [replace(iso, liquidation_price=None)]), target=0.4)
+    assert blind_move.liquidation_move is None  # never the linear model's answer for an inverse contract
+    assert blind_move.margin_ratio == pytest.approx(iso.maintenance_margin / 0.00036204)
+
+
+def test_inverse_cross_position_gets_no_uniform_move_and_moves_only_a_coin_account():
+    (usd,) = evaluate(snap(10_000, [inverse(mark=90_000)], currency="USD"), target=0.4)
+    assert usd.liquidation_move is None and usd.top_positions[0].currency == "BTC"
+    btc = snap(0.05, [inverse(mark=90_000)], currency="BTC")
+    moved = reprice(btc, {"BTC/USD:BTC": 80_000})
+    assert moved.equity - btc.equity == pytest.approx(100 * (1 / 90_000 - 1 / 80_000))  # a long loses BTC as BTC falls
+    usd_account = snap(10_000, [inverse(mark=90_000)], currency="USD")
+    assert reprice(usd_account, {"BTC/USD:BTC": 80_000}).equity == usd_account.equity  # no BTC amount added to USD
+
+
+def test_fee_inclusive_maintenance_reprices_in_proportion_to_the_notional():
+    # OKX isolated: maintenance = (margin + upl) ÷ mgnRatio = mmr (tier rate × notional) + fee
+    # (taker rate × notional): scaling with the notional is exact within the tier
+    p = Position(symbol="ETH/USDT:USDT", side="short", contracts=2, entry_price=3_050, mark_price=3_000, notional=6_000,
+                 unrealized_pnl=100, maintenance_margin=6_000 * (0.004 + 0.0005), margin_mode="isolated", collateral=405)
+    (q,) = reprice(snap(0, [p]), {"ETH/USDT:USDT": 3_300}).positions
+    assert q.maintenance_margin == pytest.approx(6_600 * (0.004 + 0.0005))
+    assert q.collateral == pytest.approx(405 - 600)
+
+
+@given(
+    side=st.sampled_from(["long", "short"]),
+    entry=st.floats(min_value=1_000, max_value=200_000),
+    m0=st.floats(min_value=1_000, max_value=200_000),
+    m1=st.floats(min_value=1_000, max_value=200_000),
+    m2=st.floats(min_value=1_000, max_value=200_000),
+)
+def test_inverse_reprice_is_path_independent_and_matches_a_fresh_position(side, entry, m0, m1, m2):
+    start = snap(1.0, [inverse(side=side, entry=entry, mark=m0, margin_mode="isolated", collateral=0.01)], currency="BTC")
+    via = reprice(reprice(start, {"BTC/USD:BTC": m1}), {"BTC/USD:BTC": m2}).positions[0]
+    fresh = inverse(side=side, entry=entry, mark=m2)
+    for name in ("notional", "unrealized_pnl", "maintenance_margin"):
+        assert getattr(via, name) == pytest.approx(getattr(fresh, name), rel=1e-9, abs=1e-15)
+    assert via.collateral == pytest.approx(0.01 + fresh.unrealized_pnl - start.positions[0].unrealized_pnl, rel=1e-9, abs=1e-15)

@@ -293,3 +293,79 @@ def test_an_alerting_scope_is_never_resolved_by_a_single_poll_that_lacks_it(seq)
             assert vanished == []
         if poll != "est":
             previous_full = "missing" if poll == "full" else "listed"
+
+
+# ---------------------------------------------------------------- positions the profile cannot evaluate
+
+ODD = "isolated:BTC-USDT:long"
+WHY = "okx position BTC-USDT long (isolated MARGIN position): alerter cannot evaluate this kind"
+
+
+def account_poll(states, poll, minute):
+    """One poll of an account whose isolated position ODD is "odd" (listed, unreadable), "gone"
+    (a full poll without it), "est" (an estimate re-using the last full poll) or a ratio (readable)."""
+    healths, unreadable = [health(0.2)], ()
+    if poll == "odd":
+        unreadable = ((ODD, WHY),)
+    elif poll == "est":
+        healths = [estimate(0.2)]
+    elif poll != "gone":
+        healths.append(health(poll, scope=ODD))
+    return decide_account(states, healths, T, R, T0 + timedelta(minutes=minute), unreadable)
+
+
+def test_unreadable_position_is_blind_at_once_alone_and_repeats_on_the_blind_schedule():
+    states, alerts = account_poll({}, "odd", 0)
+    assert [(a.scope, a.kind, a.reason) for a in alerts] == [(ODD, AlertKind.BLIND, WHY)]
+    assert states[ACCOUNT_SCOPE].blind is False and states[ODD].blind is True
+    states, alerts = account_poll(states, "odd", 30)
+    assert alerts == []
+    states, alerts = account_poll(states, "odd", 60)  # R.blind = 1 h
+    assert [(a.scope, a.kind) for a in alerts] == [(ODD, AlertKind.BLIND)]
+
+
+def test_unreadable_position_restored_when_readable_or_confirmed_closed():
+    states, _ = account_poll({}, "odd", 0)
+    states, alerts = account_poll(states, 0.9, 1)
+    assert [(a.kind, a.level) for a in alerts if a.scope == ODD] == [(AlertKind.RESTORED, Level.OK), (AlertKind.RAISED, Level.CRITICAL)]
+    states, _ = account_poll({}, "odd", 0)
+    states, alerts = account_poll(states, "gone", 1)
+    assert alerts == [] and states[ODD].blind  # one full poll without it may be a partial answer
+    states, alerts = account_poll(states, "est", 2)
+    assert alerts == [] and states[ODD].blind  # an estimate neither counts nor restores
+    states, alerts = account_poll(states, "gone", 3)
+    assert [(a.scope, a.kind, a.reason) for a in alerts] == [(ODD, AlertKind.RESTORED, "position closed")]
+    assert set(states) == {ACCOUNT_SCOPE}
+
+
+def test_an_alerting_position_that_turns_unreadable_then_closes_gets_restored_and_resolved():
+    states, _ = account_poll({}, 0.9, 0)
+    states, alerts = account_poll(states, "odd", 1)
+    assert [(a.kind, a.level) for a in alerts] == [(AlertKind.BLIND, Level.CRITICAL)]  # the level it had is kept
+    for minute in (2, 3):
+        states, alerts = account_poll(states, "gone", minute)
+    assert [(a.kind, a.level, a.reason) for a in alerts] == [(AlertKind.RESTORED, Level.CRITICAL, "position closed"),
+                                                             (AlertKind.RESOLVED, Level.CRITICAL, "position closed")]
+
+
+@given(st.lists(st.one_of(ratios, st.sampled_from(["odd", "gone", "est"])), min_size=1, max_size=40))
+def test_an_unreadable_scope_is_blind_until_readable_or_two_full_polls_lack_it(seq):
+    states, last_full = {}, None
+    for i, poll in enumerate(seq):
+        before = states.get(ODD)
+        states, alerts = account_poll(states, poll, i)
+        mine = [a.kind for a in alerts if a.scope == ODD]
+        assert states[ACCOUNT_SCOPE].blind is False  # the rest of the account is never blinded by it
+        if poll == "odd":
+            assert states[ODD].blind and AlertKind.RESOLVED not in mine and AlertKind.RESTORED not in mine
+            if before is None or not before.blind:
+                assert mine == [AlertKind.BLIND]  # at once, not after blind_after polls
+        elif before is not None and before.blind:
+            if poll not in ("gone", "est"):  # readable again
+                assert mine[0] == AlertKind.RESTORED and not states[ODD].blind
+            elif poll == "gone" and last_full == "gone":
+                assert mine[0] == AlertKind.RESTORED and ODD not in states
+            else:
+                assert mine == [] and states[ODD].blind
+        if poll != "est":
+            last_full = poll if poll in ("odd", "gone") else "listed"

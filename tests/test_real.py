@@ -187,8 +187,6 @@ OKX_INVERSE_ISOLATED = REAL / "okx/inverse-isolated-positions.json"
 INVERSE_ISOLATED_EQUITY = 0.0003611412062116 + 0.000000899562244
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: an OKX isolated inverse position blinds the whole account "
-                   "('non-linear contracts are not supported') instead of being read from its own mgnRatio")
 def test_okx_isolated_inverse_position_is_okxs_mgn_ratio():
     balance = okx_balance_with_isolated("BTC", repr(INVERSE_ISOLATED_EQUITY))
     _, healths, _ = okx(OKX_INVERSE_ISOLATED, balance=balance)
@@ -370,23 +368,21 @@ def test_okx_isolated_linear_position_figures_are_okxs(okx_linear_isolated):
     assert healths[ACCOUNT_SCOPE].margin_ratio == pytest.approx(1 / 15986.632239614408, rel=REL)  # balance mgnRatio
     position = healths["isolated:ETH/USDT:USDT:long"]  # posSide long
     assert position.equity == pytest.approx(LINEAR_ISOLATED_EQUITY, rel=REL)  # margin + upl
-    assert position.maintenance_margin == pytest.approx(1.204216, rel=REL)  # mmr
+    # maintenance: the denominator of OKX's mgnRatio, mmr 1.204216 plus the fee to close
+    assert position.maintenance_margin == pytest.approx(LINEAR_ISOLATED_EQUITY / 22.191662920568692, rel=REL)  # (margin + upl) ÷ mgnRatio
+    assert position.maintenance_margin > 1.204216  # mmr
     (risk,) = position.top_positions
     assert risk.mark_price == pytest.approx(3010.54, rel=REL)  # markPx
     assert risk.liquidation_price == pytest.approx(2722.159673530889, rel=REL)  # liqPx
     assert position.liquidation_move == pytest.approx(2722.159673530889 / 3010.54 - 1, rel=REL)  # liqPx ÷ markPx − 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: OKX states the position's mgnRatio 22.191662920568692 (ratio "
-                   "4.506 %); alerter shows mmr ÷ (margin + upl) = 4.006 %, without the fee to close OKX adds")
 def test_okx_isolated_linear_position_is_okxs_mgn_ratio(okx_linear_isolated):
     _, healths, _ = okx_linear_isolated
     position = healths["isolated:ETH/USDT:USDT:long"]
     assert position.margin_ratio == pytest.approx(1 / 22.191662920568692, rel=REL)  # 1 ÷ mgnRatio
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 (item 5): the isolated position's figures are in USDT (ccy), but "
-                   "every scope takes the account's currency: USD (the multi-currency account's adjEq)")
 def test_okx_isolated_linear_position_figures_are_in_usdt(okx_linear_isolated):
     _, healths, _ = okx_linear_isolated
     assert healths["isolated:ETH/USDT:USDT:long"].currency == "USDT"  # ccy

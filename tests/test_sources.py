@@ -889,3 +889,165 @@ def test_binance_totals_currency_follows_the_margin_mode(info, currency):
     from alerter.sources.binanceusdm import totals_currency
 
     assert totals_currency(info, "binanceusdm account") == currency
+
+# ------------------------------------------------------------------ okx: isolated and coin-margined, recorded bodies
+# Position rows recorded from OKX (ccxt/ccxt ts/src/test/static/response/okx.json, cases "Inverse swap
+# isolated/cross fetch position", uTime 2026-01-20) and the "Get positions" example of OKX's docs
+# (https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-positions, an isolated MARGIN position).
+# Expected values are the figures OKX states in the same rows (mgnRatio, liqPx, margin, upl), never
+# our formula. The balance and the BTC-USD-SWAP instrument around them follow the documented shapes.
+
+OKX_INVERSE_ISOLATED = {
+    "adl": "1", "availPos": "1", "avgPx": "92300", "baseBal": "", "baseBorrowed": "", "baseInterest": "",
+    "bePx": "92392.34617308505", "bizRefId": "", "bizRefType": "", "cTime": "1768899783914", "ccy": "BTC",
+    "clSpotInUseAmt": "", "closeOrderAlgo": [], "deltaBS": "", "deltaPA": "", "fee": "-0.0000005417118093",
+    "fundingFee": "0", "gammaBS": "", "gammaPA": "", "hedgedPos": "", "idxPx": "90894.1", "imr": "",
+    "instId": "BTC-USD-SWAP", "instType": "SWAP", "interest": "", "last": "92500", "lever": "3", "liab": "",
+    "liabCcy": "", "liqPenalty": "0", "liqPx": "69536.6125000014", "margin": "0.0003611412062116",
+    "markPx": "92376.7", "maxSpotInUseAmt": "", "mgnMode": "isolated", "mgnRatio": "74.32029212310307",
+    "mmr": "0.0000043300962256", "nonSettleAvgPx": "", "notionalUsd": "100", "optVal": "",
+    "pendingCloseOrdLiabVal": "", "pnl": "0", "pos": "1", "posCcy": "", "posId": "3234559463547297792",
+    "posSide": "long", "quoteBal": "", "quoteBorrowed": "", "quoteInterest": "",
+    "realizedPnl": "-0.0000005417118093", "settledPnl": "", "spotInUseAmt": "", "spotInUseCcy": "",
+    "thetaBS": "", "thetaPA": "", "tradeId": "269691532", "uTime": "1768899783914", "upl": "0.000000899562244",
+    "uplLastPx": "0.0000023425375538", "uplRatio": "0.0024908878537552", "uplRatioLastPx": "0.0064864864864864",
+    "usdPx": "90894.1", "vegaBS": "", "vegaPA": ""}
+OKX_INVERSE_CROSS = {
+    "adl": "1", "availPos": "1", "avgPx": "91957.1", "baseBal": "", "baseBorrowed": "", "baseInterest": "",
+    "bePx": "92049.10310155293", "bizRefId": "", "bizRefType": "", "cTime": "1768899436623", "ccy": "BTC",
+    "clSpotInUseAmt": "", "closeOrderAlgo": [], "deltaBS": "", "deltaPA": "", "fee": "-0.0000005437318054",
+    "fundingFee": "0", "gammaBS": "", "gammaPA": "", "hedgedPos": "", "idxPx": "90970.9",
+    "imr": "0.000054313938912", "instId": "BTC-USD-SWAP", "instType": "SWAP", "interest": "", "last": "92200",
+    "lever": "20", "liab": "", "liabCcy": "", "liqPenalty": "0", "liqPx": "89.11497615226264", "margin": "",
+    "markPx": "92057.4", "maxSpotInUseAmt": "", "mgnMode": "cross", "mgnRatio": "230370.41537091756",
+    "mmr": "0.000004345115113", "nonSettleAvgPx": "", "notionalUsd": "100", "optVal": "",
+    "pendingCloseOrdLiabVal": "", "pnl": "0", "pos": "1", "posCcy": "", "posId": "3234547810395054080",
+    "posSide": "long", "quoteBal": "", "quoteBorrowed": "", "quoteInterest": "",
+    "realizedPnl": "-0.0000005437318054", "settledPnl": "", "spotInUseAmt": "", "spotInUseCcy": "",
+    "thetaBS": "", "thetaPA": "", "tradeId": "269654427", "uTime": "1768899436623", "upl": "0.0000011848325084",
+    "uplLastPx": "0.0000028649122674", "uplRatio": "0.0217907522915017", "uplRatioLastPx": "0.0526898047722324",
+    "usdPx": "90970.9", "vegaBS": "", "vegaPA": ""}
+OKX_DOC_ISOLATED_MARGIN = {
+    "adl": "1", "availPos": "0.00190433573", "avgPx": "62961.4", "baseBal": "", "baseBorrowed": "",
+    "baseInterest": "", "bePx": "", "bizRefId": "", "bizRefType": "", "cTime": "1724740225685", "ccy": "BTC",
+    "clSpotInUseAmt": "", "closeOrderAlgo": [], "deltaBS": "", "deltaPA": "", "fee": "", "fundingFee": "",
+    "gammaBS": "", "gammaPA": "", "hedgedPos": "", "idxPx": "62890.5", "imr": "", "instId": "BTC-USDT",
+    "instType": "MARGIN", "interest": "0", "last": "62892.9", "lever": "5", "liab": "-99.9998177776581948",
+    "liabCcy": "USDT", "liqPenalty": "", "liqPx": "53615.448336593756", "margin": "0.000317654",
+    "markPx": "62891.9", "maxSpotInUseAmt": "", "mgnMode": "isolated", "mgnRatio": "9.404143929947395",
+    "mmr": "0.0000318005395854", "notionalUsd": "119.756628017499", "optVal": "", "pendingCloseOrdLiabVal": "0",
+    "pnl": "", "pos": "0.00190433573", "posCcy": "BTC", "posId": "1752810569801498626", "posSide": "net",
+    "quoteBal": "", "quoteBorrowed": "", "quoteInterest": "", "realizedPnl": "", "spotInUseAmt": "",
+    "spotInUseCcy": "", "thetaBS": "", "thetaPA": "", "tradeId": "785524470", "uTime": "1724742632153",
+    "upl": "-0.0000033452492717", "uplLastPx": "-0.0000033199677697", "uplRatio": "-0.0105311101755551",
+    "uplRatioLastPx": "-0.0104515220008934", "usdPx": "", "vegaBS": "", "vegaPA": "", "nonSettleAvgPx": "",
+    "settledPnl": ""}
+INVERSE_SCOPE = "isolated:BTC/USD:BTC:long"
+
+
+def okx_inverse_routes(*rows: dict, balance: dict | None = None) -> dict:
+    """okx_routes("multi") with OKX's BTC-USD-SWAP (inverse: 100 USD a contract, margined in BTC)
+    among the instruments, `rows` as the positions answer and a BTC isolated equity in the balance."""
+    instruments = load("okx/instruments-swap.json")
+    instruments["data"].append({**instruments["data"][0], "ctType": "inverse", "ctVal": "100", "ctValCcy": "USD", "instFamily": "BTC-USD",
+                                "instId": "BTC-USD-SWAP", "settleCcy": "BTC", "uly": "BTC-USD", "lotSz": "1", "minSz": "1"})
+    if balance is None:
+        balance = load("okx/balance-multi.json")
+        usdt = balance["data"][0]["details"][0]
+        usdt.update(isoEq="0", isoUpl="0")  # no isolated USDT position here
+        iso = sum(float(r["margin"]) + float(r["upl"]) for r in rows if r["mgnMode"] == "isolated" and r["ccy"] == "BTC")
+        balance["data"][0]["details"].append({**usdt, "ccy": "BTC", "eq": "0.05", "cashBal": "0.05", "isoEq": repr(iso), "upl": "0"})
+    return {**okx_routes("multi"), "/api/v5/public/instruments?instType=SWAP": instruments,
+            "/api/v5/account/balance": balance, "/api/v5/account/positions": {"code": "0", "msg": "", "data": list(rows)}}
+
+
+def test_okx_isolated_inverse_scope_reads_okx_own_mgn_ratio_in_btc():
+    snapshot, _ = asyncio.run(fetch("okx", okx_inverse_routes(OKX_INVERSE_ISOLATED)))
+    row = OKX_INVERSE_ISOLATED
+    (btc,) = snapshot.positions
+    assert (btc.symbol, btc.side, btc.margin_mode, btc.inverse, btc.currency) == ("BTC/USD:BTC", "long", "isolated", True, "BTC")
+    assert btc.notional == pytest.approx(float(row["notionalUsd"]) / float(row["markPx"]), rel=1e-12)  # in BTC
+    assert snapshot.unreadable == ()
+    account, scope = evaluate(snapshot, target=0.4)
+    assert account.margin_ratio == pytest.approx(0.2) and account.currency == "USD"  # the cross account is still evaluated
+    assert scope.scope == INVERSE_SCOPE and scope.currency == "BTC"
+    assert scope.margin_ratio == pytest.approx(1 / float(row["mgnRatio"]), rel=1e-12)  # 1.3455 %, OKX's own
+    assert scope.equity == pytest.approx(float(row["margin"]) + float(row["upl"]), rel=1e-12)  # OKX's numerator, BTC
+    assert scope.maintenance_margin > float(row["mmr"])  # OKX adds its fee to close: mmr alone would say 1.196 %
+    assert scope.liquidation_move == pytest.approx(float(row["liqPx"]) / float(row["markPx"]) - 1, rel=1e-12)  # −24.7 %
+    assert scope.top_positions[0].liquidation_price == float(row["liqPx"])
+    far = evaluate(snapshot, target=0.005)[1]  # a target below the ratio: the deposit is in BTC
+    # the BTC that takes 1 ÷ mgnRatio to 0.5 %: OKX's fee-inclusive maintenance does not move with a deposit
+    assert far.deposit_needed == pytest.approx(scope.equity * (1 / (float(row["mgnRatio"]) * 0.005) - 1), rel=1e-9)
+    assert far.deposit_needed == pytest.approx(0.000612, rel=1e-3) and far.currency == "BTC"
+
+
+def test_okx_isolated_without_mgn_ratio_falls_back_to_mmr_never_zero():
+    row = {**OKX_INVERSE_ISOLATED, "mgnRatio": ""}
+    snapshot, _ = asyncio.run(fetch("okx", okx_inverse_routes(row)))
+    scope = evaluate(snapshot, target=0.4)[1]
+    assert scope.maintenance_margin == float(row["mmr"])
+    assert scope.margin_ratio == pytest.approx(float(row["mmr"]) / (float(row["margin"]) + float(row["upl"])), rel=1e-12)
+
+
+def test_okx_linear_isolated_ratio_is_okx_mgn_ratio_not_mmr_over_margin():
+    positions = okx_positions()
+    positions[1]["info"] = {**positions[1]["info"], "mgnRatio": "15"}  # (305 + 100) ÷ (mmr 24 + fee 3): OKX's own
+    snapshot = okx.normalise("a", "okx", {"info": load("okx/balance-multi.json")}, positions, OKX_MARKETS)
+    scope = {h.scope: h for h in evaluate(snapshot, target=0.4)}["isolated:ETH/USDT:USDT:short"]
+    assert scope.margin_ratio == pytest.approx(1 / 15, rel=1e-12)  # not 24 ÷ 405 = 1 ÷ 16.875
+    assert scope.maintenance_margin == pytest.approx(27) and scope.equity == pytest.approx(405) and scope.currency == "USDT"
+
+
+def test_okx_inverse_cross_position_is_listed_in_btc_without_a_linear_move():
+    snapshot, _ = asyncio.run(fetch("okx", okx_inverse_routes(OKX_INVERSE_CROSS)))
+    row = OKX_INVERSE_CROSS
+    (btc,) = snapshot.positions
+    assert (btc.margin_mode, btc.inverse, btc.currency, btc.liquidation_price) == ("cross", True, "BTC", float(row["liqPx"]))
+    assert btc.maintenance_margin == float(row["mmr"]) and btc.unrealized_pnl == float(row["upl"])
+    (account,) = evaluate(snapshot, target=0.4)
+    assert account.margin_ratio == pytest.approx(0.2)  # the account's own mgnRatio 5 (multi-currency, USD)
+    assert account.liquidation_move is None  # no uniform-move model over an inverse position
+    (risk,) = account.top_positions
+    assert risk.currency == "BTC" and risk.liquidation_move == pytest.approx(float(row["liqPx"]) / float(row["markPx"]) - 1)
+
+
+def test_okx_single_currency_btc_margined_cross_account_is_read_in_btc():
+    balance = load("okx/balance-single.json")
+    usdt = balance["data"][0]["details"][0]
+    balance["data"][0]["details"] = [{**usdt, "ccy": "BTC", "eq": "0.05", "isoEq": "0", "cashBal": "0.05", "mgnRatio": "230370.41537091756"}]
+    snapshot, _ = asyncio.run(fetch("okx", okx_inverse_routes(OKX_INVERSE_CROSS, balance=balance)))
+    (account,) = evaluate(snapshot, target=0.4)
+    assert account.currency == "BTC" and account.equity == pytest.approx(0.05)
+    assert account.margin_ratio == pytest.approx(1 / 230370.41537091756, rel=1e-12)  # details[BTC].mgnRatio, not "no position"
+
+
+def test_okx_isolated_margin_position_blinds_only_its_own_scope():
+    snapshot, _ = asyncio.run(fetch("okx", okx_inverse_routes(OKX_INVERSE_ISOLATED, OKX_DOC_ISOLATED_MARGIN)))
+    assert [p.symbol for p in snapshot.positions] == ["BTC/USD:BTC"]
+    ((scope, reason),) = snapshot.unreadable
+    assert scope.startswith("isolated:BTC") and scope.endswith(":long")
+    assert reason.startswith("okx position BTC") and "(isolated MARGIN position): alerter cannot evaluate this kind" in reason
+    assert [h.scope for h in evaluate(snapshot, target=0.4)] == ["account", INVERSE_SCOPE]
+
+
+def test_bybit_isolated_ratio_reaches_100_percent_at_bybit_liquidation_price():
+    """Bybit's worked example ("Liquidation Price (USDT Contract)", isolated): 1 BTC long at 20,000
+    with 50x, MMR 0.5 %: IM 400, MM 100, liq. price = 20,000 − (400 − 100) ÷ 1 = 19,700, where "the
+    position margin balance has fallen below the necessary maintenance margin level"
+    (https://www.bybit.com/en/help-center/article/Liquidation-Price-Calculation-under-Isolated-Mode-Unified-Trading-Account).
+    As Bybit would state the position at 20,000 and at 19,700; the ratio must be 100 % at the
+    latter: positionMM ÷ (positionBalance + unrealisedPnl), not positionMM ÷ positionBalance (25 %)."""
+    row = load("bybit/position-list-isolated.json")["result"]["list"][0]
+    example = {**row, "symbol": "BTCUSDT", "side": "Buy", "size": "1", "avgPrice": "20000", "positionValue": "20000", "leverage": "50",
+               "positionBalance": "400", "positionIM": "400", "positionMM": "100", "liqPrice": "19700", "bustPrice": "19600"}
+    wallet = {"info": load("bybit/wallet-balance-isolated.json")}
+    wallet["info"]["result"]["list"][0]["coin"][0]["totalPositionMM"] = "100"
+    ratios = {}
+    for mark, pnl in (("20000", "0"), ("19700", "-300")):
+        raw = {"symbol": "BTC/USDT:USDT", "contracts": 1.0, "contractSize": 1.0, "info": {**example, "markPrice": mark, "unrealisedPnl": pnl}}
+        snapshot = bybit.normalise("a", "bybit", wallet, [raw], {})
+        ratios[mark] = {h.scope: h for h in evaluate(snapshot, target=0.4)}["isolated:BTC/USDT:USDT:long"]
+    assert ratios["20000"].margin_ratio == pytest.approx(0.25)
+    assert ratios["20000"].liquidation_move == pytest.approx(19_700 / 20_000 - 1)  # Bybit's liqPrice
+    assert ratios["19700"].margin_ratio == pytest.approx(1.0)  # liquidation, by Bybit's own rule

@@ -16,6 +16,14 @@ Positions (v3 positionRisk has no `marginType`/`leverage`; v2 has them): `positi
 `maintMargin` (v3; ccxt's bracket-derived figure otherwise), `isolatedMargin` = isolated wallet +
 unrealised PnL (the position's collateral), `liquidationPrice` "0" = none.
 
+Isolated scope, Binance's own rule: an isolated position's margin ratio = its maintenance margin
+÷ its margin balance, and it is liquidated at 100 % (https://www.binance.com/en/support/faq/360033162192;
+the liquidation price formula of
+https://www.binance.com/en/support/faq/how-to-calculate-liquidation-price-of-usd%E2%93%A2-m-contracts-b3c689c1f50a44cabb3a84e663b81d93
+with WB = the isolated wallet, TMM1 = UPNL1 = 0, solves isolated wallet + PnL = notional × the
+bracket's rate − its `cum`). Both figures are stated: ratio = `maintMargin` ÷ `isolatedMargin`
+(`maintMargin` is notional × rate − `cum` of the position's bracket), exactly Binance's.
+
 Completeness: the raw positionRisk answer must be a JSON list of positions and the account
 answer a JSON object with a `positions` list (`check_body`): ccxt reads a cut body as text and
 that text as "no positions". The account answer lists the open positions a second time

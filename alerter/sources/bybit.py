@@ -19,6 +19,17 @@ Positions (GET /v5/position/list): `size` (base units, ≥ 0) with `side` Buy/Se
 without its unrealised PnL (ccxt adds the PnL the same way), so collateral = balance + PnL.
 `positionValue` is size × entry, so the notional is computed as size × mark.
 
+Isolated scope, Bybit's own rule: "When the Mark Price reaches the liquidation price ... the
+position margin balance has fallen below the necessary maintenance margin level"
+(https://www.bybit.com/en/help-center/article/Liquidation-Price-Calculation-under-Isolated-Mode-Unified-Trading-Account,
+and "Liquidation Price (USDT Contract)": liq. price (long) = entry − (IM − MM) ÷ size − extra
+margin ÷ size, i.e. margin + PnL = MM there). The position margin balance is `positionBalance`
++ `unrealisedPnl` and the maintenance is `positionMM` (which Bybit states including its
+estimated fee to close), so the ratio is positionMM ÷ (positionBalance + unrealisedPnl): 100 % at
+`liqPrice`. positionMM ÷ positionBalance alone would not reach 100 % there (in Bybit's worked
+example, 1 BTC long at 20,000 with 50x and MMR 0.5 %: 100 ÷ 400 = 25 % at the 19,700 liq. price).
+Bybit states no ratio per position, so this is the one figure computed, from Bybit's own rule.
+
 Completeness: every raw v5 answer must be `{"retCode": 0, "result": {...}}`, the wallet and the
 position list with a `result.list` list (`check_body`): ccxt reads a cut body as text and that
 text as "no positions". `check_positions_agree` then compares the wallet with the positions,
@@ -125,7 +136,7 @@ def parse_position(position: Mapping, markets: Mapping, all_isolated: bool) -> P
     pnl = number(info.get("unrealisedPnl"), f"{where}.unrealisedPnl")
     isolated = all_isolated or str(info.get("tradeMode", "0")) == "1"
     collateral = None
-    if isolated:
+    if isolated:  # Bybit's position margin balance; its ratio is positionMM ÷ this (module docstring)
         collateral = number(info.get("positionBalance"), f"{where}.positionBalance (isolated margin)") + pnl
     _, entry = first_present(info, "avgPrice", "entryPrice")
     initial = optional_number(info.get("positionIM"), f"{where}.positionIM")

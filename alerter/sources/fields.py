@@ -95,6 +95,8 @@ def make_position(
     liquidation_price: float | None = None,
     initial_margin: float | None = None,
     maintenance_rate: float | None = None,
+    inverse: bool = False,
+    currency: str | None = None,
 ) -> Position:
     """A Position, after checking what the health maths relies on. `where` names the position in errors."""
     if side not in ("long", "short"):
@@ -136,6 +138,8 @@ def make_position(
         liquidation_price=liquidation_price,
         initial_margin=initial_margin,
         maintenance_rate=maintenance_rate,
+        inverse=inverse,
+        currency=currency,
     )
 
 

@@ -15,11 +15,25 @@ Where the ratio is depends on the account mode:
   currencies carry cross positions, the one with the worst ratio is the account's.
 Empty strings are never read as zero; with no cross position both places are empty.
 
-Positions: `pos` counts contracts (× `ctVal`, ccxt's contractSize), `mgnMode`, `mmr`
-(maintenance), isolated `margin` excludes unrealised PnL so collateral = `margin` + `upl`,
-`liqPx` ("" = none), `markPx`, `avgPx`. Only linear SWAP/FUTURES positions become Positions; a
-cross position of another kind (spot margin, option, inverse) is still inside the account ratio
-and is skipped with a warning; an isolated one cannot be monitored and is an error.
+Positions (https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-positions): `pos`
+counts contracts (× `ctVal`, ccxt's contractSize), `mgnMode`, `mmr` (maintenance), isolated
+`margin` excludes unrealised PnL so collateral = `margin` + `upl`, `liqPx` ("" = none), `markPx`,
+`avgPx`, and the position's own `mgnRatio` = (margin + upl) ÷ (mmr + the estimated fee to close):
+higher is safer, liquidation at ≤ 1. An isolated scope takes that figure as it is: maintenance =
+collateral ÷ `mgnRatio` (OKX's `mmr` plus its close-fee buffer), so the scope's ratio is exactly
+1 ÷ `mgnRatio` (the recorded BTC-USD-SWAP reads 1 ÷ 74.32 = 1.35 %, where `mmr` ÷ collateral
+would say 1.20 %). Both `mmr` and the fee grow in proportion to the notional (a tier's rate, the
+taker rate), so re-pricing the fee-inclusive maintenance with the notional stays faithful.
+When OKX leaves `mgnRatio` "" the maintenance falls back to `mmr` (the ratio then omits the fee
+and reads a little low); "" is never read as 0.
+
+Linear SWAP/FUTURES positions are in the settle currency. Inverse (coin-margined) ones, e.g.
+BTC-USD-SWAP margined in BTC, state `margin`, `upl` and `mmr` in the coin (`ccy`); their
+`contracts` are the face value in USD (`pos` × `ctVal`), their notional is face ÷ `markPx` in the
+coin, and their liquidation distance is OKX's own `liqPx` (health.py applies no linear model to
+them). A cross position of another kind (spot margin, option) is still inside the account ratio
+and is skipped with a warning; an isolated one cannot be evaluated: it is returned in
+`AccountSnapshot.unreadable` with the reason, so only its own scope goes blind.
 
 Completeness: every raw v5 answer must be `{"code": "0", "data": [...]}` (`check_body`; the
 balance with a data[0], the positions a list of objects with `instId`): ccxt reads a cut body as
@@ -35,9 +49,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
-from alerter.models import AccountSnapshot, Position
+from alerter.models import AccountSnapshot, Position, isolated_scope
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import (
     base_quantity,
@@ -94,8 +109,28 @@ def check_isolated_agree(data: Mapping, positions: list) -> None:
                                       f"but the positions answer lists no isolated {ccy} position: positions missing")
 
 
-def parse_position(position: Mapping, markets: Mapping) -> tuple[Position | None, str | None]:
-    """The position and its settle currency, or (None, None) when it is empty or skipped."""
+class Unreadable(NamedTuple):
+    """An isolated position this profile cannot evaluate: its scope and why."""
+
+    scope: str
+    reason: str
+
+
+def isolated_maintenance(info: Mapping, collateral: float, where: str) -> float:
+    """collateral ÷ OKX's own `mgnRatio` (mmr + the fee to close), so the scope reads 1 ÷ mgnRatio.
+
+    OKX leaves `mgnRatio` "" in some cases (seen with no maintenance to state); then `mmr` alone
+    is the best figure there is. A collateral at or below zero has no finite ratio either way."""
+    mmr = number(info.get("mmr"), f"{where}.mmr")
+    stated = optional_number(info.get("mgnRatio"), f"{where}.mgnRatio")
+    if stated is None or stated <= 0 or collateral <= 0:
+        return mmr  # "" is not 0: fall back to OKX's maintenance without the fee buffer
+    return collateral / stated
+
+
+def parse_position(position: Mapping, markets: Mapping) -> tuple[Position | Unreadable | None, str | None]:
+    """The position (or why its isolated scope cannot be evaluated) and its margin currency, or
+    (None, None) when it is empty or skipped."""
     info = mapping(position.get("info"), "okx position info")
     symbol = position.get("symbol") or info.get("instId")
     where = f"okx position {symbol}"
@@ -105,22 +140,28 @@ def parse_position(position: Mapping, markets: Mapping) -> tuple[Position | None
     mode = info.get("mgnMode")
     if mode not in ("cross", "isolated"):
         raise SourceError("data", f"{where}.mgnMode: expected cross or isolated, got {mode!r}")
-    market = markets.get(symbol) or {}
-    if info.get("instType") not in ("SWAP", "FUTURES") or market.get("linear") is not True:
-        if mode == "isolated":
-            raise SourceError("data", f"{where}: isolated {info.get('instType')} positions (non-linear contracts) are not supported")
-        logger.warning("%s: %s position skipped (only linear swaps/futures are listed; it still counts in the account ratio)", where, info.get("instType"))
-        return None, None
-    contracts = base_quantity(position, markets, where, require_size=True)
-    mark = number(info.get("markPx"), f"{where}.markPx")
-    pnl = number(info.get("upl"), f"{where}.upl")
-    collateral = None
-    if mode == "isolated":
-        collateral = number(info.get("margin"), f"{where}.margin (isolated)") + pnl
     side = position.get("side")
     if side not in ("long", "short"):
         side = "long" if pos > 0 else "short"
+    market = markets.get(symbol) or {}
+    kind = info.get("instType")
+    inverse = market.get("inverse") is True and market.get("linear") is not True
+    if kind not in ("SWAP", "FUTURES") or not (market.get("linear") is True or inverse):
+        if mode == "isolated":
+            what = f"{kind} contract" if kind in ("SWAP", "FUTURES") else f"{kind} position"
+            return Unreadable(isolated_scope(symbol, side), f"{where} {side} (isolated {what}): alerter cannot evaluate this kind "
+                                                            "(isolated linear and inverse swaps/futures only); check it on OKX"), None
+        logger.warning("%s: %s position skipped (only swaps/futures are listed; it still counts in the account ratio)", where, kind)
+        return None, None
+    contracts = base_quantity(position, markets, where, require_size=True)  # inverse: the face value in USD
+    mark = number(info.get("markPx"), f"{where}.markPx")
+    pnl = number(info.get("upl"), f"{where}.upl")
     settle = market.get("settle") or info.get("ccy")
+    collateral = None
+    maintenance = number(info.get("mmr"), f"{where}.mmr")
+    if mode == "isolated":
+        collateral = number(info.get("margin"), f"{where}.margin (isolated)") + pnl
+        maintenance = isolated_maintenance(info, collateral, where)
     initial = optional_number(info.get("imr"), f"{where}.imr") if mode == "cross" else optional_number(info.get("margin"), f"{where}.margin")
     return (
         make_position(
@@ -130,13 +171,15 @@ def parse_position(position: Mapping, markets: Mapping) -> tuple[Position | None
             contracts=contracts,
             entry_price=number(info.get("avgPx"), f"{where}.avgPx"),
             mark_price=mark,
-            notional=contracts * mark,
+            notional=contracts / mark if inverse else contracts * mark,
             unrealized_pnl=pnl,
-            maintenance_margin=number(info.get("mmr"), f"{where}.mmr"),
+            maintenance_margin=maintenance,
             margin_mode=mode,
             collateral=collateral,
             liquidation_price=price_or_none(info.get("liqPx"), f"{where}.liqPx"),
             initial_margin=initial,
+            inverse=inverse,
+            currency=settle,
         ),
         settle,
     )
@@ -158,17 +201,26 @@ def cross_figures(equity: float, margin_ratio: float, fallback_maintenance: obje
 
 def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Mapping) -> AccountSnapshot:
     data = account_data(balance)
-    where = f"{exchange_id} account"
     parsed: list[Position] = []
+    unreadable: list[Unreadable] = []
     cross_settles: set[str] = set()
     for raw in positions:
         position, settle = parse_position(raw, markets)
+        if isinstance(position, Unreadable):
+            unreadable.append(position)
+            continue
         if position is None:
             continue
         parsed.append(position)
         if not position.isolated and settle:
             cross_settles.add(settle)
     check_isolated_agree(data, positions)
+    snapshot = account_snapshot(data, account_name, exchange_id, parsed, cross_settles)
+    return replace(snapshot, unreadable=tuple(sorted({(u.scope, u.reason) for u in unreadable}))) if unreadable else snapshot
+
+
+def account_snapshot(data: Mapping, account_name: str, exchange_id: str, parsed: list[Position], cross_settles: set[str]) -> AccountSnapshot:
+    where = f"{exchange_id} account"
     common = dict(account=account_name, exchange=exchange_id, positions=parsed)
 
     if not is_blank(data.get("mgnRatio")):  # multi-currency or portfolio margin
