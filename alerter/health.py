@@ -120,7 +120,11 @@ def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
     cross = [p for p in snapshot.positions if not p.isolated]
     common = dict(account=snapshot.account, exchange=snapshot.exchange, estimated=snapshot.estimated)
     account_move = None
-    if not any(p.inverse for p in cross):  # the uniform-move model holds for linear positions only
+    if len(cross) == 1 and cross[0].liquidation_price:
+        # one position: the exchange states where the account liquidates (its own rule, with
+        # brackets, fees and other collateral), so that is the distance, not our extrapolation
+        account_move = position_risk(cross[0]).liquidation_move
+    elif not any(p.inverse for p in cross):  # the uniform-move model holds for linear positions only
         account_move = liquidation_move(snapshot.equity, snapshot.maintenance_margin, cross)
     healths = [
         Health(

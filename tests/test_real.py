@@ -3,8 +3,7 @@ for byte (alerter.simulator.replay) to the real ccxt class, through the real sou
 
 Every expected number is a literal copied from the served payload, with a comment naming the
 field: the figure the exchange itself states. Our own formula is never the expected value.
-Tests marked xfail(strict=True) show a known disagreement (issue 11); the mark comes off when the
-fix is merged.
+A disagreement found here is fixed in the code, never in the expected value.
 """
 
 from __future__ import annotations
@@ -87,8 +86,6 @@ def test_binanceusdm_position_liquidation_distance_is_binances(binance_multiasse
     assert btc.notional == pytest.approx(607.52416678, rel=REL)  # positionRisk notional
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: the account scope of a one-position cross account extrapolates "
-                   "its own move (−3.9396 %) instead of Binance's liquidationPrice (−3.9342 %)")
 def test_binanceusdm_single_position_account_moves_to_binances_liquidation_price(binance_multiassets):
     _, healths, _ = binance_multiassets
     # positionRisk liquidationPrice ÷ markPrice − 1: the only cross position, so the account's move
@@ -335,8 +332,6 @@ def test_bybit_unified_cross_position_figures_are_bybits(bybit_unified_cross):
     assert sol.liquidation_move == pytest.approx(176.89650029 / 233.029 - 1, rel=REL)  # liqPrice ÷ markPrice − 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: the account scope of a one-position cross account extrapolates "
-                   "its own move (−24.223 %) instead of Bybit's liqPrice 176.89650029 (−24.088 %)")
 def test_bybit_single_position_account_moves_to_bybits_liquidation_price(bybit_unified_cross):
     _, healths, _ = bybit_unified_cross
     # liqPrice ÷ markPrice − 1: the only position of the cross account, so the account's move

@@ -1007,7 +1007,8 @@ def test_okx_inverse_cross_position_is_listed_in_btc_without_a_linear_move():
     assert btc.maintenance_margin == float(row["mmr"]) and btc.unrealized_pnl == float(row["upl"])
     (account,) = evaluate(snapshot, target=0.4)
     assert account.margin_ratio == pytest.approx(0.2)  # the account's own mgnRatio 5 (multi-currency, USD)
-    assert account.liquidation_move is None  # no uniform-move model over an inverse position
+    # no uniform-move model over an inverse position: its one position's liqPx is OKX's own answer
+    assert account.liquidation_move == pytest.approx(float(row["liqPx"]) / float(row["markPx"]) - 1)
     (risk,) = account.top_positions
     assert risk.currency == "BTC" and risk.liquidation_move == pytest.approx(float(row["liqPx"]) / float(row["markPx"]) - 1)
 
