@@ -20,6 +20,7 @@ Each isolated scope is in its position's currency (`Position.currency`, else the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Health, Position, PositionRisk
@@ -49,24 +50,35 @@ def position_rate(position: Position) -> float:
     return position.maintenance_margin / position.notional if position.notional > 0 else 0.0
 
 
-def liquidation_move(equity: float, maintenance: float, positions: tuple[Position, ...] | list[Position]) -> float | None:
-    """The uniform relative move m of all marks at which maintenance(m) = equity(m).
+def move_to_ratio(equity: float, maintenance: float, positions: Sequence[Position], ratio: float) -> float | None:
+    """The uniform relative move m of all marks at which maintenance(m) ÷ equity(m) = `ratio`:
+    the one solver behind the distance to liquidation (ratio 1) and `whatif --levels`.
 
-    equity(m) = E + m·Σ sᵢ·Nᵢ and maintenance(m) = M + m·Σ rᵢ·Nᵢ, so the one crossing is
-    m = (E − M) ÷ (Σ rᵢ·Nᵢ − Σ sᵢ·Nᵢ). Negative: prices must fall; positive: rise. 0 when
-    already at or past liquidation; None when no move of the marks (within −100 %) liquidates.
+    equity(m) = E + m·Σ sᵢ·Nᵢ and maintenance(m) = M + m·Σ rᵢ·Nᵢ (linear positions, each inside
+    its maintenance bracket), so m = (ρ·E − M) ÷ (Σ rᵢ·Nᵢ − ρ·Σ sᵢ·Nᵢ). Negative: prices must
+    fall; positive: rise. 0 when the ratio is already at or above `ratio`; None when no move of
+    the marks (within −100 %) gets there.
     """
-    if not positions:
-        return None if equity > maintenance or maintenance <= 0 else 0.0
-    if equity <= maintenance:
+    if not ratio > 0:
+        raise ValueError(f"ratio must be positive, got {ratio!r}")
+    if maintenance > 0 and (equity <= 0 or maintenance >= ratio * equity):
         return 0.0
+    if not positions:
+        return None
     exposure = sum(p.sign * p.notional for p in positions)
     growth = sum(position_rate(p) * p.notional for p in positions)
-    slope = growth - exposure
+    slope = growth - ratio * exposure
     if slope == 0:
         return None
-    move = (equity - maintenance) / slope
-    return move if move > -1.0 else None
+    move = (ratio * equity - maintenance) / slope
+    if not move > -1.0 or maintenance + move * growth <= 0:
+        return None
+    return move
+
+
+def liquidation_move(equity: float, maintenance: float, positions: Sequence[Position]) -> float | None:
+    """The uniform relative move of all marks that takes the ratio to 100 % (see move_to_ratio)."""
+    return move_to_ratio(equity, maintenance, positions, 1.0)
 
 
 def position_risk(position: Position) -> PositionRisk:

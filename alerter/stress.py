@@ -1,46 +1,20 @@
 """Stress tests on a snapshot: pure functions behind `alerter whatif`.
 
 Everything takes an `AccountSnapshot`, so the last stored snapshot (`alerter.snapshots`) and a
-fresh poll work alike. Price moves go through `health.move_prices` + `health.evaluate` only (one
-implementation of the margin math); `move_to_ratio` solves the same linear model that
-`health.liquidation_move` solves for a ratio of 1.
+fresh poll work alike. Price moves go through `health.move_prices` + `health.evaluate` only, and
+the trip moves through `health.move_to_ratio`, the solver behind the distance to liquidation (one
+implementation of the margin math).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from alerter.health import evaluate, move_prices, position_rate
+from alerter.health import evaluate, move_prices, move_to_ratio
 from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Health, Level, Position, Thresholds
 from alerter.policy import level_for
-
-
-def move_to_ratio(equity: float, maintenance: float, positions: Sequence[Position], ratio: float) -> float | None:
-    """The uniform relative move m of all marks at which maintenance(m) ÷ equity(m) = `ratio`.
-
-    The linear model of `health.liquidation_move` (which is the case ratio = 1):
-    equity(m) = E + m·Σ sᵢ·Nᵢ, maintenance(m) = M + m·Σ rᵢ·Nᵢ, so
-    m = (ρ·E − M) ÷ (Σ rᵢ·Nᵢ − ρ·Σ sᵢ·Nᵢ). 0 when the ratio is already at or above `ratio`;
-    None when no move of the marks (within −100 %) gets there.
-    """
-    if not ratio > 0:
-        raise ValueError(f"ratio must be positive, got {ratio!r}")
-    if maintenance > 0 and (equity <= 0 or maintenance >= ratio * equity):
-        return 0.0
-    if not positions:
-        return None
-    exposure = sum(p.sign * p.notional for p in positions)
-    growth = sum(position_rate(p) * p.notional for p in positions)
-    slope = growth - ratio * exposure
-    if slope == 0:
-        return None
-    move = (ratio * equity - maintenance) / slope
-    if not move > -1.0 or maintenance + move * growth <= 0:
-        return None
-    return move
 
 
 def _scope_inputs(snapshot: AccountSnapshot) -> list[tuple[str, float, float, list[Position]]]:
@@ -60,6 +34,10 @@ class TripMoves:
     margin_ratio: float
     level: Level
     moves: dict[str, float | None]  # "warning" | "call" | "critical" | "liquidation" → move
+    refused: str | None = None  # why no move is given (then every move is None)
+
+
+INVERSE_REFUSED = "coin-margined (inverse) positions: prices and PnL are not linear, no uniform-move figure"
 
 
 def trip_moves(snapshot: AccountSnapshot, thresholds: Thresholds) -> list[TripMoves]:
@@ -69,10 +47,11 @@ def trip_moves(snapshot: AccountSnapshot, thresholds: Thresholds) -> list[TripMo
     out = []
     for scope, equity, maintenance, positions in _scope_inputs(snapshot):
         ratio = healths[scope].margin_ratio
-        out.append(TripMoves(
-            account=snapshot.account, scope=scope, margin_ratio=ratio, level=level_for(ratio, thresholds),
-            moves={name: move_to_ratio(equity, maintenance, positions, value) for name, value in targets.items()},
-        ))
+        common = dict(account=snapshot.account, scope=scope, margin_ratio=ratio, level=level_for(ratio, thresholds))
+        if any(p.inverse for p in positions):  # refused, never guessed
+            out.append(TripMoves(moves=dict.fromkeys(targets), refused=INVERSE_REFUSED, **common))
+            continue
+        out.append(TripMoves(moves={name: move_to_ratio(equity, maintenance, positions, value) for name, value in targets.items()}, **common))
     return out
 
 

@@ -522,7 +522,8 @@ def levels_json(rows: dict[str, tuple[datetime | None, list[TripMoves]]]) -> dic
                 "account": account,
                 "snapshot_at": json_at(at),
                 "scopes": [
-                    {"scope": t.scope, "margin_ratio": json_float(t.margin_ratio), "level": t.level.label, "moves": t.moves}
+                    {"scope": t.scope, "margin_ratio": json_float(t.margin_ratio), "level": t.level.label, "moves": t.moves,
+                     **({"refused": t.refused} if t.refused else {})}
                     for t in trips
                 ],
             }
@@ -742,8 +743,11 @@ def _render_levels(rows: dict[str, tuple[datetime | None, list[TripMoves]]], now
             cells = []
             for name in TRIP_LEVELS:
                 m = t.moves[name]
-                cells.append(Text("reached", style="bold red") if m == 0 else (Text("never", style="dim") if m is None else fmt_move(m)))
+                cells.append(Text("n/a", style="dim") if t.refused else Text("reached", style="bold red") if m == 0
+                             else (Text("never", style="dim") if m is None else fmt_move(m)))
             table.add_row(label, Text(fmt_ratio(t.margin_ratio), style=LEVEL_STYLES[t.level]), *cells)
+    for reason in dict.fromkeys(t.refused for _, trips in rows.values() for t in trips if t.refused):
+        console.print(f"└ n/a: {reason}", style="dim")
     console.print(table)
     console.print("└ isolated position · never: no move of the marks within −100 % gets there (linear model, "
                   "maintenance rates of the current brackets)", style="dim")

@@ -263,3 +263,16 @@ def test_inverse_reprice_is_path_independent_and_matches_a_fresh_position(side, 
     for name in ("notional", "unrealized_pnl", "maintenance_margin"):
         assert getattr(via, name) == pytest.approx(getattr(fresh, name), rel=1e-9, abs=1e-15)
     assert via.collateral == pytest.approx(0.01 + fresh.unrealized_pnl - start.positions[0].unrealized_pnl, rel=1e-9, abs=1e-15)
+
+
+def test_whatif_levels_refuse_an_inverse_scope_rather_than_guess():
+    from alerter.models import Thresholds
+    from alerter.stress import INVERSE_REFUSED, trip_moves
+
+    iso = inverse(margin_mode="isolated", collateral=0.0005, liquidation_price=60_000.0)
+    linear = Position(symbol="ETH/USDT:USDT", side="long", contracts=1.0, entry_price=3_000.0, mark_price=3_000.0,
+                      notional=3_000.0, unrealized_pnl=0.0, maintenance_margin=15.0, maintenance_rate=0.005)
+    trips = {t.scope: t for t in trip_moves(snap(1_000.0, [iso, linear]), Thresholds())}
+    assert trips[iso.scope].refused == INVERSE_REFUSED
+    assert set(trips[iso.scope].moves.values()) == {None}
+    assert trips["account"].refused is None and trips["account"].moves["liquidation"] < 0

@@ -21,7 +21,8 @@ from alerter.models import AccountSnapshot, Position, RepeatSchedule, Thresholds
 from alerter.policy import decide_account
 from alerter.snapshots import load_snapshots, save_snapshot, snapshot_from_dict, snapshot_to_dict
 from alerter.store import Store
-from alerter.stress import move_to_ratio, parse_fraction
+from alerter.health import move_to_ratio
+from alerter.stress import parse_fraction
 
 END = datetime(2024, 5, 1, 12, 2, 30, tzinfo=UTC)  # the last poll of the recorded crash
 START = END - timedelta(seconds=150)
