@@ -110,7 +110,8 @@ def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
     """Health of the cross account first, then one per isolated position."""
     check_finite(snapshot)
     cross = [p for p in snapshot.positions if not p.isolated]
-    common = dict(account=snapshot.account, exchange=snapshot.exchange, currency=snapshot.currency, estimated=snapshot.estimated)
+    common = dict(account=snapshot.account, exchange=snapshot.exchange, currency=snapshot.currency, estimated=snapshot.estimated,
+                  approximate=snapshot.approximate)
     healths = [
         Health(
             scope=ACCOUNT_SCOPE,

@@ -82,6 +82,7 @@ class AccountSnapshot:
     currency: str = "USDT"
     fetched_at: datetime | None = None
     estimated: bool = False  # re-priced from mark prices, not confirmed by a full poll
+    approximate: bool = False  # ccxt's unified figures (profile = "generic"), not the exchange's own
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Health:
     top_positions: tuple[PositionRisk, ...] = ()
     currency: str = "USDT"
     estimated: bool = False
+    approximate: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ class Alert:
     top_positions: tuple[PositionRisk, ...] = field(default=())
     currency: str = "USDT"
     estimated: bool = False
+    approximate: bool = False  # the account's figures are ccxt's, not the exchange's own
     since_at: datetime | None = None  # since when this level (or blindness) holds
     failures: int = 0
     reason: str = ""  # blind: why; resolved: "position closed" etc.

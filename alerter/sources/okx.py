@@ -208,3 +208,31 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     if total is None:
         raise SourceError("data", f"{where}.totalEq: missing")
     return make_snapshot(equity=total, maintenance_margin=0.0, wallet_balance=total, currency="USD", **common)
+
+
+# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+
+from alerter.sources.profile import Profile  # noqa: E402
+
+PROFILE = Profile(
+    name="OKX",
+    ids=("okx",),
+    modes="trading account in single-currency, multi-currency and portfolio margin mode; linear swaps and futures "
+          "(cross positions of other kinds count in the account ratio, unlisted)",
+    figure="account: 1 ÷ `mgnRatio` of /api/v5/account/balance (account level, or the settle currency's in "
+           "`details[]`); isolated: `mmr` ÷ (`margin` + `upl`) of /api/v5/account/positions",
+    currency="USD (multi-currency and portfolio margin, and accounts without cross positions); the settle "
+             "currency, e.g. USDT, in single-currency margin",
+    liquidation="Positions are liquidated when the margin ratio `mgnRatio`, adjusted equity ÷ (maintenance margin + "
+                "the fee to close), falls to 100 % or below (alerter shows 1 ÷ `mgnRatio`: 100 % is liquidation here too).",
+    liquidation_url="https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-balance",
+    normalise=normalise,
+    check_body=check_body,
+    # load_markets() lists swaps and futures only (not spot, margin and options); fetchCurrencies
+    # would add the signed /api/v5/asset/currencies
+    ccxt_defaults={"options": {"fetchMarkets": {"types": ["swap", "future"]}}, "has": {"fetchCurrencies": False}},
+    credentials=("api_key", "secret", "password"),
+    reprice=True,  # linear contracts: maintenance and PnL follow the mark
+    # fetch_balance() reads the trading account for every defaultType but "funding" (the funding account)
+    options={"defaultType": ("spot", "margin", "swap", "future", "option")},
+)
