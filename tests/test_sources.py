@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from alerter.config import AccountConfig, ConfigError
+from alerter.config import AccountConfig
 from alerter.health import evaluate
 from alerter.sources import (
     RetryPolicy,
@@ -37,7 +37,7 @@ from alerter.sources import (
     scrub,
 )
 from alerter.sources import binanceusdm, bybit, generic, okx
-from alerter.sources.registry import GENERIC, PROFILES, profile_for
+from alerter.sources.registry import PROFILES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, budget_s=1.0)
@@ -674,80 +674,22 @@ def test_negative_equity_is_kept():
     assert math.isinf(evaluate(snapshot, 0.4)[0].margin_ratio)
 
 
-GENERIC_POSITION = {"symbol": "BTC/USDT:USDT", "contracts": 1, "contractSize": 1, "side": "long", "markPrice": 100, "entryPrice": 90,
-                    "unrealizedPnl": 10, "maintenanceMargin": 5, "notional": 100}
-
-
 def test_generic_needs_maintenance_margin():
-    position = GENERIC_POSITION | {"maintenanceMargin": None}
+    position = {"symbol": "BTC/USDT:USDT", "contracts": 1, "contractSize": 1, "side": "long", "markPrice": 100, "entryPrice": 90, "unrealizedPnl": 10, "maintenanceMargin": None, "notional": 100}
     with pytest.raises(SourceError) as caught:
         generic.normalise("a", "someexchange", {"USDT": {"total": 1000}}, [position], {"BTC/USDT:USDT": {"settle": "USDT"}}, balance_includes_pnl=False)
     assert caught.value.kind == "data" and "maintenanceMargin" in caught.value.message
-
-
-@pytest.mark.parametrize("includes_pnl, equity, wallet", [(False, 1010, 1000), (True, 1000, 990)])
-def test_generic_reads_the_balance_by_the_declared_convention_and_is_approximate(includes_pnl, equity, wallet):
-    markets = {"BTC/USDT:USDT": {"settle": "USDT"}}
-    snapshot = generic.normalise("a", "someexchange", {"USDT": {"total": 1000}}, [GENERIC_POSITION], markets, balance_includes_pnl=includes_pnl)
-    assert (snapshot.equity, snapshot.wallet_balance, snapshot.maintenance_margin, snapshot.currency) == (equity, wallet, 5, "USDT")
-    assert snapshot.approximate
-    assert all(h.approximate for h in evaluate(snapshot, 0.4))
-
-
-def test_generic_ignores_ccxts_maintenance_percentage():
-    """ccxt's deribit hands maintenanceMarginPercentage on ×100: read as a rate, a long's distance
-    to liquidation would come out as a rise. The distance uses maintenance ÷ notional instead."""
-    position = GENERIC_POSITION | {"maintenanceMarginPercentage": 2.15, "unrealizedPnl": 0, "entryPrice": 100}
-    snapshot = generic.normalise("a", "deribit", {"USDT": {"total": 50}}, [position], {"BTC/USDT:USDT": {"settle": "USDT"}}, balance_includes_pnl=True)
-    assert snapshot.positions[0].maintenance_rate is None
-    move = evaluate(snapshot, 0.4)[0].liquidation_move
-    assert move == pytest.approx(-(50 - 5) / (100 - 5))  # a long: prices must fall by 47 %
-
-
-def test_generic_without_positions_takes_the_balances_currency():
-    """A BTC-margined account with no position: its equity is its BTC, not an empty USDT line."""
-    balance = {"BTC": {"total": 0.75}, "USDT": {"total": 0}, "total": {"BTC": 0.75, "USDT": 0}}
-    snapshot = generic.normalise("a", "deribit", balance, [], {}, balance_includes_pnl=True)
-    assert (snapshot.equity, snapshot.maintenance_margin, snapshot.currency) == (0.75, 0, "BTC")
-    several = {"BTC": {"total": 1}, "USDT": {"total": 20}, "total": {"BTC": 1, "USDT": 20}}
-    assert generic.normalise("a", "x", several, [], {}, balance_includes_pnl=True).currency == "USDT"
-    assert generic.normalise("a", "x", {"total": {}}, [], {}, balance_includes_pnl=False).equity == 0
+    position["maintenanceMargin"] = 5
+    snapshot = generic.normalise("a", "someexchange", {"USDT": {"total": 1000}}, [position], {"BTC/USDT:USDT": {"settle": "USDT"}}, balance_includes_pnl=False)
+    assert (snapshot.equity, snapshot.maintenance_margin, snapshot.currency) == (1010, 5, "USDT")
 
 
 def test_registry_and_capabilities():
     assert set(PROFILES) == {"binanceusdm", "bybit", "okx"}
     assert PROFILES["okx"].normalise is okx.normalise and PROFILES["bybit"].check_body is bybit.check_body
-    for exchange_id, profile in PROFILES.items():
-        assert exchange_id in profile.ids and not profile.approximate
-        assert profile.liquidation_url.startswith("https://") and profile.currency and profile.figure
-    okx_account = AccountConfig(name="o", exchange="okx", api_key=API_KEY, secret=SECRET, password=PASSWORD)
-    assert profile_for(okx_account) is PROFILES["okx"]
-    generic_account = AccountConfig(name="k", exchange="kraken", api_key=API_KEY, secret=SECRET, profile="generic", balance_includes_pnl=True)
-    assert profile_for(generic_account) is GENERIC and GENERIC.approximate
-    with pytest.raises(KeyError):  # no silent generic guess
-        profile_for(AccountConfig(name="k", exchange="kraken", api_key=API_KEY, secret=SECRET))
     assert check_capabilities("binanceusdm") == []
     assert check_capabilities("nosuchexchange") == ["unknown ccxt exchange id 'nosuchexchange'"]
     assert any("fetchPositions" in p for p in check_capabilities("bitstamp"))
-
-
-def test_a_generic_source_reads_with_the_accounts_balance_convention():
-    async def run(includes_pnl: bool):
-        acc = AccountConfig(name="d", exchange="deribit", api_key=API_KEY, secret=SECRET, profile="generic", balance_includes_pnl=includes_pnl)
-        async with build_source(acc) as source:
-            return source.normaliser("d", "deribit", {"USDT": {"total": 1000}}, [GENERIC_POSITION], {"BTC/USDT:USDT": {"settle": "USDT"}})
-
-    assert [asyncio.run(run(flag)).equity for flag in (True, False)] == [1000, 1010]
-    no_profile = AccountConfig(name="k", exchange="kraken", api_key=API_KEY, secret=SECRET)
-    with pytest.raises(ConfigError, match="no profile for 'kraken'"):
-        build_source(no_profile)
-
-
-def test_config_reads_the_profiles_without_ccxt_or_an_import_cycle():
-    for first in ("alerter.config", "alerter.sources.registry", "alerter.sources.exchange", "alerter.sources"):
-        code = (f"import sys, {first}, alerter.config, alerter.sources.exchange; "
-                "print(any(m == 'ccxt' or m.startswith('ccxt.') for m in sys.modules))")
-        assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_deep_merge():
