@@ -51,7 +51,3 @@ class Profile:
     redirects: tuple[Redirect, ...] = ()  # accounts on other ids that belong here (or nowhere yet)
     account_keys: tuple[str, ...] = ()  # account settings passed to `normalise` as keywords
     approximate: bool = False  # figures from ccxt's unified fields, not the exchange's own
-
-    @property
-    def key(self) -> str:
-        return self.ids[0]
