@@ -47,8 +47,9 @@ def _duration(td) -> str:
 
 
 def cmd_validate(args) -> int:
-    from alerter.config import REPRICE_EXCHANGES, build_settings, find_config, permission_warning, read_toml
+    from alerter.config import build_settings, find_config, permission_warning, read_toml
     from alerter.runtime import preflight
+    from alerter.sources.registry import profile_for
 
     path = find_config(args.config)
     data = read_toml(path)
@@ -57,6 +58,10 @@ def cmd_validate(args) -> int:
     warning = permission_warning(path, data)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    for i, a in enumerate(settings.accounts):
+        if a.approximate:
+            print(f'warning: accounts[{i}] ({a.name}): profile = "generic": its figures are approximate (ccxt\'s unified fields, '
+                  f"not {a.exchange}'s own margin figures); its alerts and status rows say so", file=sys.stderr)
     d, t = settings.daemon, settings.thresholds
     print(f"{path}: ok")
     print(f"  database       {d.database}")
@@ -71,11 +76,14 @@ def cmd_validate(args) -> int:
         th = settings.thresholds_for(a)
         extra = f", thresholds {_pct(th.warning)}/{_pct(th.call)}/{_pct(th.critical)}" if a.thresholds.model_dump(exclude_none=True) else ""
         print(f"    {a.name:<20} {a.exchange:<14} every {_duration(settings.poll_interval_for(a))}, key ********{extra}")
+        profile = profile_for(a)
+        source = 'APPROXIMATE: profile "generic", ccxt\'s unified fields' if a.approximate else f"{profile.name} profile"
+        print(f"    {'':<20} figures: {source}; currency {profile.currency}")
         if settings.repricing(a):
             between = f"re-priced from mark prices every {_duration(d.price_interval)} (estimated until the next full poll)"
         elif a.mode == "poll" and d.price_interval:
             between = f"full polls every {_duration(settings.poll_interval_for(a))} (asked for: between_polls = \"poll\")"
-        elif a.exchange not in REPRICE_EXCHANGES and a.between_polls is None:
+        elif not a.reprice_faithful and a.between_polls is None:
             between = (f"nothing: mark-price re-pricing is not faithful for {a.exchange}; "
                        f"set between_polls = \"poll\" to poll fully every price_interval")
         else:

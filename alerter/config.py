@@ -3,7 +3,8 @@
 Every problem is reported at once, one line each, named by its key path
 (``accounts[1].thresholds.call: …``). Secrets may be literal or references —
 ``env:NAME``, ``file:PATH``, ``cred:NAME`` (systemd credentials) — and are held as
-``SecretStr`` so they never print. This module imports neither ccxt nor apprise.
+``SecretStr`` so they never print. This module imports neither ccxt nor apprise; what it knows
+about each exchange comes from the profiles (alerter.sources.registry).
 """
 
 from __future__ import annotations
@@ -21,17 +22,15 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StrictBool, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerter.errors import ConfigError
 from alerter.models import Level, RepeatSchedule, Thresholds
+from alerter.sources.registry import GENERIC_NAME, PROFILES, profile_for, refusals
 from alerter.textfile import read_text_file
 
 SEARCH_PATHS = ("./alerter.toml", "/etc/alerter/config.toml")
-# Exchanges whose positions can be re-priced faithfully from public mark prices between full
-# polls (USDⓈ-margined linear contracts with one settle currency). Others poll fully or not.
-REPRICE_EXCHANGES = frozenset({"binanceusdm", "bybit", "okx"})
 
 
 # ---------------------------------------------------------------- value parsers
@@ -232,12 +231,26 @@ class AccountConfig(Section):
     # mark prices, "poll" fully (more private requests), or "off"; default: reprice where faithful
     between_polls: Literal["reprice", "poll", "off"] | None = None
     ccxt: dict[str, Any] = {}
+    # "generic": read an exchange without a profile from ccxt's unified fields (approximate); it
+    # then must say whether ccxt's balance `total` already includes the unrealised PnL
+    profile: Literal["generic"] | None = None
+    balance_includes_pnl: StrictBool | None = None
+
+    @property
+    def approximate(self) -> bool:
+        return self.profile == GENERIC_NAME
+
+    @property
+    def reprice_faithful(self) -> bool:
+        """Its profile says re-pricing from mark prices is faithful (False: no profile)."""
+        profile = None if self.approximate else PROFILES.get(self.exchange)
+        return profile is not None and profile.reprice
 
     @property
     def mode(self) -> str:
         if self.between_polls is not None:
             return self.between_polls
-        return "reprice" if self.exchange in REPRICE_EXCHANGES else "off"
+        return "reprice" if self.reprice_faithful else "off"
 
 
 class ChannelConfig(Section):
@@ -314,6 +327,32 @@ def threshold_problems(t: Thresholds, where: str) -> list[str]:
     return problems
 
 
+def account_problems(account: AccountConfig, where: str, known: tuple[str, ...]) -> list[str]:
+    """What the profiles say against an account: no profile (or the wrong one) for its exchange
+    and ccxt options, the generic profile without its balance convention, missing credentials,
+    re-pricing where it is not faithful."""
+    options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else {}
+    problems = [f"{where}.{key}: {text}" for key, text in refusals(account.exchange, options, generic=account.approximate, known_ids=known)]
+    if account.approximate and account.balance_includes_pnl is None:
+        problems.append(f'{where}.balance_includes_pnl: required with profile = "generic": true if ccxt\'s balance total for '
+                        f"{account.exchange} already includes the unrealised PnL (a margin balance), false if it is the wallet balance without it")
+    if not account.approximate and account.balance_includes_pnl is not None:
+        problems.append(f'{where}.balance_includes_pnl: only with profile = "generic" (a profile reads the exchange\'s own figures)')
+    if problems:
+        return problems
+    profile = profile_for(account)
+    for key in profile.credentials:
+        if getattr(account, key, None) is None:
+            problems.append(f"{where}.{key}: {profile.name} needs it (the API key's {'passphrase' if key == 'password' else key})")
+    if account.between_polls == "reprice" and not profile.reprice:
+        faithful = ", ".join(sorted(i for i, p in PROFILES.items() if p.reprice))
+        problems.append(
+            f"{where}.between_polls: cannot re-price {account.exchange} positions faithfully from mark prices "
+            f"(supported: {faithful}); use \"poll\" to poll fully every price_interval, or \"off\""
+        )
+    return problems
+
+
 def semantic_problems(settings: Settings) -> list[str]:
     problems = threshold_problems(Thresholds(**settings.thresholds.model_dump()), "thresholds")
     known = exchange_ids()
@@ -323,15 +362,7 @@ def semantic_problems(settings: Settings) -> list[str]:
         if account.name in names:
             problems.append(f"{where}.name: duplicate account name {account.name!r}")
         names.add(account.name)
-        if known and account.exchange not in known:
-            close = difflib.get_close_matches(account.exchange, known, n=3, cutoff=0.6)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            problems.append(f"{where}.exchange: unknown ccxt exchange id {account.exchange!r}{hint}")
-        if account.between_polls == "reprice" and account.exchange not in REPRICE_EXCHANGES:
-            problems.append(
-                f"{where}.between_polls: cannot re-price {account.exchange} positions faithfully from mark prices "
-                f"(supported: {', '.join(sorted(REPRICE_EXCHANGES))}); use \"poll\" to poll fully every price_interval, or \"off\""
-            )
+        problems += account_problems(account, where, known)
         if account.thresholds.model_dump(exclude_none=True):
             problems += [p for p in threshold_problems(settings.thresholds_for(account), f"{where}.thresholds") if p not in problems]
     channel_names: set[str] = set()

@@ -130,7 +130,8 @@ def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
     """Health of the cross account first, then one per isolated position."""
     check_finite(snapshot)
     cross = [p for p in snapshot.positions if not p.isolated]
-    common = dict(account=snapshot.account, exchange=snapshot.exchange, estimated=snapshot.estimated)
+    common = dict(account=snapshot.account, exchange=snapshot.exchange, estimated=snapshot.estimated,
+                  approximate=snapshot.approximate)
     account_move = None
     if len(cross) == 1 and cross[0].liquidation_price:
         # one position: the exchange states where the account liquidates (its own rule, with

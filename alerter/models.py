@@ -98,6 +98,7 @@ class AccountSnapshot:
     # isolated positions of a kind the exchange's profile cannot evaluate: (scope, reason). Each
     # such scope is blind on its own; the rest of the account is still evaluated.
     unreadable: tuple[tuple[str, str], ...] = ()
+    approximate: bool = False  # ccxt's unified figures (profile = "generic"), not the exchange's own
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Health:
     top_positions: tuple[PositionRisk, ...] = ()
     currency: str = "USDT"
     estimated: bool = False
+    approximate: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ class Alert:
     top_positions: tuple[PositionRisk, ...] = field(default=())
     currency: str = "USDT"
     estimated: bool = False
+    approximate: bool = False  # the account's figures are ccxt's, not the exchange's own
     since_at: datetime | None = None  # since when this level (or blindness) holds
     failures: int = 0
     reason: str = ""  # blind: why; resolved: "position closed" etc.

@@ -199,9 +199,13 @@ def _ratio_text(alert: Alert) -> str:
     text = f"margin ratio {format_pct(alert.margin_ratio)}"
     if alert.threshold is not None and alert.level != Level.OK:
         text += f" ({alert.level.label} at {format_pct(alert.threshold)})"
-    if alert.estimated:
-        text += " (estimated)"
-    return text
+    return text + _qualifiers(alert)
+
+
+def _qualifiers(alert: Alert) -> str:
+    """" (estimated)" from mark prices, " (approximate)" from ccxt's unified fields, or both."""
+    words = [w for w, on in (("estimated", alert.estimated), ("approximate", alert.approximate)) if on]
+    return f" ({', '.join(words)})" if words else ""
 
 
 def tag(alert: Alert) -> str:
@@ -219,9 +223,7 @@ def headline(alert: Alert) -> str:
     if alert.kind == AlertKind.REPEAT:
         return f"{tag(alert)} still active · {where} · {_ratio_text(alert)} since {format_time(alert.since_at)}"
     if alert.kind == AlertKind.RESOLVED:
-        what = alert.reason if alert.reason else f"margin ratio {format_pct(alert.margin_ratio)}"
-        if alert.estimated and not alert.reason:
-            what += " (estimated)"
+        what = alert.reason if alert.reason else f"margin ratio {format_pct(alert.margin_ratio)}{_qualifiers(alert)}"
         return f"RESOLVED · {where} · {what} (was {alert.level.name})"
     if alert.kind == AlertKind.BLIND:
         if alert.scope.startswith("isolated:") and alert.reason:  # a position the profile cannot evaluate
@@ -245,8 +247,11 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
         return lines
     if alert.kind == AlertKind.RESTORED:
         if alert.margin_ratio is not None:
-            lines.append(f"Margin ratio {format_pct(alert.margin_ratio)}" + (" (estimated)" if alert.estimated else ""))
+            lines.append(f"Margin ratio {format_pct(alert.margin_ratio)}{_qualifiers(alert)}")
         return lines
+    if alert.approximate:
+        lines.append(f"Approximate: ccxt's unified figures for {alert.exchange or 'this exchange'} (profile = \"generic\"), "
+                     "not the exchange's own margin figures")
     if alert.equity is not None and alert.maintenance_margin is not None:
         lines.append(f"Equity {format_money(alert.equity, cur)} · maintenance margin {format_money(alert.maintenance_margin, cur)}")
     if alert.kind == AlertKind.RESOLVED:

@@ -63,6 +63,7 @@ def _alert(kind: AlertKind, level: Level, health: Health, thresholds: Thresholds
         top_positions=health.top_positions,
         currency=health.currency,
         estimated=health.estimated,
+        approximate=health.approximate,
         **extra,
     )
 

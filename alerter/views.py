@@ -13,7 +13,7 @@ with exposure) is the string "inf", an unknown value is null. Keys are only ever
 ``status --json``::
 
     {"generated_at", "database",
-     "accounts": [{"account", "exchange" (null: not configured), "configured", "thresholds":
+     "accounts": [{"account", "exchange" (null: not configured), "configured", "approximate", "thresholds":
                    {"warning", "call", "critical", "hysteresis", "target"}, "poll_interval_seconds",
                    "last_poll_at", "last_poll_age_seconds", "stale", "failures", "blind",
                    "pending_deliveries",
@@ -166,6 +166,7 @@ class AccountStatus:
     blind: bool
     pending: int
     scopes: list[ScopeStatus] = field(default_factory=list)
+    approximate: bool = False  # profile = "generic": ccxt's unified figures, not the exchange's own
 
 
 def trend(last: float, base: tuple[float, int] | None) -> float | None:
@@ -189,6 +190,7 @@ def build_status(settings, latest, bases, states, pending: dict[str, int], now: 
     names = [a.name for a in settings.accounts]
     names += sorted(n for n in {*by_account, *states} if n not in names)
     exchanges = {a.name: a.exchange for a in settings.accounts}
+    approximate = {a.name for a in settings.accounts if a.approximate}
     out = []
     for name in names:
         thresholds = _thresholds(settings, name)
@@ -215,7 +217,7 @@ def build_status(settings, latest, bases, states, pending: dict[str, int], now: 
             account=name, exchange=exchanges.get(name), thresholds=thresholds, poll_interval=interval,
             last_poll_at=last, age=age, stale=age is None or age > STALE_AFTER_POLLS * interval,
             failures=account_state.failures if account_state else 0, blind=bool(account_state and account_state.blind),
-            pending=pending.get(name, 0), scopes=scopes,
+            pending=pending.get(name, 0), scopes=scopes, approximate=name in approximate,
         ))
     return out
 
@@ -240,6 +242,7 @@ def status_json(accounts: list[AccountStatus], now: datetime, database: str) -> 
                 "account": a.account,
                 "exchange": a.exchange,
                 "configured": a.exchange is not None,
+                "approximate": a.approximate,
                 "thresholds": thresholds_json(a.thresholds),
                 "poll_interval_seconds": a.poll_interval.total_seconds(),
                 "last_poll_at": json_at(a.last_poll_at),
@@ -322,6 +325,8 @@ def render_status(accounts: list[AccountStatus], now: datetime):
         poll = _poll_text(a)
         unsent = Text(str(a.pending), style="bold yellow" if a.pending else "dim")
         name = Text(a.account, style="bold") + Text("" if a.exchange else " (not configured)", style="dim")
+        if a.approximate:
+            name += Text(" (approximate)", style="yellow")
         if not a.scopes:
             table.add_row(name, "—", "—", "", "", "", poll, unsent)
             continue
@@ -329,7 +334,7 @@ def render_status(accounts: list[AccountStatus], now: datetime):
         for i, s in enumerate(shown):
             label = name if s.scope == ACCOUNT_SCOPE else Text(f" └ {scope_label(s.scope, short=True)}")
             deposit = fmt_money(s.deposit_needed) if s.deposit_needed > 0 else Text("—", style="dim")
-            ratio = Text(fmt_ratio(s.margin_ratio) + ("*" if s.estimated else ""),
+            ratio = Text(("≈" if a.approximate else "") + fmt_ratio(s.margin_ratio) + ("*" if s.estimated else ""),
                          style=LEVEL_STYLES.get(s.level, "") if s.level is not None else "")
             table.add_row(
                 label, ratio, _level_text(s.level, s.since_at, now), _trend_text(s.trend), deposit,
@@ -372,6 +377,8 @@ def status_legend(accounts: list[AccountStatus]) -> str:
             f"ratio back to {target} · to liq.: the uniform price move that liquidates · stale: no good poll for "
             f"{STALE_AFTER_POLLS}× the poll interval · unsent: alerts not yet delivered"
             + (" · * estimated from mark prices" if any(s.estimated for a in accounts for s in a.scopes) else "")
+            + (' · ≈ approximate: ccxt\'s unified figures (profile = "generic"), not the exchange\'s own'
+               if any(a.approximate for a in accounts) else "")
             + (f" · more: only the {STATUS_ROWS} worst isolated positions of an account are listed, --json lists all"
                if any(worst_scopes(a.scopes)[1] for a in accounts) else ""))
 

@@ -108,7 +108,9 @@ BROKEN = [
     ("[thresholds]\nwarnig = 0.4\n", "thresholds.warnig: unknown key (did you mean 'warning'?)"),
     ("[repeat]\ncall = 'often'\n", "repeat.call: expected a duration"),
     ("[[accounts]]\n" + ACCOUNT.replace('name = "a"\n', ""), "accounts[0].name: required key is missing"),
-    ("[[accounts]]\n" + ACCOUNT.replace("binanceusdm", "binanceusd"), "accounts[0].exchange: unknown ccxt exchange id 'binanceusd' (did you mean"),
+    ("[[accounts]]\n" + ACCOUNT.replace("binanceusdm", "binanceusd"), "accounts[0].exchange: unknown exchange id 'binanceusd' (closest: binanceusdm; supported: binanceusdm, bybit, okx)"),
+    ("[[accounts]]\n" + ACCOUNT.replace('"binanceusdm"', '"binance"') + "ccxt = { options = { defaultType = 'future' } }\n",
+     "accounts[0].exchange: 'binance' with defaultType = 'future': these are Binance USDⓈ-M futures: use exchange = \"binanceusdm\""),
     ("[[accounts]]\n" + ACCOUNT.replace("secret = ", "secrit = "), "accounts[0].secrit: unknown key (did you mean 'secret'?)"),
     ("[[accounts]]\n" + ACCOUNT.replace('"LITERAL-SECRET-VALUE"', '"env:ALERTER_TEST_UNSET_VAR"'), "accounts[0].secret: environment variable ALERTER_TEST_UNSET_VAR is not set"),
     ("[[accounts]]\n" + ACCOUNT.replace('"LITERAL-SECRET-VALUE"', '"file:/nonexistent/secret"'), "accounts[0].secret: cannot read secret file /nonexistent/secret"),
@@ -147,7 +149,88 @@ def test_every_problem_is_reported_at_once(tmp_path):
             {"name": "a", "exchange": "nope", "api_key": "k", "secret": "s"},
             {"name": "a", "exchange": "okx", "api_key": "k", "secret": "s"},
         ]})
-    assert len(e.value.problems) == 4, e.value.problems
+    assert e.value.problems == [
+        "thresholds.call: 45% must be above warning (50%)",
+        "thresholds.target: 60% must be above 0% and below warning (50%)",
+        "accounts[0].exchange: unknown exchange id 'nope' (supported: binanceusdm, bybit, okx)",
+        "accounts[1].name: duplicate account name 'a'",
+        "accounts[1].password: OKX needs it (the API key's passphrase)",
+    ]
+
+
+# ---------------------------------------------------------------- profiles: no silent generic guess
+
+SUPPORTED = "supported: binanceusdm, bybit, okx"
+REFUSED = [
+    ({"exchange": "binance"}, f"accounts[0].exchange: no profile for 'binance' (closest: binanceusdm; {SUPPORTED}); "
+                              "to read it anyway from ccxt's unified fields, approximately, set profile = \"generic\" and balance_includes_pnl"),
+    ({"exchange": "kraken"}, f"accounts[0].exchange: no profile for 'kraken' ({SUPPORTED});"),
+    ({"exchange": "binance", "ccxt": {"options": {"defaultType": "swap"}}}, 'use exchange = "binanceusdm"'),
+    # a generic account on Binance's futures endpoints still gets the profile's figures, not a guess
+    ({"exchange": "binance", "profile": "generic", "balance_includes_pnl": True, "ccxt": {"options": {"defaultType": "future"}}},
+     "accounts[0].exchange: 'binance' with defaultType = 'future': these are Binance USDⓈ-M futures: use exchange = \"binanceusdm\""),
+    ({"exchange": "binance", "ccxt": {"options": {"defaultType": "delivery"}}},
+     "accounts[0].exchange: 'binance' with defaultType = 'delivery': Binance COIN-M (coin-margined) futures, ccxt's binancecoinm, have no profile yet"),
+    ({"exchange": "binance", "ccxt": {"options": {"defaultType": "future", "defaultSubType": "inverse"}}}, "binancecoinm, have no profile yet"),
+    ({"exchange": "binancecoinm"}, "accounts[0].exchange: 'binancecoinm': Binance COIN-M (coin-margined) futures"),
+    ({"exchange": "binanceusdm", "ccxt": {"options": {"defaultSubType": "inverse"}}},
+     "accounts[0].ccxt.options.defaultSubType: 'inverse' is not an account the binanceusdm profile reads (defaultSubType may be 'linear', or left out)"),
+    ({"exchange": "bybit", "ccxt": {"options": {"defaultType": "spot"}}}, "accounts[0].ccxt.options.defaultType: 'spot' is not an account the bybit profile reads"),
+    ({"exchange": "okx", "password": "p", "ccxt": {"options": {"defaultType": "funding"}}}, "accounts[0].ccxt.options.defaultType: 'funding' is not an account the okx profile reads"),
+    ({"exchange": "okx"}, "accounts[0].password: OKX needs it (the API key's passphrase)"),
+    ({"exchange": "kraken", "profile": "generic"}, 'accounts[0].balance_includes_pnl: required with profile = "generic": true if ccxt\'s balance total for kraken'),
+    ({"exchange": "kraken", "profile": "generic", "balance_includes_pnl": "yes"}, "accounts[0].balance_includes_pnl: Input should be a valid boolean"),
+    ({"exchange": "kraken", "profile": "kraken"}, "accounts[0].profile: Input should be 'generic'"),
+    ({"exchange": "okx", "password": "p", "profile": "generic", "balance_includes_pnl": True}, 'accounts[0].profile: okx has its own profile (OKX): remove profile = "generic"'),
+    ({"exchange": "bybit", "balance_includes_pnl": False}, 'accounts[0].balance_includes_pnl: only with profile = "generic"'),
+    ({"exchange": "deribit", "profile": "generic", "balance_includes_pnl": True, "between_polls": "reprice"},
+     "accounts[0].between_polls: cannot re-price deribit positions faithfully from mark prices (supported: binanceusdm, bybit, okx)"),
+    ({"exchange": "krakn", "profile": "generic", "balance_includes_pnl": True}, f"accounts[0].exchange: unknown exchange id 'krakn' (closest: kraken; {SUPPORTED})"),
+]
+
+
+@pytest.mark.parametrize("account, expected", REFUSED, ids=[f"{a['exchange']}-{i}" for i, (a, _) in enumerate(REFUSED)])
+def test_accounts_without_a_profile_are_refused_in_one_line(account, expected):
+    with pytest.raises(ConfigError) as e:
+        build_settings({"accounts": [{"name": "a", "api_key": "k", "secret": "s"} | account]})
+    assert len(e.value.problems) == 1 and "\n" not in e.value.problems[0], e.value.problems
+    assert e.value.problems[0].startswith(expected) or expected in e.value.problems[0], e.value.problems[0]
+
+
+def test_a_generic_account_declares_its_balance_convention_and_is_approximate():
+    s = build_settings({"accounts": [
+        {"name": "d", "exchange": "deribit", "api_key": "k", "secret": "s", "profile": "generic", "balance_includes_pnl": True},
+        {"name": "o", "exchange": "okx", "api_key": "k", "secret": "s", "password": "p", "ccxt": {"options": {"defaultType": "swap"}}},
+    ]})
+    generic, okx = s.accounts
+    assert (generic.approximate, generic.balance_includes_pnl, generic.mode) == (True, True, "off")
+    assert (okx.approximate, okx.mode) == (False, "reprice")
+
+
+def test_run_refuses_an_account_without_a_profile_as_validate_does(tmp_path):
+    path = write(tmp_path, f'[daemon]\ndatabase = "{tmp_path / "a.db"}"\n[[accounts]]\n' + ACCOUNT.replace('"binanceusdm"', '"binance"')
+                 + "ccxt = { options = { defaultType = 'future' } }\n")
+    run = subprocess.run([sys.executable, "-m", "alerter", "run", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and run.stderr == validate(path).stderr
+    assert run.stderr == "error: accounts[0].exchange: 'binance' with defaultType = 'future': these are Binance USDⓈ-M futures: use exchange = \"binanceusdm\"\n"
+    assert not (tmp_path / "a.db").exists()
+
+
+def test_validate_warns_that_a_generic_account_is_approximate_and_shows_each_currency(tmp_path):
+    path = write(tmp_path, "[[accounts]]\n" + ACCOUNT + "[[accounts]]\n" + ACCOUNT.replace('"a"', '"deribit-main"').replace('"binanceusdm"', '"deribit"')
+                 + 'profile = "generic"\nbalance_includes_pnl = true\n')
+    result = validate(path)
+    assert result.returncode == 0, result.stderr
+    assert ('warning: accounts[1] (deribit-main): profile = "generic": its figures are approximate (ccxt\'s unified fields, '
+            "not deribit's own margin figures); its alerts and status rows say so") in result.stderr.splitlines()
+    lines = result.stdout.splitlines()
+    figures = [line.strip() for line in lines if line.strip().startswith("figures:")]
+    assert figures == [
+        "figures: Binance USDⓈ-M profile; currency USDT (USD in multi-assets mode)",
+        'figures: APPROXIMATE: profile "generic", ccxt\'s unified fields; currency the settle currency of the positions\' markets '
+        "(without positions: the balance's only non-zero currency)",
+    ]
+    assert "warning: accounts[0]" not in result.stderr  # the profiled account is not approximate
 
 
 def test_missing_file_is_one_line(tmp_path):

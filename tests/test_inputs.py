@@ -143,7 +143,8 @@ REFUSED_AT_START = [
     ({"channels": [CHANNEL | {"url": "notascheme://host/x"}]}, "channels[0].url: unknown apprise scheme notascheme://"),
     ({"channels": [CHANNEL | {"url": "jsno://host/x"}]}, "channels[0].url: unknown apprise scheme jsno:// (did you mean json://"),
     ({"channels": [CHANNEL | {"url": "tgram://notAtokenSecret77/123"}]}, "channels[0].url: "),
-    ({"accounts": [ACCOUNT | {"exchange": "bitstamp"}]}, "accounts[0].exchange: ccxt's bitstamp cannot fetch positions"),
+    ({"accounts": [ACCOUNT | {"exchange": "bitstamp", "profile": "generic", "balance_includes_pnl": False}]},
+     "accounts[0].exchange: ccxt's bitstamp cannot fetch positions"),
     ({"accounts": [ACCOUNT | {"ccxt": {"options": 5}}]}, "accounts[0].ccxt: ccxt cannot build binanceusdm with this table (TypeError"),
     ({"accounts": [ACCOUNT | {"ccxt": {"rateLimit": -1}}]}, "accounts[0].ccxt: ccxt cannot build binanceusdm with this table (ExchangeError"),
 ]

@@ -111,6 +111,33 @@ def test_render_repeat_resolved_blind_restored():
     assert render([restored], markdown=False)[0] == "RESTORED · binance-main · data flowing again"
 
 
+def test_an_approximate_accounts_alerts_say_so():
+    """A `profile = "generic"` account: the flag travels from the snapshot through health, the
+    policy and the outbox's JSON to every alert, whose headline and figures say "approximate"."""
+    from alerter.health import evaluate
+    from alerter.models import RepeatSchedule, Thresholds
+    from alerter.policy import decide
+    from alerter.sources import generic
+    from alerter.store import alert_from_json, alert_to_json
+
+    position = {"symbol": "BTC/USD:BTC", "contracts": 1, "contractSize": 1, "side": "long", "markPrice": 60_000, "entryPrice": 61_000,
+                "unrealizedPnl": -0.02, "maintenanceMargin": 0.06, "notional": 1.0}
+    snapshot = generic.normalise("deribit-1", "deribit", {"BTC": {"total": 0.1}}, [position], {"BTC/USD:BTC": {"settle": "BTC"}},
+                                 balance_includes_pnl=True)
+    _, (alert,) = decide(None, evaluate(snapshot, 0.4)[0], Thresholds(), RepeatSchedule(), T0)
+    alert = alert_from_json(alert_to_json(alert))  # as the outbox hands it to delivery
+    title, body = render([alert], markdown=False)
+    assert title == "WARNING · deribit-1 · margin ratio 60 % (warning at 50 %) (approximate)"
+    assert body.splitlines()[:2] == [
+        "Approximate: ccxt's unified figures for deribit (profile = \"generic\"), not the exchange's own margin figures",
+        "Equity 0.10 BTC · maintenance margin 0.06 BTC",
+    ]
+    resolved = make_alert(kind=AlertKind.RESOLVED, level=Level.WARNING, margin_ratio=0.3, approximate=True, estimated=True)
+    assert render([resolved], markdown=False)[0] == "RESOLVED · binance-main · margin ratio 30 % (estimated, approximate) (was WARNING)"
+    exact = make_alert()  # an account with a profile says nothing of the kind
+    assert "approximate" not in " ".join(render([exact], markdown=False)).lower()
+
+
 def test_render_small_ratio_keeps_a_decimal():
     assert "margin ratio 4.2 % (warning at 50 %)" in render([make_alert(level=Level.WARNING, margin_ratio=0.042, threshold=0.5)], markdown=False)[0]
 

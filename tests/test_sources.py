@@ -28,17 +28,16 @@ from aiohttp import web
 from alerter.config import AccountConfig
 from alerter.health import evaluate
 from alerter.sources import (
-    NORMALISERS,
     RetryPolicy,
     SourceError,
     build_source,
     check_capabilities,
     classify,
     deep_merge,
-    normaliser_for,
     scrub,
 )
 from alerter.sources import binanceusdm, bybit, generic, okx
+from alerter.sources.registry import PROFILES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05, budget_s=1.0)
@@ -678,16 +677,16 @@ def test_negative_equity_is_kept():
 def test_generic_needs_maintenance_margin():
     position = {"symbol": "BTC/USDT:USDT", "contracts": 1, "contractSize": 1, "side": "long", "markPrice": 100, "entryPrice": 90, "unrealizedPnl": 10, "maintenanceMargin": None, "notional": 100}
     with pytest.raises(SourceError) as caught:
-        generic.normalise("a", "someexchange", {"USDT": {"total": 1000}}, [position], {"BTC/USDT:USDT": {"settle": "USDT"}})
+        generic.normalise("a", "someexchange", {"USDT": {"total": 1000}}, [position], {"BTC/USDT:USDT": {"settle": "USDT"}}, balance_includes_pnl=False)
     assert caught.value.kind == "data" and "maintenanceMargin" in caught.value.message
     position["maintenanceMargin"] = 5
-    snapshot = generic.normalise("a", "someexchange", {"USDT": {"total": 1000}}, [position], {"BTC/USDT:USDT": {"settle": "USDT"}})
+    snapshot = generic.normalise("a", "someexchange", {"USDT": {"total": 1000}}, [position], {"BTC/USDT:USDT": {"settle": "USDT"}}, balance_includes_pnl=False)
     assert (snapshot.equity, snapshot.maintenance_margin, snapshot.currency) == (1010, 5, "USDT")
 
 
 def test_registry_and_capabilities():
-    assert set(NORMALISERS) == {"binanceusdm", "bybit", "okx"}
-    assert normaliser_for("kraken") is generic.normalise and normaliser_for("okx") is okx.normalise
+    assert set(PROFILES) == {"binanceusdm", "bybit", "okx"}
+    assert PROFILES["okx"].normalise is okx.normalise and PROFILES["bybit"].check_body is bybit.check_body
     assert check_capabilities("binanceusdm") == []
     assert check_capabilities("nosuchexchange") == ["unknown ccxt exchange id 'nosuchexchange'"]
     assert any("fetchPositions" in p for p in check_capabilities("bitstamp"))

@@ -210,6 +210,26 @@ def test_status_table(recorded, capsys, monkeypatch):
     assert "31.7%" in out
 
 
+def test_status_marks_every_row_of_an_approximate_account(recorded, capsys, monkeypatch):
+    """An account read through `profile = "generic"`: its name and each of its rows say so."""
+    monkeypatch.setenv("COLUMNS", "160")
+    path, _ = recorded
+    text = path.read_text()
+    generic = 'name = "demo-iso"\nexchange = "deribit"\nprofile = "generic"\nbalance_includes_pnl = true\n'
+    path.write_text(text.replace('name = "demo-iso"\nexchange = "binanceusdm"\n', generic))
+    assert path.read_text() != text
+    code, out, _ = run(["status", "--config", str(path), "--json"], capsys)
+    assert code == 0
+    assert [(a["account"], a["approximate"]) for a in json.loads(out)["accounts"]] == [("demo", False), ("demo-iso", True), ("old", False)]
+    code, out, _ = run(["status", "--config", str(path)], capsys)
+    lines = out.splitlines()
+    iso_rows = [line for line in lines if line.lstrip().startswith(("demo-iso", "└ BTC", "└ ETH"))]
+    assert len(iso_rows) == 3 and "demo-iso (approximate)" in iso_rows[0]
+    assert all("≈" in row for row in iso_rows)
+    assert not any("≈" in line for line in lines if line.lstrip().startswith(("demo ", "old ")))
+    assert '≈ approximate: ccxt\'s unified figures (profile = "generic"), not the exchange\'s own' in " ".join(out.split())
+
+
 def test_status_without_database_is_one_line_error(config, capsys):
     path, db = config
     code, out, err = run(["status", "--config", str(path)], capsys)

@@ -209,3 +209,39 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         initial_margin=initial,
         currency=totals_currency(info, where),
     )
+
+
+# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+
+from alerter.sources.profile import Profile, Redirect  # noqa: E402
+
+COIN_M = "Binance COIN-M (coin-margined) futures, ccxt's binancecoinm, have no profile yet"
+
+PROFILE = Profile(
+    name="Binance USDⓈ-M",
+    ids=("binanceusdm",),
+    modes="USDⓈ-M futures: cross and isolated positions, one-way and hedge mode, single- and multi-assets mode",
+    figure="cross: (`totalMaintMargin` − isolated `maintMargin`) ÷ (`totalCrossWalletBalance` + `totalCrossUnPnl`) "
+           "of /fapi/v3/account; isolated: `maintMargin` ÷ `isolatedMargin` of /fapi/v3/positionRisk",
+    currency="USDT (USD in multi-assets mode)",
+    liquidation="A scope is liquidated when its margin ratio, maintenance margin ÷ margin balance (cross: the cross "
+                "wallet balance plus the cross positions' unrealised PnL; isolated: the position's margin), reaches 100 %.",
+    liquidation_url="https://www.binance.com/en/support/faq/360033162192",
+    normalise=normalise,
+    check_body=check_body,
+    # load_markets() reads /fapi/v1/exchangeInfo only: fetchCurrencies would add the signed spot-wallet
+    # /sapi/v1/capital/config/getall (every coin, and a permission a futures read key need not have),
+    # fetchMargins the /sapi margin pair lists; neither matters for futures margin.
+    ccxt_defaults={"options": {"fetchCurrencies": False, "fetchMargins": False}},
+    reprice=True,  # linear contracts in one settle currency: maintenance and PnL follow the mark
+    options={"defaultType": ("swap", "future"), "defaultSubType": ("linear",), "portfolioMargin": (False,)},
+    redirects=(
+        # ccxt's binance reaches the USDⓈ-M endpoints (/fapi) with defaultType "future" or "swap";
+        # the generic path would add the unrealised PnL to a balance total that already holds it
+        Redirect("binance", {"defaultType": ("future", "swap"), "defaultSubType": (None, "linear")},
+                 'these are Binance USDⓈ-M futures: use exchange = "binanceusdm"'),
+        Redirect("binance", {"defaultType": ("delivery",)}, COIN_M),
+        Redirect("binance", {"defaultSubType": ("inverse",)}, COIN_M),
+        Redirect("binancecoinm", {}, COIN_M),
+    ),
+)

@@ -202,3 +202,34 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         raise SourceError("data", f"{where}: cross positions but neither accountMMRate nor a {settle} wallet balance")
     return wallet_snapshot(account=account_name, exchange=exchange_id, wallet=wallet or 0.0, positions=parsed,
                            currency=settle, initial_margin=initial)
+
+
+# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+
+from alerter.sources.profile import Profile  # noqa: E402
+
+PROFILE = Profile(
+    name="Bybit",
+    ids=("bybit",),
+    modes="unified trading account (cross and portfolio margin: account-wide figures; isolated-margin mode) and classic "
+          "contract accounts; linear USDT and USDC contracts",
+    figure="account: `totalMaintenanceMargin` (at least `accountMMRate` × equity) ÷ `totalMarginBalance` of "
+           "/v5/account/wallet-balance, i.e. `accountMMRate`; isolated, and classic cross from its positions: "
+           "`positionMM` ÷ (`positionBalance` + `unrealisedPnl`) of /v5/position/list",
+    currency="USD (unified account-wide figures); USDT (isolated-margin mode and classic accounts)",
+    liquidation="A unified account in cross or portfolio margin is liquidated when its maintenance margin rate "
+                "(`accountMMRate`, maintenance ÷ margin balance) reaches 100 %; an isolated position when the mark "
+                "price reaches its liquidation price, where its margin falls to its maintenance margin.",
+    liquidation_url="https://www.bybit.com/en/help-center/article/UTA-Trading-Rules",
+    normalise=normalise,
+    check_body=check_body,
+    # load_markets() lists linear contracts only (ccxt's default adds spot, inverse and thousands of
+    # options, four requests); fetchCurrencies would add the signed /v5/asset/coin/query-info
+    ccxt_defaults={"options": {"fetchMarkets": {"types": ["linear"]}}, "has": {"fetchCurrencies": False}},
+    # the linear position list needs a settle coin when no symbol is given; USDC contracts settle in USDC
+    position_params=({"settleCoin": "USDT"}, {"settleCoin": "USDC"}),
+    # {"retCode":10016,"retMsg":"System error..."}: "try again", which ccxt maps to a plain ExchangeError
+    server_error=('"retCode":', frozenset({"10016"})),
+    reprice=True,  # linear contracts: maintenance and PnL follow the mark
+    options={"defaultType": ("swap", "future"), "defaultSubType": ("linear",)},
+)

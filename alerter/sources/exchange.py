@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import logging
 import math
@@ -23,31 +24,12 @@ from alerter.config import AccountConfig, ConfigError
 from alerter.models import AccountSnapshot
 from alerter.sources.errors import SourceError, classify
 from alerter.sources.fields import BodyCheck, Normaliser
-from alerter.sources.registry import body_check_for, normaliser_for
+from alerter.sources.profile import Profile
+from alerter.sources.registry import profile_for
 
 logger = logging.getLogger(__name__)
 
 MARKETS_TTL_S = 24 * 3600
-
-# Per-exchange ccxt settings that cut load_markets() down to what a margin monitor needs; the
-# account's own `ccxt` table is merged over these (see EXCHANGES.md for what each one skips).
-EXCHANGE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "binanceusdm": {"options": {"fetchCurrencies": False, "fetchMargins": False}},
-    "bybit": {"options": {"fetchMarkets": {"types": ["linear"]}}, "has": {"fetchCurrencies": False}},
-    "okx": {"options": {"fetchMarkets": {"types": ["swap", "future"]}}, "has": {"fetchCurrencies": False}},
-}
-
-# fetch_positions() calls per exchange (their results are concatenated); Bybit's linear position
-# list needs a settle coin when no symbol is given, and USDC contracts settle in USDC.
-POSITION_PARAMS: dict[str, tuple[dict[str, Any], ...]] = {
-    "bybit": ({"settleCoin": "USDT"}, {"settleCoin": "USDC"}),
-}
-
-# exchange error codes that mean "system error, try again" but which ccxt maps to a plain
-# ExchangeError: (body marker, codes); bybit's {"retCode":10016,"retMsg":"System error..."}
-SERVER_ERROR_CODES: dict[str, tuple[str, frozenset[str]]] = {
-    "bybit": ('"retCode":', frozenset({"10016"})),
-}
 
 # the last HTTP response of the current task's ccxt call: ccxt's exceptions carry neither the
 # status nor the headers, and concurrent calls each run in their own task. A call whose answers
@@ -137,6 +119,7 @@ class Source:
         shared: SharedMarkets | None = None,
         market_key: str | None = None,
         body_check: BodyCheck | None = None,
+        server_error: tuple[str, frozenset[str]] | None = None,
     ):
         self.account_name = account_name
         self.exchange = exchange
@@ -150,11 +133,12 @@ class Source:
         self._markets_at: float | None = None
         self.shared = shared
         self.market_key = market_key or self.exchange_id
-        self._install_response_hook()
+        self._install_response_hook(server_error or ("", frozenset()))
 
-    def _install_response_hook(self) -> None:
+    def _install_response_hook(self, server_error: tuple[str, frozenset[str]]) -> None:
+        """`server_error`: (body marker, codes) that mean "system error, try again" (the profile's)."""
         original = self.exchange.on_rest_response
-        marker, codes = SERVER_ERROR_CODES.get(self.exchange_id, ("", frozenset()))
+        marker, codes = server_error
 
         def on_rest_response(code, reason, url, method, headers, body, request_headers, request_body):
             record = _last_response.get()
@@ -343,6 +327,8 @@ def exchange_class(exchange_id: str) -> Any:
 
 
 def ccxt_config(account: AccountConfig, timeout_s: float) -> dict[str, Any]:
+    """The ccxt constructor's table: keys, rate limiting, the timeout, the profile's defaults
+    and the account's `ccxt` table deep-merged over them."""
     config: dict[str, Any] = {
         "apiKey": account.api_key.get_secret_value(),
         "secret": account.secret.get_secret_value(),
@@ -353,7 +339,14 @@ def ccxt_config(account: AccountConfig, timeout_s: float) -> dict[str, Any]:
         config["password"] = account.password.get_secret_value()
     if account.uid is not None:
         config["uid"] = account.uid.get_secret_value()
-    return deep_merge(deep_merge(EXCHANGE_DEFAULTS.get(account.exchange, {}), config), account.ccxt)
+    return deep_merge(deep_merge(account_profile(account).ccxt_defaults, config), account.ccxt)
+
+
+def account_profile(account: AccountConfig) -> Profile:
+    try:
+        return profile_for(account)
+    except KeyError:
+        raise ConfigError(f'account {account.name!r}: no profile for {account.exchange!r} (or set profile = "generic")') from None
 
 
 def build_source(
@@ -365,23 +358,29 @@ def build_source(
     shared: SharedMarkets | None = None,
 ) -> Source:
     """A Source for the account: ccxt's async exchange with the account's keys, rate limiting, the
-    timeout, our per-exchange defaults and the account's `ccxt` table deep-merged over them."""
+    timeout, its profile's defaults and the account's `ccxt` table deep-merged over them, read by
+    its profile's normaliser."""
     cls = exchange_class(account.exchange)
     if cls is None:
         raise ConfigError(f"account {account.name!r}: unknown ccxt exchange id {account.exchange!r}")
+    profile = account_profile(account)
+    normaliser = profile.normalise
+    if profile.account_keys:
+        normaliser = functools.partial(normaliser, **{key: getattr(account, key) for key in profile.account_keys})
     secrets = [account.api_key.get_secret_value(), account.secret.get_secret_value()]
     secrets += [s.get_secret_value() for s in (account.password, account.uid) if s is not None]
     return Source(
         account.name,
         cls(ccxt_config(account, timeout_s)),
-        normaliser_for(account.exchange),
+        normaliser,
         secrets=secrets,
         retry=retry or RetryPolicy(),
         markets_ttl_s=markets_ttl_s,
-        position_params=POSITION_PARAMS.get(account.exchange, ({},)),
+        position_params=profile.position_params,
         shared=shared,
         market_key=json.dumps([account.exchange, account.ccxt.get("urls"), account.ccxt.get("options")], sort_keys=True, default=str),
-        body_check=body_check_for(account.exchange),
+        body_check=profile.check_body,
+        server_error=profile.server_error,
     )
 
 

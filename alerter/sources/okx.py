@@ -260,3 +260,33 @@ def account_snapshot(data: Mapping, account_name: str, exchange_id: str, parsed:
     if total is None:
         raise SourceError("data", f"{where}.totalEq: missing")
     return make_snapshot(equity=total, maintenance_margin=0.0, wallet_balance=total, currency="USD", **common)
+
+
+# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+
+from alerter.sources.profile import Profile  # noqa: E402
+
+PROFILE = Profile(
+    name="OKX",
+    ids=("okx",),
+    modes="trading account in single-currency, multi-currency and portfolio margin mode; linear and inverse "
+          "(coin-margined) swaps and futures, cross and isolated; an isolated position of another kind (spot margin, "
+          "options) is blind on its own scope",
+    figure="account: 1 ÷ `mgnRatio` of /api/v5/account/balance (account level, or the settle currency's in "
+           "`details[]`); isolated: 1 ÷ the position's `mgnRatio` of /api/v5/account/positions (its maintenance "
+           "plus the fee to close)",
+    currency="USD (multi-currency and portfolio margin, and accounts without cross positions); the settle "
+             "currency, e.g. USDT, in single-currency margin; the coin (BTC) for inverse positions",
+    liquidation="Positions are liquidated when the margin ratio `mgnRatio`, adjusted equity ÷ (maintenance margin + "
+                "the fee to close), falls to 100 % or below (alerter shows 1 ÷ `mgnRatio`: 100 % is liquidation here too).",
+    liquidation_url="https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-balance",
+    normalise=normalise,
+    check_body=check_body,
+    # load_markets() lists swaps and futures only (not spot, margin and options); fetchCurrencies
+    # would add the signed /api/v5/asset/currencies
+    ccxt_defaults={"options": {"fetchMarkets": {"types": ["swap", "future"]}}, "has": {"fetchCurrencies": False}},
+    credentials=("api_key", "secret", "password"),
+    reprice=True,  # linear contracts: maintenance and PnL follow the mark
+    # fetch_balance() reads the trading account for every defaultType but "funding" (the funding account)
+    options={"defaultType": ("spot", "margin", "swap", "future", "option")},
+)

@@ -1,0 +1,53 @@
+"""`Profile`: everything alerter knows about one exchange, in the exchange's own module.
+
+Each exchange module (binanceusdm.py, bybit.py, okx.py) ends with its `PROFILE`; generic.py has
+the explicit fallback (`profile = "generic"` in an account). alerter.sources.registry collects
+them. A profile holds plain data and pure functions only: this module imports neither ccxt nor
+alerter.config, so config validation reads the registry without importing either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerter.sources.fields import BodyCheck, Normaliser
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """An account that looks like another exchange's: `exchange` with ccxt `options` matching
+    `when` (option → the values that match; None matches an option left unset) is refused with
+    `advice`, e.g. binance with defaultType "future" → use exchange = "binanceusdm"."""
+
+    exchange: str
+    when: Mapping[str, tuple]
+    advice: str
+
+    def matches(self, exchange: str, options: Mapping[str, Any]) -> bool:
+        return exchange == self.exchange and all(options.get(key) in values for key, values in self.when.items())
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One exchange: how to reach it, how to read it, what its figures mean."""
+
+    name: str  # as a person calls it: "Binance USDⓈ-M"
+    ids: tuple[str, ...]  # the ccxt exchange ids it reads (the registry's keys)
+    modes: str  # the account modes it covers
+    figure: str  # the exchange's own figures the margin ratio is made of
+    currency: str  # the currency of those figures
+    liquidation: str  # the exchange's own liquidation rule, in one sentence
+    liquidation_url: str  # the exchange's page stating it
+    normalise: Normaliser  # pure: raw ccxt answers → AccountSnapshot
+    check_body: BodyCheck | None = None  # the documented shape of the raw answers
+    ccxt_defaults: Mapping[str, Any] = field(default_factory=dict)  # the account's `ccxt` table is merged over these
+    position_params: tuple[Mapping[str, Any], ...] = ({},)  # one fetch_positions() call each, results concatenated
+    server_error: tuple[str, frozenset[str]] | None = None  # (body marker, codes) meaning "system error, try again"
+    reprice: bool = False  # re-pricing the positions from public mark prices between polls is faithful
+    credentials: tuple[str, ...] = ("api_key", "secret")  # account keys the exchange needs
+    options: Mapping[str, tuple] = field(default_factory=dict)  # ccxt options an account may set only to these values
+    redirects: tuple[Redirect, ...] = ()  # accounts on other ids that belong here (or nowhere yet)
+    account_keys: tuple[str, ...] = ()  # account settings passed to `normalise` as keywords
+    approximate: bool = False  # figures from ccxt's unified fields, not the exchange's own

@@ -1,0 +1,136 @@
+"""The exchange profiles: the registry built from them, the generic path only on request and
+always approximate, no import cycle with the config, and the README's support matrix generated
+from them (so it cannot drift)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alerter.config import AccountConfig, ConfigError
+from alerter.health import evaluate
+from alerter.sources import build_source, generic
+from alerter.sources.registry import GENERIC, MATRIX_BEGIN, MATRIX_END, PROFILES, main, profile_for, support_matrix
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = {"api_key": "key-AbCdEf123456", "secret": "secret-ZyXwVu987654"}
+POSITION = {"symbol": "BTC/USDT:USDT", "contracts": 1, "contractSize": 1, "side": "long", "markPrice": 100, "entryPrice": 90,
+            "unrealizedPnl": 10, "maintenanceMargin": 5, "notional": 100}
+MARKETS = {"BTC/USDT:USDT": {"settle": "USDT"}}
+
+
+# ---------------------------------------------------------------- the registry
+
+def test_every_profile_states_what_the_readme_and_the_config_need():
+    assert set(PROFILES) == {"binanceusdm", "bybit", "okx"}
+    for exchange_id, profile in [*PROFILES.items(), ("generic", GENERIC)]:
+        assert exchange_id in profile.ids or profile is GENERIC
+        assert profile.liquidation_url.startswith("https://"), exchange_id
+        assert profile.name and profile.modes and profile.figure and profile.currency and profile.liquidation.endswith(".")
+        assert profile.approximate == (profile is GENERIC) and profile.reprice != (profile is GENERIC)
+    assert PROFILES["okx"].credentials == ("api_key", "secret", "password")
+    assert PROFILES["bybit"].position_params == ({"settleCoin": "USDT"}, {"settleCoin": "USDC"})
+
+
+def test_an_account_gets_its_exchanges_profile_and_generic_only_when_it_asks():
+    assert profile_for(AccountConfig(name="o", exchange="okx", password="p", **KEYS)) is PROFILES["okx"]
+    assert profile_for(AccountConfig(name="k", exchange="kraken", profile="generic", balance_includes_pnl=True, **KEYS)) is GENERIC
+    with pytest.raises(KeyError):  # no silent generic guess
+        profile_for(AccountConfig(name="k", exchange="kraken", **KEYS))
+    with pytest.raises(ConfigError, match="no profile for 'kraken'"):
+        build_source(AccountConfig(name="k", exchange="kraken", **KEYS))
+
+
+def test_a_source_uses_its_profiles_ccxt_defaults_under_the_accounts_table():
+    async def options(account: AccountConfig) -> dict:
+        async with build_source(account) as source:
+            return source.exchange.options
+
+    okx = asyncio.run(options(AccountConfig(name="o", exchange="okx", password="p", ccxt={"options": {"fetchMarkets": {"types": ["swap"]}}}, **KEYS)))
+    assert okx["fetchMarkets"]["types"] == ["swap"]  # the account's table wins
+    binance = asyncio.run(options(AccountConfig(name="b", exchange="binanceusdm", **KEYS)))
+    assert (binance["fetchCurrencies"], binance["fetchMargins"]) == (False, False)
+
+
+def test_config_reads_the_profiles_without_ccxt_or_an_import_cycle():
+    for first in ("alerter.config", "alerter.sources.registry", "alerter.sources.exchange", "alerter.sources"):
+        code = (f"import sys, {first}, alerter.config, alerter.sources.exchange; "
+                "print(any(m == 'ccxt' or m.startswith('ccxt.') for m in sys.modules))")
+        assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- the generic path
+
+@pytest.mark.parametrize("includes_pnl, equity, wallet", [(False, 1010, 1000), (True, 1000, 990)])
+def test_generic_reads_the_balance_by_the_declared_convention_and_is_approximate(includes_pnl, equity, wallet):
+    snapshot = generic.normalise("a", "someexchange", {"USDT": {"total": 1000}}, [POSITION], MARKETS, balance_includes_pnl=includes_pnl)
+    assert (snapshot.equity, snapshot.wallet_balance, snapshot.maintenance_margin, snapshot.currency) == (equity, wallet, 5, "USDT")
+    assert snapshot.approximate
+    assert all(h.approximate for h in evaluate(snapshot, 0.4))
+
+
+def test_a_generic_source_reads_with_the_accounts_balance_convention():
+    async def equity(includes_pnl: bool) -> float:
+        account = AccountConfig(name="d", exchange="deribit", profile="generic", balance_includes_pnl=includes_pnl, **KEYS)
+        async with build_source(account) as source:
+            return source.normaliser("d", "deribit", {"USDT": {"total": 1000}}, [POSITION], MARKETS).equity
+
+    assert [asyncio.run(equity(flag)) for flag in (True, False)] == [1000, 1010]
+
+
+def test_generic_ignores_ccxts_maintenance_percentage():
+    """ccxt's deribit hands maintenanceMarginPercentage on ×100: read as a rate, a long's distance
+    to liquidation would come out as a rise. The distance uses maintenance ÷ notional instead."""
+    position = POSITION | {"maintenanceMarginPercentage": 2.15, "unrealizedPnl": 0, "entryPrice": 100}
+    snapshot = generic.normalise("a", "deribit", {"USDT": {"total": 50}}, [position], MARKETS, balance_includes_pnl=True)
+    assert snapshot.positions[0].maintenance_rate is None
+    assert evaluate(snapshot, 0.4)[0].liquidation_move == pytest.approx(-(50 - 5) / (100 - 5))  # a long: prices must fall by 47 %
+
+
+def test_generic_without_positions_takes_the_balances_currency():
+    """A BTC-margined account with no position: its equity is its BTC, not an empty USDT line."""
+    balance = {"BTC": {"total": 0.75}, "USDT": {"total": 0}, "total": {"BTC": 0.75, "USDT": 0}}
+    snapshot = generic.normalise("a", "deribit", balance, [], {}, balance_includes_pnl=True)
+    assert (snapshot.equity, snapshot.maintenance_margin, snapshot.currency) == (0.75, 0, "BTC")
+    several = {"BTC": {"total": 1}, "USDT": {"total": 20}, "total": {"BTC": 1, "USDT": 20}}
+    assert generic.normalise("a", "x", several, [], {}, balance_includes_pnl=True).currency == "USDT"
+    assert generic.normalise("a", "x", {"total": {}}, [], {}, balance_includes_pnl=False).equity == 0
+
+
+# ---------------------------------------------------------------- the README's support matrix
+
+def readme_matrix() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = text.index(MATRIX_BEGIN), text.index(MATRIX_END) + len(MATRIX_END)
+    return text[start:end]
+
+
+def test_the_readme_holds_exactly_the_generated_support_matrix():
+    assert readme_matrix() == support_matrix(), "regenerate it: python -m alerter.sources.registry --write README.md"
+
+
+def test_the_matrix_has_a_row_per_profile_and_lists_the_real_recordings(tmp_path):
+    (tmp_path / "okx").mkdir()
+    for name in ("PROVENANCE.md", "balance-multi.json", "positions-isolated.json"):
+        (tmp_path / "okx" / name).write_text("{}")
+    (tmp_path / "okx" / "isolated-inverse").mkdir()
+    rows = support_matrix(tmp_path).splitlines()[3:-1]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| Binance USDⓈ-M (`binanceusdm`)", "| Bybit (`bybit`)", "| OKX (`okx`)", '| any other ccxt exchange (`profile = "generic"`)']
+    okx, others = rows[2], rows[:2] + rows[3:]
+    assert okx.endswith("| yes | `balance-multi`, `isolated-inverse`, `positions-isolated` |")
+    assert all(row.endswith("| — |") for row in others)
+    assert "(full polls only" in rows[3] and "**approximate**" in rows[3]
+    assert "[source](https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-balance)" in okx
+
+
+def test_the_matrix_is_regenerated_in_place(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{MATRIX_BEGIN}\n| stale |\n{MATRIX_END}\n\nafter\n", encoding="utf-8")
+    assert main(["--write", str(readme)]) == 0
+    assert readme.read_text(encoding="utf-8") == f"# title\n\n{support_matrix()}\n\nafter\n"
+    assert main([]) == 0 and capsys.readouterr().out == support_matrix() + "\n"
