@@ -278,6 +278,53 @@ def test_binanceusdm_position_ccxt_drops_is_refused():
     assert error.kind == "data" and "BTCUSDT short" in error.message
 
 
+# ------------------------------------------------------------------ binance usdⓈ-m isolated (recorded v2 positionRisk)
+
+# Two recorded "Position Information V2" answers of small real hedge-mode accounts, every position
+# isolated (see PROVENANCE.md). Their figures agree with Binance's isolated liquidation formula:
+# with the isolatedWallet, entryPrice and positionAmt stated, a maintenance rate of 0.5 % (DOGEUSDT)
+# and 1.5 % (BLURUSDT) with cum 0 gives each stated liquidationPrice to all 8 decimals. Those rates
+# are what the synthetic brackets serve (used only to extrapolate, never asserted). No account
+# answer was recorded with them: the synthetic account lists the open rows (binance_isolated_account).
+DOGEUSDT = Contract("DOGEUSDT", "DOGE", "USDT", "USDT", maint_rate=0.005)
+BLURUSDT = Contract("BLURUSDT", "BLUR", "USDT", "USDT", maint_rate=0.015)
+
+
+def binance_recorded_isolated(name: str, contract: Contract, *rows: dict):
+    bodies = {"/fapi/v2/account": binance_isolated_account(*rows), "/fapi/v2/positionRisk": REAL / f"binanceusdm/{name}"}
+    return replay("binanceusdm", bodies, [contract], **BINANCE_V2)
+
+
+def test_binanceusdm_recorded_isolated_short_is_binances():
+    row = {"symbol": "DOGEUSDT", "positionSide": "SHORT", "positionAmt": "-32", "isolated": True, "leverage": "6"}
+    _, healths, paths = binance_recorded_isolated("isolated-hedge-short-positionRisk-v2.json", DOGEUSDT, row)
+    assert "/fapi/v2/positionRisk" in paths
+    assert set(healths) == {ACCOUNT_SCOPE, "isolated:DOGE/USDT:USDT:short"}  # the LONG row has positionAmt "0"
+    short = healths["isolated:DOGE/USDT:USDT:short"]
+    assert short.equity == pytest.approx(0.86034145, rel=REL)  # isolatedMargin
+    (risk,) = short.top_positions
+    assert risk.liquidation_price == pytest.approx(0.19059204, rel=REL)  # liquidationPrice
+    assert risk.mark_price == pytest.approx(0.16465933, rel=REL)  # markPrice
+    assert risk.notional == pytest.approx(5.26909856, rel=REL)  # |notional|
+    assert short.liquidation_move == pytest.approx(0.19059204 / 0.16465933 - 1, rel=REL)  # liquidationPrice ÷ markPrice − 1
+    assert healths[ACCOUNT_SCOPE].top_positions == ()  # nothing cross
+
+
+def test_binanceusdm_recorded_isolated_long_and_short_are_two_scopes_at_binances_prices():
+    rows = ({"symbol": "BLURUSDT", "positionSide": "LONG", "positionAmt": "14", "isolated": True, "leverage": "4"},
+            {"symbol": "BLURUSDT", "positionSide": "SHORT", "positionAmt": "-28", "isolated": True, "leverage": "4"})
+    _, healths, _ = binance_recorded_isolated("isolated-hedge-long-short-positionRisk-v2.json", BLURUSDT, *rows)
+    assert set(healths) == {ACCOUNT_SCOPE, "isolated:BLUR/USDT:USDT:long", "isolated:BLUR/USDT:USDT:short"}
+    long, short = healths["isolated:BLUR/USDT:USDT:long"], healths["isolated:BLUR/USDT:USDT:short"]
+    assert long.equity == pytest.approx(2.51886250, rel=REL)  # LONG isolatedMargin
+    assert short.equity == pytest.approx(5.05750448, rel=REL)  # SHORT isolatedMargin
+    assert long.top_positions[0].notional == pytest.approx(10.09540000, rel=REL)  # LONG notional
+    assert short.top_positions[0].notional == pytest.approx(20.19080000, rel=REL)  # SHORT |notional|
+    # liquidationPrice ÷ markPrice − 1 (markPrice 0.72110000 on both rows)
+    assert long.liquidation_move == pytest.approx(0.54942259 / 0.72110000 - 1, rel=REL)
+    assert short.liquidation_move == pytest.approx(0.88839917 / 0.72110000 - 1, rel=REL)
+
+
 # ------------------------------------------------------------------ bybit unified cross (websocket recording)
 
 def bybit_rest_envelope(ws_message: Path, **result) -> bytes:
