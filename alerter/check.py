@@ -12,7 +12,8 @@ import asyncio
 from alerter.codec import from_json_float, json_float
 from alerter.config import load_settings
 from alerter.daemon import Poll, fetch_health
-from alerter.runtime import build_daemon, preflight, secrets_of
+from alerter.runtime import build_daemon, preflight
+from alerter.secrets import of as secrets_of
 from alerter.logs import setup_logging
 from alerter.models import ACCOUNT_SCOPE
 from alerter.policy import level_for

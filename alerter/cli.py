@@ -107,7 +107,8 @@ def cmd_run(args) -> int:
     from alerter.errors import StoreError
     from alerter.lockfile import DatabaseInUse, hold_lock
     from alerter.logs import setup_logging
-    from alerter.runtime import announce_failure, build_daemon, preflight, secrets_of
+    from alerter.runtime import announce_failure, build_daemon, preflight
+    from alerter.secrets import of as secrets_of
 
     path = find_config(args.config).absolute()  # SIGHUP re-reads this file
     settings = load_settings(path)
@@ -156,9 +157,10 @@ def cmd_test_notify(args) -> int:
     from alerter.delivery import test_notify
     from alerter.logs import setup_logging
     from alerter.notify import Notifier
+    from alerter.secrets import of as secrets_of
 
     settings = load_settings(args.config)
-    setup_logging("warning", [c.url.get_secret_value() for c in settings.channels])
+    setup_logging("warning", secrets_of(settings))
     names = [c.name for c in settings.channels]
     if args.channel:
         unknown = [n for n in args.channel if n not in names]

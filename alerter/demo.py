@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from alerter.config import build_settings
-from alerter.runtime import build_daemon, preflight, secrets_of
+from alerter.runtime import build_daemon, preflight
+from alerter.secrets import of as secrets_of
 from alerter.logs import setup_logging
 
 logger = logging.getLogger(__name__)

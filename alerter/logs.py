@@ -1,8 +1,8 @@
-"""Logging set-up: one event per line, journald-friendly, with secrets redacted.
+"""Logging set-up: one event per line, journald-friendly, with secrets masked.
 
 Under systemd (`$JOURNAL_STREAM` set) lines carry a `<N>` syslog priority prefix instead of a
-timestamp of our own, so journald records the level and its own time. Every known secret value
-is replaced by `***` in every record, whichever library logged it.
+timestamp of our own, so journald records the level and its own time. Every known secret
+(alerter.secrets) is masked in every record, whichever library logged it.
 """
 
 from __future__ import annotations
@@ -10,34 +10,29 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterable
+
+from alerter import secrets
 
 PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
 
-class Redactor(logging.Filter):
-    """Replaces secret values in a record's final message (and exception text) with ***."""
-
-    def __init__(self, secrets: list[str] = ()):
-        super().__init__()
-        self.secrets: list[str] = []
-        self.add(secrets)
-
-    def add(self, secrets) -> None:
-        self.secrets = sorted({*self.secrets, *(s for s in secrets if s and len(s) >= 4)}, key=len, reverse=True)
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+class Masking(logging.Filter):
+    """Masks the secrets alerter.secrets knows in a record's final message and exception text.
+    It holds no rule of its own: what is a secret and how it is masked are alerter.secrets'."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg = self.scrub(record.getMessage())
-            record.args = None
-            if record.exc_info and not record.exc_text:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            if record.exc_text:
-                record.exc_text = self.scrub(record.exc_text)
+        if not secrets.known():
+            return True
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a library's malformed record: logging reports it itself
+            return True
+        record.msg, record.args = secrets.mask(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = secrets.mask(record.exc_text)
         return True
 
 
@@ -47,17 +42,30 @@ class JournalFormatter(logging.Formatter):
         return f"<{PRIORITY.get(record.levelno, 6)}>{text}"
 
 
-REDACTOR = Redactor()
+MASKING = Masking()
+# libraries that log a channel URL's token or password at DEBUG: masked at the source too, so
+# that every handler (not only ours) gets the masked record
+LIBRARY_LOGGERS = ("apprise", "urllib3", "urllib3.connectionpool", "urllib3.util.retry", "requests")
 
 
-def setup_logging(level: str = "info", secrets: list[str] = (), stream=None) -> None:
-    REDACTOR.add(secrets)
+def mask_library_logs() -> None:
+    """Mask the records of LIBRARY_LOGGERS whichever handler receives them. Idempotent."""
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if MASKING not in logger.filters:
+            logger.addFilter(MASKING)
+
+
+def setup_logging(level: str = "info", secret_values: Iterable[str] = (), stream=None) -> None:
+    """Log to stderr (journald-aware) at `level`, every record masked; `secret_values` (pass
+    `alerter.secrets.of(settings)`) are remembered before anything is logged."""
+    secrets.remember(secret_values)
     handler = logging.StreamHandler(stream or sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
-    handler.addFilter(REDACTOR)
+    handler.addFilter(MASKING)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

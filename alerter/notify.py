@@ -6,9 +6,9 @@ send or check URLs, so `render` and `route` cost nothing to import.
 
 Secrets: a channel URL usually *is* a credential (a bot token, a webhook path, a password).
 apprise masks passwords when it logs a URL but not tokens in the host or path, and at DEBUG
-level it (and urllib3 under it) logs the full request URL. Every channel URL's secret parts
-are therefore registered with a logging filter on the ``apprise`` and ``urllib3`` loggers that
-rewrites them to ``***``, and every error text we return goes through the same `scrub`.
+level it (and urllib3 under it) logs the full request URL. Every channel URL is therefore
+remembered by alerter.secrets before apprise sees it, apprise's and urllib3's loggers are masked,
+and every error text we return goes through the same `secrets.mask`.
 """
 
 from __future__ import annotations
@@ -21,90 +21,26 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import quote, unquote, urlsplit
 
+from pydantic import SecretStr
+
+from alerter import secrets
 from alerter.models import ACCOUNT_SCOPE, Alert, AlertKind, Level
 
 logger = logging.getLogger(__name__)
 
-MASK = "***"
 TEXT_SCHEMES = frozenset({"mailto", "mailtos", "email", "smtp", "smtps"})
 
 
 # ---------------------------------------------------------------- secrets
 
-def secret_parts(url: str) -> set[str]:
-    """The parts of an apprise URL to hide: the whole URL, its password, and every token-like
-    piece (8+ characters, not a host name, not a plain lowercase word)."""
-    parts = {url}
-    rest = url.split("://", 1)[-1]
-    parts.add(rest)
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password and len(password) >= 3:
-        parts.add(password)
-    for piece in re.split(r"[/:@?&=#,;+\s]+", rest):
-        piece = piece.strip()
-        if len(piece) < 8 or "." in piece or (piece.isalpha() and piece.islower()):
-            continue
-        parts.add(piece)
-    for piece in list(parts):
-        parts.add(unquote(piece))
-        parts.add(quote(piece, safe=""))
-    return {p for p in parts if len(p) >= 3}
+def _hide(url: str) -> None:
+    """Mask this URL's secrets (alerter.secrets) in every log and text from now on, apprise's
+    and urllib3's DEBUG records included."""
+    from alerter.logs import mask_library_logs
 
-
-class _Scrubber(logging.Filter):
-    """Rewrites registered secrets in log records of the loggers it is attached to."""
-
-    LOGGERS = ("apprise", "urllib3", "urllib3.connectionpool", "urllib3.util.retry", "requests")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-        self.installed = False
-
-    def install(self) -> None:
-        if not self.installed:
-            for name in self.LOGGERS:
-                logging.getLogger(name).addFilter(self)
-            self.installed = True
-
-    def scrub(self, text: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):
-            return True
-        cleaned = self.scrub(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-_scrubber = _Scrubber()
-
-
-def register_secrets(url: str) -> None:
-    """Hide this URL's secrets from apprise's and urllib3's logs from now on."""
-    _scrubber.secrets |= secret_parts(url)
-    _scrubber.install()
-
-
-def scrub(text: str, url: str | None = None) -> str:
-    """`text` with every registered secret (and those of `url`) replaced by ***."""
-    text = _scrubber.scrub(text)
-    if url:
-        for secret in sorted(secret_parts(url), key=len, reverse=True):
-            text = text.replace(secret, MASK)
-    return text
+    secrets.remember(secrets.of(SecretStr(url)))
+    mask_library_logs()
 
 
 # ---------------------------------------------------------------- routing
@@ -443,7 +379,7 @@ class Notifier:
             if url.startswith(CONSOLE):
                 self._targets[channel.name] = _Target(None, markdown=False, console=True)
                 continue
-            register_secrets(url)
+            _hide(url)
             asset = apprise.AppriseAsset(
                 app_id="alerter", app_desc="alerter margin alerts", storage_mode="memory", service_timeout=timeout
             )
@@ -485,7 +421,7 @@ class Notifier:
         except TimeoutError:
             return Outcome(False, f"timed out after {self.timeout:g} s")
         except Exception as e:  # noqa: BLE001 — a failed delivery is an outcome, never an exception into the scheduler
-            return Outcome(False, scrub(f"apprise failed: {type(e).__name__}: {e}"))
+            return Outcome(False, secrets.mask(f"apprise failed: {type(e).__name__}: {e}"))
         with result:
             if result:
                 return Outcome(True)
@@ -494,7 +430,7 @@ class Notifier:
                 error = f"timed out after {self.timeout:g} s"
             else:
                 error = "; ".join(dict.fromkeys(m.strip() for m in messages)) or f"apprise status {result.status.name.lower()}"
-            return Outcome(False, scrub(error), parse_retry_after(messages))
+            return Outcome(False, secrets.mask(error), parse_retry_after(messages))
 
     def close(self) -> None:
         """Nothing to release today: apprise holds no connection open between sends."""
@@ -507,7 +443,7 @@ def check_url(url: str) -> str | None:
 
     if url.startswith(CONSOLE):
         return None
-    register_secrets(url)
+    _hide(url)
     scheme, sep, _ = url.partition("://")
     if not sep:
         return "not an apprise URL (expected scheme://…, e.g. json://host/path or tgram://token/chat)"
@@ -534,6 +470,6 @@ def check_url(url: str) -> str | None:
     if plugin is not None:
         return None
     # apprise names the URL in its messages ("Unparseable Telegram URL tgram://…"): drop it
-    reasons = [scrub(re.sub(r"\S+://\S*|\*\*\*\S*", "", m), url).strip().rstrip(":. ") for m in messages]
+    reasons = [secrets.mask(re.sub(r"\S+://\S*|\*\*\*\S*", "", m)).strip().rstrip(":. ") for m in messages]
     reasons = list(dict.fromkeys(r for r in reasons if r))
     return f"apprise cannot use this {scheme}:// URL" + (f": {'; '.join(reasons)}" if reasons else " (check its format in the apprise documentation)")

@@ -51,26 +51,16 @@ def preflight(settings: Settings) -> None:
 def construction_problem(account) -> str | None:
     """Why ccxt cannot build the account's exchange from its `ccxt` table (None if it can): a
     table such as `options = 5` or `rateLimit = -1` fails in ccxt's constructor, before any
-    request. The message is scrubbed of the account's secrets."""
-    from alerter.sources import scrub
+    request. The message holds none of the account's secrets."""
+    from alerter import secrets
+    from alerter.sources import describe
     from alerter.sources.exchange import ccxt_config, exchange_class
 
     try:
         exchange_class(account.exchange)(ccxt_config(account, timeout_s=10))
     except Exception as e:  # whatever ccxt's constructor makes of a user's table
-        secrets = [s.get_secret_value() for s in (account.api_key, account.secret, account.password, account.uid) if s is not None]
-        return f"ccxt cannot build {account.exchange} with this table ({type(e).__name__}: {scrub(str(e), secrets)})"
+        return f"ccxt cannot build {account.exchange} with this table ({type(e).__name__}: {describe(e, secrets.of(account))})"
     return None
-
-
-def secrets_of(settings: Settings) -> list[str]:
-    """Every secret value in the settings, for the log redactor."""
-    values = [c.url.get_secret_value() for c in settings.channels]
-    if settings.daemon.heartbeat_url is not None:
-        values.append(settings.daemon.heartbeat_url.get_secret_value())
-    for a in settings.accounts:
-        values += [s.get_secret_value() for s in (a.api_key, a.secret, a.password, a.uid) if s is not None]
-    return values
 
 
 async def announce_failure(settings: Settings, reason: str) -> None:
@@ -89,12 +79,12 @@ async def announce_failure(settings: Settings, reason: str) -> None:
 
 def load_checked(path) -> Settings:
     """The configuration file as `run` accepts it at start: parsed, validated and preflighted.
-    Its secrets join the log redactor before anything about it can be logged."""
+    Its secrets are remembered (masked in every log line) before anything about it can be logged."""
+    from alerter import secrets
     from alerter.config import load_settings
-    from alerter.logs import REDACTOR
 
     settings = load_settings(path)
-    REDACTOR.add(secrets_of(settings))
+    secrets.remember(secrets.of(settings))
     preflight(settings)
     return settings
 

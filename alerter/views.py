@@ -656,7 +656,7 @@ def _fetch_snapshots(settings, account: str | None):
     """A fresh full poll of the configured accounts (the one whatif path that calls exchanges)."""
     import asyncio
 
-    from alerter.runtime import secrets_of
+    from alerter.secrets import of as secrets_of
     from alerter.logs import setup_logging
     from alerter.sources import SharedMarkets, SourceError, build_source
 

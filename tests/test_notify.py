@@ -14,7 +14,7 @@ import pytest
 
 from alerter.config import ChannelConfig
 from alerter.models import AlertKind, Level
-from alerter.notify import Notifier, check_url, markdown_for, notify_type, render, route, route_all, secret_parts
+from alerter.notify import Notifier, check_url, markdown_for, notify_type, render, route, route_all
 from test_store import T0, make_alert
 
 ISO = "isolated:ETH/USDT:USDT:short"
@@ -284,14 +284,6 @@ def test_check_url():
     assert check_url("no-scheme").startswith("not an apprise URL")
     error = check_url("tgram://notAtokenSecret77/123")
     assert error == "apprise cannot use this tgram:// URL: Unparseable Telegram URL"
-
-
-def test_secret_parts():
-    parts = secret_parts(f"tgram://{TG_TOKEN}/987654")
-    assert {"123456789", "AAHsecretTokenValue42"} <= parts
-    assert "987654" not in parts  # short: a chat id, not a credential
-    assert "s3cr" in secret_parts("json://user:s3cr@hooks.example.com/alerts")
-    assert "hooks.example.com" not in secret_parts("json://user:s3cr@hooks.example.com/alerts")
 
 
 def test_no_secret_in_errors_or_logs(webhook, closed_port, caplog):

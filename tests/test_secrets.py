@@ -3,12 +3,16 @@
 credentials (blind) and their restoration — with four distinctive secrets, then every byte the
 user or a channel could see is searched for them: each command's stdout and stderr, the
 daemon's DEBUG log, the messages the webhook and the SMTP server received, and the SQLite file
-(with its -wal/-shm)."""
+(with its -wal/-shm).
+
+Then alerter.secrets on its own: which values of the settings are secrets, and how `mask` hides
+them (longest first, short values left alone, no secret ever survives)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import signal
@@ -19,7 +23,13 @@ from urllib.parse import quote
 
 import pytest
 from aiosmtpd.smtp import AuthResult
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, SecretStr
 
+from alerter import secrets
+from alerter.config import build_settings
+from alerter.logs import MASKING
 from conftest import SmtpServer, _Collector, _PortZeroController
 from helpers import DaemonRuns, query, simulator_thread, to_toml, wait_until
 from helpers import price_for
@@ -176,3 +186,104 @@ def test_no_secret_in_any_output_message_or_database(tmp_path, webhook, smtp_wit
             places.append((file.name, file.read_bytes()))
     found = {where: leaks(blob) for where, blob in places if leaks(blob)}
     assert not found, f"secrets leaked: {found}"
+
+
+# ---------------------------------------------------------------- alerter.secrets, pure
+
+BOT, CHAT = "123456789:AAHbotTokenValue42", "987654"
+
+
+def settings_with_every_secret():
+    return build_settings({
+        "daemon": {"heartbeat_url": "https://hc-ping.example.com/3f2a9c1e-ping-Uuid77"},
+        "accounts": [{"name": "main", "exchange": "okx", "api_key": "okx-Key-111", "secret": "okx-Secret-222",
+                      "password": "okx-Pass-333", "uid": "uid-44444"}],
+        "channels": [
+            {"name": "tg", "url": f"tgram://{BOT}/{CHAT}"},
+            {"name": "mail", "url": "mailto://user:Mail-Pw-55@smtp.example.com?to=trader@example.com"},
+            {"name": "hook", "url": "json://hooks.example.com/alerts/Hook-Token-66"},
+        ],
+    })
+
+
+@pytest.mark.parametrize(("value", "secret"), [
+    # account credentials, whatever the field
+    ("okx-Key-111", True), ("okx-Secret-222", True), ("okx-Pass-333", True), ("uid-44444", True),
+    # a whole channel URL, and the credential inside it: a bot id and token, a password, a path token
+    (f"tgram://{BOT}/{CHAT}", True), ("123456789", True), ("AAHbotTokenValue42", True),
+    ("Mail-Pw-55", True), ("Hook-Token-66", True), ("json://hooks.example.com/alerts/Hook-Token-66", True),
+    # the heartbeat's push token
+    ("3f2a9c1e-ping-Uuid77", True),
+    # what names or locates, not what authenticates
+    (CHAT, False), ("user", False), ("smtp.example.com", False), ("hooks.example.com", False),
+    ("alerts", False), ("main", False), ("okx", False), ("tgram", False),
+])
+def test_which_values_of_the_settings_are_secrets(value, secret):
+    assert (value in secrets.of(settings_with_every_secret())) is secret
+
+
+def test_a_new_secret_field_is_found_without_naming_it():
+    class Inner(BaseModel):
+        label: str
+        token: SecretStr
+
+    class Outer(BaseModel):
+        inners: list[Inner]
+        by_name: dict[str, SecretStr]
+        note: str
+
+    found = secrets.of(Outer(inners=[Inner(label="plain-label", token=SecretStr("deep-Token-1"))],
+                             by_name={"x": SecretStr("https://push.example.com/Push-Tok-2")}, note="plain-note"))
+    assert {"deep-Token-1", "https://push.example.com/Push-Tok-2", "Push-Tok-2"} <= found
+    assert not {"plain-label", "plain-note", "x"} & found
+
+
+def test_mask_longest_first_and_every_form_of_a_url():
+    url = "mailto://user:Mail%20Pw%2F55@smtp.example.com"  # the password "Mail Pw/55", quoted
+    parts = secrets.url_parts(url)
+    assert {"Mail Pw/55", "Mail%20Pw%2F55"} <= parts  # a library may log either form
+    assert secrets.mask("key=abcdefgh; abcd", ["abcd", "abcdefgh"]) == "key=***; ***"  # not ***efgh
+    assert secrets.mask(f"sent to {url}", parts) == "sent to ***"
+    assert secrets.mask("GET /Mail%20Pw%2F55/x", parts) == "GET /***/x"
+
+
+def test_short_values_are_not_secrets():
+    configured = build_settings({"accounts": [{"name": "a", "exchange": "okx", "api_key": "k", "secret": "abc", "password": "pass"}]})
+    assert secrets.of(configured) == {"pass"}
+    assert secrets.mask("the abc of k", ["abc", "k"]) == "the abc of k"
+    secrets.remember(["xyz", ""])
+    assert secrets.mask("xyz") == "xyz"
+
+
+def test_query_strings_and_signed_parameters_are_stripped():
+    text = ("GET https://fapi.binance.com/fapi/v2/account?timestamp=1700000000000&signature=deadbeef 401 "
+            "sent apiKey=AK-1&recvWindow=5000")
+    assert secrets.strip_query(text) == "GET https://fapi.binance.com/fapi/v2/account 401 sent apiKey=…&recvWindow=…"
+
+
+def test_a_remembered_secret_is_masked_in_every_log_record(caplog):
+    secrets.remember(secrets.of(SecretStr("log-Secret-Q7")))
+    caplog.handler.addFilter(MASKING)
+    try:
+        logger = logging.getLogger("alerter.test")
+        try:
+            raise ValueError("bad key log-Secret-Q7")
+        except ValueError:
+            logger.exception("key %s refused", "log-Secret-Q7")
+    finally:
+        caplog.handler.removeFilter(MASKING)
+    assert "log-Secret-Q7" not in caplog.text and "key *** refused" in caplog.text and "bad key ***" in caplog.text
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_no_secret_survives_masking(data):
+    alphabet = "ab-x"  # few letters: secrets overlap and contain each other
+    short = st.text(alphabet, max_size=3)
+    secret = st.one_of(st.text(alphabet, min_size=secrets.MIN_LENGTH, max_size=10),
+                       st.builds(lambda a, b: a + "*" * 3 + b, short, short).filter(lambda s: len(s) >= secrets.MIN_LENGTH))
+    found = data.draw(st.lists(secret, min_size=1, max_size=4))
+    pieces = data.draw(st.lists(st.one_of(st.sampled_from(found), short), min_size=1, max_size=8))
+    text = "".join(pieces) + found[0]
+    masked = secrets.mask(text, found)
+    assert not [s for s in found if s in masked]

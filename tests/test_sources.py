@@ -34,9 +34,9 @@ from alerter.sources import (
     check_capabilities,
     classify,
     deep_merge,
-    scrub,
 )
 from alerter.sources import binanceusdm, bybit, generic, okx
+from alerter.sources.errors import one_line
 from alerter.sources.registry import PROFILES
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -591,7 +591,7 @@ def test_classify_server_errors_and_parse_errors():
     assert classify(ccxt.RateLimitExceeded("slow down"), retry_after_s=3).retry_after_s == 3
 
 
-def test_scrub_drops_query_strings_and_secrets():
+def test_classify_drops_query_strings_and_secrets():
     message = (
         f'binanceusdm GET https://fapi.binance.com/fapi/v3/account?timestamp=1700000000000&recvWindow=5000&signature=deadbeef 401 '
         f'{{"code":-2015,"msg":"Invalid API-key {API_KEY}, secret {SECRET}, pass {PASSWORD}"}} apiKey={API_KEY}'
@@ -600,7 +600,8 @@ def test_scrub_drops_query_strings_and_secrets():
     for leaked in (API_KEY, SECRET, PASSWORD, "deadbeef", "1700000000000", "?"):
         assert leaked not in error.message
     assert "https://fapi.binance.com/fapi/v3/account" in error.message
-    assert len(scrub("x" * 5000)) <= 300
+    assert len(one_line("x" * 5000)) <= 300
+    assert one_line("503 <!DOCTYPE html>\n<html><body>Bad gateway</body></html>") == "503 (HTML page)"
 
 
 def test_sources_report_scrubbed_errors_for_real_requests():

@@ -18,7 +18,7 @@ from typing import Any
 _EXPORTS = {
     "SourceError": "alerter.sources.errors",
     "classify": "alerter.sources.errors",
-    "scrub": "alerter.sources.errors",
+    "describe": "alerter.sources.errors",
     "RetryPolicy": "alerter.sources.exchange",
     "SharedMarkets": "alerter.sources.exchange",
     "Source": "alerter.sources.exchange",

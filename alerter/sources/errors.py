@@ -5,9 +5,9 @@ Kinds:
 - ``credentials``: the key, secret, passphrase, permissions or IP whitelist are wrong;
 - ``data``: the exchange answered, but not with something we can turn into margin health.
 
-Messages are scrubbed: ccxt puts the request URL (with ``timestamp``/``signature`` query
+Messages are masked: ccxt puts the request URL (with ``timestamp``/``signature`` query
 parameters) and sometimes the API key into its messages, so query strings are dropped and the
-account's secret values are replaced before a message leaves this package.
+account's secrets are masked (both by alerter.secrets) before a message leaves this package.
 
 ccxt is never imported here: a ccxt exception can only exist if ccxt was already imported, so
 ``classify`` looks the module up in ``sys.modules``.
@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable
+
+from alerter.secrets import mask, strip_query
 
 KINDS = ("transient", "credentials", "data")
 MAX_MESSAGE = 300
@@ -48,22 +50,22 @@ class SourceError(Exception):
         return f"SourceError({self.kind!r}, {self.message!r})"
 
 
-_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]*")
-_SIGNED_PARAM = re.compile(r"\b(signature|sign|timestamp|apiKey|api_key|recvWindow)=([^\s&\"']+)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
 
-def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """`text` without URL query strings, signed parameters or any of the `secrets`, shortened."""
-    text = _QUERY.sub(r"\1", text)
-    text = _SIGNED_PARAM.sub(r"\1=…", text)
-    # longest first, so a secret that contains another is replaced whole
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "***")
+def one_line(text: str) -> str:
+    """`text` as a message: an HTML error page named, not quoted; one line; at most MAX_MESSAGE
+    characters. Mask it first (a cut secret would no longer be found)."""
     if "<html" in text.lower() or "<!doctype" in text.lower():
         text = re.sub(r"<(!doctype|html).*", "(HTML page)", text, flags=re.IGNORECASE | re.DOTALL)
     text = _SPACE.sub(" ", text).strip()
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def describe(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
+    """What `exc` says, fit for a message: no query string, no secret (`secrets` besides those
+    alerter.secrets remembers), one short line; its type's name if it says nothing."""
+    return one_line(mask(strip_query(str(exc)), secrets)) or type(exc).__name__
 
 
 def classify(
@@ -84,9 +86,8 @@ def classify(
     """
     if isinstance(exc, SourceError):
         return exc
-    secrets = tuple(secrets)
     name = type(exc).__name__
-    detail = scrub(str(exc), secrets) or name
+    detail = describe(exc, secrets)
 
     def error(kind: str, message: str) -> SourceError:
         return SourceError(kind, message, retry_after_s=retry_after_s if kind == "transient" else None, http_status=http_status)

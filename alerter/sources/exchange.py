@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from alerter import secrets
 from alerter.config import AccountConfig, ConfigError
 from alerter.models import AccountSnapshot
 from alerter.sources.errors import SourceError, classify
@@ -367,13 +368,11 @@ def build_source(
     normaliser = profile.normalise
     if profile.account_keys:
         normaliser = functools.partial(normaliser, **{key: getattr(account, key) for key in profile.account_keys})
-    secrets = [account.api_key.get_secret_value(), account.secret.get_secret_value()]
-    secrets += [s.get_secret_value() for s in (account.password, account.uid) if s is not None]
     return Source(
         account.name,
         cls(ccxt_config(account, timeout_s)),
         normaliser,
-        secrets=secrets,
+        secrets=secrets.of(account),
         retry=retry or RetryPolicy(),
         markets_ttl_s=markets_ttl_s,
         position_params=profile.position_params,
