@@ -142,7 +142,7 @@ def test_credentials_rejected_is_blind_at_once_and_restored(tmp_path, webhook):
 
 
 def test_demo_command_shows_every_level():
-    out = subprocess.run([sys.executable, "-m", "alerter", "demo", "--speed", "20"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "alerter", "demo", "--speed", "40"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     summary = out.stdout.split("demo over:")[1]
     heads = [line.split("·")[0].strip().split()[-1] for line in summary.splitlines()[1:] if "·" in line]
