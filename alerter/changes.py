@@ -1,6 +1,6 @@
 """What changed between two configurations, in words for the reload log line.
 
-Pure: two Settings in, a list of short phrases out ("+1 account (b)", "−1 channel (mail)",
+Pure: two Settings (and their plans) in, a list of short phrases out ("+1 account (b)", "−1 channel (mail)",
 "thresholds of a changed: call 70%→60%"). A secret (an API key, a channel URL, the heartbeat
 URL) and the free-form `ccxt` table are named when they change, never shown.
 """
@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from alerter.config import Settings
+from alerter.plan import AccountPlan
 
 HIDDEN = frozenset({"ccxt"})  # may hold tokens or custom headers: named, never shown
 THRESHOLD_KEYS = ("warning", "call", "critical", "hysteresis", "target")
@@ -59,8 +60,9 @@ def _counted(sign: str, what: str, names: list[str]) -> str:
     return f"{sign}{len(names)} {what}{'s' if len(names) != 1 else ''} ({', '.join(names)})"
 
 
-def describe_changes(old: Settings, new: Settings) -> list[str]:
-    """Every difference that matters to the running daemon, as short phrases (no secrets)."""
+def describe_changes(old: Settings, new: Settings, old_plans: dict[str, AccountPlan], new_plans: dict[str, AccountPlan]) -> list[str]:
+    """Every difference that matters to the running daemon, as short phrases (no secrets).
+    The plans are those of the two settings (alerter.plan.plans)."""
     parts: list[str] = []
     old_accounts = {a.name: a for a in old.accounts}
     new_accounts = {a.name: a for a in new.accounts}
@@ -80,7 +82,7 @@ def describe_changes(old: Settings, new: Settings) -> list[str]:
             parts.append(f"account {name}: {', '.join(fields)}")
         # the account's own overrides: its effective thresholds where it overrides (or did)
         overridden = set(before.thresholds.model_dump(exclude_none=True)) | set(account.thresholds.model_dump(exclude_none=True))
-        t_before, t_after = old.thresholds_for(before), new.thresholds_for(account)
+        t_before, t_after = old_plans[name].thresholds, new_plans[name].thresholds
         moved = [f"{k} {_pct(getattr(t_before, k))}→{_pct(getattr(t_after, k))}"
                  for k in THRESHOLD_KEYS if k in overridden and getattr(t_before, k) != getattr(t_after, k)]
         if moved:

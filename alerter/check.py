@@ -16,19 +16,20 @@ from alerter.runtime import build_daemon, preflight
 from alerter.secrets import of as secrets_of
 from alerter.logs import setup_logging
 from alerter.models import ACCOUNT_SCOPE
+from alerter.plan import AccountPlan
 from alerter.policy import level_for
 
 ORDER = ["ok", "warning", "call", "critical", "blind"]
 
 
-def rows_for(settings, polls: list[Poll]) -> list[dict]:
+def rows_for(plans: dict[str, AccountPlan], polls: list[Poll]) -> list[dict]:
     rows = []
     for poll in polls:
-        account = settings.account(poll.account)
+        plan = plans[poll.account]
         if poll.error is not None:
-            rows.append({"account": poll.account, "exchange": account.exchange, "scope": ACCOUNT_SCOPE, "level": "blind", "error": poll.error})
+            rows.append({"account": poll.account, "exchange": plan.exchange, "scope": ACCOUNT_SCOPE, "level": "blind", "error": poll.error})
             continue
-        thresholds = settings.thresholds_for(account)
+        thresholds = plan.thresholds
         for h in poll.healths:
             rows.append({
                 "account": h.account,
@@ -45,7 +46,7 @@ def rows_for(settings, polls: list[Poll]) -> list[dict]:
             })
         # a position the profile cannot evaluate: its scope is blind, so check never exits "ok"
         for scope, reason in poll.snapshot.unreadable if poll.snapshot is not None else ():
-            rows.append({"account": poll.account, "exchange": account.exchange, "scope": scope, "level": "blind", "error": reason})
+            rows.append({"account": poll.account, "exchange": plan.exchange, "scope": scope, "level": "blind", "error": reason})
     return rows
 
 
@@ -59,12 +60,12 @@ async def check_accounts(config_path, *, notify: bool = False) -> list[dict]:
     preflight(settings)
     daemon = build_daemon(settings)
     try:
-        polls = await asyncio.gather(*(fetch_health(settings, name, source) for name, source in daemon.sources.items()))
+        polls = await asyncio.gather(*(fetch_health(daemon.plans[name], source) for name, source in daemon.sources.items()))
         if notify:
             for poll in polls:
                 await daemon.handle(poll)
             await daemon.deliver_once()
-        return rows_for(settings, list(polls))
+        return rows_for(daemon.plans, list(polls))
     finally:
         await asyncio.gather(*(s.close() for s in daemon.sources.values()), return_exceptions=True)
         await daemon.store_thread.close()

@@ -49,7 +49,7 @@ def _duration(td) -> str:
 def cmd_validate(args) -> int:
     from alerter.config import build_settings, find_config, permission_warning, read_toml
     from alerter.runtime import preflight
-    from alerter.sources.registry import profile_for
+    from alerter.plan import plans
 
     path = find_config(args.config)
     data = read_toml(path)
@@ -72,18 +72,20 @@ def cmd_validate(args) -> int:
     r = settings.repeat
     print(f"  repeat         warning {_duration(r.warning)} · call {_duration(r.call)} · critical {_duration(r.critical)} · blind {_duration(r.blind)}")
     print(f"  accounts       {len(settings.accounts)}")
+    account_plans = plans(settings)
     for a in settings.accounts:
-        th = settings.thresholds_for(a)
+        plan = account_plans[a.name]
+        th = plan.thresholds
         extra = f", thresholds {_pct(th.warning)}/{_pct(th.call)}/{_pct(th.critical)}" if a.thresholds.model_dump(exclude_none=True) else ""
-        print(f"    {a.name:<20} {a.exchange:<14} every {_duration(settings.poll_interval_for(a))}, key ********{extra}")
-        profile = profile_for(a)
-        source = 'APPROXIMATE: profile "generic", ccxt\'s unified fields' if a.approximate else f"{profile.name} profile"
+        print(f"    {a.name:<20} {a.exchange:<14} every {_duration(plan.poll_interval)}, key ********{extra}")
+        profile = plan.profile
+        source = 'APPROXIMATE: profile "generic", ccxt\'s unified fields' if plan.approximate else f"{profile.name} profile"
         print(f"    {'':<20} figures: {source}; currency {profile.currency}")
-        if settings.repricing(a):
+        if plan.repricing:
             between = f"re-priced from mark prices every {_duration(d.price_interval)} (estimated until the next full poll)"
-        elif a.mode == "poll" and d.price_interval:
-            between = f"full polls every {_duration(settings.poll_interval_for(a))} (asked for: between_polls = \"poll\")"
-        elif not a.reprice_faithful and a.between_polls is None:
+        elif plan.between_polls == "poll" and d.price_interval:
+            between = f"full polls every {_duration(plan.poll_interval)} (asked for: between_polls = \"poll\")"
+        elif not profile.reprice and a.between_polls is None:
             between = (f"nothing: mark-price re-pricing is not faithful for {a.exchange}; "
                        f"set between_polls = \"poll\" to poll fully every price_interval")
         else:

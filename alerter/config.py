@@ -16,6 +16,7 @@ import stat
 import tomllib
 import types
 import typing
+from dataclasses import replace
 from datetime import timedelta
 from functools import cache
 from importlib.util import find_spec
@@ -192,12 +193,17 @@ class DaemonConfig(Section):
         return value
 
 
+# the defaults are the models' (alerter.models): written once, there
+
 class ThresholdsConfig(Section):
-    warning: Ratio = 0.50
-    call: Ratio = 0.70
-    critical: Ratio = 0.85
-    hysteresis: Ratio = 0.05
-    target: Ratio = 0.40
+    warning: Ratio = Thresholds.warning
+    call: Ratio = Thresholds.call
+    critical: Ratio = Thresholds.critical
+    hysteresis: Ratio = Thresholds.hysteresis
+    target: Ratio = Thresholds.target
+
+    def value(self) -> Thresholds:
+        return Thresholds(**self.model_dump())
 
 
 class ThresholdOverrides(Section):
@@ -207,12 +213,16 @@ class ThresholdOverrides(Section):
     hysteresis: Ratio | None = None
     target: Ratio | None = None
 
+    def over(self, base: Thresholds) -> Thresholds:
+        """`base` with the values this account sets."""
+        return replace(base, **self.model_dump(exclude_none=True))
+
 
 class RepeatConfig(Section):
-    warning: Repeat = timedelta(hours=6)
-    call: Repeat = timedelta(minutes=30)
-    critical: Repeat = timedelta(minutes=5)
-    blind: Repeat = timedelta(hours=1)
+    warning: Repeat = RepeatSchedule.warning
+    call: Repeat = RepeatSchedule.call
+    critical: Repeat = RepeatSchedule.critical
+    blind: Repeat = RepeatSchedule.blind
 
     def schedule(self) -> RepeatSchedule:
         return RepeatSchedule(warning=self.warning, call=self.call, critical=self.critical, blind=self.blind)
@@ -240,18 +250,6 @@ class AccountConfig(Section):
     def approximate(self) -> bool:
         return self.profile == GENERIC_NAME
 
-    @property
-    def reprice_faithful(self) -> bool:
-        """Its profile says re-pricing from mark prices is faithful (False: no profile)."""
-        profile = None if self.approximate else PROFILES.get(self.exchange)
-        return profile is not None and profile.reprice
-
-    @property
-    def mode(self) -> str:
-        if self.between_polls is not None:
-            return self.between_polls
-        return "reprice" if self.reprice_faithful else "off"
-
 
 class ChannelConfig(Section):
     name: str = Field(min_length=1)
@@ -277,23 +275,6 @@ class Settings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         # the environment overrides the file (which arrives as init kwargs)
         return env_settings, init_settings
-
-    def thresholds_for(self, account: AccountConfig) -> Thresholds:
-        overrides = account.thresholds.model_dump(exclude_none=True)
-        return Thresholds(**{**self.thresholds.model_dump(), **overrides})
-
-    def poll_interval_for(self, account: AccountConfig) -> timedelta:
-        """Full polls: the account's interval, or the price interval where it asks to poll fully."""
-        interval = account.poll_interval or self.daemon.poll_interval
-        if account.mode == "poll" and self.daemon.price_interval:
-            return min(interval, self.daemon.price_interval)
-        return interval
-
-    def repricing(self, account: AccountConfig) -> bool:
-        return account.mode == "reprice" and self.daemon.price_interval is not None
-
-    def account(self, name: str) -> AccountConfig:
-        return next(a for a in self.accounts if a.name == name)
 
 
 # ---------------------------------------------------------------- checks beyond types
@@ -354,7 +335,8 @@ def account_problems(account: AccountConfig, where: str, known: tuple[str, ...])
 
 
 def semantic_problems(settings: Settings) -> list[str]:
-    problems = threshold_problems(Thresholds(**settings.thresholds.model_dump()), "thresholds")
+    defaults = settings.thresholds.value()
+    problems = threshold_problems(defaults, "thresholds")
     known = exchange_ids()
     names: set[str] = set()
     for i, account in enumerate(settings.accounts):
@@ -364,7 +346,7 @@ def semantic_problems(settings: Settings) -> list[str]:
         names.add(account.name)
         problems += account_problems(account, where, known)
         if account.thresholds.model_dump(exclude_none=True):
-            problems += [p for p in threshold_problems(settings.thresholds_for(account), f"{where}.thresholds") if p not in problems]
+            problems += [p for p in threshold_problems(account.thresholds.over(defaults), f"{where}.thresholds") if p not in problems]
     channel_names: set[str] = set()
     for i, channel in enumerate(settings.channels):
         where = f"channels[{i}]"

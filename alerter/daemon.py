@@ -22,8 +22,9 @@ from alerter import metrics, sdnotify
 from alerter.config import Settings
 from alerter.errors import StoreError
 from alerter.health import evaluate, reprice
-from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Alert, AlertKind, Health, Level
-from alerter.policy import decide_account, decide_failure
+from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Alert, AlertKind, Health
+from alerter.plan import AccountPlan, plans
+from alerter.policy import decide_account, decide_failure, decide_store_failure
 from alerter.storethread import StoreThread
 
 logger = logging.getLogger(__name__)
@@ -98,24 +99,26 @@ class Poll:
         return self.snapshot is not None and self.snapshot.estimated
 
 
-async def fetch_health(settings: Settings, name: str, source) -> Poll:
+async def fetch_health(plan: AccountPlan, source) -> Poll:
     from alerter.sources import SourceError
 
-    target = settings.thresholds_for(settings.account(name)).target
     try:
         snapshot = await source.fetch_snapshot()
-        return Poll(name, evaluate(snapshot, target), snapshot=snapshot)
+        return Poll(plan.name, evaluate(snapshot, plan.thresholds.target), snapshot=snapshot)
     except SourceError as e:
-        return Poll(name, error=f"{e.kind}: {e}", error_kind=e.kind, retry_after_s=e.retry_after_s)
+        return Poll(plan.name, error=f"{e.kind}: {e}", error_kind=e.kind, retry_after_s=e.retry_after_s)
     except ValueError as e:  # non-finite figures: never a false "ok"
-        return Poll(name, error=f"data: {e}", error_kind="data")
+        return Poll(plan.name, error=f"data: {e}", error_kind="data")
 
 
 class Daemon:
-    """Owns the store, the notifier and one source per account; `run()` until stopped."""
+    """Owns the store, the notifier and one source per account; `run()` until stopped. Each
+    account's rules come from its plan (`self.plans`, alerter.plan), made from the settings here
+    and on reload."""
 
     def __init__(self, settings: Settings, *, store, notifier, sources: dict, clock: Callable[[], datetime] = utcnow):
         self.settings = settings
+        self.plans = plans(settings)
         self.store = store  # the Store itself: used from the event loop only when the thread is idle (tests)
         self.store_thread = StoreThread(store)
         self.notifier = notifier
@@ -145,10 +148,9 @@ class Daemon:
 
     # ------------------------------------------------------------ stages
 
-    def routes(self, alerts: list[Alert]) -> dict[str, list[str]]:
-        from alerter.notify import route_all
-
-        return route_all(alerts, self.settings.channels)
+    def channels_of(self, plan: AccountPlan) -> list:
+        """The configured channels that hear the account."""
+        return [c for c in self.settings.channels if c.name in plan.channels]
 
     async def poll_account(self, name: str) -> list[Alert]:
         """One poll of one account: fetch, evaluate, decide, record. Never raises for exchange,
@@ -158,8 +160,9 @@ class Daemon:
         if now < until:  # the exchange asked for a pause: no request, and a poll missed is a failed poll
             return await self.handle(Poll(name, error=f"transient: {note}", error_kind="transient"))
         self.paused.pop(name, None)
-        poll = await fetch_health(self.settings, name, self.sources[name])
-        if poll.retry_after_s is not None and poll.retry_after_s > self.settings.poll_interval_for(self.settings.account(name)).total_seconds():
+        plan = self.plans[name]
+        poll = await fetch_health(plan, self.sources[name])
+        if poll.retry_after_s is not None and poll.retry_after_s > plan.poll_interval.total_seconds():
             until = self.clock() + min(timedelta(seconds=poll.retry_after_s), MAX_PAUSE)
             note = pause_note(poll.retry_after_s, until)
             self.paused[name] = (until, note)
@@ -182,7 +185,7 @@ class Daemon:
             if name in self.confirmed:
                 at, snapshot = self.confirmed[name]
                 # positions older than a few polls are not a basis for an estimate
-                if now - at <= 3 * self.settings.poll_interval_for(self.settings.account(name)):
+                if now - at <= 3 * self.plans[name].poll_interval:
                     fresh[name] = snapshot
         symbols = sorted({p.symbol for s in fresh.values() for p in s.positions})
         if not symbols:
@@ -196,9 +199,8 @@ class Daemon:
         estimates = []
         for name, snapshot in fresh.items():
             repriced = reprice(snapshot, marks)
-            target = self.settings.thresholds_for(self.settings.account(name)).target
             try:
-                healths = evaluate(repriced, target)
+                healths = evaluate(repriced, self.plans[name].thresholds.target)
             except ValueError as e:
                 logger.warning("%s: cannot re-price: %s", name, e)
                 continue
@@ -216,7 +218,7 @@ class Daemon:
                 return []  # re-priced from positions a newer full poll (or its failure) has replaced
             alerts, store_error = await self.record(poll)
             if store_error is not None:
-                await self.deliver_unrecorded(alerts, store_error)
+                await self.deliver_unrecorded(self.plans[poll.account], alerts, store_error)
             elif alerts:
                 self.wake()
         await self.heartbeat()
@@ -225,7 +227,7 @@ class Daemon:
     async def heartbeat(self) -> None:
         """After a cycle in which every account was polled, tell the dead man's switch."""
         url = self.settings.daemon.heartbeat_url
-        if url is None or not self.polled >= {a.name for a in self.settings.accounts}:
+        if url is None or not self.polled >= self.plans.keys():
             return
         self.polled.clear()
         await metrics.send_heartbeat(url.get_secret_value(), timeout=self.settings.daemon.request_timeout.total_seconds())
@@ -233,9 +235,10 @@ class Daemon:
     async def record(self, poll: Poll) -> tuple[list[Alert], StoreError | None]:
         """Decide and record one poll. When the database fails, the decided state is kept in
         memory (so the next poll neither repeats nor forgets) and the error is returned."""
+        from alerter.notify import route_all
+
         name = poll.account
-        account = self.settings.account(name)
-        repeat = self.settings.repeat.schedule()
+        plan = self.plans[name]
         error = None
         previous = self.unsaved.get(name)
         if previous is None:
@@ -248,7 +251,7 @@ class Daemon:
             state, alerts = decide_failure(
                 previous.get(ACCOUNT_SCOPE), name, now, poll.error,
                 immediate=poll.error_kind == "credentials", blind_after=self.settings.daemon.blind_after,
-                repeat=repeat, exchange=account.exchange,
+                repeat=plan.repeat, exchange=plan.exchange,
             )
             states, samples = {**previous, ACCOUNT_SCOPE: state}, []
             logger.warning("%s: poll failed (%d in a row): %s", name, state.failures, poll.error)
@@ -256,7 +259,7 @@ class Daemon:
         else:
             # positions the profile cannot evaluate blind their own scopes only (policy.decide_account)
             unreadable = poll.snapshot.unreadable if poll.snapshot is not None else ()
-            states, alerts = decide_account(previous, poll.healths, self.settings.thresholds_for(account), repeat, now, unreadable)
+            states, alerts = decide_account(previous, poll.healths, plan.thresholds, plan.repeat, now, unreadable)
             # estimates between polls are kept in the history only when they change something
             samples = poll.healths if not poll.estimated or alerts else []
             logger.log(logging.DEBUG if poll.estimated and not alerts else logging.INFO, "%s: %s%s", name, describe(poll.healths, states),
@@ -267,7 +270,8 @@ class Daemon:
         if error is None:
             try:
                 confirmed = poll.snapshot if poll.snapshot is not None and not poll.estimated else None
-                await self.store_thread.commit_poll(name, states, samples, alerts, self.routes(alerts), now, snapshot=confirmed)
+                routes = route_all(alerts, self.channels_of(plan))
+                await self.store_thread.commit_poll(name, states, samples, alerts, routes, now, snapshot=confirmed)
                 self.unsaved.pop(name, None)
             except StoreError as e:
                 error = e
@@ -281,21 +285,18 @@ class Daemon:
                        "%s: alert %s %s (%s)", name, a.kind, a.level.label, a.scope)
         return alerts, error
 
-    async def deliver_unrecorded(self, alerts: list[Alert], error: StoreError) -> None:
-        """The database cannot take the poll: send its alerts straight away, with a notice that
-        the database is failing (at most once per blind-repeat interval), to every channel."""
+    async def deliver_unrecorded(self, plan: AccountPlan, alerts: list[Alert], error: StoreError) -> None:
+        """The database cannot take the poll: send its alerts straight away, and to every channel
+        the notice that the database is failing when the policy says it is due."""
         from alerter.notify import render, route
 
         now = self.clock()
         logger.error("database failing, alerts sent without being recorded: %s", error)
-        outbox = {c.name: [a for a in alerts if c.name in route(a, self.settings.channels)] for c in self.settings.channels}
-        interval = self.settings.repeat.blind or timedelta(hours=1)
-        if self.store_blind_at is None or not (timedelta(0) <= now - self.store_blind_at < interval):
-            self.store_blind_at = now
-            notice = Alert(kind=AlertKind.BLIND, level=Level.OK, account="alerter", scope="database", created_at=now,
-                           reason=f"database failing, alerts are not being recorded: {error}")
-            for channel_alerts in outbox.values():
-                channel_alerts.insert(0, notice)
+        outbox = {c.name: [a for a in alerts if c.name in route(a, self.channels_of(plan))] for c in self.settings.channels}
+        self.store_blind_at, notices = decide_store_failure(self.store_blind_at, f"database failing, alerts are not being recorded: {error}",
+                                                            plan.repeat, now)
+        for channel_alerts in outbox.values():
+            channel_alerts[:0] = notices
 
         outcomes: dict[str, dict[str, datetime | None]] = {a.key: {} for a in alerts}
 
@@ -372,19 +373,19 @@ class Daemon:
         from apscheduler.triggers.interval import IntervalTrigger
 
         start = datetime.now(UTC)
-        for i, account in enumerate(self.settings.accounts):
-            self.schedule_poll(scheduler, account, start + timedelta(milliseconds=50 * i))
+        for i, plan in enumerate(self.plans.values()):
+            self.schedule_poll(scheduler, plan, start + timedelta(milliseconds=50 * i))
         self.schedule_prices(scheduler, start)
         scheduler.add_job(self.housekeeping, IntervalTrigger(hours=1), id="housekeeping", next_run_time=start + timedelta(minutes=1))
 
-    def schedule_poll(self, scheduler, account, first_at: datetime) -> None:
+    def schedule_poll(self, scheduler, plan: AccountPlan, first_at: datetime) -> None:
         from apscheduler.triggers.interval import IntervalTrigger
 
-        interval = self.settings.poll_interval_for(account)
+        interval = plan.poll_interval
         jitter = min(5.0, interval.total_seconds() * 0.1)
         scheduler.add_job(
             self.run_job, IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter),
-            args=[self.poll_account, account.name], id=f"poll:{account.name}", name=f"poll {account.name}",
+            args=[self.poll_account, plan.name], id=f"poll:{plan.name}", name=f"poll {plan.name}",
             next_run_time=first_at, max_instances=1, coalesce=True,
             misfire_grace_time=max(1, int(interval.total_seconds())),
         )
@@ -420,15 +421,12 @@ class Daemon:
             self.jobs.discard(task)
 
     def price_groups(self) -> list[list[str]]:
-        """Accounts that re-price between polls, grouped by exchange (and the URLs it is reached
-        at): one public mark-price request serves a whole group."""
-        import json
-
+        """Accounts that re-price between polls, grouped by their market key (the exchange and
+        how it is reached): one public mark-price request serves a whole group."""
         groups: dict[str, list[str]] = {}
-        for account in self.settings.accounts:
-            if self.settings.repricing(account):
-                where = json.dumps([account.exchange, account.ccxt.get("urls"), account.ccxt.get("options", {}).get("defaultType")], sort_keys=True)
-                groups.setdefault(where, []).append(account.name)
+        for plan in self.plans.values():
+            if plan.repricing:
+                groups.setdefault(plan.market_key, []).append(plan.name)
         return list(groups.values())
 
     async def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
@@ -441,7 +439,7 @@ class Daemon:
         scheduler.start()
         delivery = asyncio.create_task(self.delivery_loop(), name="delivery")
         watchdog = asyncio.create_task(self.watchdog(scheduler), name="watchdog")
-        logger.info("watching %d account(s), delivering to %d channel(s)", len(self.settings.accounts), len(self.settings.channels))
+        logger.info("watching %d account(s), delivering to %d channel(s)", len(self.plans), len(self.settings.channels))
         sdnotify.notify("READY=1")
         if on_ready:
             on_ready()
@@ -564,7 +562,8 @@ class Daemon:
             logger.error("reload refused: daemon.database: switching from %s to %s needs a restart", old.daemon.database, new.daemon.database)
             logger.error("reload: still running the previous configuration")
             return False
-        changes = describe_changes(old, new)
+        new_plans = plans(new)
+        changes = describe_changes(old, new, self.plans, new_plans)
         before, after = {a.name: a for a in old.accounts}, {a.name: a for a in new.accounts}
 
         def connection(settings: Settings, account) -> tuple:
@@ -592,8 +591,8 @@ class Daemon:
             await asyncio.gather(*(s.close() for s in fresh.values()), return_exceptions=True)
             return False
         # the swap: no await until every part runs on the new settings
-        sources = self.sources
-        self.settings = new
+        sources, old_plans = self.sources, self.plans
+        self.settings, self.plans = new, new_plans
         self.sources = {name: fresh.get(name) or sources[name] for name in after}
         self.notifier = self.parts.notifier(new)
         self.parts.log_level(new)
@@ -603,7 +602,7 @@ class Daemon:
             self.unsaved.pop(name, None)
             self.polled.discard(name)
         if scheduler is not None:
-            self.reschedule(scheduler, old)
+            self.reschedule(scheduler, old_plans)
         logger.info("reload: %s", ", ".join(changes) if changes else "no changes")
         await self.note_removed_channels(old)
         if new.daemon.metrics != old.daemon.metrics:
@@ -616,21 +615,20 @@ class Daemon:
         await asyncio.gather(*(sources[name].close() for name in retired), return_exceptions=True)
         return True
 
-    def reschedule(self, scheduler, old: Settings) -> None:
-        """The poll jobs for the new settings: unchanged accounts keep their job and its timing."""
-        before = {a.name: a for a in old.accounts}
+    def reschedule(self, scheduler, before: dict[str, AccountPlan]) -> None:
+        """The poll jobs for the new plans: unchanged accounts keep their job and its timing."""
         now = datetime.now(UTC)
-        for i, account in enumerate(self.settings.accounts):
-            job_id, was = f"poll:{account.name}", before.get(account.name)
+        for i, plan in enumerate(self.plans.values()):
+            job_id, was = f"poll:{plan.name}", before.get(plan.name)
             first_at = now + timedelta(milliseconds=50 * i)
             if scheduler.get_job(job_id) is None:  # added, or its source was rebuilt
-                self.schedule_poll(scheduler, account, first_at)
-            elif old.poll_interval_for(was) != self.settings.poll_interval_for(account):
+                self.schedule_poll(scheduler, plan, first_at)
+            elif was.poll_interval != plan.poll_interval:
                 scheduler.remove_job(job_id)
-                self.schedule_poll(scheduler, account, first_at)
-            elif old.thresholds_for(was) != self.settings.thresholds_for(account):
+                self.schedule_poll(scheduler, plan, first_at)
+            elif was.thresholds != plan.thresholds:
                 scheduler.modify_job(job_id, next_run_time=first_at)  # the new thresholds apply now
-        for name in before.keys() - {a.name for a in self.settings.accounts}:
+        for name in before.keys() - self.plans.keys():
             if scheduler.get_job(f"poll:{name}") is not None:
                 scheduler.remove_job(f"poll:{name}")
         for job in scheduler.get_jobs():

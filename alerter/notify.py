@@ -46,14 +46,12 @@ def _hide(url: str) -> None:
 # ---------------------------------------------------------------- routing
 
 def route(alert: Alert, channels: Iterable) -> list[str]:
-    """Names of the channels that get `alert`. RAISED/REPEAT/RESOLVED need the channel's
+    """Names of the channels that get `alert`, of those that hear its account (`channels`: the
+    account's, alerter.plan.AccountPlan.channels). RAISED/REPEAT/RESOLVED need the channel's
     min_level ≤ alert.level (a resolved alert carries its episode's peak, so a channel that heard
-    the escalation hears the resolution); BLIND/RESTORED go everywhere. A channel's `accounts`
-    filter holds for every kind."""
+    the escalation hears the resolution); BLIND/RESTORED go to every one."""
     names = []
     for channel in channels:
-        if channel.accounts is not None and alert.account not in channel.accounts:
-            continue
         if alert.kind in (AlertKind.BLIND, AlertKind.RESTORED) or alert.level >= channel.level:
             names.append(channel.name)
     return names

@@ -8,14 +8,15 @@ bad credentials) and "restored" when data returns; an alerting scope missing fro
 resolved only when the next full poll confirms it gone (a partial answer reads exactly like a
 closed position). An isolated position the exchange's profile cannot evaluate is blind on its
 own, at once (it will not become readable by waiting), while the rest of the account is decided
-as usual; it is restored when it becomes readable, or when full polls confirm it closed.
+as usual; it is restored when it becomes readable, or when full polls confirm it closed. A
+database that cannot record a poll gets its own notice, repeated on the blind schedule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from alerter.models import (
     ACCOUNT_SCOPE,
@@ -143,6 +144,25 @@ def decide_failure(
     if prev.blind and _due(state.blind_notified_at, repeat.blind, now):
         return replace(state, blind_notified_at=now), [blind]
     return state, []
+
+
+STORE_NOTICE_EVERY = timedelta(hours=1)  # the "database failing" notice when blind repeats are off
+
+
+def decide_store_failure(
+    notified_at: datetime | None,
+    reason: str,
+    repeat: RepeatSchedule,
+    now: datetime,
+) -> tuple[datetime | None, list[Alert]]:
+    """The database cannot take a poll: a notice to every channel that alerts are not being
+    recorded, at most once per blind-repeat interval (hourly when blind repeats are off), and
+    again at once when the clock went back. Returns (when it was last announced, [notice])."""
+    interval = repeat.blind or STORE_NOTICE_EVERY
+    if notified_at is not None and timedelta(0) <= now - notified_at < interval:
+        return notified_at, []
+    notice = Alert(kind=AlertKind.BLIND, level=Level.OK, account="alerter", scope="database", created_at=now, reason=reason)
+    return now, [notice]
 
 
 def decide_account(

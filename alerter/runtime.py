@@ -107,9 +107,10 @@ class Parts:
         return load_checked(self.config)
 
     def source(self, settings: Settings, account):
+        from alerter.plan import market_key
         from alerter.sources import build_source
 
-        return build_source(account, timeout_s=settings.daemon.request_timeout.total_seconds(), shared=self.markets)
+        return build_source(account, timeout_s=settings.daemon.request_timeout.total_seconds(), shared=self.markets, market_key=market_key(account))
 
     def notifier(self, settings: Settings):
         from alerter.notify import Notifier

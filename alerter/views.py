@@ -121,19 +121,15 @@ def thresholds_json(t: Thresholds) -> dict:
     return {"warning": t.warning, "call": t.call, "critical": t.critical, "hysteresis": t.hysteresis, "target": t.target}
 
 
-def _thresholds(settings, account: str) -> Thresholds:
-    """The account's thresholds, or the global ones for an account no longer configured."""
-    for a in settings.accounts:
-        if a.name == account:
-            return settings.thresholds_for(a)
-    return Thresholds(**settings.thresholds.model_dump())
+def _thresholds(settings, plans: dict, account: str) -> Thresholds:
+    """The account's thresholds (its plan's), or the global ones for an account no longer configured."""
+    plan = plans.get(account)
+    return plan.thresholds if plan is not None else settings.thresholds.value()
 
 
-def _poll_interval(settings, account: str) -> timedelta:
-    for a in settings.accounts:
-        if a.name == account:
-            return settings.poll_interval_for(a)
-    return settings.daemon.poll_interval
+def _poll_interval(settings, plans: dict, account: str) -> timedelta:
+    plan = plans.get(account)
+    return plan.poll_interval if plan is not None else settings.daemon.poll_interval
 
 
 # ---------------------------------------------------------------- status
@@ -179,22 +175,22 @@ def trend(last: float, base: tuple[float, int] | None) -> float | None:
     return last - base[0]
 
 
-def build_status(settings, latest, bases, states, pending: dict[str, int], now: datetime) -> list[AccountStatus]:
+def build_status(settings, plans: dict, latest, bases, states, pending: dict[str, int], now: datetime) -> list[AccountStatus]:
     """Pure: one `AccountStatus` per configured or recorded account, configured ones first.
+    `plans`: the configured accounts' (alerter.plan.plans).
 
     `latest`: `Store.latest_samples()`; `bases`: `Store.trend_bases(now - TREND_WINDOW, …)`;
     `states`: account → scope → `ScopeState`; `pending`: account → undelivered deliveries."""
     by_account: dict[str, list] = {}
     for s in latest:
         by_account.setdefault(s.account, []).append(s)
-    names = [a.name for a in settings.accounts]
+    names = list(plans)
     names += sorted(n for n in {*by_account, *states} if n not in names)
-    exchanges = {a.name: a.exchange for a in settings.accounts}
-    approximate = {a.name for a in settings.accounts if a.approximate}
     out = []
     for name in names:
-        thresholds = _thresholds(settings, name)
-        interval = _poll_interval(settings, name)
+        plan = plans.get(name)
+        thresholds = _thresholds(settings, plans, name)
+        interval = _poll_interval(settings, plans, name)
         account_states = states.get(name, {})
         samples = sorted(by_account.get(name, []), key=lambda s: (s.scope != ACCOUNT_SCOPE, s.scope))
         last = max((s.at for s in samples), default=None)
@@ -214,23 +210,23 @@ def build_status(settings, latest, bases, states, pending: dict[str, int], now: 
                 liquidation_move=s.liquidation_move, estimated=s.estimated,
             ))
         out.append(AccountStatus(
-            account=name, exchange=exchanges.get(name), thresholds=thresholds, poll_interval=interval,
+            account=name, exchange=plan.exchange if plan else None, thresholds=thresholds, poll_interval=interval,
             last_poll_at=last, age=age, stale=age is None or age > STALE_AFTER_POLLS * interval,
             failures=account_state.failures if account_state else 0, blind=bool(account_state and account_state.blind),
-            pending=pending.get(name, 0), scopes=scopes, approximate=name in approximate,
+            pending=pending.get(name, 0), scopes=scopes, approximate=plan is not None and plan.approximate,
         ))
     return out
 
 
-def read_status(store, settings, now: datetime) -> list[AccountStatus]:
+def read_status(store, settings, plans: dict, now: datetime) -> list[AccountStatus]:
     latest = store.latest_samples()
     bases = store.trend_bases(now - TREND_WINDOW, [(s.account, s.scope) for s in latest])
-    accounts = {a.name for a in settings.accounts} | {s.account for s in latest}
+    accounts = set(plans) | {s.account for s in latest}
     states = {name: store.load_states(name) for name in sorted(accounts)}
     pending: dict[str, int] = {}
     for d in store.deliveries(status="pending"):
         pending[d.alert.account] = pending.get(d.alert.account, 0) + 1
-    return build_status(settings, latest, bases, states, pending, now)
+    return build_status(settings, plans, latest, bases, states, pending, now)
 
 
 def status_json(accounts: list[AccountStatus], now: datetime, database: str) -> dict:
@@ -394,7 +390,7 @@ class HistorySeries:
     alerts: list  # store.HistoryEntry of this scope, oldest first
 
 
-def build_history(settings, samples, entries) -> list[HistorySeries]:
+def build_history(settings, plans: dict, samples, entries) -> list[HistorySeries]:
     """Pure: group samples and alert history entries by (account, scope)."""
     keys: dict[tuple[str, str], None] = {}
     for s in samples:
@@ -404,7 +400,7 @@ def build_history(settings, samples, entries) -> list[HistorySeries]:
     ordered = sorted(keys, key=lambda k: (k[0], k[1] != ACCOUNT_SCOPE, k[1]))
     return [
         HistorySeries(
-            account=account, scope=scope, thresholds=_thresholds(settings, account),
+            account=account, scope=scope, thresholds=_thresholds(settings, plans, account),
             samples=[s for s in samples if (s.account, s.scope) == (account, scope)],
             alerts=[e for e in entries if (e.alert.account, e.alert.scope) == (account, scope)],
         )
@@ -574,12 +570,13 @@ def _now() -> datetime:
 def cmd_status(args) -> int:
     from alerter.config import load_settings
     from alerter.errors import StoreError
+    from alerter.plan import plans
 
     settings = load_settings(args.config)
     now = _now()
     try:
         with _open(settings) as store:
-            accounts = read_status(store, settings, now)
+            accounts = read_status(store, settings, plans(settings), now)
             notes = store.notes()
     except StoreError as e:
         return _error(str(e), EXIT_RUNTIME)
@@ -599,16 +596,18 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
-def _known_accounts(store, settings) -> set[str]:
-    return {a.name for a in settings.accounts} | {s.account for s in store.latest_samples()}
+def _known_accounts(store, plans: dict) -> set[str]:
+    return set(plans) | {s.account for s in store.latest_samples()}
 
 
 def cmd_history(args) -> int:
     from alerter.charts import PlotUnavailable
     from alerter.config import load_settings, parse_duration
     from alerter.errors import StoreError
+    from alerter.plan import plans
 
     settings = load_settings(args.config)
+    account_plans = plans(settings)
     try:
         window = parse_duration(args.since)
     except ValueError as e:
@@ -617,14 +616,14 @@ def cmd_history(args) -> int:
     since = now - window
     try:
         with _open(settings) as store:
-            if args.account and args.account not in _known_accounts(store, settings):
-                known = ", ".join(sorted(_known_accounts(store, settings))) or "none"
+            if args.account and args.account not in _known_accounts(store, account_plans):
+                known = ", ".join(sorted(_known_accounts(store, account_plans))) or "none"
                 return _error(f"no account named {args.account!r} (known: {known})", EXIT_CONFIG)
             samples = store.samples(account=args.account, since=since)
             entries = store.history(account=args.account, since=since)
     except StoreError as e:
         return _error(str(e), EXIT_RUNTIME)
-    series = build_history(settings, samples, entries)
+    series = build_history(settings, account_plans, samples, entries)
     if args.plot:
         times = [x.at for s in series for x in s.samples] + [e.alert.created_at for s in series for e in s.alerts]
         span = f"{min(times):%Y-%m-%d %H:%M} – {max(times):%Y-%m-%d %H:%M} UTC" if times else f"nothing since {since:%Y-%m-%d %H:%M} UTC"
@@ -652,7 +651,7 @@ def cmd_history(args) -> int:
     return EXIT_OK
 
 
-def _fetch_snapshots(settings, account: str | None):
+def _fetch_snapshots(settings, plans: dict, account: str | None):
     """A fresh full poll of the configured accounts (the one whatif path that calls exchanges)."""
     import asyncio
 
@@ -660,7 +659,7 @@ def _fetch_snapshots(settings, account: str | None):
     from alerter.logs import setup_logging
     from alerter.sources import SharedMarkets, SourceError, build_source
 
-    names = [a.name for a in settings.accounts]
+    names = list(plans)
     if account is not None and account not in names:
         raise LookupError(f"no account named {account!r} (configured: {', '.join(names) or 'none'})")
     setup_logging("warning", secrets_of(settings))
@@ -668,7 +667,8 @@ def _fetch_snapshots(settings, account: str | None):
     async def fetch_all():
         markets = SharedMarkets()
         timeout = settings.daemon.request_timeout.total_seconds()
-        sources = [build_source(a, timeout_s=timeout, shared=markets) for a in settings.accounts if account in (None, a.name)]
+        sources = [build_source(a, timeout_s=timeout, shared=markets, market_key=plans[a.name].market_key)
+                   for a in settings.accounts if account in (None, a.name)]
         try:
             results = await asyncio.gather(*(s.fetch_snapshot() for s in sources), return_exceptions=True)
         finally:
@@ -686,10 +686,10 @@ def _fetch_snapshots(settings, account: str | None):
     return asyncio.run(fetch_all())
 
 
-def _load_snapshots(settings, account: str | None):
+def _load_snapshots(settings, plans: dict, account: str | None):
     with _open(settings) as store:
         snapshots = store.snapshots()
-        known = _known_accounts(store, settings) | set(snapshots)
+        known = _known_accounts(store, plans) | set(snapshots)
     if account is not None:
         if account not in known:
             raise LookupError(f"no account named {account!r} (known: {', '.join(sorted(known)) or 'none'})")
@@ -763,15 +763,17 @@ def _render_levels(rows: dict[str, tuple[datetime | None, list[TripMoves]]], now
 def cmd_whatif(args) -> int:
     from alerter.config import load_settings
     from alerter.errors import StoreError
+    from alerter.plan import plans
 
     settings = load_settings(args.config)
+    account_plans = plans(settings)
     try:
         moves = dict(parse_move(m) for m in args.move or [])
         default = parse_fraction(args.all) if args.all is not None else None
     except ValueError as e:
         return _error(str(e), EXIT_CONFIG)
     try:
-        snapshots = (_fetch_snapshots if args.fetch else _load_snapshots)(settings, args.account)
+        snapshots = (_fetch_snapshots if args.fetch else _load_snapshots)(settings, account_plans, args.account)
     except StoreError as e:
         return _error(str(e), EXIT_RUNTIME)
     except LookupError as e:
@@ -782,7 +784,7 @@ def cmd_whatif(args) -> int:
         return _error("no position snapshot recorded yet (the daemon saves one per account on every good poll)", EXIT_RUNTIME)
     now = _now()
     if args.levels or (not moves and default is None):
-        rows = {name: (s.fetched_at, trip_moves(s, _thresholds(settings, name))) for name, s in snapshots.items()}
+        rows = {name: (s.fetched_at, trip_moves(s, _thresholds(settings, account_plans, name))) for name, s in snapshots.items()}
         if args.json:
             _print_json(levels_json(rows))
         else:
@@ -792,7 +794,7 @@ def cmd_whatif(args) -> int:
     for key in moves:
         if key not in held:
             print(f"warning: no position in {key} (held: {', '.join(sorted(k for k in held if '/' not in k)) or 'none'})", file=sys.stderr)
-    results = [stress(s, moves, default, _thresholds(settings, name)) for name, s in snapshots.items()]
+    results = [stress(s, moves, default, _thresholds(settings, account_plans, name)) for name, s in snapshots.items()]
     if args.json:
         _print_json(stress_json(results, moves, default))
     else:

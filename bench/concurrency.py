@@ -79,7 +79,7 @@ async def measure(sim, keys: list[str], n: int, cycles: int, workdir: Path) -> d
         warm_paths = paths(c0, c1)
 
         async def fetch_cycle():
-            polls = await asyncio.gather(*(fetch_health(settings, name, daemon.sources[name]) for name in names))
+            polls = await asyncio.gather(*(fetch_health(daemon.plans[name], daemon.sources[name]) for name in names))
             errors = [p.error for p in polls if p.error]
             if errors:
                 raise SystemExit(f"N={n}: poll errors: {errors[:3]}")

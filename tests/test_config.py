@@ -80,12 +80,6 @@ def test_env_overrides_daemon_keys(monkeypatch):
     assert build_settings({"daemon": {"poll_interval": "2m"}}).daemon.poll_interval == timedelta(seconds=15)
 
 
-def test_per_account_thresholds_merge_over_global():
-    s = build_settings({"thresholds": {"warning": "45%"}, "accounts": [{"name": "a", "exchange": "bybit", "api_key": "k", "secret": "s", "thresholds": {"call": "60%"}}]})
-    t = s.thresholds_for(s.accounts[0])
-    assert (t.warning, t.call, t.critical, t.target) == (0.45, 0.6, 0.85, 0.4)
-
-
 def test_database_default_under_systemd(monkeypatch, tmp_path):
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
     assert build_settings({}).daemon.database == tmp_path / "alerter.db"
@@ -202,9 +196,12 @@ def test_a_generic_account_declares_its_balance_convention_and_is_approximate():
         {"name": "d", "exchange": "deribit", "api_key": "k", "secret": "s", "profile": "generic", "balance_includes_pnl": True},
         {"name": "o", "exchange": "okx", "api_key": "k", "secret": "s", "password": "p", "ccxt": {"options": {"defaultType": "swap"}}},
     ]})
+    from alerter.plan import plans
+
     generic, okx = s.accounts
-    assert (generic.approximate, generic.balance_includes_pnl, generic.mode) == (True, True, "off")
-    assert (okx.approximate, okx.mode) == (False, "reprice")
+    p = plans(s)
+    assert (generic.approximate, generic.balance_includes_pnl, p["d"].approximate, p["d"].between_polls) == (True, True, True, "off")
+    assert (okx.approximate, p["o"].approximate, p["o"].between_polls) == (False, False, "reprice")
 
 
 def test_run_refuses_an_account_without_a_profile_as_validate_does(tmp_path):

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerter.models import ACCOUNT_SCOPE, AlertKind, Health, Level, RepeatSchedule, ScopeState, Thresholds
-from alerter.policy import decide, decide_account, decide_failure, level_for
+from alerter.policy import decide, decide_account, decide_failure, decide_store_failure, level_for
 
 T = Thresholds()  # 50 / 70 / 85 %, hysteresis 5 points, target 40 %
 R = RepeatSchedule(warning=timedelta(hours=6), call=timedelta(minutes=30), critical=timedelta(minutes=5), blind=timedelta(hours=1))
@@ -369,3 +369,40 @@ def test_an_unreadable_scope_is_blind_until_readable_or_two_full_polls_lack_it(s
                 assert mine == [] and states[ODD].blind
         if poll != "est":
             last_full = poll if poll in ("odd", "gone") else "listed"
+
+
+# ---------------------------------------------------------------- the database's failure notice
+
+@pytest.mark.parametrize(("blind", "gaps_min", "sent"), [
+    (timedelta(hours=1), [0, 30, 29, 1, 60], [True, False, False, True, True]),  # once per blind interval
+    (timedelta(minutes=10), [0, 5, 5, 9], [True, False, True, False]),
+    (None, [0, 59, 1, 30], [True, False, True, False]),  # blind repeats off: hourly still
+    (timedelta(hours=1), [0, -5, 1], [True, True, False]),  # the clock went back: at once, then counted from there
+])
+def test_the_database_notice_repeats_on_the_blind_schedule(blind, gaps_min, sent):
+    repeat, at, last, out = RepeatSchedule(blind=blind), T0, None, []
+    for gap in gaps_min:
+        at += timedelta(minutes=gap)
+        last, notices = decide_store_failure(last, "database failing: disk I/O error", repeat, at)
+        out.append(bool(notices))
+        for n in notices:
+            assert (n.kind, n.account, n.scope, n.created_at, n.reason) == (AlertKind.BLIND, "alerter", "database", at, "database failing: disk I/O error")
+    assert out == sent
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), min_size=1, max_size=30), st.sampled_from([None, 10, 60, 90]))
+def test_database_notices_are_never_closer_than_the_interval_and_never_further_apart_than_it_while_failing(gaps, blind_min):
+    """With a clock that only goes forward: the first failure is announced; two notices are at
+    least the interval apart; and no failure goes unannounced once the interval has passed."""
+    interval = timedelta(minutes=blind_min) if blind_min else timedelta(hours=1)
+    repeat = RepeatSchedule(blind=timedelta(minutes=blind_min) if blind_min else None)
+    at, last, sent_at = T0, None, []
+    for gap in gaps:
+        at += timedelta(minutes=gap)
+        before = last
+        last, notices = decide_store_failure(last, "x", repeat, at)
+        if notices:
+            sent_at.append(at)
+        assert bool(notices) == (before is None or at - before >= interval)
+    assert sent_at[0] == T0 + timedelta(minutes=gaps[0])
+    assert all(b - a >= interval for a, b in zip(sent_at, sent_at[1:], strict=False))

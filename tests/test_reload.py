@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 
@@ -269,9 +270,47 @@ def test_reload_rebuilds_changed_sources_closes_removed_ones_and_holds_a_removed
     assert messages[3] == f"reload refused: daemon.database: switching from {tmp_path / 'alerter.db'} to {tmp_path / 'x.db'} needs a restart"
 
 
+def test_a_reload_with_new_thresholds_rebuilds_the_plan_and_the_next_poll_uses_it(tmp_path, running, webhook):
+    """In process: only a's thresholds (and the global repeat) change, so its source is kept, and
+    its plan is rebuilt: the next poll decides, records and routes by the new plan."""
+    import asyncio
+
+    from alerter.config import build_settings
+    from alerter.runtime import build_daemon
+
+    hook = {"name": "hook", "url": f"json://{webhook.url}/hook"}
+    first = config(tmp_path, [account(running, "a")], [hook])
+    second = {**config(tmp_path, [account(running, "a", thresholds={"call": 0.55})], [hook]), "repeat": {"blind": "2h"}}
+
+    async def scenario():
+        daemon = build_daemon(build_settings(first))
+        try:
+            before = await daemon.poll_account("a")
+            await daemon.deliver_once()
+            source, plan = daemon.sources["a"], daemon.plans["a"]
+            assert await daemon.reload(build_settings(second))
+            after = await daemon.poll_account("a")
+            await daemon.deliver_once()
+            return before, after, plan, daemon.plans["a"], daemon.sources["a"] is source
+        finally:
+            await asyncio.gather(*(s.close() for s in daemon.sources.values()))
+            daemon.store.close()
+
+    set_ratio(running, 0.60)
+    before, after, old_plan, new_plan, kept = asyncio.run(scenario())
+    assert kept
+    assert (old_plan.thresholds.call, new_plan.thresholds.call) == (0.70, 0.55)
+    assert (old_plan.repeat.blind, new_plan.repeat.blind) == (None, timedelta(hours=2))
+    assert [(a.kind, a.level.label, a.threshold) for a in before] == [("raised", "warning", 0.5)]
+    assert [(a.kind, a.level.label, a.threshold) for a in after] == [("raised", "call", 0.55)]
+    assert [b["title"] for b in webhook.bodies][-2:] == ["WARNING · a · margin ratio 60 % (warning at 50 %)",
+                                                         "CALL · a · margin ratio 60 % (call at 55 %)"]
+
+
 def test_the_change_summary_names_secrets_but_never_shows_them():
     from alerter.changes import describe_changes
     from alerter.config import build_settings
+    from alerter.plan import plans
 
     def settings(key: str, url: str, **daemon) -> object:
         return build_settings({
@@ -282,10 +321,10 @@ def test_the_change_summary_names_secrets_but_never_shows_them():
 
     old = settings("old-key-1234", "json://old-host/old-token", poll_interval="60s")
     new = settings("new-key-5678", "json://new-host/new-token", poll_interval="30s", heartbeat_url="https://hb/secret-ping")
-    text = ", ".join(describe_changes(old, new))
+    text = ", ".join(describe_changes(old, new, plans(old), plans(new)))
     assert text == ("account a: api_key changed, secret changed, channel hook: url changed, "
                     "daemon: poll_interval 1m→30s, heartbeat_url changed")
-    assert describe_changes(old, old) == []
+    assert describe_changes(old, old, plans(old), plans(old)) == []
 
 
 def test_systemd_hears_reloading_then_ready_around_a_reload(tmp_path, stopped):

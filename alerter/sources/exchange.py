@@ -357,10 +357,12 @@ def build_source(
     retry: RetryPolicy | None = None,
     markets_ttl_s: float = MARKETS_TTL_S,
     shared: SharedMarkets | None = None,
+    market_key: str | None = None,
 ) -> Source:
     """A Source for the account: ccxt's async exchange with the account's keys, rate limiting, the
     timeout, its profile's defaults and the account's `ccxt` table deep-merged over them, read by
-    its profile's normaliser."""
+    its profile's normaliser. With `shared`, its markets are shared with every source of the same
+    `market_key` (alerter.plan.market_key: the exchange and how it is reached)."""
     cls = exchange_class(account.exchange)
     if cls is None:
         raise ConfigError(f"account {account.name!r}: unknown ccxt exchange id {account.exchange!r}")
@@ -377,7 +379,7 @@ def build_source(
         markets_ttl_s=markets_ttl_s,
         position_params=profile.position_params,
         shared=shared,
-        market_key=json.dumps([account.exchange, account.ccxt.get("urls"), account.ccxt.get("options")], sort_keys=True, default=str),
+        market_key=market_key,
         body_check=profile.check_body,
         server_error=profile.server_error,
     )
