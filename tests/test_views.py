@@ -289,7 +289,7 @@ def test_history_text_chart(recorded, capsys):
     path, _ = recorded
     code, out, _ = run(["history", "demo", "--config", str(path), "--since", "100000d"], capsys)
     assert code == 0
-    assert "critical 85%" in out and "call 70%" in out and "warning 50%" in out
+    assert "critical 85 %" in out and "call 70 %" in out and "warning 50 %" in out
     assert "W warning" in out and "X critical" in out and "R resolved" in out
     assert "12:00:00" in out and "12:02:30 UTC" in out
     assert "raised critical" in out and "phone pending" in out
