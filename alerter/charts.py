@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from alerter import display
 from alerter.models import Alert, AlertKind, Level, Thresholds
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -46,10 +47,6 @@ def _time_format(span: timedelta) -> str:
     return "%m-%d %H:%M"
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:g}%"
-
-
 def render_text(
     points: Sequence[tuple[datetime, float]],
     thresholds: Thresholds,
@@ -76,10 +73,10 @@ def render_text(
     for level in LEVELS:
         value = thresholds.threshold(level)
         row = min(height - 1, max(0, int(value / top * height)))
-        labels.setdefault(row, []).append(f"{level.label} {_pct(value)}")
+        labels.setdefault(row, []).append(f"{level.label} {display.ratio(value)}")
         values.setdefault(row, value)
     label_width = max(len(" · ".join(v)) for v in labels.values())
-    axis = 6  # "100% ┤"
+    axis = 6  # "100 %┤"
     cols = max(8, width - axis - 1 - label_width)
 
     def column(t: datetime) -> int:
@@ -122,14 +119,14 @@ def render_text(
             else:
                 cells.append(RULE if row in labels else " ")
         if row in labels:
-            ylabel = f"{_pct(values[row]):>{axis - 1}}┤"
+            ylabel = f"{display.ratio(values[row]):>{axis - 1}}┤"
         elif row == height - 1:
-            ylabel = f"{_pct(top):>{axis - 1}}┤"
+            ylabel = f"{display.ratio(top):>{axis - 1}}┤"
         else:
             ylabel = " " * (axis - 1) + "│"
         right = " " + " · ".join(labels[row]) if row in labels else ""
         lines.append(f"{ylabel}{''.join(cells)}{right}".rstrip())
-    lines.append(f"{'0%':>{axis - 1}}└" + "─" * cols)
+    lines.append(f"{display.ratio(0):>{axis - 1}}└" + "─" * cols)
     fmt = _time_format(span)
     left, right = start.strftime(fmt), end.strftime(fmt) + " UTC"
     gap = cols - len(left) - len(right)
@@ -216,10 +213,10 @@ def chart_figure(series: Sequence[Series], *, title: str = "margin ratio"):
         for level in LEVELS:
             value = th.threshold(level)
             ax.axhline(value, color=LEVEL_COLOURS[level], linestyle="--", linewidth=1, alpha=0.9)
-            ax.annotate(f"{level.label} {_pct(value)}{suffix}", xy=(1.0, value), xycoords=("axes fraction", "data"),
+            ax.annotate(f"{level.label} {display.ratio(value)}{suffix}", xy=(1.0, value), xycoords=("axes fraction", "data"),
                         xytext=(4, 0), textcoords="offset points", va="center", fontsize=8, color=LEVEL_COLOURS[level])
     ax.axhline(1.0, color="black", linewidth=1, alpha=0.6)
-    ax.annotate("liquidation 100%", xy=(1.0, 1.0), xycoords=("axes fraction", "data"), xytext=(4, 0),
+    ax.annotate(f"liquidation {display.ratio(1.0)}", xy=(1.0, 1.0), xycoords=("axes fraction", "data"), xytext=(4, 0),
                 textcoords="offset points", va="center", fontsize=8)
 
     shown: set[str] = set()

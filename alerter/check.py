@@ -1,4 +1,4 @@
-"""`alerter check`: one poll of every account, evaluated and printed; the worst level is the exit code.
+"""`alerter check`'s work: one poll of every account, evaluated (alerter.commands.check prints it).
 
 Levels here are the thresholds' verdict on this one poll (no hysteresis, no history). With
 `--notify` the poll also goes through the daemon's policy and store, so what it decides is
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from alerter.codec import from_json_float, json_float
+from alerter.codec import json_float
 from alerter.config import load_settings
 from alerter.daemon import Poll, fetch_health
 from alerter.runtime import build_daemon, preflight
@@ -69,35 +69,3 @@ async def check_accounts(config_path, *, notify: bool = False) -> list[dict]:
     finally:
         await asyncio.gather(*(s.close() for s in daemon.sources.values()), return_exceptions=True)
         await daemon.store_thread.close()
-
-
-def render_table(rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from alerter.notify import format_money, format_move, format_pct, scope_label
-
-    style = {"ok": "green", "warning": "yellow", "call": "bold red", "critical": "bold white on red", "blind": "bold magenta"}
-    table = Table(title="margin health")
-    for column in ("account", "scope", "ratio", "level", "deposit to target", "liquidation at"):
-        table.add_column(column, justify="right" if column in ("ratio", "deposit to target", "liquidation at") else "left")
-    for r in rows:
-        level = f"[{style[r['level']]}]{r['level']}[/]"
-        if r["level"] == "blind":
-            table.add_row(r["account"], scope_label(r["scope"]) or "account", "—", level, "—", r["error"][:60])
-            continue
-        ratio = r["margin_ratio"]
-        table.add_row(
-            r["account"],
-            scope_label(r["scope"]) or "account",
-            format_pct(from_json_float(ratio)),
-            level,
-            format_money(r["deposit_needed"], r["currency"]) if r["deposit_needed"] > 0 else "—",
-            format_move(r["liquidation_move"]) if r["liquidation_move"] is not None else "—",
-        )
-    console = Console()
-    console.print(table)
-    for r in rows:  # the table cuts the reason; a blind account's full reason, one line each
-        if r["level"] == "blind":
-            where = r["account"] + (f" · {scope_label(r['scope'])}" if scope_label(r["scope"]) else "")
-            console.print(f"{where}: {r['error']}", markup=False, highlight=False, soft_wrap=True)

@@ -18,9 +18,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from alerter.display import time_of_day
 from alerter.models import Level
 from alerter.metrics import observe_delivery
-from alerter.notify import Notifier, Outcome, fold, format_time, notify_type, render
+from alerter.notify import Notifier, Outcome, fold, notify_type, render
 from alerter.store import Delivery
 from alerter.storethread import StoreThread
 
@@ -54,7 +55,7 @@ def undelivered_note(expired: Sequence[Delivery], channel: str, now: datetime) -
         return None
     first = min(d.alert.created_at for d in expired)
     count = len(expired)
-    return f"{count} alert{'s' if count != 1 else ''} could not be delivered to {channel} since {format_time(first, now)}"
+    return f"{count} alert{'s' if count != 1 else ''} could not be delivered to {channel} since {time_of_day(first, now)}"
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,14 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from pydantic import SecretStr
 
-from alerter import secrets
-from alerter.models import ACCOUNT_SCOPE, Alert, AlertKind, Level
+from alerter import display, secrets
+from alerter.models import Alert, AlertKind, Level
 
 logger = logging.getLogger(__name__)
 
@@ -69,70 +67,15 @@ def markdown_for(url: str) -> bool:
 
 # ---------------------------------------------------------------- rendering
 
-MINUS = "\u2212"
-
-
-def format_pct(ratio: float | None) -> str:
-    if ratio is None or math.isnan(ratio):
-        return "?"
-    if math.isinf(ratio):
-        return "∞"
-    pct = ratio * 100
-    return f"{pct:.1f} %" if abs(pct) < 10 and round(pct, 1) != round(pct) else f"{pct:.0f} %"
-
-
-def format_move(move: float) -> str:
-    sign = MINUS if move < 0 else "+"
-    return f"{sign}{abs(move) * 100:.1f} %"
-
-
-def cents(currency: str) -> bool:
-    """Amounts in dollars, euros and their stablecoins show cents; a coin (BTC, ETH) does not."""
-    return "USD" in currency.upper() or currency.upper() in ("EUR", "DAI")
-
-
-def format_money(amount: float, currency: str) -> str:
-    """"1,234.50 USDT"; a coin-margined amount to the satoshi, trailing zeros dropped: "0.00036204 BTC"."""
-    sign = MINUS if amount < 0 else ""
-    if math.isinf(amount):
-        return f"{sign}∞ {currency}"
-    if cents(currency):
-        return f"{sign}{abs(amount):,.2f} {currency}"
-    text = f"{abs(amount):,.8f}".rstrip("0")
-    return f"{sign}{text + '0' * (2 - len(text.partition('.')[2]))} {currency}"
-
-
-def format_price(price: float) -> str:
-    return f"{price:,.2f}" if abs(price) >= 1 else f"{price:.6g}"
-
-
-def format_time(at: datetime | None, now: datetime | None = None) -> str:
-    if at is None:
-        return "?"
-    if now is not None and at.date() != now.date():
-        return at.strftime("%Y-%m-%d %H:%M UTC")
-    return at.strftime("%H:%M UTC")
-
-
-def scope_label(scope: str) -> str | None:
-    """None for the cross account; "BTC/USDT:USDT long (isolated)" for an isolated position."""
-    if scope == ACCOUNT_SCOPE:
-        return None
-    if scope.startswith("isolated:"):
-        symbol, _, side = scope.removeprefix("isolated:").rpartition(":")
-        return f"{symbol} {side} (isolated)"
-    return scope
-
-
 def _where(alert: Alert) -> str:
-    label = scope_label(alert.scope)
+    label = display.scope_label(alert.scope)
     return f"{alert.account} · {label}" if label else alert.account
 
 
 def _ratio_text(alert: Alert) -> str:
-    text = f"margin ratio {format_pct(alert.margin_ratio)}"
+    text = f"margin ratio {display.ratio(alert.margin_ratio)}"
     if alert.threshold is not None and alert.level != Level.OK:
-        text += f" ({alert.level.label} at {format_pct(alert.threshold)})"
+        text += f" ({alert.level.label} at {display.ratio(alert.threshold)})"
     return text + _qualifiers(alert)
 
 
@@ -155,9 +98,9 @@ def headline(alert: Alert) -> str:
     if alert.kind == AlertKind.RAISED:
         return f"{tag(alert)} · {where} · {_ratio_text(alert)}"
     if alert.kind == AlertKind.REPEAT:
-        return f"{tag(alert)} still active · {where} · {_ratio_text(alert)} since {format_time(alert.since_at)}"
+        return f"{tag(alert)} still active · {where} · {_ratio_text(alert)} since {display.time_of_day(alert.since_at)}"
     if alert.kind == AlertKind.RESOLVED:
-        what = alert.reason if alert.reason else f"margin ratio {format_pct(alert.margin_ratio)}{_qualifiers(alert)}"
+        what = alert.reason if alert.reason else f"margin ratio {display.ratio(alert.margin_ratio)}{_qualifiers(alert)}"
         return f"RESOLVED · {where} · {what} (was {alert.level.name})"
     if alert.kind == AlertKind.BLIND:
         if alert.scope.startswith("isolated:") and alert.reason:  # a position the profile cannot evaluate
@@ -175,33 +118,33 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
     if alert.kind == AlertKind.BLIND:
         if alert.since_at:
             if alert.scope.startswith("isolated:"):
-                lines.append(f"Not evaluated since {format_time(alert.since_at)}; the position is not known to be safe.")
+                lines.append(f"Not evaluated since {display.time_of_day(alert.since_at)}; the position is not known to be safe.")
             else:
-                lines.append(f"No fresh data since {format_time(alert.since_at)}; the account is not known to be safe.")
+                lines.append(f"No fresh data since {display.time_of_day(alert.since_at)}; the account is not known to be safe.")
         return lines
     if alert.kind == AlertKind.RESTORED:
         if alert.margin_ratio is not None:
-            lines.append(f"Margin ratio {format_pct(alert.margin_ratio)}{_qualifiers(alert)}")
+            lines.append(f"Margin ratio {display.ratio(alert.margin_ratio)}{_qualifiers(alert)}")
         return lines
     if alert.approximate:
         lines.append(f"Approximate: ccxt's unified figures for {alert.exchange or 'this exchange'} (profile = \"generic\"), "
                      "not the exchange's own margin figures")
     if alert.equity is not None and alert.maintenance_margin is not None:
-        lines.append(f"Equity {format_money(alert.equity, cur)} · maintenance margin {format_money(alert.maintenance_margin, cur)}")
+        lines.append(f"Equity {display.money(alert.equity, cur)} · maintenance margin {display.money(alert.maintenance_margin, cur)}")
     if alert.kind == AlertKind.RESOLVED:
         if alert.since_at:
-            lines.append(f"Episode started {format_time(alert.since_at)}")
+            lines.append(f"Episode started {display.time_of_day(alert.since_at)}")
         return lines
     if alert.deposit_needed and alert.deposit_needed > 0 and alert.target is not None:
-        lines.append(bold(f"Deposit {format_money(alert.deposit_needed, cur)} to get back to {format_pct(alert.target)}"))
+        lines.append(bold(f"Deposit {display.money(alert.deposit_needed, cur)} to get back to {display.ratio(alert.target)}"))
     if alert.liquidation_move is not None:
-        lines.append(f"Liquidation at a {format_move(alert.liquidation_move)} move")
+        lines.append(f"Liquidation at a {display.move(alert.liquidation_move)} move")
     if alert.top_positions:
         lines.append("Top positions:")
         for p in alert.top_positions:
-            liq = f"liq. {format_price(p.liquidation_price)}" if p.liquidation_price else "liq. n/a"
-            move = f" ({format_move(p.liquidation_move)})" if p.liquidation_move is not None else ""
-            lines.append(f"- {p.symbol} {p.side} · {format_money(p.notional, p.currency or cur)} · {liq}{move}")
+            liq = f"liq. {display.price(p.liquidation_price)}" if p.liquidation_price else "liq. n/a"
+            move = f" ({display.move(p.liquidation_move)})" if p.liquidation_move is not None else ""
+            lines.append(f"- {p.symbol} {p.side} · {display.money(p.notional, p.currency or cur)} · {liq}{move}")
     return lines
 
 
@@ -271,7 +214,7 @@ def earlier_note(entry: Folded) -> str | None:
             parts.append(f"{hidden} more")
             hidden = 0
         repeats = len(step) - 1
-        parts.append(f"{tag(step[0])} at {format_time(step[0].created_at, head.created_at)}"
+        parts.append(f"{tag(step[0])} at {display.time_of_day(step[0].created_at, head.created_at)}"
                      + (f" (and {repeats} repeat{'s' if repeats != 1 else ''})" if repeats else ""))
     return f"earlier: {', '.join(parts)}, not delivered in time"
 

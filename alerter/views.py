@@ -1,10 +1,12 @@
-"""Seeing the risk: `alerter status`, `alerter history` and `alerter whatif`.
+"""Seeing the risk: the data of `alerter status`, `alerter history` and `alerter whatif`
+(their command modules, alerter/commands/, print it).
 
 These commands only read the database (the daemon may be running: SQLite's WAL lets readers
-in) and never call an exchange; status and whatif import neither ccxt, apprise nor
-matplotlib, and history imports matplotlib only for ``--plot``. Each command gathers its data
-(`read_*`), turns it into plain records with pure functions (`build_*`, `stress`,
-`trip_moves`), then prints a rich table or, with ``--json``, the records as JSON.
+in) and never call an exchange (but `whatif --fetch`); status and whatif import neither ccxt,
+apprise nor matplotlib, and history imports matplotlib only for ``--plot``. Each command gathers
+its data (`read_*`, `load_snapshots`), turns it into plain records with pure functions
+(`build_*`, `stress`, `trip_moves`), then prints a rich table or, with ``--json``, the records
+as JSON (`*_json` here).
 
 JSON conventions (all three commands): ratios and moves are fractions (0.42 = 42 %), money is
 in the account's settle currency, times are UTC ISO-8601, an infinite margin ratio (equity ≤ 0
@@ -49,7 +51,6 @@ with exposure) is the string "inf", an unknown value is null. Keys are only ever
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -58,63 +59,15 @@ from datetime import UTC, datetime, timedelta
 from alerter.codec import json_float
 from alerter.health import deposit_needed
 from alerter.models import ACCOUNT_SCOPE, Health, Level, Thresholds
-from alerter.stress import StressResult, TripMoves, parse_fraction, parse_move, stress, trip_moves
-
-EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
+from alerter.stress import StressResult, TripMoves
 
 TREND_WINDOW = timedelta(hours=1)
 STALE_AFTER_POLLS = 3  # the last good poll is stale after this many poll intervals
-STEADY = 0.005  # a change of less than half a point over the trend window is "→"
 STATUS_ROWS = 20  # isolated positions per account in the status table (the worst); --json has all
-TRIP_LEVELS = ("warning", "call", "critical", "liquidation")
-PLOT_MISSING = "matplotlib is not installed: pip install 'alerter[plot]'"
-LEVEL_STYLES = {Level.OK: "green", Level.WARNING: "yellow", Level.CALL: "bold red", Level.CRITICAL: "bold white on red"}  # as `alerter check`
 
-
-# ---------------------------------------------------------------- formatting
 
 def json_at(at: datetime | None) -> str | None:
     return at.astimezone(UTC).isoformat() if at else None
-
-
-def fmt_ratio(x: float | None) -> str:
-    if x is None:
-        return "—"
-    return "∞" if math.isinf(x) else f"{x * 100:.1f}%"
-
-
-def fmt_move(x: float | None) -> str:
-    """A signed relative price move: "−23.4%", "+8.0%", "—" when none."""
-    if x is None:
-        return "—"
-    return f"{x * 100:+.1f}%".replace("-", "−")
-
-
-def fmt_money(x: float, currency: str = "") -> str:
-    text = f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
-    return f"{text} {currency}".strip()
-
-
-def fmt_age(td: timedelta) -> str:
-    """"45s", "14m", "2h05m", "3d04h"."""
-    seconds = max(0, int(td.total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
-def scope_label(scope: str, *, short: bool = False) -> str:
-    """"account", or "BTC/USDT:USDT long (isolated)" (short: "BTC/USDT long")."""
-    if scope == ACCOUNT_SCOPE or not scope.startswith("isolated:"):
-        return scope
-    symbol, _, side = scope.removeprefix("isolated:").rpartition(":")
-    if short:
-        return f"{symbol.split(':')[0]} {side}"
-    return f"{symbol} {side} (isolated)"
 
 
 def thresholds_json(t: Thresholds) -> dict:
@@ -269,78 +222,6 @@ def status_json(accounts: list[AccountStatus], now: datetime, database: str) -> 
     }
 
 
-def _level_text(level: Level | None, since_at: datetime | None, now: datetime):
-    from rich.text import Text
-
-    if level is None:
-        return Text("—")
-    text = Text(level.label, style=LEVEL_STYLES[level])
-    if since_at is not None:
-        text.append(f" {fmt_age(now - since_at)}", style="dim")
-    return text
-
-
-def _trend_text(delta: float | None):
-    from rich.text import Text
-
-    if delta is None:
-        return Text("—", style="dim")
-    points = f"{delta * 100:+.1f}".replace("-", "−")
-    if abs(delta) < STEADY:
-        return Text(f"→ {points}", style="dim")
-    return Text(f"↑ {points}", style="red") if delta > 0 else Text(f"↓ {points}", style="green")
-
-
-def _poll_text(a: AccountStatus):
-    from rich.text import Text
-
-    if a.last_poll_at is None:
-        text = Text("no data yet", style="bold red" if a.failures else "dim")
-    elif a.stale:
-        text = Text(f"stale {fmt_age(a.age)}", style="bold red")
-    else:
-        text = Text(f"{fmt_age(a.age)} ago")
-    if a.blind:
-        text.append(" · blind", style="bold red")
-    if a.failures:
-        text.append(f" · {a.failures} failed", style="red")
-    return text
-
-
-def render_status(accounts: list[AccountStatus], now: datetime):
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=f"margin health · {now:%Y-%m-%d %H:%M:%S} UTC", title_justify="left", header_style="bold",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("account", overflow="fold", min_width=12)  # the only column that wraps in a narrow terminal
-    for name in ("ratio", "level", "Δ 1h", "deposit", "to liq.", "last poll", "unsent"):
-        table.add_column(name, no_wrap=True, justify="left" if name in ("level", "last poll") else "right")
-    for a in accounts:
-        poll = _poll_text(a)
-        unsent = Text(str(a.pending), style="bold yellow" if a.pending else "dim")
-        name = Text(a.account, style="bold") + Text("" if a.exchange else " (not configured)", style="dim")
-        if a.approximate:
-            name += Text(" (approximate)", style="yellow")
-        if not a.scopes:
-            table.add_row(name, "—", "—", "", "", "", poll, unsent)
-            continue
-        shown, hidden = worst_scopes(a.scopes)
-        for i, s in enumerate(shown):
-            label = name if s.scope == ACCOUNT_SCOPE else Text(f" └ {scope_label(s.scope, short=True)}")
-            deposit = fmt_money(s.deposit_needed) if s.deposit_needed > 0 else Text("—", style="dim")
-            ratio = Text(("≈" if a.approximate else "") + fmt_ratio(s.margin_ratio) + ("*" if s.estimated else ""),
-                         style=LEVEL_STYLES.get(s.level, "") if s.level is not None else "")
-            table.add_row(
-                label, ratio, _level_text(s.level, s.since_at, now), _trend_text(s.trend), deposit,
-                fmt_move(s.liquidation_move), poll if i == 0 else "", unsent if i == 0 else "",
-            )
-        if hidden:
-            table.add_row(Text(f" └ +{len(hidden):,} more: {level_counts(hidden)}", style="dim"), *[""] * 7)
-    return table
-
-
 def worst_scopes(scopes: list[ScopeStatus], limit: int = STATUS_ROWS) -> tuple[list[ScopeStatus], list[ScopeStatus]]:
     """(shown, hidden): the account scope and the `limit` worst isolated positions (highest level,
     then highest ratio), shown in their usual order; the rest hidden. A table of thousands of rows
@@ -365,18 +246,6 @@ def level_counts(scopes: list[ScopeStatus]) -> str:
         counts[key] = counts.get(key, 0) + 1
     return ", ".join(f"{n:,} {label}" for label, n in counts.items())
 
-
-def status_legend(accounts: list[AccountStatus]) -> str:
-    targets = sorted({a.thresholds.target for a in accounts})
-    target = " / ".join(f"{t * 100:g}%" for t in targets) or "40%"
-    return (f"└ isolated position · Δ 1h: change of the ratio over the last hour, in points · deposit: brings the "
-            f"ratio back to {target} · to liq.: the uniform price move that liquidates · stale: no good poll for "
-            f"{STALE_AFTER_POLLS}× the poll interval · unsent: alerts not yet delivered"
-            + (" · * estimated from mark prices" if any(s.estimated for a in accounts for s in a.scopes) else "")
-            + (' · ≈ approximate: ccxt\'s unified figures (profile = "generic"), not the exchange\'s own'
-               if any(a.approximate for a in accounts) else "")
-            + (f" · more: only the {STATUS_ROWS} worst isolated positions of an account are listed, --json lists all"
-               if any(worst_scopes(a.scopes)[1] for a in accounts) else ""))
 
 
 # ---------------------------------------------------------------- history
@@ -435,59 +304,6 @@ def history_json(series: list[HistorySeries], since: datetime, now: datetime) ->
     }
 
 
-def render_history_text(series: list[HistorySeries], width: int = 72) -> list[str]:
-    """Plain lines: one chart per (account, scope) with its alerts marked under the time axis."""
-    from alerter.charts import alert_marker, render_text
-
-    lines: list[str] = []
-    for s in series:
-        t = s.thresholds
-        title = f"{s.account} · {scope_label(s.scope)}"
-        ratios = [x.margin_ratio for x in s.samples]
-        if ratios:
-            finite = [r for r in ratios if math.isfinite(r)]
-            summary = (f"{len(ratios)} samples, last {fmt_ratio(ratios[-1])}, "
-                       f"max {fmt_ratio(max(ratios))}, min {fmt_ratio(min(finite) if finite else None)}")
-        else:
-            summary = "no samples"
-        lines += [f"{title} — margin ratio ({summary})"]
-        lines += render_text(
-            [(x.at, x.margin_ratio) for x in s.samples], t,
-            markers=[(e.alert.created_at, alert_marker(e.alert)) for e in s.alerts], width=width,
-        )
-        lines.append("")
-    return lines
-
-
-def render_alert_table(series: list[HistorySeries]):
-    entries = sorted((e for s in series for e in s.alerts), key=lambda e: (e.alert.created_at, e.alert_id))
-    table = _table("alerts")
-    for name in ("time (UTC)", "account · scope", "alert", "ratio", "deliveries"):
-        table.add_column(name, justify="right" if name == "ratio" else "left")
-    for e in entries:
-        a = e.alert
-        what = f"{a.kind} {a.level.label}" if a.kind in ("raised", "repeat", "resolved") else str(a.kind)
-        if a.reason:
-            what += f" ({a.reason})"
-        deliveries = ", ".join(f"{ch} {st}" for ch, st in e.deliveries.items()) or "—"
-        table.add_row(f"{a.created_at:%Y-%m-%d %H:%M:%S}", f"{a.account} · {scope_label(a.scope, short=True)}", what,
-                      fmt_ratio(a.margin_ratio), deliveries, style=LEVEL_STYLES.get(a.level, "") if a.kind in ("raised", "repeat") else "")
-    return table
-
-
-def plot_history(series: list[HistorySeries], path, title: str):
-    """The PNG of `series`; raises charts.PlotUnavailable without matplotlib."""
-    from alerter.charts import Series, plot_png
-
-    return plot_png(
-        [
-            Series(label=f"{s.account} · {scope_label(s.scope, short=True)}" + (" (isolated)" if s.scope != ACCOUNT_SCOPE else ""), points=[(x.at, x.margin_ratio) for x in s.samples],
-                   thresholds=s.thresholds, alerts=[e.alert for e in s.alerts])
-            for s in series
-        ],
-        path, title=title,
-    )
-
 
 # ---------------------------------------------------------------- whatif
 
@@ -535,20 +351,9 @@ def levels_json(rows: dict[str, tuple[datetime | None, list[TripMoves]]]) -> dic
     }
 
 
-# ---------------------------------------------------------------- commands
+# ---------------------------------------------------------------- reading
 
-def _console():
-    from rich.console import Console
-
-    return Console(highlight=False)
-
-
-def _error(message: str, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
-def _open(settings):
+def open_store(settings):
     """The store, opened only if the file exists (a status must not create an empty database)."""
     from alerter.errors import StoreError
     from alerter.store import Store
@@ -559,99 +364,15 @@ def _open(settings):
     return Store(path)
 
 
-def _print_json(data: dict) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False))
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def cmd_status(args) -> int:
-    from alerter.config import load_settings
-    from alerter.errors import StoreError
-    from alerter.plan import plans
-
-    settings = load_settings(args.config)
-    now = _now()
-    try:
-        with _open(settings) as store:
-            accounts = read_status(store, settings, plans(settings), now)
-            notes = store.notes()
-    except StoreError as e:
-        return _error(str(e), EXIT_RUNTIME)
-    if args.json:
-        data = status_json(accounts, now, str(settings.daemon.database))
-        data["notes"] = [{"at": json_at(at), "text": text} for at, text in notes]
-        _print_json(data)
-        return EXIT_OK
-    console = _console()
-    for _, text in notes:  # what happened to the database file itself
-        console.print(f"note: {text}", style="bold yellow")
-    if not accounts:
-        console.print("no accounts configured and nothing recorded")
-        return EXIT_OK
-    console.print(render_status(accounts, now))
-    console.print(status_legend(accounts), style="dim")
-    return EXIT_OK
-
-
-def _known_accounts(store, plans: dict) -> set[str]:
+def known_accounts(store, plans: dict) -> set[str]:
     return set(plans) | {s.account for s in store.latest_samples()}
 
 
-def cmd_history(args) -> int:
-    from alerter.charts import PlotUnavailable
-    from alerter.config import load_settings, parse_duration
-    from alerter.errors import StoreError
-    from alerter.plan import plans
-
-    settings = load_settings(args.config)
-    account_plans = plans(settings)
-    try:
-        window = parse_duration(args.since)
-    except ValueError as e:
-        return _error(f"--since: {e}", EXIT_CONFIG)
-    now = _now()
-    since = now - window
-    try:
-        with _open(settings) as store:
-            if args.account and args.account not in _known_accounts(store, account_plans):
-                known = ", ".join(sorted(_known_accounts(store, account_plans))) or "none"
-                return _error(f"no account named {args.account!r} (known: {known})", EXIT_CONFIG)
-            samples = store.samples(account=args.account, since=since)
-            entries = store.history(account=args.account, since=since)
-    except StoreError as e:
-        return _error(str(e), EXIT_RUNTIME)
-    series = build_history(settings, account_plans, samples, entries)
-    if args.plot:
-        times = [x.at for s in series for x in s.samples] + [e.alert.created_at for s in series for e in s.alerts]
-        span = f"{min(times):%Y-%m-%d %H:%M} – {max(times):%Y-%m-%d %H:%M} UTC" if times else f"nothing since {since:%Y-%m-%d %H:%M} UTC"
-        title = f"margin ratio · {args.account or 'all accounts'} · {span}"
-        try:
-            path = plot_history(series, args.plot, title)
-        except PlotUnavailable:
-            return _error(PLOT_MISSING, EXIT_CONFIG)
-        except OSError as e:
-            return _error(f"{args.plot}: cannot write ({e.strerror})", EXIT_RUNTIME)
-        if not args.json:
-            print(f"wrote {path}")
-    if args.json:
-        _print_json(history_json(series, since, now))
-        return EXIT_OK
-    if args.plot:
-        return EXIT_OK
-    if not series:
-        print(f"nothing recorded since {since:%Y-%m-%d %H:%M} UTC" + (f" for {args.account}" if args.account else ""))
-        return EXIT_OK
-    for line in render_history_text(series):
-        print(line)
-    if any(s.alerts for s in series):
-        _console().print(render_alert_table(series))
-    return EXIT_OK
 
 
-def _fetch_snapshots(settings, plans: dict, account: str | None):
+def fetch_snapshots(settings, plans: dict, account: str | None):
     """A fresh full poll of the configured accounts (the one whatif path that calls exchanges)."""
     import asyncio
 
@@ -686,10 +407,10 @@ def _fetch_snapshots(settings, plans: dict, account: str | None):
     return asyncio.run(fetch_all())
 
 
-def _load_snapshots(settings, plans: dict, account: str | None):
-    with _open(settings) as store:
+def load_snapshots(settings, plans: dict, account: str | None):
+    with open_store(settings) as store:
         snapshots = store.snapshots()
-        known = _known_accounts(store, plans) | set(snapshots)
+        known = known_accounts(store, plans) | set(snapshots)
     if account is not None:
         if account not in known:
             raise LookupError(f"no account named {account!r} (known: {', '.join(sorted(known)) or 'none'})")
@@ -697,106 +418,3 @@ def _load_snapshots(settings, plans: dict, account: str | None):
     return snapshots
 
 
-def _table(title: str):
-    from rich import box
-    from rich.table import Table
-
-    return Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-
-
-def _row_label(account: str, scope: str, note: str = ""):
-    from rich.text import Text
-
-    if scope == ACCOUNT_SCOPE:
-        return Text(account, style="bold") + Text(note, style="dim")
-    return Text(f" └ {scope_label(scope, short=True)}")
-
-
-def _render_stress(results: list[StressResult], now: datetime, console) -> None:
-    from rich.text import Text
-
-    for r in results:
-        age = f" (snapshot {fmt_age(now - r.snapshot_at)} old)" if r.snapshot_at else ""
-        moved = " · ".join(f"{sym.split(':')[0]} {fmt_money(b)} → {fmt_money(a)}" for sym, b, a in r.prices) or "no position moved"
-        table = _table(f"{r.account}{age}: {moved}")
-        table.add_column("account", overflow="fold", min_width=12)
-        for name in ("ratio now", "after", "level after", "deposit after", "to liq. after"):
-            table.add_column(name, no_wrap=True, justify="left" if name == "level after" else "right")
-        for h, lb, a, la in r.scopes:
-            label = _row_label(r.account, h.scope)
-            if a is None:
-                table.add_row(label, fmt_ratio(h.margin_ratio), "—", "gone", "", "")
-                continue
-            deposit = fmt_money(a.deposit_needed, a.currency) if a.deposit_needed > 0 else Text("—", style="dim")
-            level = Text("LIQUIDATED", style="bold red reverse") if a.margin_ratio >= 1 else Text(la.label, style=LEVEL_STYLES[la])
-            table.add_row(
-                label, Text(fmt_ratio(h.margin_ratio), style=LEVEL_STYLES[lb]),
-                Text(fmt_ratio(a.margin_ratio), style=LEVEL_STYLES[la]), level, deposit,
-                "" if a.margin_ratio >= 1 else ("never" if a.liquidation_move is None and a.top_positions else fmt_move(a.liquidation_move)),
-            )
-        console.print(table)
-
-
-def _render_levels(rows: dict[str, tuple[datetime | None, list[TripMoves]]], now: datetime, console) -> None:
-    from rich.text import Text
-
-    table = _table("the uniform price move (all marks together) at which each level trips")
-    table.add_column("account", overflow="fold", min_width=12)
-    for name in ("ratio", *TRIP_LEVELS):
-        table.add_column(name, no_wrap=True, justify="right")
-    for account, (at, trips) in rows.items():
-        for t in trips:
-            label = _row_label(account, t.scope, f" ({fmt_age(now - at)} old)" if at else "")
-            cells = []
-            for name in TRIP_LEVELS:
-                m = t.moves[name]
-                cells.append(Text("n/a", style="dim") if t.refused else Text("reached", style="bold red") if m == 0
-                             else (Text("never", style="dim") if m is None else fmt_move(m)))
-            table.add_row(label, Text(fmt_ratio(t.margin_ratio), style=LEVEL_STYLES[t.level]), *cells)
-    for reason in dict.fromkeys(t.refused for _, trips in rows.values() for t in trips if t.refused):
-        console.print(f"└ n/a: {reason}", style="dim")
-    console.print(table)
-    console.print("└ isolated position · never: no move of the marks within −100 % gets there (linear model, "
-                  "maintenance rates of the current brackets)", style="dim")
-
-
-def cmd_whatif(args) -> int:
-    from alerter.config import load_settings
-    from alerter.errors import StoreError
-    from alerter.plan import plans
-
-    settings = load_settings(args.config)
-    account_plans = plans(settings)
-    try:
-        moves = dict(parse_move(m) for m in args.move or [])
-        default = parse_fraction(args.all) if args.all is not None else None
-    except ValueError as e:
-        return _error(str(e), EXIT_CONFIG)
-    try:
-        snapshots = (_fetch_snapshots if args.fetch else _load_snapshots)(settings, account_plans, args.account)
-    except StoreError as e:
-        return _error(str(e), EXIT_RUNTIME)
-    except LookupError as e:
-        return _error(str(e.args[0]), EXIT_CONFIG)
-    if not snapshots:
-        if args.fetch:
-            return _error("no account could be polled", EXIT_RUNTIME)
-        return _error("no position snapshot recorded yet (the daemon saves one per account on every good poll)", EXIT_RUNTIME)
-    now = _now()
-    if args.levels or (not moves and default is None):
-        rows = {name: (s.fetched_at, trip_moves(s, _thresholds(settings, account_plans, name))) for name, s in snapshots.items()}
-        if args.json:
-            _print_json(levels_json(rows))
-        else:
-            _render_levels(rows, now, _console())
-        return EXIT_OK
-    held = {k for s in snapshots.values() for p in s.positions for k in (p.symbol, p.symbol.split("/")[0])}
-    for key in moves:
-        if key not in held:
-            print(f"warning: no position in {key} (held: {', '.join(sorted(k for k in held if '/' not in k)) or 'none'})", file=sys.stderr)
-    results = [stress(s, moves, default, _thresholds(settings, account_plans, name)) for name, s in snapshots.items()]
-    if args.json:
-        _print_json(stress_json(results, moves, default))
-    else:
-        _render_stress(results, now, _console())
-    return EXIT_OK

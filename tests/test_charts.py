@@ -43,10 +43,11 @@ def test_text_chart_of_the_crash():
     text = "\n".join(lines)
     assert max(len(line) for line in lines) <= 72
     rows = {line.split("┤")[0].strip(): line for line in lines if "┤" in line}
-    assert rows["85%"].endswith("critical 85%") and rows["70%"].endswith("call 70%") and rows["50%"].endswith("warning 50%")
-    assert "100%" in rows
+    assert rows["85 %"].endswith("critical 85 %") and rows["70 %"].endswith("call 70 %") and rows["50 %"].endswith("warning 50 %")
+    assert "100 %" in rows
     # the peak reaches the critical row; the start and end stay below the warning row
-    plot = [line[6:6 + 53] for line in lines if "┤" in line or "│" in line]
+    cols = next(line for line in lines if "└" in line).count("─")  # the plot's width, the labels take the rest
+    plot = [line[6:6 + cols] for line in lines if "┤" in line or "│" in line]
     critical = plot[1]
     assert "█" in critical and critical[0] == "┄" and critical[-1] == "┄"
     assert "12:00:00" in text and "12:02:30 UTC" in text
@@ -69,7 +70,7 @@ def test_text_chart_gaps_and_infinity():
 
 def test_text_chart_close_thresholds_share_a_row():
     lines = render_text(POINTS, Thresholds(warning=0.5, call=0.8, critical=0.85))
-    assert any(line.endswith("call 80% · critical 85%") for line in lines)
+    assert any(line.endswith("call 80 % · critical 85 %") for line in lines)
 
 
 def test_text_chart_empty_and_single_point():
@@ -84,7 +85,7 @@ def test_text_chart_never_exceeds_its_width(points, width, height):
     pts = [(T0 + timedelta(seconds=s), r) for s, r in points]
     lines = render_text(pts, Thresholds(), width=width, height=height)
     # (at the least: the axis, 8 columns and the labels, all three on one row when it is very short)
-    assert max(len(line) for line in lines) <= max(width, 6 + 8 + 1 + len("warning 50% · call 70% · critical 85%"))
+    assert max(len(line) for line in lines) <= max(width, 6 + 8 + 1 + len("warning 50 % · call 70 % · critical 85 %"))
     assert sum(1 for line in lines if "┤" in line or "│" in line) == height
     assert set("".join(lines)) <= set(BLOCKS + "┄┤│└─▲→ %0123456789:.UTC-·abcdefghijklmnopqrstuvwxyz")
 
@@ -126,7 +127,7 @@ def test_chart_shows_the_ratio_the_thresholds_and_every_alert():
     assert xs == [t for t, _ in POINTS] and ys == pytest.approx([r for _, r in POINTS])
     # warning, call, critical as dashed lines; liquidation at 100 %
     assert shown["horizontal"] == [0.5, 0.7, 0.85, 1.0]
-    assert {"warning 50%", "call 70%", "critical 85%", "liquidation 100%"} <= set(shown["texts"])
+    assert {"warning 50 %", "call 70 %", "critical 85 %", "liquidation 100 %"} <= set(shown["texts"])
     # one marker per alert, at its time and ratio: raised ▲, resolved ▼, blind ✕
     assert [(m, at) for m, at, _ in shown["markers"]] == [
         ("^", ALERTS[0].created_at), ("^", ALERTS[1].created_at), ("^", ALERTS[2].created_at),
@@ -148,7 +149,7 @@ def test_chart_of_several_series_names_whose_thresholds_are_whose():
     assert set(shown["series"]) == {"a · account", "b · account"}
     assert shown["series"]["b · account"][1] == pytest.approx([r / 2 for _, r in POINTS])
     assert shown["horizontal"] == [0.5, 0.5, 0.65, 0.7, 0.85, 0.85, 1.0]
-    assert "call 65% (b · account)" in shown["texts"] and "call 70% (a · account)" in shown["texts"]
+    assert "call 65 % (b · account)" in shown["texts"] and "call 70 % (a · account)" in shown["texts"]
     assert len(shown["markers"]) == 2
 
 

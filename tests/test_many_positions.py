@@ -90,7 +90,7 @@ def test_status_shows_the_worst_positions_and_counts_the_rest(tmp_path, capsys, 
     rows = [line for line in table.splitlines() if "└" in line and "isolated position" not in line]
     assert len(rows) == 21, table  # the 20 worst and one line for the rest
     worst = next(row for row in rows if "C4999/USDT long" in row)
-    assert "95.0%" in worst and "critical" in worst and "↑ +5.0" in worst  # 90 % → 95 %: +5 points
+    assert "95 %" in worst and "critical" in worst and "↑ +5.0" in worst  # 90 % → 95 %: +5 points
     assert "C0000/USDT" not in table
     assert rows[-1].strip() == "└ +4,980 more: 980 warning, 4,000 ok"  # 999 − 19 shown at warning
     assert "only the 20 worst isolated positions of an account are listed, --json lists all" in " ".join(table.split())

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from alerter import views
+from alerter import commands
 from alerter.cli import build_parser
 from alerter.health import evaluate, liquidation_move, move_prices
 from alerter.models import AccountSnapshot, Position, RepeatSchedule, Thresholds
@@ -132,7 +132,7 @@ def config(tmp_path, monkeypatch):
         url = "json://127.0.0.1:9/hook"
     """))
     path.chmod(0o600)
-    monkeypatch.setattr(views, "_now", lambda: NOW)
+    monkeypatch.setattr(commands, "now", lambda: NOW)
     return path, db
 
 
@@ -207,7 +207,7 @@ def test_status_table(recorded, capsys, monkeypatch):
     assert "demo" in out and "└ BTC/USDT long" in out
     assert "stale 20m" in out
     assert "↑ +" in out  # the demo account's ratio rose over the hour
-    assert "31.7%" in out
+    assert "32 %" in out  # 31.7 %, as alerts print a ratio
 
 
 def test_status_marks_every_row_of_an_approximate_account(recorded, capsys, monkeypatch):
@@ -289,7 +289,7 @@ def test_history_text_chart(recorded, capsys):
     path, _ = recorded
     code, out, _ = run(["history", "demo", "--config", str(path), "--since", "100000d"], capsys)
     assert code == 0
-    assert "critical 85%" in out and "call 70%" in out and "warning 50%" in out
+    assert "critical 85 %" in out and "call 70 %" in out and "warning 50 %" in out
     assert "W warning" in out and "X critical" in out and "R resolved" in out
     assert "12:00:00" in out and "12:02:30 UTC" in out
     assert "raised critical" in out and "phone pending" in out
@@ -400,7 +400,7 @@ def test_whatif_all_with_negative_move_and_table(recorded, capsys, monkeypatch):
     path, _ = recorded
     code, out, err = run(["whatif", "demo", "--config", str(path), "--all", "-15%"], capsys)
     assert code == 0, err
-    assert "BTC/USDT 51,000 → 43,350" in out
+    assert "BTC/USDT 51,000.00 → 43,350.00" in out
     code, out, err = run(["whatif", "demo", "--config", str(path), "--json", "--move", "BTC=+20%", "--all=-0.1"], capsys)
     data = json.loads(out)
     assert data["default"] == -0.1

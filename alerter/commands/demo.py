@@ -8,23 +8,54 @@ resolved in about two and a half minutes (less with --speed).
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 import logging
-import tempfile
 from pathlib import Path
 
-from alerter.config import build_settings
-from alerter.runtime import build_daemon, preflight
-from alerter.secrets import of as secrets_of
-from alerter.logs import setup_logging
+from alerter.commands import EXIT_OK
 
 logger = logging.getLogger(__name__)
 
+HELP = "run the daemon against the built-in simulator's scripted crash (no account needed)"
+DEMO_SPEEDS = (0.01, 100.0)  # a poll every 500 s … every 50 ms (the whole crash in about a second)
 POLL_SECONDS = 5.0  # at speed 1
 TAIL_SECONDS = 10.0  # after the scenario's last keyframe, so the recovery is polled
 
 
+def speed_factor(text: str) -> float:
+    """`demo --speed`: a number within DEMO_SPEEDS (the demo polls every 5 s ÷ speed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 10, got {text!r}") from None
+    low, high = DEMO_SPEEDS
+    if not low <= value <= high:  # also NaN
+        raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text!r}")
+    return value
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--speed", type=speed_factor, default=1.0, help=f"play the scenario this many times faster (default 1; {DEMO_SPEEDS[0]:g} to {DEMO_SPEEDS[1]:g})")
+    parser.add_argument("--channel", action="append", default=[], metavar="URL", help="also send the alerts to this apprise URL (repeatable)")
+    parser.add_argument("--database", type=Path, help="keep the demo's SQLite file here (default: a temporary file)")
+
+
+def run(args) -> int:
+    import asyncio
+
+    from alerter.notify import headline
+
+    history = asyncio.run(run_demo(speed=args.speed, channels=args.channel, database=args.database))
+    print(f"\ndemo over: {len(history)} alerts")
+    for entry in history:
+        outcome = ", ".join(f"{channel} {status}" for channel, status in entry.deliveries.items())
+        print(f"  {entry.alert.created_at:%H:%M:%S}  {headline(entry.alert)}  [{outcome}]")
+    return EXIT_OK
+
+
 def demo_settings(ccxt_config: dict, database: Path, *, speed: float, channels: list[str]):
+    from alerter.config import build_settings
+
     scale = 1.0 / speed
     return build_settings({
         "daemon": {"database": str(database), "poll_interval": POLL_SECONDS * scale, "request_timeout": "5s", "log_level": "info"},
@@ -41,6 +72,12 @@ def demo_settings(ccxt_config: dict, database: Path, *, speed: float, channels: 
 async def run_demo(*, speed: float = 1.0, channels: list[str] = (), database: Path | None = None, duration: float | None = None) -> list:
     """Run the demo to its end; returns the alerts recorded (with their deliveries). Raises
     ConfigError for an apprise URL in `channels` that `alerter run` would refuse."""
+    import asyncio
+    import tempfile
+
+    from alerter.logs import setup_logging
+    from alerter.runtime import build_daemon, preflight
+    from alerter.secrets import of as secrets_of
     from alerter.simulator import run_simulator
 
     if not 0 < speed < float("inf"):  # also NaN; every interval is divided by it

@@ -1,0 +1,73 @@
+"""`alerter validate`: check the configuration file and print a summary, secrets masked.
+
+It makes the start-up checks `run` makes (importing apprise and ccxt, about a second), so that
+it refuses everything `run` would.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from alerter.commands import EXIT_OK, add_config
+from alerter.display import duration as _duration, ratio as _pct
+
+HELP = "check the configuration file and print a summary (secrets masked)"
+
+
+def add_arguments(parser) -> None:
+    add_config(parser)
+
+
+def run(args) -> int:
+    from alerter.config import build_settings, find_config, permission_warning, read_toml
+    from alerter.plan import plans
+    from alerter.runtime import preflight
+
+    path = find_config(args.config)
+    data = read_toml(path)
+    settings = build_settings(data)
+    preflight(settings)  # what `run` checks at start-up: refuse all of it here too
+    warning = permission_warning(path, data)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    for i, a in enumerate(settings.accounts):
+        if a.approximate:
+            print(f'warning: accounts[{i}] ({a.name}): profile = "generic": its figures are approximate (ccxt\'s unified fields, '
+                  f"not {a.exchange}'s own margin figures); its alerts and status rows say so", file=sys.stderr)
+    d, t = settings.daemon, settings.thresholds
+    print(f"{path}: ok")
+    print(f"  database       {d.database}")
+    print(f"  poll interval  {_duration(d.poll_interval)}, blind after {d.blind_after} failed polls")
+    print(f"  price checks   {'every ' + _duration(d.price_interval) if d.price_interval else 'off'} (mark-price re-pricing between full polls)")
+    print(f"  thresholds     warning {_pct(t.warning)} · call {_pct(t.call)} · critical {_pct(t.critical)} "
+          f"· hysteresis {_pct(t.hysteresis)} · target {_pct(t.target)}")
+    r = settings.repeat
+    print(f"  repeat         warning {_duration(r.warning)} · call {_duration(r.call)} · critical {_duration(r.critical)} · blind {_duration(r.blind)}")
+    print(f"  accounts       {len(settings.accounts)}")
+    account_plans = plans(settings)
+    for a in settings.accounts:
+        plan = account_plans[a.name]
+        th = plan.thresholds
+        extra = f", thresholds {_pct(th.warning)}/{_pct(th.call)}/{_pct(th.critical)}" if a.thresholds.model_dump(exclude_none=True) else ""
+        print(f"    {a.name:<20} {a.exchange:<14} every {_duration(plan.poll_interval)}, key ********{extra}")
+        profile = plan.profile
+        source = 'APPROXIMATE: profile "generic", ccxt\'s unified fields' if plan.approximate else f"{profile.name} profile"
+        print(f"    {'':<20} figures: {source}; currency {profile.currency}")
+        if plan.repricing:
+            between = f"re-priced from mark prices every {_duration(d.price_interval)} (estimated until the next full poll)"
+        elif plan.between_polls == "poll" and d.price_interval:
+            between = f"full polls every {_duration(plan.poll_interval)} (asked for: between_polls = \"poll\")"
+        elif not profile.reprice and a.between_polls is None:
+            between = (f"nothing: mark-price re-pricing is not faithful for {a.exchange}; "
+                       f"set between_polls = \"poll\" to poll fully every price_interval")
+        else:
+            between = "nothing (full polls only)"
+        print(f"    {'':<20} between polls: {between}")
+    print(f"  channels       {len(settings.channels)}")
+    for c in settings.channels:
+        scheme = c.url.get_secret_value().split("://", 1)[0]
+        scope = ", ".join(c.accounts) if c.accounts else "all accounts"
+        print(f"    {c.name:<20} {scheme}://********  {c.min_level} and above, {scope}")
+    if not settings.channels:
+        print("warning: no [[channels]]: alerts would only be logged", file=sys.stderr)
+    return EXIT_OK
