@@ -35,7 +35,9 @@ def show(value: Any) -> str:
 
 
 def _pct(x: float | None) -> str:
-    return "off" if x is None else f"{x * 100:g}%"
+    from alerter.display import ratio
+
+    return "off" if x is None else ratio(x)
 
 
 def field_changes(old: BaseModel, new: BaseModel, *, skip: frozenset[str] = frozenset(), ratios: bool = False) -> list[str]:

@@ -290,7 +290,9 @@ def exchange_ids() -> tuple[str, ...]:
 
 
 def _pct(x: float) -> str:
-    return f"{x * 100:g}%"
+    from alerter.display import ratio
+
+    return ratio(x)
 
 
 def threshold_problems(t: Thresholds, where: str) -> list[str]:
@@ -300,9 +302,9 @@ def threshold_problems(t: Thresholds, where: str) -> list[str]:
     if not t.call < t.critical:
         problems.append(f"{where}.critical: {_pct(t.critical)} must be above call ({_pct(t.call)})")
     if not t.critical < 1:
-        problems.append(f"{where}.critical: {_pct(t.critical)} must be below 100% (liquidation)")
+        problems.append(f"{where}.critical: {_pct(t.critical)} must be below 100 % (liquidation)")
     if not 0 < t.target < t.warning:
-        problems.append(f"{where}.target: {_pct(t.target)} must be above 0% and below warning ({_pct(t.warning)})")
+        problems.append(f"{where}.target: {_pct(t.target)} must be above 0 % and below warning ({_pct(t.warning)})")
     if not t.hysteresis < t.warning:
         problems.append(f"{where}.hysteresis: {_pct(t.hysteresis)} must be below warning ({_pct(t.warning)})")
     return problems

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from alerter import metrics, sdnotify
+from alerter import display, metrics, sdnotify
 from alerter.config import Settings
 from alerter.errors import StoreError
 from alerter.health import evaluate, reprice
@@ -46,7 +46,7 @@ def describe(healths: list[Health], states) -> str:
         return states[h.scope].level if h.scope in states else None
 
     def part(h: Health) -> str:
-        ratio = "∞" if h.margin_ratio == float("inf") else f"{h.margin_ratio * 100:.1f}%"
+        ratio = display.ratio(h.margin_ratio)
         name = "account" if h.scope == ACCOUNT_SCOPE else h.scope.removeprefix("isolated:")
         return f"{name} {ratio} {level(h).label if level(h) is not None else '?'}{' (est.)' if h.estimated else ''}"
 

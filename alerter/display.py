@@ -1,7 +1,7 @@
 """How a number reads, everywhere: alerts, `check`, `status`, `history`, `whatif`, `validate`.
 
 One format per kind of number, so a trader sees the same figure in a message and in a table:
-a ratio "42 %" (one decimal below 10 %: "4.5 %"), a signed move "−23.4 %", money with its
+a ratio "42.4 %" (a whole one without its ".0": "42 %"), a signed move "−23.4 %", money with its
 currency ("1,234.50 USDT"; a coin to the satoshi: "0.00036204 BTC"), a price, a time of day, an
 age ("2h05m") and a configured duration ("5m"). Pure and light: no I/O, nothing heavy imported.
 """
@@ -18,13 +18,14 @@ LEVEL_STYLES = {Level.OK: "green", Level.WARNING: "yellow", Level.CALL: "bold re
 
 
 def ratio(x: float | None) -> str:
-    """A margin ratio or a threshold (a fraction): "42 %", "4.5 %", "∞"; "—" when unknown."""
+    """A margin ratio or a threshold (a fraction), to a tenth of a percent, a whole one without its
+    ".0": "42 %", "42.4 %", "4.5 %", "∞"; "—" when unknown. A threshold set at 42.5 % reads as set."""
     if x is None or math.isnan(x):
         return "—"
     if math.isinf(x):
         return "∞"
-    pct = x * 100
-    return f"{pct:.1f} %" if abs(pct) < 10 and round(pct, 1) != round(pct) else f"{pct:.0f} %"
+    text = f"{x * 100:.1f}"
+    return f"{text.removesuffix('.0')} %".replace("-", MINUS)
 
 
 def move(x: float | None) -> str:

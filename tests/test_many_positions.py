@@ -53,9 +53,9 @@ def test_the_poll_log_line_names_the_worst_and_counts_the_rest(tmp_path, caplog)
         asyncio.run(record_one_poll())
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("big: account")]
     assert len(line) < 600, line
-    assert line.startswith("big: account 30.0% ok, ")
-    assert "C4999/USDT:USDT:long 95.0% critical" in line  # the one critical position is named
-    assert "C4998/USDT:USDT:long 60.0% warning" in line  # then the next worst
+    assert line.startswith("big: account 30 % ok, ")
+    assert "C4999/USDT:USDT:long 95 % critical" in line  # the one critical position is named
+    assert "C4998/USDT:USDT:long 60 % warning" in line  # then the next worst
     assert "C0000/USDT:USDT" not in line
     # 4,995 more: the 995 of 999 at warning (50 % to 60 %) that were not named, the 4,000 ok
     assert line.endswith("+4,995 more isolated (995 warning, 4,000 ok)"), line
@@ -67,7 +67,7 @@ def test_describe_of_a_small_account_names_every_scope():
     small = AccountSnapshot(**{**small.__dict__, "positions": small.positions[-3:]})
     healths = evaluate(small, THRESHOLDS.target)
     states, _ = decide_account({}, healths, THRESHOLDS, REPEAT, now)
-    assert describe(healths, states) == "account 30.0% ok, C4998/USDT:USDT:long 60.0% warning, C4999/USDT:USDT:long 95.0% critical"
+    assert describe(healths, states) == "account 30 % ok, C4998/USDT:USDT:long 60 % warning, C4999/USDT:USDT:long 95 % critical"
 
 
 def test_status_shows_the_worst_positions_and_counts_the_rest(tmp_path, capsys, monkeypatch):

@@ -117,7 +117,7 @@ def test_sighup_applies_accounts_channels_and_thresholds_and_keeps_the_state(tmp
                    15, lambda: f"{texts(webhook)} {daemons.tail(1)}")
         assert proc.poll() is None
         changed = log_lines(daemons, "reload: ")
-        assert any(line.endswith("reload: +1 account (b), −1 channel (other), account a: ccxt changed, thresholds of a changed: call 70%→55%") for line in changed), changed
+        assert any(line.endswith("reload: +1 account (b), −1 channel (other), account a: ccxt changed, thresholds of a changed: call 70 %→55 %") for line in changed), changed
 
         # the state survived: a's WARNING was not announced again, and exactly once in the database
         assert count(webhook, warning_a) == 1
@@ -143,7 +143,7 @@ def test_sighup_with_a_broken_config_keeps_the_running_one(tmp_path, running, we
     proc = daemons.start()
     stopped.append(proc)
     daemons.wait_ready(proc)
-    wait_until(lambda: log_lines(daemons, "a: account 30.0% ok"), 15, lambda: daemons.tail(1))
+    wait_until(lambda: log_lines(daemons, "a: account 30 % ok"), 15, lambda: daemons.tail(1))
 
     # two problems the parser finds, then one that only run's start-up check (apprise) finds
     broken = to_toml(good).replace('poll_interval = "0.3s"', 'pol_interval = "0.3s"').replace("[daemon]", '[thresholds]\ncall = "lots"\n\n[daemon]')

@@ -207,7 +207,7 @@ def test_status_table(recorded, capsys, monkeypatch):
     assert "demo" in out and "└ BTC/USDT long" in out
     assert "stale 20m" in out
     assert "↑ +" in out  # the demo account's ratio rose over the hour
-    assert "32 %" in out  # 31.7 %, as alerts print a ratio
+    assert "31.7 %" in out  # as alerts print a ratio
 
 
 def test_status_marks_every_row_of_an_approximate_account(recorded, capsys, monkeypatch):
