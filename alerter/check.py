@@ -43,6 +43,7 @@ def rows_for(plans: dict[str, AccountPlan], polls: list[Poll]) -> list[dict]:
                 "target": thresholds.target,
                 "liquidation_move": h.liquidation_move,
                 "currency": h.currency,
+                "approximate": h.approximate,  # profile = "generic": ccxt's figures, not the exchange's
             })
         # a position the profile cannot evaluate: its scope is blind, so check never exits "ok"
         for scope, reason in poll.snapshot.unreadable if poll.snapshot is not None else ():

@@ -134,3 +134,25 @@ def test_the_matrix_is_regenerated_in_place(tmp_path, capsys):
     assert main(["--write", str(readme)]) == 0
     assert readme.read_text(encoding="utf-8") == f"# title\n\n{support_matrix()}\n\nafter\n"
     assert main([]) == 0 and capsys.readouterr().out == support_matrix() + "\n"
+
+
+def test_check_marks_an_approximate_account_in_its_json_and_its_table(capsys):
+    from alerter.check import rows_for
+    from alerter.commands.check import render_table
+    from alerter.config import build_settings
+    from alerter.daemon import Poll
+    from alerter.models import Health
+    from alerter.plan import plans
+
+    settings = build_settings({"accounts": [
+        {"name": "d", "exchange": "deribit", "profile": "generic", "balance_includes_pnl": True, "api_key": "k1234", "secret": "s1234"},
+        {"name": "b", "exchange": "binanceusdm", "api_key": "k1234", "secret": "s1234"},
+    ]})
+    health = dict(scope="account", margin_ratio=0.6, equity=100.0, maintenance_margin=60.0, deposit_needed=50.0, liquidation_move=None)
+    rows = rows_for(plans(settings), [Poll("d", [Health(account="d", exchange="deribit", approximate=True, **health)]),
+                                      Poll("b", [Health(account="b", exchange="binanceusdm", **health)])])
+    assert [(r["account"], r["approximate"]) for r in rows] == [("d", True), ("b", False)]
+    render_table(rows)
+    out = capsys.readouterr().out
+    assert "≈ 60 %" in out and out.count("≈ 60 %") == 1
+    assert "approximate: profile = \"generic\"" in out

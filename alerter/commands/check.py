@@ -48,13 +48,15 @@ def render_table(rows: list[dict]) -> None:
         table.add_row(
             r["account"],
             scope_label(r["scope"]) or "account",
-            ratio(from_json_float(r["margin_ratio"])),
+            ("≈ " if r.get("approximate") else "") + ratio(from_json_float(r["margin_ratio"])),
             level,
             money(r["deposit_needed"], r["currency"]) if r["deposit_needed"] > 0 else "—",
             move(r["liquidation_move"]),
         )
     console = Console()
     console.print(table)
+    if any(r.get("approximate") for r in rows):
+        console.print('≈ approximate: profile = "generic", read from ccxt\'s unified fields, not the exchange\'s own figures')
     for r in rows:  # the table cuts the reason; a blind account's full reason, one line each
         if r["level"] == "blind":
             where = r["account"] + (f" · {scope_label(r['scope'])}" if scope_label(r["scope"]) else "")
