@@ -24,11 +24,19 @@ def write(tmp_path, text, name="alerter.toml"):
     return path
 
 
-def validate(path, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "alerter", "validate", "--config", str(path)],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=60,
-    )
+def validate(path, env=None) -> subprocess.CompletedProcess:
+    """`alerter validate --config PATH`, in-process (its exit code and output are main()'s; the
+    process boundary is tested with `run` below and in test_cli)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+    from unittest import mock
+
+    from alerter.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env or {}), redirect_stdout(out), redirect_stderr(err):
+        code = main(["validate", "--config", str(path)])
+    return subprocess.CompletedProcess(["alerter", "validate"], code, out.getvalue(), err.getvalue())
 
 
 def test_example_file_loads(monkeypatch):
