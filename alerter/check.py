@@ -8,9 +8,12 @@ recorded and sent exactly as the daemon would (and not again by the daemon).
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 
 from alerter.codec import json_float
 from alerter.config import load_settings
+from alerter.lockfile import DatabaseInUse, hold_lock
 from alerter.daemon import Poll, fetch_health
 from alerter.runtime import build_daemon, preflight
 from alerter.secrets import of as secrets_of
@@ -60,13 +63,21 @@ async def check_accounts(config_path, *, notify: bool = False) -> list[dict]:
     setup_logging("warning", secrets_of(settings))
     preflight(settings)
     daemon = build_daemon(settings)
+    lock = None
     try:
         polls = await asyncio.gather(*(fetch_health(daemon.plans[name], source) for name, source in daemon.sources.items()))
         if notify:
             for poll in polls:
                 await daemon.handle(poll)
-            await daemon.deliver_once()
+            try:  # a running daemon delivers what this recorded: two senders would send it twice
+                lock = hold_lock(settings.daemon.database)
+            except DatabaseInUse:
+                print("note: a daemon is running on this database: it delivers the alerts recorded here", file=sys.stderr)
+            else:
+                await daemon.deliver_once()
         return rows_for(daemon.plans, list(polls))
     finally:
+        if lock is not None:
+            os.close(lock)
         await asyncio.gather(*(s.close() for s in daemon.sources.values()), return_exceptions=True)
         await daemon.store_thread.close()

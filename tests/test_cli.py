@@ -138,3 +138,32 @@ def test_test_notify_reports_per_channel(tmp_path, webhook, closed_port):
     assert only.returncode == 0 and "down" not in only.stdout
     bad = alerter("test-notify", "--config", str(config), "--channel", "nope")
     assert bad.returncode == 2 and "no channel named 'nope'" in bad.stderr
+
+
+@pytest.mark.parametrize("daemon_running", [False, True])
+def test_check_notify_records_and_sends_unless_a_daemon_delivers(tmp_path, simulator, webhook, capsys, daemon_running):
+    """`check --notify` records what the policy decides and sends it; next to a running daemon (it
+    holds the database's lock) it only records, and the daemon's worker sends: never twice."""
+    import os
+    import sqlite3
+
+    from alerter.cli import main
+    from alerter.lockfile import hold_lock
+
+    simulator.set_prices({"BTCUSDT": 55_470})  # warning
+    config = check_config(tmp_path, simulator)
+    config.write_text(config.read_text() + f'[[channels]]\nname = "hook"\nurl = "json://{webhook.url}/hook"\n')
+    lock = hold_lock(tmp_path / "a.db") if daemon_running else None
+    try:
+        assert main(["check", "--notify", "--config", str(config)]) == 1
+    finally:
+        if lock is not None:
+            os.close(lock)
+    err = capsys.readouterr().err
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        statuses = [row[0] for row in db.execute("SELECT d.status FROM deliveries d JOIN alerts a ON a.id = d.alert_id WHERE a.level = 'warning'")]
+    if daemon_running:
+        assert webhook.bodies == [] and statuses == ["pending"]
+        assert "a daemon is running on this database" in err
+    else:
+        assert [b["title"].split(" · ")[0] for b in webhook.bodies] == ["WARNING"] and statuses == ["sent"]
