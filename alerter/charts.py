@@ -188,7 +188,7 @@ def chart_figure(series: Sequence[Series], *, title: str = "margin ratio"):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.dates import AutoDateLocator, DateFormatter
         from matplotlib.figure import Figure
-        from matplotlib.ticker import PercentFormatter
+        from matplotlib.ticker import FuncFormatter
     except ImportError as e:
         raise PlotUnavailable("matplotlib is not installed: pip install 'alerter[plot]'") from e
 
@@ -236,13 +236,14 @@ def chart_figure(series: Sequence[Series], *, title: str = "margin ratio"):
             text = str(alert.kind) if resolved or alert.kind == AlertKind.BLIND else alert.level.label
             if alert.kind == AlertKind.REPEAT:
                 text += " (repeat)"
-            left = not resolved or (end_at is not None and alert.created_at > end_at - span_all * 0.2)
+            # a repeat sits just after its raise: its label goes right, so the two never cover each other
+            left = (not resolved and alert.kind != AlertKind.REPEAT) or (end_at is not None and alert.created_at > end_at - span_all * 0.2)
             ax.annotate(text, xy=(alert.created_at, y), xytext=(-8 if left else 8, 10 if n % 2 else -4),
                         textcoords="offset points", ha="right" if left else "left", va="center", fontsize=7, color="black",
                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": colour, "alpha": 0.85})
 
     ax.set_ylim(0, ymax)
-    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: display.ratio(value)))  # "80 %", as everywhere
     ax.set_ylabel("margin ratio (maintenance ÷ equity)")
     span = (max(times) - min(times)) if times else timedelta(0)
     locator = AutoDateLocator(tz=matplotlib.dates.UTC)
