@@ -62,6 +62,7 @@ class Contract:
 # ccxt urls['api'] keys of each exchange: every one points at the replay server
 URL_KEYS = {
     "binanceusdm": tuple(BINANCE_API_PATHS),
+    "binancecoinm": tuple(BINANCE_API_PATHS),
     "okx": ("rest",),
     "bybit": ("spot", "futures", "v2", "public", "private"),
 }
@@ -72,7 +73,7 @@ def ccxt_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
     base = base_url.rstrip("/")
     if exchange_id not in URL_KEYS:
         raise ValueError(f"no replay URL layout for exchange {exchange_id!r} (known: {', '.join(sorted(URL_KEYS))})")
-    if exchange_id == "binanceusdm":
+    if exchange_id in ("binanceusdm", "binancecoinm"):
         return {"api": {key: base + path for key, path in BINANCE_API_PATHS.items()}}
     return {"api": {key: base for key in URL_KEYS[exchange_id]}}
 
@@ -98,6 +99,19 @@ def _binance_exchange_info(contracts: list[Contract]) -> dict:
             for c in contracts
         ],
     }
+
+
+def _binance_coinm_exchange_info(contracts: list[Contract]) -> dict:
+    """/dapi/v1/exchangeInfo: COIN-M symbols (BTCUSD_PERP, BCHUSD_241227), `contractSize` the face
+    value in USD (Binance's published sizes: BTCUSD 100, the others 10)."""
+    info = _binance_exchange_info(contracts)
+    for row, c in zip(info["symbols"], contracts):
+        pair, _, tail = c.symbol.partition("_")
+        row.update(pair=pair, contractType="PERPETUAL" if tail == "PERP" else "CURRENT_QUARTER", contractSize=int(c.size),
+                   contractStatus="TRADING", status=None, equalQtyPrecision=4, quantityPrecision=0, maintMarginPercent="2.5000",
+                   requiredMarginPercent="5.0000")
+    info.pop("futuresType", None)
+    return info
 
 
 def _binance_brackets(contracts: list[Contract]) -> list:
@@ -159,6 +173,9 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
             "/v5/user/query-api": {"retCode": 0, "retMsg": "", "result": {"readOnly": 1, "unified": 0, "uta": 1, "isMaster": True}, "retExtInfo": {}, "time": 0},
             "/v5/account/info": {"retCode": 0, "retMsg": "OK", "result": {"marginMode": "REGULAR_MARGIN", "unifiedMarginStatus": 5}},
         }
+    if exchange_id == "binancecoinm":
+        brackets = [{"pair": c.symbol.partition("_")[0], **b} for c, b in zip(contracts, _binance_brackets(contracts))]
+        return {"/dapi/v1/exchangeInfo": _binance_coinm_exchange_info(contracts), "/dapi/v2/leverageBracket": brackets}
     raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
 
 

@@ -215,8 +215,6 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
 
 from alerter.sources.profile import Profile, Redirect  # noqa: E402
 
-COIN_M = "Binance COIN-M (coin-margined) futures, ccxt's binancecoinm, have no profile yet"
-
 PROFILE = Profile(
     name="Binance USDⓈ-M",
     ids=("binanceusdm",),
@@ -240,8 +238,5 @@ PROFILE = Profile(
         # the generic path would add the unrealised PnL to a balance total that already holds it
         Redirect("binance", {"defaultType": ("future", "swap"), "defaultSubType": (None, "linear")},
                  'these are Binance USDⓈ-M futures: use exchange = "binanceusdm"'),
-        Redirect("binance", {"defaultType": ("delivery",)}, COIN_M),
-        Redirect("binance", {"defaultSubType": ("inverse",)}, COIN_M),
-        Redirect("binancecoinm", {}, COIN_M),
     ),
 )

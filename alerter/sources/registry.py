@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from alerter.sources import binanceusdm, bybit, generic, okx
+from alerter.sources import binancecoinm, binanceusdm, bybit, generic, okx
 from alerter.sources.fields import BodyCheck, Normaliser
 from alerter.sources.profile import Profile
 
 # adding an exchange: its module with a PROFILE, listed here, plus its recordings under tests/fixtures/real/
-PROFILES: dict[str, Profile] = {exchange_id: p.PROFILE for p in (binanceusdm, bybit, okx) for exchange_id in p.PROFILE.ids}
+PROFILES: dict[str, Profile] = {exchange_id: p.PROFILE for p in (binanceusdm, binancecoinm, bybit, okx) for exchange_id in p.PROFILE.ids}
 GENERIC: Profile = generic.PROFILE
 GENERIC_NAME = "generic"  # the account's `profile = "generic"`
 
@@ -90,7 +90,7 @@ def closest_profile(exchange: str) -> str | None:
     """The supported id nearest to `exchange` ("binance" → "binanceusdm")."""
     starts = [i for i in PROFILES if i.startswith(exchange) or exchange.startswith(i)]
     if starts:
-        return min(starts)
+        return min(starts, key=lambda i: (len(i), i))  # the shortest: binance → binanceusdm
     close = difflib.get_close_matches(exchange, list(PROFILES), n=1, cutoff=0.5)
     return close[0] if close else None
 
