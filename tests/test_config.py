@@ -110,7 +110,7 @@ BROKEN = [
     ("[thresholds]\nwarnig = 0.4\n", "thresholds.warnig: unknown key (did you mean 'warning'?)"),
     ("[repeat]\ncall = 'often'\n", "repeat.call: expected a duration"),
     ("[[accounts]]\n" + ACCOUNT.replace('name = "a"\n', ""), "accounts[0].name: required key is missing"),
-    ("[[accounts]]\n" + ACCOUNT.replace("binanceusdm", "binanceusd"), "accounts[0].exchange: unknown exchange id 'binanceusd' (closest: binanceusdm; supported: binancecoinm, binanceusdm, bybit, okx)"),
+    ("[[accounts]]\n" + ACCOUNT.replace("binanceusdm", "binanceusd"), "accounts[0].exchange: unknown exchange id 'binanceusd' (closest: binanceusdm; supported: binancecoinm, binanceusdm, bybit, deribit, okx)"),
     ("[[accounts]]\n" + ACCOUNT.replace('"binanceusdm"', '"binance"') + "ccxt = { options = { defaultType = 'future' } }\n",
      "accounts[0].exchange: 'binance' with defaultType = 'future': these are Binance USDⓈ-M futures: use exchange = \"binanceusdm\""),
     ("[[accounts]]\n" + ACCOUNT.replace("secret = ", "secrit = "), "accounts[0].secrit: unknown key (did you mean 'secret'?)"),
@@ -154,7 +154,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert e.value.problems == [
         "thresholds.call: 45 % must be above warning (50 %)",
         "thresholds.target: 60 % must be above 0 % and below warning (50 %)",
-        "accounts[0].exchange: unknown exchange id 'nope' (supported: binancecoinm, binanceusdm, bybit, okx)",
+        "accounts[0].exchange: unknown exchange id 'nope' (supported: binancecoinm, binanceusdm, bybit, deribit, okx)",
         "accounts[1].name: duplicate account name 'a'",
         "accounts[1].password: OKX needs it (the API key's passphrase)",
     ]
@@ -162,7 +162,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 # ---------------------------------------------------------------- profiles: no silent generic guess
 
-SUPPORTED = "supported: binancecoinm, binanceusdm, bybit, okx"
+SUPPORTED = "supported: binancecoinm, binanceusdm, bybit, deribit, okx"
 REFUSED = [
     ({"exchange": "binance"}, f"accounts[0].exchange: no profile for 'binance' (closest: binanceusdm; {SUPPORTED}); "
                               "to read it anyway from ccxt's unified fields, approximately, set profile = \"generic\" and balance_includes_pnl"),
@@ -186,8 +186,8 @@ REFUSED = [
     ({"exchange": "kraken", "profile": "kraken"}, "accounts[0].profile: Input should be 'generic'"),
     ({"exchange": "okx", "password": "p", "profile": "generic", "balance_includes_pnl": True}, 'accounts[0].profile: okx has its own profile (OKX): remove profile = "generic"'),
     ({"exchange": "bybit", "balance_includes_pnl": False}, 'accounts[0].balance_includes_pnl: only with profile = "generic"'),
-    ({"exchange": "deribit", "profile": "generic", "balance_includes_pnl": True, "between_polls": "reprice"},
-     "accounts[0].between_polls: cannot re-price deribit positions faithfully from mark prices (supported: binanceusdm, bybit, okx)"),
+    ({"exchange": "kraken", "profile": "generic", "balance_includes_pnl": True, "between_polls": "reprice"},
+     "accounts[0].between_polls: cannot re-price kraken positions faithfully from mark prices (supported: binanceusdm, bybit, okx)"),
     ({"exchange": "krakn", "profile": "generic", "balance_includes_pnl": True}, f"accounts[0].exchange: unknown exchange id 'krakn' (closest: kraken; {SUPPORTED})"),
 ]
 
@@ -202,7 +202,7 @@ def test_accounts_without_a_profile_are_refused_in_one_line(account, expected):
 
 def test_a_generic_account_declares_its_balance_convention_and_is_approximate():
     s = build_settings({"accounts": [
-        {"name": "d", "exchange": "deribit", "api_key": "k", "secret": "s", "profile": "generic", "balance_includes_pnl": True},
+        {"name": "d", "exchange": "kraken", "api_key": "k", "secret": "s", "profile": "generic", "balance_includes_pnl": True},
         {"name": "o", "exchange": "okx", "api_key": "k", "secret": "s", "password": "p", "ccxt": {"options": {"defaultType": "swap"}}},
     ]})
     from alerter.plan import plans
@@ -223,12 +223,12 @@ def test_run_refuses_an_account_without_a_profile_as_validate_does(tmp_path):
 
 
 def test_validate_warns_that_a_generic_account_is_approximate_and_shows_each_currency(tmp_path):
-    path = write(tmp_path, "[[accounts]]\n" + ACCOUNT + "[[accounts]]\n" + ACCOUNT.replace('"a"', '"deribit-main"').replace('"binanceusdm"', '"deribit"')
+    path = write(tmp_path, "[[accounts]]\n" + ACCOUNT + "[[accounts]]\n" + ACCOUNT.replace('"a"', '"kraken-main"').replace('"binanceusdm"', '"kraken"')
                  + 'profile = "generic"\nbalance_includes_pnl = true\n')
     result = validate(path)
     assert result.returncode == 0, result.stderr
-    assert ('warning: accounts[1] (deribit-main): profile = "generic": its figures are approximate (ccxt\'s unified fields, '
-            "not deribit's own margin figures); its alerts and status rows say so") in result.stderr.splitlines()
+    assert ('warning: accounts[1] (kraken-main): profile = "generic": its figures are approximate (ccxt\'s unified fields, '
+            "not kraken's own margin figures); its alerts and status rows say so") in result.stderr.splitlines()
     lines = result.stdout.splitlines()
     figures = [line.strip() for line in lines if line.strip().startswith("figures:")]
     assert figures == [

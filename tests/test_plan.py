@@ -65,7 +65,7 @@ def test_poll_interval_and_between_polls(daemon, extra, interval, between, repri
 
 
 def test_a_generic_account_is_approximate_and_not_repriced():
-    p = plan_of({"accounts": [account("a", "deribit", profile="generic", balance_includes_pnl=True)]})
+    p = plan_of({"accounts": [account("a", "kraken", profile="generic", balance_includes_pnl=True)]})
     assert (p.profile, p.approximate, p.between_polls, p.repricing) == (GENERIC, True, "off", False)
 
 

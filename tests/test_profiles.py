@@ -26,7 +26,7 @@ MARKETS = {"BTC/USDT:USDT": {"settle": "USDT"}}
 # ---------------------------------------------------------------- the registry
 
 def test_every_profile_states_what_the_readme_and_the_config_need():
-    assert set(PROFILES) == {"binancecoinm", "binanceusdm", "bybit", "okx"}
+    assert set(PROFILES) == {"binancecoinm", "binanceusdm", "bybit", "deribit", "okx"}
     for exchange_id, profile in [*PROFILES.items(), ("generic", GENERIC)]:
         assert exchange_id in profile.ids or profile is GENERIC
         assert profile.liquidation_url.startswith("https://"), exchange_id
@@ -75,9 +75,9 @@ def test_generic_reads_the_balance_by_the_declared_convention_and_is_approximate
 
 def test_a_generic_source_reads_with_the_accounts_balance_convention():
     async def equity(includes_pnl: bool) -> float:
-        account = AccountConfig(name="d", exchange="deribit", profile="generic", balance_includes_pnl=includes_pnl, **KEYS)
+        account = AccountConfig(name="d", exchange="kraken", profile="generic", balance_includes_pnl=includes_pnl, **KEYS)
         async with build_source(account) as source:
-            return source.normaliser("d", "deribit", {"USDT": {"total": 1000}}, [POSITION], MARKETS).equity
+            return source.normaliser("d", "kraken", {"USDT": {"total": 1000}}, [POSITION], MARKETS).equity
 
     assert [asyncio.run(equity(flag)) for flag in (True, False)] == [1000, 1010]
 
@@ -120,11 +120,11 @@ def test_the_matrix_has_a_row_per_profile_and_lists_the_real_recordings(tmp_path
     (tmp_path / "okx" / "isolated-inverse").mkdir()
     rows = support_matrix(tmp_path).splitlines()[3:-1]
     assert [row.split(" | ")[0] for row in rows] == [
-        "| Binance USDⓈ-M (`binanceusdm`)", "| Binance COIN-M (`binancecoinm`)", "| Bybit (`bybit`)", "| OKX (`okx`)", '| any other ccxt exchange (`profile = "generic"`)']
-    okx, others = rows[3], rows[:3] + rows[4:]
+        "| Binance USDⓈ-M (`binanceusdm`)", "| Binance COIN-M (`binancecoinm`)", "| Bybit (`bybit`)", "| Deribit (`deribit`)", "| OKX (`okx`)", '| any other ccxt exchange (`profile = "generic"`)']
+    okx, others = rows[4], rows[:4] + rows[5:]
     assert okx.endswith("| yes | `balance-multi`, `isolated-inverse`, `positions-isolated` |")
     assert all(row.endswith("| — |") for row in others)
-    assert "(full polls only" in rows[4] and "**approximate**" in rows[4]
+    assert "(full polls only" in rows[-1] and "**approximate**" in rows[-1]
     assert "[source](https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-balance)" in okx
 
 
@@ -145,11 +145,11 @@ def test_check_marks_an_approximate_account_in_its_json_and_its_table(capsys):
     from alerter.plan import plans
 
     settings = build_settings({"accounts": [
-        {"name": "d", "exchange": "deribit", "profile": "generic", "balance_includes_pnl": True, "api_key": "k1234", "secret": "s1234"},
+        {"name": "d", "exchange": "kraken", "profile": "generic", "balance_includes_pnl": True, "api_key": "k1234", "secret": "s1234"},
         {"name": "b", "exchange": "binanceusdm", "api_key": "k1234", "secret": "s1234"},
     ]})
     health = dict(scope="account", margin_ratio=0.6, equity=100.0, maintenance_margin=60.0, deposit_needed=50.0, liquidation_move=None)
-    rows = rows_for(plans(settings), [Poll("d", [Health(account="d", exchange="deribit", approximate=True, **health)]),
+    rows = rows_for(plans(settings), [Poll("d", [Health(account="d", exchange="kraken", approximate=True, **health)]),
                                       Poll("b", [Health(account="b", exchange="binanceusdm", **health)])])
     assert [(r["account"], r["approximate"]) for r in rows] == [("d", True), ("b", False)]
     render_table(rows)

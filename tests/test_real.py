@@ -428,3 +428,51 @@ def test_okx_isolated_linear_position_is_okxs_mgn_ratio(okx_linear_isolated):
 def test_okx_isolated_linear_position_figures_are_in_usdt(okx_linear_isolated):
     _, healths, _ = okx_linear_isolated
     assert healths["isolated:ETH/USDT:USDT:long"].currency == "USDT"  # ccy
+
+
+# ------------------------------------------------------------------ deribit (doc examples)
+
+DERIBIT_SUMMARIES = REAL / "deribit/doc-btc-account-summaries-result.json"
+DERIBIT_POSITIONS = REAL / "deribit/doc-btc-perpetual-positions.json"
+BTC_PERPETUAL = Contract("BTC-PERPETUAL", "BTC", "USD", "BTC", "inverse", "10")  # Deribit: 10 USD a contract
+
+
+def deribit_envelope(result: Path) -> bytes:
+    """The recorded `result` object inside Deribit's JSON-RPC envelope (the envelope is synthetic)."""
+    return b'{"jsonrpc": "2.0", "result": ' + result.read_bytes() + b', "usIn": 0, "usOut": 0, "usDiff": 0, "testnet": false}'
+
+
+@pytest.fixture(scope="module")
+def deribit_btc():
+    bodies = {"/api/v2/private/get_account_summaries": deribit_envelope(DERIBIT_SUMMARIES), "/api/v2/private/get_positions": DERIBIT_POSITIONS}
+    return replay("deribit", bodies, [BTC_PERPETUAL])
+
+
+def test_deribit_btc_account_is_maintenance_over_margin_balance(deribit_btc):
+    snapshot, healths, paths = deribit_btc
+    assert {"/api/v2/private/get_account_summaries", "/api/v2/private/get_positions"} <= set(paths)
+    account = healths[ACCOUNT_SCOPE]
+    # Deribit liquidates when maintenance_margin reaches margin_balance
+    assert account.margin_ratio == pytest.approx(0.8857841 / 302.62729214, rel=REL)
+    assert account.equity == pytest.approx(302.62729214, rel=REL)  # summaries[BTC].margin_balance
+    assert account.maintenance_margin == pytest.approx(0.8857841, rel=REL)  # summaries[BTC].maintenance_margin
+    assert snapshot.wallet_balance == pytest.approx(302.61869214, rel=REL)  # summaries[BTC].equity
+    assert account.currency == "BTC"  # summaries[BTC].currency, not USDT
+
+
+def test_deribit_position_is_listed_at_deribits_liquidation_price(deribit_btc):
+    _, healths, _ = deribit_btc
+    (perp,) = healths[ACCOUNT_SCOPE].top_positions
+    assert perp.side == "long"  # direction "buy", size 50
+    assert perp.mark_price == pytest.approx(7476.65, rel=REL)  # mark_price
+    assert perp.liquidation_price == pytest.approx(1.74, rel=REL)  # estimated_liquidation_price
+    assert perp.liquidation_move == pytest.approx(1.74 / 7476.65 - 1, rel=REL)
+    assert perp.maintenance_margin == pytest.approx(0.000143783, rel=REL)  # maintenance_margin
+    assert perp.notional == pytest.approx(0.006687487, rel=1e-6)  # size_currency: 50 USD ÷ mark_price, in BTC
+
+
+def test_deribit_summary_with_maintenance_but_no_position_is_blind():
+    bodies = {"/api/v2/private/get_account_summaries": deribit_envelope(DERIBIT_SUMMARIES),
+              "/api/v2/private/get_positions": {"jsonrpc": "2.0", "result": []}}  # synthetic: no position listed
+    error = refused("deribit", bodies, [BTC_PERPETUAL])
+    assert error.kind == "data" and "positions missing" in error.message

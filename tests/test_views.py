@@ -215,7 +215,7 @@ def test_status_marks_every_row_of_an_approximate_account(recorded, capsys, monk
     monkeypatch.setenv("COLUMNS", "160")
     path, _ = recorded
     text = path.read_text()
-    generic = 'name = "demo-iso"\nexchange = "deribit"\nprofile = "generic"\nbalance_includes_pnl = true\n'
+    generic = 'name = "demo-iso"\nexchange = "kraken"\nprofile = "generic"\nbalance_includes_pnl = true\n'
     path.write_text(text.replace('name = "demo-iso"\nexchange = "binanceusdm"\n', generic))
     assert path.read_text() != text
     code, out, _ = run(["status", "--config", str(path), "--json"], capsys)

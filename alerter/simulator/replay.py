@@ -17,7 +17,7 @@ that uses one must say so.
 
 What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodies`), built from
 the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
-instruments-info), Binance's leverage brackets, Bybit's API-key and account-info answers. None
+instruments-info, Deribit public/get_instruments), Binance's leverage brackets, Bybit's API-key and account-info answers. None
 of them carries a figure of the account: markets give the contract size and type (taken from the
 exchange's published contract specifications, or from the recording itself), a bracket gives
 the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
@@ -65,6 +65,7 @@ URL_KEYS = {
     "binancecoinm": tuple(BINANCE_API_PATHS),
     "okx": ("rest",),
     "bybit": ("spot", "futures", "v2", "public", "private"),
+    "deribit": ("rest",),
 }
 
 
@@ -155,6 +156,19 @@ def _bybit_instruments(contracts: list[Contract]) -> dict:
     return {"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": rows, "nextPageCursor": ""}, "retExtInfo": {}, "time": 0}
 
 
+def _deribit_instruments(contracts: list[Contract]) -> dict:
+    rows = [
+        {
+            "instrument_name": c.symbol, "kind": "future", "base_currency": c.base, "counter_currency": c.quote,
+            "quote_currency": c.quote, "settlement_currency": c.settle, "settlement_period": "perpetual",
+            "contract_size": float(c.size), "min_trade_amount": float(c.size), "tick_size": 0.5, "is_active": True,
+            "expiration_timestamp": 32503680000000, "creation_timestamp": 1534167754000, "instrument_type": c.kind,
+        }
+        for c in contracts
+    ]
+    return {"jsonrpc": "2.0", "result": rows, "usIn": 0, "usOut": 0, "usDiff": 0, "testnet": False}
+
+
 def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
     """The synthetic answers ccxt needs before it reaches the recorded endpoints (see the module)."""
     if exchange_id == "binanceusdm":
@@ -176,6 +190,8 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
     if exchange_id == "binancecoinm":
         brackets = [{"pair": c.symbol.partition("_")[0], **b} for c, b in zip(contracts, _binance_brackets(contracts))]
         return {"/dapi/v1/exchangeInfo": _binance_coinm_exchange_info(contracts), "/dapi/v2/leverageBracket": brackets}
+    if exchange_id == "deribit":  # JSON-RPC over GET: /api/v2/private/get_account_summaries, /api/v2/private/get_positions
+        return {"/api/v2/public/get_instruments": _deribit_instruments(contracts)}
     raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
 
 
