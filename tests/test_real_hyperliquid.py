@@ -135,3 +135,21 @@ def test_key_account_needs_its_keys_and_refuses_a_wallet_address():
     text = str(caught.value)
     assert "accounts[0].api_key: Binance" in text and "accounts[0].secret: Binance" in text
     assert "accounts[0].wallet_address: not used by binanceusdm" in text
+
+
+def test_an_exchange_error_naming_the_wallet_address_is_masked():
+    # synthetic body in the shape ccxt's hyperliquid.handle_errors documents for an unknown user
+    async def run():
+        async with run_replay("hyperliquid", {}, coins("BTC")) as server:
+            account = server.account()
+            address = account.wallet_address.get_secret_value()
+            server.routes["/info#clearinghouseState"] = (
+                f'{{"status":"err","response":"User or API Wallet {address} does not exist."}}'.encode())
+            async with build_source(account, retry=ONCE) as source:
+                assert source.exchange.walletAddress == address and not source.exchange.apiKey
+                with pytest.raises(SourceError) as caught:
+                    await source.fetch_snapshot()
+            return address, caught.value
+
+    address, error = asyncio.run(run())
+    assert "does not exist" in error.message and address not in error.message and "***" in error.message
