@@ -231,8 +231,10 @@ class RepeatConfig(Section):
 class AccountConfig(Section):
     name: str = Field(min_length=1)
     exchange: str
-    api_key: Secret
-    secret: Secret
+    # which of these an account needs is its profile's (Profile.credentials); account_problems says
+    api_key: Secret | None = None
+    secret: Secret | None = None
+    wallet_address: Secret | None = None  # public, but it identifies the trader: masked like a secret
     password: Secret | None = None
     uid: Secret | None = None
     thresholds: ThresholdOverrides = ThresholdOverrides()
@@ -310,6 +312,10 @@ def threshold_problems(t: Thresholds, where: str) -> list[str]:
     return problems
 
 
+CREDENTIALS = {"password": "the API key's passphrase", "wallet_address": "the account's wallet address (0x…; no API key)"}
+WALLET_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
 def account_problems(account: AccountConfig, where: str, known: tuple[str, ...]) -> list[str]:
     """What the profiles say against an account: no profile (or the wrong one) for its exchange
     and ccxt options, the generic profile without its balance convention, missing credentials,
@@ -326,7 +332,14 @@ def account_problems(account: AccountConfig, where: str, known: tuple[str, ...])
     profile = profile_for(account)
     for key in profile.credentials:
         if getattr(account, key, None) is None:
-            problems.append(f"{where}.{key}: {profile.name} needs it (the API key's {'passphrase' if key == 'password' else key})")
+            needed = CREDENTIALS.get(key, f"the API key's {key}")
+            problems.append(f"{where}.{key}: {profile.name} needs it ({needed})")
+    for key in ("api_key", "secret", "wallet_address"):
+        if getattr(account, key, None) is not None and key not in profile.credentials:
+            problems.append(f"{where}.{key}: not used by {account.exchange} ({profile.name} reads the account with {', '.join(profile.credentials)}): remove it")
+    address = account.wallet_address.get_secret_value() if account.wallet_address is not None else None
+    if address is not None and "wallet_address" in profile.credentials and not WALLET_ADDRESS.fullmatch(address):
+        problems.append(f"{where}.wallet_address: not a wallet address (expected 0x and 40 hex digits, got {len(address)} characters)")
     if account.between_polls == "reprice" and not profile.reprice:
         faithful = ", ".join(sorted(i for i, p in PROFILES.items() if p.reprice))
         problems.append(

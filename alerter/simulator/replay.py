@@ -10,14 +10,17 @@
 
 `bodies` maps a request path to what it answers with. A key may carry one query condition,
 ``"/v5/position/list?settleCoin=USDC"``, which wins over the bare path when the request has that
-parameter with that value. A `Path` value is read once and served exactly as stored
+parameter with that value. A JSON POST with a "type" (Hyperliquid: every call is POST /info) is
+answered by the key ``"/info#<type>"`` only, e.g. ``"/info#clearinghouseState"``; its type is
+recorded in `requests` as the query parameter "type". A `Path` value is read once and served exactly as stored
 (Content-Type application/json): that is how recorded answers (tests/fixtures/real/) are served.
 A dict or list value is serialised with json.dumps: that is for synthetic bodies, and a test
 that uses one must say so.
 
 What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodies`), built from
 the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
-instruments-info, Deribit public/get_instruments), Binance's leverage brackets, Bybit's API-key and account-info answers. None
+instruments-info, Deribit public/get_instruments, Hyperliquid metaAndAssetCtxs with the coins as
+`symbol`), Binance's leverage brackets, Bybit's API-key and account-info answers. None
 of them carries a figure of the account: markets give the contract size and type (taken from the
 exchange's published contract specifications, or from the recording itself), a bracket gives
 the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
@@ -66,6 +69,7 @@ URL_KEYS = {
     "okx": ("rest",),
     "bybit": ("spot", "futures", "v2", "public", "private"),
     "deribit": ("rest",),
+    "hyperliquid": ("public",),
 }
 
 
@@ -167,6 +171,14 @@ def _deribit_instruments(contracts: list[Contract]) -> dict:
         for c in contracts
     ]
     return {"jsonrpc": "2.0", "result": rows, "usIn": 0, "usOut": 0, "usDiff": 0, "testnet": False}
+def _hyperliquid_meta(contracts: list[Contract]) -> list:
+    """metaAndAssetCtxs: [{"universe": [...]}, [asset context, ...]], one main-dex perp per contract
+    (`symbol` = the coin). Synthetic and minimal: a name, size decimals, max leverage, and a mark
+    price of "1" (never read: the figures come from the recorded clearinghouseState)."""
+    universe = [{"name": c.symbol, "szDecimals": 2, "maxLeverage": 50, "onlyIsolated": False} for c in contracts]
+    contexts = [{"markPx": "1", "midPx": "1", "oraclePx": "1", "prevDayPx": "1", "funding": "0", "openInterest": "0",
+                 "dayNtlVlm": "0", "premium": "0", "impactPxs": ["1", "1"]} for _ in contracts]
+    return [{"universe": universe}, contexts]
 
 
 def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
@@ -192,6 +204,8 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
         return {"/dapi/v1/exchangeInfo": _binance_coinm_exchange_info(contracts), "/dapi/v2/leverageBracket": brackets}
     if exchange_id == "deribit":  # JSON-RPC over GET: /api/v2/private/get_account_summaries, /api/v2/private/get_positions
         return {"/api/v2/public/get_instruments": _deribit_instruments(contracts)}
+    if exchange_id == "hyperliquid":  # every call is POST /info; the body's "type" picks the answer
+        return {"/info#metaAndAssetCtxs": _hyperliquid_meta(contracts)}
     raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
 
 
@@ -217,7 +231,9 @@ class Replay:
         self.url = ""
         self._runner: web.AppRunner | None = None
 
-    def body_for(self, path: str, query: Mapping[str, str]) -> bytes | None:
+    def body_for(self, path: str, query: Mapping[str, str], kind: str | None = None) -> bytes | None:
+        if kind is not None:  # a JSON POST body's "type" (Hyperliquid's /info): "/info#clearinghouseState"
+            return self.routes.get(f"{path}#{kind}")
         for key, value in query.items():
             conditional = self.routes.get(f"{path}?{key}={value}")
             if conditional is not None:
@@ -225,14 +241,30 @@ class Replay:
         return self.routes.get(path)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((request.method, request.path, dict(request.query)))
-        body = self.body_for(request.path, request.query)
+        query = dict(request.query)
+        kind = await self._post_type(request)
+        if kind is not None:
+            query["type"] = kind
+        self.requests.append((request.method, request.path, query))
+        body = self.body_for(request.path, request.query, kind)
         if body is None:
-            self.unknown.append(request.path)
+            self.unknown.append(request.path if kind is None else f"{request.path}#{kind}")
             logger.warning("replay %s: no body for %s %s", self.exchange_id, request.method, request.path)
             return web.Response(status=404, body=json.dumps({"code": "404", "msg": f"no recorded body for {request.path}"}).encode(),
                                 content_type="application/json")
         return web.Response(body=body, content_type="application/json")
+
+    @staticmethod
+    async def _post_type(request: web.Request) -> str | None:
+        """The "type" of a JSON object POSTed (Hyperliquid's /info), else None."""
+        if request.method != "POST" or not request.can_read_body:
+            return None
+        try:
+            data = json.loads(await request.read())
+        except ValueError:
+            return None
+        kind = data.get("type") if isinstance(data, dict) else None
+        return kind if isinstance(kind, str) else None
 
     def paths(self) -> list[str]:
         return [path for _, path, _ in self.requests]
@@ -248,13 +280,16 @@ class Replay:
         from alerter.config import AccountConfig
         from alerter.sources import deep_merge
 
+        if self.exchange_id == "hyperliquid":  # read by address, no key
+            credentials = {"wallet_address": "0x" + "0123456789" * 4}
+        else:
+            credentials = {"api_key": "replay-key-0123456789", "secret": "replay-secret-0123456789",
+                           "password": "replay-pass-42" if self.exchange_id == "okx" else None}
         return AccountConfig(
             name=name or f"{self.exchange_id}-replay",
             exchange=self.exchange_id,
-            api_key="replay-key-0123456789",
-            secret="replay-secret-0123456789",
-            password="replay-pass-42" if self.exchange_id == "okx" else None,
             ccxt=deep_merge(self.ccxt_config(), ccxt),
+            **credentials,
         )
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:

@@ -330,12 +330,13 @@ def exchange_class(exchange_id: str) -> Any:
 def ccxt_config(account: AccountConfig, timeout_s: float) -> dict[str, Any]:
     """The ccxt constructor's table: keys, rate limiting, the timeout, the profile's defaults
     and the account's `ccxt` table deep-merged over them."""
-    config: dict[str, Any] = {
-        "apiKey": account.api_key.get_secret_value(),
-        "secret": account.secret.get_secret_value(),
-        "enableRateLimit": True,
-        "timeout": int(timeout_s * 1000),
-    }
+    config: dict[str, Any] = {"enableRateLimit": True, "timeout": int(timeout_s * 1000)}
+    if account.api_key is not None:
+        config["apiKey"] = account.api_key.get_secret_value()
+    if account.secret is not None:
+        config["secret"] = account.secret.get_secret_value()
+    if account.wallet_address is not None:  # Hyperliquid: reads the account by its address, no key
+        config["walletAddress"] = account.wallet_address.get_secret_value()
     if account.password is not None:
         config["password"] = account.password.get_secret_value()
     if account.uid is not None:
