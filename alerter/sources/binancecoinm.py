@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from alerter.models import AccountSnapshot, Position
+from alerter.sources.binanceusdm import is_position_row
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import (
     is_blank,
@@ -57,22 +58,18 @@ from alerter.sources.fields import (
 ID = "binancecoinm"
 
 
-def _is_position_row(row: Any) -> bool:
-    return isinstance(row, Mapping) and "symbol" in row and "positionAmt" in row
-
-
 def check_body(path: str, data: Any) -> None:
     """/dapi/v1/positionRisk: a JSON list of positions; /dapi/v1/account: an object with `assets`
     and `positions` lists. Other answers only need to be JSON."""
     if "/dapi/" not in path:
         return
     if path.endswith("/positionRisk"):
-        if not isinstance(data, list) or not all(_is_position_row(row) for row in data):
+        if not isinstance(data, list) or not all(is_position_row(row) for row in data):
             raise shape_error(ID, path, "a list of positions (symbol, positionAmt)", data)
     elif path.endswith("/account"):
         rows = data.get("positions") if isinstance(data, Mapping) else None
         assets = data.get("assets") if isinstance(data, Mapping) else None
-        if not isinstance(rows, list) or not all(_is_position_row(row) for row in rows) or not isinstance(assets, list):
+        if not isinstance(rows, list) or not all(is_position_row(row) for row in rows) or not isinstance(assets, list):
             raise shape_error(ID, path, "an account object with assets and positions lists", data)
 
 

@@ -54,7 +54,8 @@ from alerter.sources.fields import (
 MAINTENANCE_WITHOUT_POSITIONS = 0.01
 
 
-def _is_position_row(row: Any) -> bool:
+def is_position_row(row: Any) -> bool:
+    """A row of Binance's positionRisk or account `positions` (USDⓈ-M and COIN-M alike)."""
     return isinstance(row, Mapping) and "symbol" in row and "positionAmt" in row
 
 
@@ -64,11 +65,11 @@ def check_body(path: str, data: Any) -> None:
     if "/fapi/" not in path:
         return
     if path.endswith("/positionRisk"):
-        if not isinstance(data, list) or not all(_is_position_row(row) for row in data):
+        if not isinstance(data, list) or not all(is_position_row(row) for row in data):
             raise shape_error("binanceusdm", path, "a list of positions (symbol, positionAmt)", data)
     elif path.endswith("/account"):
         rows = data.get("positions") if isinstance(data, Mapping) else None
-        if not isinstance(rows, list) or not all(_is_position_row(row) for row in rows):
+        if not isinstance(rows, list) or not all(is_position_row(row) for row in rows):
             raise shape_error("binanceusdm", path, "an account object with a positions list", data)
 
 
