@@ -288,11 +288,12 @@ class Daemon:
     async def deliver_unrecorded(self, plan: AccountPlan, alerts: list[Alert], error: StoreError) -> None:
         """The database cannot take the poll: send its alerts straight away, and to every channel
         the notice that the database is failing when the policy says it is due."""
-        from alerter.notify import render, route
+        from alerter.notify import render, route_all
 
         now = self.clock()
         logger.error("database failing, alerts sent without being recorded: %s", error)
-        outbox = {c.name: [a for a in alerts if c.name in route(a, self.channels_of(plan))] for c in self.settings.channels}
+        routes = route_all(alerts, self.channels_of(plan))
+        outbox = {c.name: [a for a in alerts if c.name in routes[a.key]] for c in self.settings.channels}
         self.store_blind_at, notices = decide_store_failure(self.store_blind_at, f"database failing, alerts are not being recorded: {error}",
                                                             plan.repeat, now)
         for channel_alerts in outbox.values():
