@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from alerter.display import ratio
 from alerter.config import Settings
 from alerter.plan import AccountPlan
 
@@ -35,8 +36,6 @@ def show(value: Any) -> str:
 
 
 def _pct(x: float | None) -> str:
-    from alerter.display import ratio
-
     return "off" if x is None else ratio(x)
 
 

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StrictBool, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alerter.display import ratio as _pct
 from alerter.errors import ConfigError
 from alerter.models import Level, RepeatSchedule, Thresholds
 from alerter.sources.registry import GENERIC_NAME, PROFILES, profile_for, refusals
@@ -289,12 +290,6 @@ def exchange_ids() -> tuple[str, ...]:
         return ()
     folder = Path(next(iter(spec.submodule_search_locations))) / "async_support"
     return tuple(sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")))
-
-
-def _pct(x: float) -> str:
-    from alerter.display import ratio
-
-    return ratio(x)
 
 
 def threshold_problems(t: Thresholds, where: str) -> list[str]:
