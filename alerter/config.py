@@ -30,6 +30,8 @@ from alerter.display import ratio as _pct
 from alerter.errors import ConfigError
 from alerter.models import Level, RepeatSchedule, Thresholds
 from alerter.sources.registry import GENERIC_NAME, PROFILES, profile_for, refusals
+from alerter.sources.stream import STREAMS
+from alerter.sources.stream import supports as streaming
 from alerter.textfile import read_text_file
 
 SEARCH_PATHS = ("./alerter.toml", "/etc/alerter/config.toml")
@@ -174,6 +176,8 @@ class DaemonConfig(Section):
     history_retention: PositiveDuration = timedelta(days=30)
     alert_expiry: PositiveDuration = timedelta(hours=24)
     metrics: str | None = None  # "127.0.0.1:9464": serve Prometheus metrics there; unset = off
+    streams: StrictBool = True  # websocket streams where the exchange has them (alerter.sources.stream)
+    stream_timeout: PositiveDuration = timedelta(seconds=3)  # a stream silent this long is stalled (3 × Binance's 1 s)
     heartbeat_url: Secret | None = None  # requested after every cycle that polled every account
 
     @field_validator("database")
@@ -243,6 +247,7 @@ class AccountConfig(Section):
     # between full polls, every [daemon] price_interval: "reprice" the last positions at public
     # mark prices, "poll" fully (more private requests), or "off"; default: reprice where faithful
     between_polls: Literal["reprice", "poll", "off"] | None = None
+    streams: StrictBool | None = None  # over [daemon] streams, for this account
     ccxt: dict[str, Any] = {}
     # "generic": read an exchange without a profile from ccxt's unified fields (approximate); it
     # then must say whether ccxt's balance `total` already includes the unrealised PnL
@@ -335,6 +340,9 @@ def account_problems(account: AccountConfig, where: str, known: tuple[str, ...])
     address = account.wallet_address.get_secret_value() if account.wallet_address is not None else None
     if address is not None and "wallet_address" in profile.credentials and not WALLET_ADDRESS.fullmatch(address):
         problems.append(f"{where}.wallet_address: not a wallet address (expected 0x and 40 hex digits, got {len(address)} characters)")
+    if account.streams and not streaming(account.exchange):
+        problems.append(f"{where}.streams: alerter does not stream {account.exchange} (streams: {', '.join(sorted(STREAMS))}); "
+                        "remove the key or set it to false")
     if account.between_polls == "reprice" and not profile.reprice:
         faithful = ", ".join(sorted(i for i, p in PROFILES.items() if p.reprice))
         problems.append(

@@ -93,6 +93,7 @@ class Poll:
     snapshot: AccountSnapshot | None = None
     basis: AccountSnapshot | None = None  # an estimate: the confirmed snapshot it re-prices
     retry_after_s: float | None = None  # the exchange asked for a pause (HTTP 429/503 Retry-After)
+    notices: tuple[Alert, ...] = ()  # the exchange's own notices that prompted this poll (alerter.streams)
 
     @property
     def estimated(self) -> bool:
@@ -145,6 +146,8 @@ class Daemon:
         self.stop_reason: str | None = None
         self.exit_code = 0
         self.paused: dict[str, tuple[datetime, str]] = {}  # account → (no poll before, why): Retry-After
+        self.streams = None  # alerter.streams.Streams while running
+        self._spawned: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------ stages
 
@@ -152,16 +155,17 @@ class Daemon:
         """The configured channels that hear the account."""
         return [c for c in self.settings.channels if c.name in plan.channels]
 
-    async def poll_account(self, name: str) -> list[Alert]:
+    async def poll_account(self, name: str, notices: tuple[Alert, ...] | list[Alert] = ()) -> list[Alert]:
         """One poll of one account: fetch, evaluate, decide, record. Never raises for exchange,
-        data or database problems (they count towards "monitoring blind")."""
+        data or database problems (they count towards "monitoring blind"). `notices`: the
+        exchange's own notices that asked for this poll, recorded and sent with it."""
         now = self.clock()
         until, note = self.paused.get(name, (now, ""))
         if now < until:  # the exchange asked for a pause: no request, and a poll missed is a failed poll
-            return await self.handle(Poll(name, error=f"transient: {note}", error_kind="transient"))
+            return await self.handle(Poll(name, error=f"transient: {note}", error_kind="transient", notices=tuple(notices)))
         self.paused.pop(name, None)
         plan = self.plans[name]
-        poll = await fetch_health(plan, self.sources[name])
+        poll = replace(await fetch_health(plan, self.sources[name]), notices=tuple(notices))
         if poll.retry_after_s is not None and poll.retry_after_s > plan.poll_interval.total_seconds():
             until = self.clock() + min(timedelta(seconds=poll.retry_after_s), MAX_PAUSE)
             note = pause_note(poll.retry_after_s, until)
@@ -169,24 +173,38 @@ class Daemon:
             poll = replace(poll, error=f"{poll.error}; {note}")
         if poll.snapshot is not None:
             self.confirmed[name] = (self.clock(), poll.snapshot)
+            if self.streams is not None:
+                self.streams.polled(name)
         else:  # a failed full poll: no estimates until one succeeds (they would "restore" a blind account)
             self.confirmed.pop(name, None)
         return await self.handle(poll)
 
-    async def check_prices(self, names: list[str]) -> int:
-        """The fast path between full polls: one public mark-price request for every position of
-        these accounts (all on one exchange), then each account's last confirmed snapshot is
-        re-priced and goes through the policy as an estimate. Returns how many were evaluated."""
-        from alerter.sources import SourceError
-
+    def fresh_snapshots(self, names: list[str]) -> dict[str, AccountSnapshot]:
+        """The last confirmed snapshot of each of these accounts that is a basis for an estimate
+        (positions older than a few polls are not)."""
         now = self.clock()
         fresh = {}
         for name in names:
-            if name in self.confirmed:
+            if name in self.confirmed and name in self.plans:
                 at, snapshot = self.confirmed[name]
-                # positions older than a few polls are not a basis for an estimate
                 if now - at <= 3 * self.plans[name].poll_interval:
                     fresh[name] = snapshot
+        return fresh
+
+    def account_config(self, name: str):
+        return next(a for a in self.settings.accounts if a.name == name)
+
+    async def check_prices(self, names: list[str]) -> int:
+        """The fast path between full polls: one public mark-price request for every position of
+        these accounts (all on one exchange), then each account's last confirmed snapshot is
+        re-priced and goes through the policy as an estimate. Accounts whose mark prices arrive
+        by stream (alerter.streams) are left out while their stream is up. Returns how many
+        were evaluated."""
+        from alerter.sources import SourceError
+
+        if self.streams is not None:
+            names = [name for name in names if not self.streams.prices_live(name)]
+        fresh = self.fresh_snapshots(names)
         symbols = sorted({p.symbol for s in fresh.values() for p in s.positions})
         if not symbols:
             return 0
@@ -196,6 +214,12 @@ class Daemon:
         except SourceError as e:  # full polls decide about blindness; a missed price check is logged
             logger.info("mark prices for %s: %s", ", ".join(names), e)
             return 0
+        return await self.reprice_from(list(fresh), marks)
+
+    async def reprice_from(self, names: list[str], marks: dict[str, float]) -> int:
+        """Re-price these accounts' last confirmed snapshots at `marks` (from REST or a stream) and
+        run each estimate through the policy. Returns how many were evaluated."""
+        fresh = self.fresh_snapshots(names)
         estimates = []
         for name, snapshot in fresh.items():
             repriced = reprice(snapshot, marks)
@@ -267,6 +291,7 @@ class Daemon:
             metrics.observe_poll(name, poll.healths, states, now, full=not poll.estimated)
             if not poll.estimated:
                 self.polled.add(name)
+        alerts = [*poll.notices, *alerts]
         if error is None:
             try:
                 confirmed = poll.snapshot if poll.snapshot is not None and not poll.estimated else None
@@ -403,6 +428,13 @@ class Daemon:
                 misfire_grace_time=max(1, int(price_interval.total_seconds())),
             )
 
+    def spawn(self, job, *args) -> None:
+        """Run a job now, outside the schedule (a stream's fallback, a poll a stream asked for),
+        tracked like a scheduled one."""
+        task = asyncio.get_running_loop().create_task(self.run_job(job, *args))
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
     async def run_job(self, job, *args):
         """A scheduled coroutine. A stop cancels the jobs in flight (APScheduler's shutdown), which
         APScheduler would log as a failed job with a traceback: that is an ordinary end here.
@@ -438,6 +470,10 @@ class Daemon:
         scheduler = self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.schedule(scheduler)
         scheduler.start()
+        from alerter.streams import Streams
+
+        self.streams = Streams(self)
+        self.streams.start()
         delivery = asyncio.create_task(self.delivery_loop(), name="delivery")
         watchdog = asyncio.create_task(self.watchdog(scheduler), name="watchdog")
         logger.info("watching %d account(s), delivering to %d channel(s)", len(self.plans), len(self.settings.channels))
@@ -450,6 +486,8 @@ class Daemon:
             logger.log(logging.WARNING if self.exit_code else logging.INFO, "stopping%s", f" ({self.stop_reason})" if self.stop_reason else "")
             sdnotify.notify("STOPPING=1")
             scheduler.shutdown(wait=False)
+            if self.streams is not None:
+                await self.streams.close()
             if self.jobs:  # polls in flight end (cancelled, bounded) before their exchanges close
                 await asyncio.wait(set(self.jobs), timeout=self.settings.daemon.request_timeout.total_seconds() + 1)
             tasks = (delivery, watchdog, *self.reloads, *self.workers.values())
@@ -604,6 +642,12 @@ class Daemon:
             self.polled.discard(name)
         if scheduler is not None:
             self.reschedule(scheduler, old_plans)
+        def streaming(settings: Settings, plans: dict[str, AccountPlan]) -> tuple:
+            return (settings.daemon.stream_timeout, settings.daemon.price_interval,
+                    sorted((p.name, p.market_key, p.repricing, p.poll_interval) for p in plans.values() if p.streams))
+
+        if self.streams is not None and (retired or streaming(old, old_plans) != streaming(new, new_plans)):
+            await self.streams.restart()  # accounts, keys or intervals changed: the streams afresh
         logger.info("reload: %s", ", ".join(changes) if changes else "no changes")
         await self.note_removed_channels(old)
         if new.daemon.metrics != old.daemon.metrics:

@@ -12,6 +12,9 @@ use), never an order or position id; a scope that disappears (position closed) i
     alerter_last_poll_success_timestamp_seconds{account}
     alerter_poll_errors_total{account,kind}         kind: transient | credentials | data
     alerter_deliveries_total{channel,outcome}       outcome: sent | failed
+    alerter_stream_up{exchange,kind,account}        1 while a websocket stream delivers; kind: prices
+                                                    (one per exchange, account="") | account
+    alerter_stream_last_message_age_seconds{exchange,kind,account}
 
 The daemon calls `observe_poll`, `observe_poll_error` and `observe_delivery` (module-level,
 on the default `METRICS`); tests make their own `Metrics()`.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -49,6 +52,9 @@ class Metrics:
         self.last_poll = Gauge("alerter_last_poll_success_timestamp_seconds", "Unix time of the last successful poll", ["account"], registry=r)
         self.poll_errors = Counter("alerter_poll_errors", "Failed polls by kind (transient, credentials, data)", ["account", "kind"], registry=r)
         self.deliveries = Counter("alerter_deliveries", "Delivery attempts by outcome (sent, failed)", ["channel", "outcome"], registry=r)
+        stream = ["exchange", "kind", "account"]
+        self.stream_up = Gauge("alerter_stream_up", "1 while the websocket stream delivers, 0 while it is down (REST meanwhile)", stream, registry=r)
+        self.stream_age = Gauge("alerter_stream_last_message_age_seconds", "Seconds since the stream's last message", stream, registry=r)
         self._scopes: dict[str, set[str]] = {}
 
     def observe_poll(self, account: str, healths: Iterable[Health], states: Mapping[str, ScopeState], at: datetime | None = None, *, full: bool = True) -> None:
@@ -80,6 +86,20 @@ class Metrics:
     def observe_delivery(self, channel: str, ok: bool) -> None:
         self.deliveries.labels(channel, "sent" if ok else "failed").inc()
 
+    def observe_stream(self, exchange: str, kind: str, account: str, up: bool | None, age: Callable[[], float] | None = None) -> None:
+        """A stream's state (None: the stream ended, its series are removed); `age` is read at
+        every scrape."""
+        if up is None:
+            for gauge in (self.stream_up, self.stream_age):
+                try:
+                    gauge.remove(exchange, kind, account)
+                except KeyError:
+                    pass
+            return
+        self.stream_up.labels(exchange, kind, account).set(int(up))
+        if age is not None:
+            self.stream_age.labels(exchange, kind, account).set_function(age)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -97,6 +117,10 @@ def observe_poll_error(account: str, kind: str) -> None:
 
 def observe_delivery(channel: str, ok: bool) -> None:
     METRICS.observe_delivery(channel, ok)
+
+
+def observe_stream(exchange: str, kind: str, account: str, up: bool | None, age: Callable[[], float] | None = None) -> None:
+    METRICS.observe_stream(exchange, kind, account, up, age)
 
 
 # ---------------------------------------------------------------- HTTP endpoint

@@ -39,6 +39,10 @@ class AlertKind(StrEnum):
     RESOLVED = "resolved"  # back to ok (or the isolated position was closed)
     BLIND = "blind"  # data could not be fetched: the scope is not known to be safe
     RESTORED = "restored"  # data flows again after a blind alert
+    NOTICE = "notice"  # the exchange's own margin-call event, quoted (reason), at `level`
+
+
+NOTICE_SCOPE = "exchange"  # the scope of an exchange's notice: never folded into the health alerts
 
 
 @dataclass(frozen=True)

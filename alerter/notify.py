@@ -86,15 +86,20 @@ def _qualifiers(alert: Alert) -> str:
 
 
 def tag(alert: Alert) -> str:
-    """The short word a message starts with: CRITICAL, CALL, WARNING, RESOLVED, BLIND, RESTORED."""
+    """The short word a message starts with: CRITICAL, CALL, WARNING, RESOLVED, BLIND, RESTORED,
+    EXCHANGE (the exchange's own notice)."""
     if alert.kind in (AlertKind.RAISED, AlertKind.REPEAT):
         return alert.level.name
+    if alert.kind == AlertKind.NOTICE:
+        return "EXCHANGE"
     return alert.kind.name
 
 
 def headline(alert: Alert) -> str:
     """One line: what happened, where, and the number that matters."""
     where = _where(alert)
+    if alert.kind == AlertKind.NOTICE:  # "EXCHANGE · main · Binance margin call: ETHUSDT cross, maint 1.61"
+        return f"EXCHANGE · {alert.account} · {alert.reason}"
     if alert.kind == AlertKind.RAISED:
         return f"{tag(alert)} · {where} · {_ratio_text(alert)}"
     if alert.kind == AlertKind.REPEAT:
@@ -115,6 +120,9 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
     bold = (lambda s: f"**{s}**") if markdown else (lambda s: s)
     lines: list[str] = []
     cur = alert.currency
+    if alert.kind == AlertKind.NOTICE:
+        return [f"Pushed by {alert.exchange or 'the exchange'} at {display.time_of_day(alert.created_at)}; "
+                "alerter polls the account at once."]
     if alert.kind == AlertKind.BLIND:
         if alert.since_at:
             if alert.scope.startswith("isolated:"):

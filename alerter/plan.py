@@ -20,6 +20,7 @@ from alerter.config import AccountConfig, Settings
 from alerter.models import RepeatSchedule, Thresholds
 from alerter.sources.profile import Profile
 from alerter.sources.registry import profile_for
+from alerter.sources.stream import supports
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class AccountPlan:
     repricing: bool  # re-priced from mark prices every [daemon] price_interval
     market_key: str  # equal for accounts that can share one markets download and one mark-price request
     channels: tuple[str, ...]  # the channels that hear it (their `accounts` filter); levels are per alert
+    streams: bool = False  # websocket streams (alerter.streams): asked for ([daemon] or its own) and supported
 
     @property
     def approximate(self) -> bool:
@@ -64,6 +66,7 @@ def plan(settings: Settings, account: AccountConfig) -> AccountPlan:
         repricing=between == "reprice" and price_interval is not None,
         market_key=market_key(account),
         channels=tuple(c.name for c in settings.channels if c.accounts is None or account.name in c.accounts),
+        streams=(settings.daemon.streams if account.streams is None else account.streams) and supports(account.exchange),
     )
 
 

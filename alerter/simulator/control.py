@@ -11,6 +11,11 @@ GET    /control/faults                 active faults
 POST   /control/faults                 {"kind", "count" (null = until cleared), "seconds", "api_key", "path",
                                         "symbol" (drop_position)}
 DELETE /control/faults                 clear all faults
+GET    /control/ws-faults              active websocket faults
+POST   /control/ws-faults              {"kind": "drop" | "stall" | "refuse", "stream": "public" | "private" | null,
+                                        "seconds" (null = until cleared)}
+DELETE /control/ws-faults              clear the websocket faults
+POST   /control/margin-call/{api_key}  {"symbols": ["ETHUSDT"]} (optional): push Binance's MARGIN_CALL
 POST   /control/latency                {"seconds": 0.05}: added to every exchange-API request
 GET    /control/requests               {"total": N, "requests": [{"api_key", "path", "count"}]}
 DELETE /control/requests               reset the counters
@@ -151,6 +156,38 @@ async def delete_faults(request: web.Request) -> web.Response:
     return web.json_response([])
 
 
+async def get_ws_faults(request: web.Request) -> web.Response:
+    return web.json_response(_sim(request).ws.faults.as_list())
+
+
+async def post_ws_fault(request: web.Request) -> web.Response:
+    data = await _body(request)
+    unknown = set(data) - {"kind", "stream", "seconds"}
+    if unknown:
+        return _bad(f"unknown keys: {', '.join(sorted(unknown))}")
+    try:
+        await _sim(request).ws_fault(str(data.get("kind")), data.get("stream"), data.get("seconds"))
+    except ValueError as exc:
+        return _bad(str(exc))
+    return web.json_response(_sim(request).ws.faults.as_list())
+
+
+async def delete_ws_faults(request: web.Request) -> web.Response:
+    _sim(request).clear_ws_faults()
+    return web.json_response([])
+
+
+async def post_margin_call(request: web.Request) -> web.Response:
+    data = await _body(request)
+    sim, api_key = _sim(request), request.match_info["api_key"]
+    if api_key not in sim.state.accounts:
+        return _bad(f"no account with API key {api_key!r}")
+    symbols = data.get("symbols")
+    if symbols is not None and (not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols)):
+        return _bad("symbols must be a list of exchange symbols such as ['ETHUSDT']")
+    return web.json_response(await sim.margin_call(api_key, symbols))
+
+
 async def post_latency(request: web.Request) -> web.Response:
     data = await _body(request)
     try:
@@ -186,6 +223,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/control/faults", get_faults)
     r.add_post("/control/faults", post_fault)
     r.add_delete("/control/faults", delete_faults)
+    r.add_get("/control/ws-faults", get_ws_faults)
+    r.add_post("/control/ws-faults", post_ws_fault)
+    r.add_delete("/control/ws-faults", delete_ws_faults)
+    r.add_post("/control/margin-call/{api_key}", post_margin_call)
     r.add_post("/control/latency", post_latency)
     r.add_get("/control/requests", get_requests)
     r.add_delete("/control/requests", delete_requests)

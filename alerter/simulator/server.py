@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from alerter.simulator import binance_api, control
+from alerter.simulator import binance_api, control, websocket
 from alerter.simulator.faults import BODY_KINDS, HTML_502, MSG_429, MSG_500, Fault, FaultBook, alter_body, make_fault
 from alerter.simulator.market import Account, Position
 from alerter.simulator.scenario import Scenario, load_scenario, parse_scenario
@@ -43,11 +43,18 @@ API_PATHS = {
 CCXT_OPTIONS = {"fetchCurrencies": False, "fetchMargins": False, "fetchMarkets": {"types": ["linear"]}}
 
 
+# ccxt.pro binance urls['api']['ws'] keys; ccxt turns ".../ws" into ".../market/ws/<n>" (mark
+# prices) and ".../private/ws?listenKey=…" (user data) for linear contracts
+WS_KEYS = ("spot", "margin", "linear", "inverse", "papi")
+
+
 def ccxt_config_for(base_url: str) -> dict[str, Any]:
-    """Config to deep-merge into ccxt.binanceusdm(...) so it talks to the simulator at base_url."""
+    """Config to deep-merge into ccxt.binanceusdm(...) (and ccxt.pro.binanceusdm) so it talks to
+    the simulator at base_url, over HTTP and websockets."""
     base = base_url.rstrip("/")
+    ws = "ws" + base.removeprefix("http") + "/ws"
     return {
-        "urls": {"api": {key: base + path for key, path in API_PATHS.items()}},
+        "urls": {"api": {**{key: base + path for key, path in API_PATHS.items()}, "ws": dict.fromkeys(WS_KEYS, ws)}},
         "options": {k: (dict(v) if isinstance(v, dict) else v) for k, v in CCXT_OPTIONS.items()},
     }
 
@@ -72,12 +79,15 @@ class Simulator:
         clock: Callable[[], float] = time.monotonic,
         speed: float = 1.0,
         auto_accounts: bool = False,
+        mark_cadence: float = 1.0,
     ) -> None:
         self.state = SimState(as_scenario(scenario), clock=clock, speed=speed, auto_accounts=auto_accounts)
+        self.ws = websocket.WsHub(self.state, mark_cadence)  # websockets: mark prices every `mark_cadence` s, user data
         self.faults = FaultBook()
         self.latency = 0.0
         self.counts: Counter[tuple[str | None, str]] = Counter()
         self.url = ""
+        self._tasks: set[asyncio.Task] = set()
         self._closing: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
 
@@ -87,6 +97,7 @@ class Simulator:
         app[binance_api.STATE_KEY] = self.state
         app[control.SIM_KEY] = self
         binance_api.add_routes(app)
+        websocket.add_routes(app, self.ws)
         control.add_routes(app)
         return app
 
@@ -103,6 +114,7 @@ class Simulator:
     async def stop(self) -> None:
         if self._closing is not None:
             self._closing.set()  # releases hanging and delayed requests
+        await self.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -150,7 +162,42 @@ class Simulator:
         wallet_balance: float | None = None,
         positions: Iterable[Position] | None = None,
     ) -> Account:
-        return self.state.set_account(api_key, name=name, wallet_balance=wallet_balance, positions=positions)
+        """Create or update an account; its user-data sockets get an ACCOUNT_UPDATE."""
+        before = self.state.accounts.get(api_key)
+        old = (before.wallet_balance, list(before.positions)) if before is not None else (0.0, [])
+        account = self.state.set_account(api_key, name=name, wallet_balance=wallet_balance, positions=positions)
+        if (account.wallet_balance, account.positions) != old:
+            closed = {p.symbol for p in old[1]} - {p.symbol for p in account.positions}
+            if account.positions != old[1]:
+                reason = "ORDER"
+            else:
+                reason = "DEPOSIT" if account.wallet_balance > old[0] else "WITHDRAW"
+            message = websocket.account_update(self.state.risk(api_key), reason, websocket.now_ms(), sorted(closed))
+            self._spawn(self.ws.push_account(api_key, message))
+        return account
+
+    async def margin_call(self, api_key: str, symbols: Iterable[str] | None = None) -> dict[str, Any]:
+        """Push Binance's MARGIN_CALL for the account's positions (or those of `symbols`) to its
+        user-data sockets, at the current prices; returns the message."""
+        message = websocket.margin_call(self.state.risk(api_key), websocket.now_ms(), symbols)
+        await self.ws.push_account(api_key, message)
+        return message
+
+    async def ws_fault(self, kind: str, stream: str | None = None, seconds: float | None = None) -> None:
+        """A websocket fault (alerter.simulator.websocket): "drop" closes the open sockets of
+        `stream` ("public", "private", None: both) now; "stall" and "refuse" hold until
+        `clear_ws_faults()` or for `seconds`."""
+        self.ws.faults.add(kind, stream, seconds)
+        if kind == "drop":
+            await self.ws.drop(stream)
+
+    def clear_ws_faults(self) -> None:
+        self.ws.faults.clear()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- faults, latency, counters ------------------------------------------------------
     def inject(
@@ -185,8 +232,8 @@ class Simulator:
     # --- the exchange-API middleware ----------------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/control/"):
-            return await handler(request)
+        if request.path.startswith("/control/") or websocket.is_websocket_path(request.path):
+            return await handler(request)  # websockets have faults of their own (Simulator.ws_fault)
         api_key = request.headers.get("X-MBX-APIKEY")
         self.counts[(api_key, request.path)] += 1
         if self.latency:
@@ -239,9 +286,11 @@ async def run_simulator(
     clock: Callable[[], float] = time.monotonic,
     speed: float = 1.0,
     auto_accounts: bool = False,
+    mark_cadence: float = 1.0,
 ) -> AsyncIterator[Simulator]:
-    """Start the simulator on host:port (0 = any free port); yields the running Simulator."""
-    sim = Simulator(scenario, clock=clock, speed=speed, auto_accounts=auto_accounts)
+    """Start the simulator on host:port (0 = any free port); yields the running Simulator.
+    Its websockets push mark prices every `mark_cadence` seconds (Binance: 1)."""
+    sim = Simulator(scenario, clock=clock, speed=speed, auto_accounts=auto_accounts, mark_cadence=mark_cadence)
     await sim.start(host, port)
     try:
         yield sim

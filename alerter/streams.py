@@ -1,0 +1,365 @@
+"""Stream mode: the daemon's websocket side (I/O only; the decisions stay in policy.py).
+
+Per exchange (per market key: one exchange reached one way), ONE public connection watches the
+mark prices of the symbols that its streaming accounts hold, following that set as full polls
+change it; each update re-prices those accounts with the fast path's code
+(`Daemon.reprice_from`) and runs the policy on the estimate. Per account, one private
+connection: a position or balance event triggers a full poll at once; the exchange's own
+margin-call event triggers a full poll and an alert quoting it.
+
+The full poll stays the source of truth. While a price stream is down (refused, dropped, or
+stalled: silent for `stream_timeout`), the daemon's REST mark-price checks run for its accounts
+(`Streams.prices_live`), the first one at once; while it is up they are skipped. A stream
+reconnects with backoff (0.5 s doubling to 30 s). Every up/down transition is logged once and
+shown as `alerter_stream_up`; a stream being down never makes an account blind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from alerter import metrics
+from alerter.models import NOTICE_SCOPE, Alert, AlertKind, Level
+
+if TYPE_CHECKING:
+    from alerter.daemon import Daemon
+    from alerter.sources.stream import Notice
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 30.0
+NOTICE_LEVEL = Level.CALL  # the exchange's margin call reaches the channels that hear a CALL
+
+
+# ---------------------------------------------------------------- pure
+
+def notice_due(last_at: datetime | None, now: datetime, every: timedelta | None) -> bool:
+    """Whether an exchange notice about the same positions is told again: the first one always;
+    a repeat once `every` (the call level's repeat interval) has passed; never when repeats are off."""
+    if last_at is None:
+        return True
+    if every is None:
+        return False
+    return now - last_at >= every or now < last_at  # a clock that went back: tell rather than hide
+
+
+def notice_alert(account: str, exchange: str, notice: Notice, now: datetime) -> Alert:
+    return Alert(kind=AlertKind.NOTICE, level=NOTICE_LEVEL, account=account, scope=NOTICE_SCOPE, created_at=now,
+                 exchange=exchange, reason=notice.text)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before reconnection attempt `attempt` (1, 2, …): 0.5 s doubling, capped at 30 s."""
+    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, attempt - 1))
+
+
+# ---------------------------------------------------------------- state of one stream
+
+class Link:
+    """The up/down state of one stream: one log line and one metric update per transition."""
+
+    def __init__(self, what: str, exchange: str, kind: str, account: str = "") -> None:
+        self.what, self.labels = what, (exchange, kind, account)
+        self.up: bool | None = None  # None: not connected yet
+        self.last_message_at = time.monotonic()
+        self.failures = 0
+        metrics.observe_stream(*self.labels, False, self.age)
+
+    def age(self) -> float:
+        return time.monotonic() - self.last_message_at
+
+    def message(self) -> None:
+        self.last_message_at = time.monotonic()
+
+    def set_up(self, detail: str = "") -> bool:
+        """True when this is a transition (it was down or not yet connected)."""
+        self.failures = 0
+        self.message()
+        if self.up:
+            return False
+        self.up = True
+        logger.info("%s stream up%s", self.what, f" ({detail})" if detail else "")
+        metrics.observe_stream(*self.labels, True)
+        return True
+
+    def set_down(self, why: str, fallback: str) -> bool:
+        self.failures += 1
+        if self.up is False:
+            logger.debug("%s stream still down: %s", self.what, why)
+            return False
+        was = self.up
+        self.up = False
+        logger.warning("%s stream %s: %s; %s", self.what, "down" if was else "not connected", why, fallback)
+        metrics.observe_stream(*self.labels, False)
+        return True
+
+    def end(self) -> None:
+        metrics.observe_stream(*self.labels, None)
+
+
+# ---------------------------------------------------------------- the streams of one daemon
+
+class Streams:
+    """Owns every stream task of a daemon; `start()` after the scheduler, `close()` at the end,
+    `restart()` on reload."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.tasks: set[asyncio.Task] = set()
+        self.prices: dict[str, PriceStream] = {}  # market key → its stream
+        self.accounts: dict[str, AccountStream] = {}
+
+    @property
+    def timeout_s(self) -> float:
+        return self.daemon.settings.daemon.stream_timeout.total_seconds()
+
+    def start(self) -> None:
+        groups: dict[str, list[str]] = {}
+        for plan in self.daemon.plans.values():
+            if not plan.streams:
+                continue
+            self.accounts[plan.name] = AccountStream(self, plan.name)
+            if plan.repricing:
+                groups.setdefault(plan.market_key, []).append(plan.name)
+        for key, names in groups.items():
+            self.prices[key] = PriceStream(self, names)
+        for stream in (*self.prices.values(), *self.accounts.values()):
+            for coro in stream.tasks():
+                task = asyncio.create_task(coro, name=f"stream {stream.link.what}")
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        if self.prices or self.accounts:
+            logger.info("streams: %d mark-price stream(s), %d account stream(s)", len(self.prices), len(self.accounts))
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        streams = (*self.prices.values(), *self.accounts.values())
+        await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
+        for stream in streams:
+            stream.link.end()
+        self.prices.clear()
+        self.accounts.clear()
+
+    async def restart(self) -> None:
+        await self.close()
+        self.start()
+
+    def prices_live(self, name: str) -> bool:
+        """The account's mark prices arrive by stream now: no REST price check for it."""
+        plan = self.daemon.plans.get(name)
+        stream = self.prices.get(plan.market_key) if plan is not None else None
+        return stream is not None and name in stream.names and bool(stream.link.up)
+
+    def polled(self, name: str) -> None:
+        """A full poll of the account succeeded: the symbols to watch may have changed."""
+        plan = self.daemon.plans.get(name)
+        stream = self.prices.get(plan.market_key) if plan is not None else None
+        if stream is not None:
+            stream.changed.set()
+
+
+class PriceStream:
+    """The one public mark-price connection of a group of accounts on one exchange."""
+
+    def __init__(self, streams: Streams, names: list[str]) -> None:
+        self.streams, self.daemon, self.names = streams, streams.daemon, names
+        self.exchange = self.daemon.plans[names[0]].exchange
+        self.link = Link(f"mark-price ({self.exchange})", self.exchange, "prices")
+        self.changed = asyncio.Event()
+        self.dirty = asyncio.Event()
+        self.marks: dict[str, float] = {}
+        self.sent: dict[str, tuple] = {}  # account → (its basis, its marks) last re-priced
+        self.feed = None
+
+    def tasks(self):
+        return (self.run(), self.flush())
+
+    def wanted(self) -> list[str]:
+        """Symbols of the open positions in the group's fresh confirmed snapshots."""
+        symbols = set()
+        for snapshot in self.daemon.fresh_snapshots(self.names).values():
+            symbols.update(p.symbol for p in snapshot.positions)
+        return sorted(symbols)
+
+    def markets(self) -> dict | None:
+        for name in self.names:
+            source = self.daemon.sources.get(name)
+            markets = getattr(getattr(source, "exchange", None), "markets", None)
+            if markets:
+                return markets
+        return None
+
+    async def run(self) -> None:
+        from alerter.sources.stream import PriceFeed, describe
+
+        timeout = self.streams.timeout_s
+        connect_timeout = max(timeout, self.daemon.settings.daemon.request_timeout.total_seconds())
+        fallback = f"mark prices by REST every {self.daemon.settings.daemon.price_interval.total_seconds():g} s until it is back"
+        while True:
+            symbols = self.wanted()
+            if not symbols:  # nothing to watch: no connection, nothing to fall back from
+                await self.close()
+                self.changed.clear()
+                try:
+                    await asyncio.wait_for(self.changed.wait(), 1.0)
+                except TimeoutError:
+                    pass
+                continue
+            if self.feed is None:
+                account = self.daemon.account_config(self.names[0])
+                self.feed = PriceFeed(account, self.markets(), timeout_s=connect_timeout, keepalive_s=timeout)
+            try:
+                wait = timeout if self.link.up else connect_timeout
+                marks = await asyncio.wait_for(self.feed.next(symbols), wait)
+            except TimeoutError:
+                why = f"no mark price for {timeout:g} s (stalled)" if self.link.up else f"no mark price within {wait:g} s of connecting"
+                await self.fail(why, fallback)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # ccxt's: refused, dropped, cut
+                await self.fail(describe(e), fallback)
+                continue
+            self.link.set_up(f"{len(symbols)} symbol{'s' if len(symbols) != 1 else ''}")
+            self.marks = marks
+            self.dirty.set()
+
+    async def fail(self, why: str, fallback: str) -> None:
+        if self.link.set_down(why, fallback):
+            self.daemon.spawn(self.daemon.check_prices, self.names)  # fall back at once, not at the next tick
+        await self.close()
+        await asyncio.sleep(backoff(self.link.failures))
+
+    async def flush(self) -> None:
+        """Re-price the accounts whose marks moved; updates that arrive meanwhile are taken
+        together by the next round."""
+        while True:
+            await self.dirty.wait()
+            self.dirty.clear()
+            marks, names = self.marks, []
+            for name, snapshot in self.daemon.fresh_snapshots(self.names).items():
+                key = (id(snapshot), tuple(marks.get(p.symbol) for p in snapshot.positions))
+                if self.sent.get(name) != key and any(p.symbol in marks for p in snapshot.positions):
+                    self.sent[name] = key
+                    names.append(name)
+            if names:
+                try:
+                    await self.daemon.reprice_from(names, marks)
+                except Exception:  # a bug here must not end the stream
+                    logger.exception("re-pricing from the mark-price stream failed")
+
+    async def close(self) -> None:
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            try:
+                await feed.close()
+            except Exception as e:
+                logger.debug("closing the mark-price stream: %s", e)
+
+
+class AccountStream:
+    """One account's private connection: its events trigger full polls, its exchange's
+    margin-call notices become alerts."""
+
+    def __init__(self, streams: Streams, name: str) -> None:
+        from alerter.sources.stream import STREAMS
+
+        self.streams, self.daemon, self.name = streams, streams.daemon, name
+        plan = self.daemon.plans[name]
+        self.spec = STREAMS[plan.exchange]
+        self.link = Link(f"account {name}", plan.exchange, "account", name)
+        self.wake = asyncio.Event()
+        self.notices: list[Notice] = []
+        self.noticed: dict[str, datetime] = {}  # notice key → when it was last told
+        self.feed = None
+
+    def tasks(self):
+        return (self.run(), self.poller())
+
+    def on_message(self, message: Mapping[str, Any]) -> None:
+        """Every raw message of the private connection (on the event loop, from ccxt's reader)."""
+        self.link.message()
+        notice = self.spec.notice(message)
+        if notice is not None:
+            logger.warning("%s: %s", self.name, notice.text)
+            self.notices.append(notice)
+            self.wake.set()
+        elif message.get("e") in self.spec.account_events:
+            logger.info("%s: %s from the exchange: polling now", self.name, message.get("e"))
+            self.wake.set()
+
+    async def run(self) -> None:
+        from alerter.sources.stream import AccountFeed, describe
+
+        connect_timeout = max(self.streams.timeout_s, self.daemon.settings.daemon.request_timeout.total_seconds())
+        fallback = f"positions and balances at the full polls (every {self.daemon.plans[self.name].poll_interval.total_seconds():g} s)"
+        while True:
+            account = self.daemon.account_config(self.name)
+            hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret")) if s is not None]
+            self.feed = AccountFeed(account, self.markets(), self.on_message,
+                                    timeout_s=connect_timeout, keepalive_s=self.streams.timeout_s / 3)
+            watch = asyncio.ensure_future(self.feed.next())
+            try:
+                connected = asyncio.ensure_future(self.feed.connected.wait())
+                done, _ = await asyncio.wait({watch, connected}, timeout=connect_timeout, return_when=asyncio.FIRST_COMPLETED)
+                connected.cancel()
+                if watch in done:
+                    watch.result()  # raises: refused, no listen key …
+                if not self.feed.connected.is_set():
+                    raise TimeoutError(f"not connected within {connect_timeout:g} s")
+                was_down = self.link.up is False
+                if self.link.set_up() and was_down:
+                    self.wake.set()  # events may have been missed while it was down: catch up with a poll
+                while True:
+                    await watch  # an account event (the poll was asked for by on_message); raises when the socket is lost
+                    watch = asyncio.ensure_future(self.feed.next())
+            except asyncio.CancelledError:
+                watch.cancel()
+                raise
+            except Exception as e:
+                watch.cancel()
+                self.link.set_down(describe(e, [s.get_secret_value() for s in hidden]), fallback)
+            await self.close()
+            await asyncio.sleep(backoff(self.link.failures))
+
+    def markets(self) -> dict | None:
+        source = self.daemon.sources.get(self.name)
+        return getattr(getattr(source, "exchange", None), "markets", None) or None
+
+    async def poller(self) -> None:
+        """One full poll per burst of events (events during a poll make one more)."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            notices, self.notices = self.notices, []
+            alerts = []
+            now = self.daemon.clock()
+            plan = self.daemon.plans.get(self.name)
+            if plan is None:
+                return
+            for notice in notices:
+                if notice_due(self.noticed.get(notice.key), now, plan.repeat.after(NOTICE_LEVEL)):
+                    self.noticed[notice.key] = now
+                    alerts.append(notice_alert(self.name, self.spec.name, notice, now))
+                else:
+                    logger.info("%s: %s (told at %s: not again before the call repeat)", self.name, notice.text,
+                                self.noticed[notice.key].strftime("%H:%M:%S UTC"))
+            try:
+                await self.daemon.poll_account(self.name, notices=alerts)
+            except Exception:  # a bug here must not end the stream
+                logger.exception("%s: poll after a stream event failed", self.name)
+
+    async def close(self) -> None:
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            try:
+                await feed.close()
+            except Exception as e:
+                logger.debug("closing the account stream of %s: %s", self.name, e)
