@@ -304,7 +304,7 @@ class AccountStream:
             account = self.daemon.account_config(self.name)
             hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret")) if s is not None]
             self.feed = AccountFeed(account, self.markets(), self.on_message,
-                                    timeout_s=connect_timeout, keepalive_s=self.streams.timeout_s / 3)
+                                    timeout_s=connect_timeout, keepalive_s=self.streams.timeout_s)
             watch = asyncio.ensure_future(self.feed.next())
             try:
                 connected = asyncio.ensure_future(self.feed.connected.wait())

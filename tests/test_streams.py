@@ -1,0 +1,282 @@
+"""Stream mode end to end: the simulator's Binance websockets → the real ccxt.pro class → the real
+daemon (scheduler, SQLite, apprise) → a loopback webhook. Mark prices are pushed every 0.1 s and
+a stream silent for 0.3 s counts as stalled, so each test runs in a few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import SCENARIO, Clock, Harness, price_for, run, settings_for, titles
+
+from alerter import display
+from alerter.config import ConfigError, build_settings
+from alerter.daemon import utcnow
+from alerter.metrics import METRICS
+from alerter.models import Level
+from alerter.simulator import run_simulator
+from alerter.simulator.market import Position
+from alerter.sources.stream import binance_margin_call
+from alerter.streams import backoff, notice_due
+
+CADENCE = 0.1
+
+
+@asynccontextmanager
+async def streaming(tmp_path, webhook, *, before=None, **daemon):
+    """The simulator pushing every 0.1 s and a running daemon with streams on (full polls every
+    60 s unless told), its first full polls done; `before(sim)` runs before the daemon starts."""
+    options = {"poll_interval": "60s", "price_interval": "0.5s", "stream_timeout": "0.3s", **daemon}
+    async with run_simulator(SCENARIO, mark_cadence=CADENCE) as sim:
+        if before is not None:
+            await before(sim)
+        h = Harness(sim, settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}], **options), Clock())
+        h.daemon.clock = utcnow  # the scheduler and the streams run in real time
+        runner = asyncio.create_task(h.daemon.run())
+        try:
+            await until(lambda: {"main", "second"} <= h.daemon.confirmed.keys(), 10)
+            yield sim, h.daemon
+        finally:
+            h.daemon.stop()
+            await asyncio.wait_for(runner, 10)
+
+
+async def until(condition, timeout: float) -> float:
+    """Seconds until `condition()` holds; fails the test after `timeout`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+def up(kind: str = "prices", account: str = "") -> float:
+    return METRICS.stream_up.labels("binanceusdm", kind, account)._value.get()
+
+
+def public_rest(sim) -> int:
+    return sum(n for (key, path), n in sim.request_counts().items() if key is None and path.endswith("premiumIndex"))
+
+
+# ---------------------------------------------------------------- the simulator, to real ccxt.pro
+
+def test_simulator_speaks_binance_websockets_to_ccxt_pro():
+    import aiohttp
+    import ccxt.pro
+
+    async def scenario():
+        async with run_simulator(SCENARIO, mark_cadence=CADENCE) as sim:
+            public = ccxt.pro.binanceusdm(sim.ccxt_config())
+            private = ccxt.pro.binanceusdm({"apiKey": "main-key", "secret": "x", **sim.ccxt_config(),
+                                            "options": {**sim.ccxt_config()["options"], "watchBalance": {"fetchBalanceSnapshot": False},
+                                                        "watchPositions": {"fetchPositionsSnapshot": False}}})
+            raw = []
+            handle = private.handle_message
+            private.handle_message = lambda client, message: (raw.append(message), handle(client, message))[1]
+            try:
+                sim.set_prices({"ETHUSDT": 2_500})
+                marks = await public.watch_mark_prices(["ETH/USDT:USDT"])
+                watching = asyncio.ensure_future(private.watch_balance())
+                await until(lambda: any(c.isConnected for u, c in private.clients.items() if "listenKey" in u), 5)
+                sim.set_account("main-key", wallet_balance=12_000)
+                balance = await asyncio.wait_for(watching, 5)
+                call = await sim.margin_call("main-key")
+                await until(lambda: any(m.get("e") == "MARGIN_CALL" for m in raw), 5)
+                async with aiohttp.ClientSession() as session:  # a combined stream, as Binance wraps it
+                    async with session.ws_connect(sim.url.replace("http", "ws") + "/stream?streams=btcusdt@markPrice@1s") as ws:
+                        combined = json.loads((await ws.receive(timeout=5)).data)
+                    await sim.ws_fault("refuse", "public")
+                    with pytest.raises(aiohttp.WSServerHandshakeError):
+                        await session.ws_connect(sim.url.replace("http", "ws") + "/market/ws/0")
+                return marks, balance, call, combined, [m.get("e") for m in raw], sim.request_counts()
+            finally:
+                await public.close()
+                await private.close()
+
+    marks, balance, call, combined, events, counts = run(scenario())
+    assert marks["ETH/USDT:USDT"]["markPrice"] == 2_500
+    assert balance["USDT"]["total"] == 12_000  # ACCOUNT_UPDATE, reason DEPOSIT, parsed by ccxt.pro
+    assert events == ["ACCOUNT_UPDATE", "MARGIN_CALL"]
+    assert call["e"] == "MARGIN_CALL" and call["p"][0]["s"] == "BTCUSDT" and call["p"][0]["mt"] == "CROSSED" and "cw" in call
+    assert combined["stream"] == "btcusdt@markPrice@1s" and combined["data"]["e"] == "markPriceUpdate"
+    assert counts[("main-key", "/fapi/v1/listenKey")] == 1  # the listen key; websockets are not REST requests
+    assert not [path for (_, path) in counts if "ws" in path]
+
+
+# ---------------------------------------------------------------- the daemon
+
+def test_price_step_alerted_from_the_stream_and_confirmed_by_the_poll_without_duplicate(tmp_path, webhook):
+    async def scenario():
+        async with streaming(tmp_path, webhook) as (sim, daemon):
+            await until(lambda: up() == 1, 5)
+            sim.reset_counts()
+            sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})
+            latency = await until(lambda: webhook.bodies, 5)
+            rest = public_rest(sim)
+            await daemon.poll_account("main")  # the full poll that confirms the estimate
+            await asyncio.sleep(0.3)  # more stream updates at the same price: nothing new either
+            return latency, rest, sim.state.risk("main-key").cross_margin_ratio
+
+    latency, rest, ratio = run(scenario())
+    assert titles(webhook) == [f"CALL · main · margin ratio {round(ratio * 100)} % (call at 70 %) (estimated)"]  # once
+    assert latency < 1.0
+    assert rest == 0  # no REST mark price while the stream is up
+
+
+def test_position_change_alerted_from_the_stream_before_the_next_poll(tmp_path, webhook):
+    async def scenario():
+        async with streaming(tmp_path, webhook) as (sim, daemon):
+            await until(lambda: up("account", "second") == 1, 5)
+            # "second" opens a large BTC position: its ratio jumps from 0.4 % to critical
+            sim.set_account("second-key", positions=[*sim.state.accounts["second-key"].positions,
+                                                     Position("BTCUSDT", 80, 60_000, leverage=125)])
+            latency = await until(lambda: webhook.bodies, 5)
+            return latency, sim.state.risk("second-key").cross_margin_ratio
+
+    latency, ratio = run(scenario())
+    assert ratio > 0.85
+    assert titles(webhook) == [f"CRITICAL · second · margin ratio {display.ratio(ratio)} (critical at 85 %)"]  # a full poll's figures
+    assert latency < 2.0  # the next scheduled poll is a minute away
+
+
+def test_exchange_margin_call_is_forwarded_once_and_polls_at_once(tmp_path, webhook):
+    async def scenario():
+        async with streaming(tmp_path, webhook) as (sim, daemon):
+            await until(lambda: up("account", "main") == 1, 5)
+            polled = daemon.confirmed["main"][0]
+            call = await sim.margin_call("main-key")
+            latency = await until(lambda: webhook.bodies, 5)
+            await until(lambda: daemon.confirmed["main"][0] > polled, 5)
+            await sim.margin_call("main-key")  # Binance repeats it: not another message before the call repeat
+            await until(lambda: daemon.confirmed["main"][0] > polled + timedelta(seconds=0.01), 5)
+            await asyncio.sleep(0.3)
+            return latency, call
+
+    latency, call = run(scenario())
+    maint = float(call["p"][0]["mm"])
+    assert titles(webhook) == [f"EXCHANGE · main · Binance margin call: BTCUSDT cross, maint {maint:,.2f}"]
+    assert "Pushed by Binance at" in webhook.bodies[0]["message"]
+    assert latency < 1.0
+
+
+@pytest.mark.parametrize("fault", ["drop", "stall", "refuse"])
+def test_prices_fall_back_to_rest_while_the_stream_is_down(tmp_path, webhook, caplog, fault):
+    caplog.set_level(logging.INFO, logger="alerter.streams")
+
+    async def refuse(sim):
+        await sim.ws_fault("refuse", "public")
+
+    async def scenario():
+        async with streaming(tmp_path, webhook, before=refuse if fault == "refuse" else None) as (sim, daemon):
+            if fault != "refuse":
+                await until(lambda: up() == 1, 5)
+                await sim.ws_fault("refuse" if fault == "drop" else "stall", "public")  # and stays down
+                if fault == "drop":
+                    await sim.ws_fault("drop", "public")
+                await until(lambda: up() == 0, 2)
+            sim.reset_counts()
+            sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})
+            latency = await until(lambda: webhook.bodies, 5)  # from REST mark prices, within a price_interval or so
+            rest = public_rest(sim)
+            sim.clear_ws_faults()  # the stream comes back; REST price checks stop
+            await until(lambda: up() == 1, 10)
+            await asyncio.sleep(0.2)
+            sim.reset_counts()
+            await asyncio.sleep(1.2)
+            states = daemon.store.load_states("main")
+            return latency, rest, public_rest(sim), states["account"]
+
+    latency, rest_down, rest_up, state = run(scenario())
+    assert titles(webhook) == ["CALL · main · margin ratio 78 % (call at 70 %) (estimated)"]
+    assert latency < 1.5 and rest_down >= 1
+    assert rest_up == 0
+    assert state.failures == 0 and not state.blind  # a stream being down is not blindness
+    lines = [r.getMessage() for r in caplog.records if r.name == "alerter.streams" and "mark-price" in r.getMessage()]
+    down = [line for line in lines if "down" in line or "not connected" in line]
+    assert down and "REST every 0.5 s" in down[0]
+    if fault == "stall":
+        assert "no mark price for 0.3 s (stalled)" in down[0]
+    assert lines[-1].startswith("mark-price (binanceusdm) stream up")
+
+
+def test_streams_off_polls_prices_by_rest_and_opens_no_socket(tmp_path, webhook):
+    async def scenario():
+        async with streaming(tmp_path, webhook, streams=False) as (sim, daemon):
+            await asyncio.sleep(1.2)
+            return public_rest(sim), dict(sim.ws.counts), daemon.streams.accounts
+
+    rest, sockets, accounts = run(scenario())
+    assert rest >= 2 and sockets == {} and accounts == {}
+
+
+# ---------------------------------------------------------------- config and pure parts
+
+def test_streams_on_an_exchange_that_does_not_stream_is_refused():
+    with pytest.raises(ConfigError) as e:
+        build_settings({"accounts": [{"name": "b", "exchange": "bybit", "api_key": "k", "secret": "s", "streams": True}]})
+    assert e.value.problems == ["accounts[0].streams: alerter does not stream bybit (streams: binanceusdm); remove the key or set it to false"]
+
+
+def test_plans_stream_where_supported_unless_turned_off():
+    from alerter.plan import plans
+
+    def settings(**daemon):
+        return build_settings({"daemon": daemon, "accounts": [
+            {"name": "a", "exchange": "binanceusdm", "api_key": "k", "secret": "s"},
+            {"name": "b", "exchange": "binanceusdm", "api_key": "k", "secret": "s", "streams": False},
+            {"name": "c", "exchange": "bybit", "api_key": "k", "secret": "s"},
+        ]})
+
+    assert {n: p.streams for n, p in plans(settings()).items()} == {"a": True, "b": False, "c": False}
+    assert not any(p.streams for p in plans(settings(streams=False)).values())
+
+
+@pytest.mark.parametrize("message, text", [
+    ({"e": "MARGIN_CALL", "E": 1, "cw": "3.16812045", "p": [{"s": "ETHUSDT", "ps": "LONG", "pa": "1.327", "mt": "CROSSED", "iw": "0",
+                                                          "mp": "187.17127", "up": "-1.166074", "mm": "1.614445"}]},
+     "Binance margin call: ETHUSDT long cross, maint 1.61"),  # Binance's documented example
+    ({"e": "MARGIN_CALL", "p": [{"s": "BTCUSDT", "ps": "BOTH", "mt": "ISOLATED", "mm": "1234.5"},
+                                {"s": "ETHUSDT", "ps": "BOTH", "mt": "CROSSED", "mm": "x"}]},
+     "Binance margin call: BTCUSDT isolated, maint 1,234.50; ETHUSDT cross"),
+    ({"e": "MARGIN_CALL", "p": []}, "Binance margin call (no positions named)"),
+])
+def test_binance_margin_call_reads_as_one_line(message, text):
+    assert binance_margin_call(message).text == text
+
+
+def test_other_messages_are_not_margin_calls():
+    assert binance_margin_call({"e": "ACCOUNT_UPDATE"}) is None
+    assert binance_margin_call({"result": None, "id": 1}) is None
+
+
+T = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@given(st.integers(0, 10_000), st.integers(1, 10_000))
+def test_a_notice_is_told_again_only_after_the_repeat(seconds, every):
+    last, now, repeat = T, T + timedelta(seconds=seconds), timedelta(seconds=every)
+    assert notice_due(None, now, repeat)
+    assert notice_due(last, now, repeat) == (seconds >= every)
+    assert not notice_due(last, now, None)
+
+
+def test_backoff_doubles_to_a_cap():
+    assert [backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1, 2, 4]
+    assert backoff(50) == 30
+
+
+def test_notice_alert_routes_like_a_call():
+    from alerter.sources.stream import Notice
+    from alerter.streams import notice_alert
+
+    alert = notice_alert("main", "Binance", Notice("Binance margin call: ETHUSDT cross, maint 1.61", "k"), T)
+    assert alert.level == Level.CALL and alert.scope == "exchange"
