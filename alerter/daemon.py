@@ -642,12 +642,6 @@ class Daemon:
             self.polled.discard(name)
         if scheduler is not None:
             self.reschedule(scheduler, old_plans)
-        def streaming(settings: Settings, plans: dict[str, AccountPlan]) -> tuple:
-            return (settings.daemon.stream_timeout, settings.daemon.price_interval,
-                    sorted((p.name, p.market_key, p.repricing, p.poll_interval) for p in plans.values() if p.streams))
-
-        if self.streams is not None and (retired or streaming(old, old_plans) != streaming(new, new_plans)):
-            await self.streams.restart()  # accounts, keys or intervals changed: the streams afresh
         logger.info("reload: %s", ", ".join(changes) if changes else "no changes")
         await self.note_removed_channels(old)
         if new.daemon.metrics != old.daemon.metrics:
@@ -657,6 +651,13 @@ class Daemon:
             await self.serve_metrics()
         if scheduler is not None:
             await self.sync_workers(old)
+
+        def streaming(settings: Settings, plans: dict[str, AccountPlan]) -> tuple:
+            return (settings.daemon.stream_timeout, settings.daemon.price_interval,
+                    sorted((p.name, p.market_key, p.repricing, p.poll_interval) for p in plans.values() if p.streams))
+
+        if self.streams is not None and (retired or streaming(old, old_plans) != streaming(new, new_plans)):
+            await self.streams.restart()  # accounts, keys or intervals changed: the streams afresh
         await asyncio.gather(*(sources[name].close() for name in retired), return_exceptions=True)
         return True
 

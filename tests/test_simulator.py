@@ -567,10 +567,11 @@ def test_control_api_over_http():
 
 def test_ccxt_config_covers_every_binanceusdm_api_url():
     ex = ccxt.binanceusdm()
-    assert set(API_PATHS) == set(ex.urls["api"])
+    assert set(API_PATHS) == set(ex.urls["api"]) - {"ws"}
     config = ccxt_config_for("http://127.0.0.1:1234/")
     ex = ccxt.binanceusdm({"apiKey": "k", "secret": "s", **config})
-    assert all(url.startswith("http://127.0.0.1:1234/") for url in ex.urls["api"].values())
+    assert all(url.startswith("http://127.0.0.1:1234/") for key, url in ex.urls["api"].items() if key != "ws")
+    assert ex.urls["api"]["ws"]["linear"] == "ws://127.0.0.1:1234/ws"  # ccxt.pro: /market/ws/…, /private/ws?listenKey=…
     assert ex.urls["api"]["fapiPrivateV3"] == "http://127.0.0.1:1234/fapi/v3"
     assert ex.options["fetchCurrencies"] is False and ex.options["fetchMargins"] is False
     assert ex.options["recvWindow"] == 10000  # the rest of the options survive the deep merge

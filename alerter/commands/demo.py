@@ -58,7 +58,8 @@ def demo_settings(ccxt_config: dict, database: Path, *, speed: float, channels: 
 
     scale = 1.0 / speed
     return build_settings({
-        "daemon": {"database": str(database), "poll_interval": POLL_SECONDS * scale, "request_timeout": "5s", "log_level": "info"},
+        "daemon": {"database": str(database), "poll_interval": POLL_SECONDS * scale, "request_timeout": "5s", "log_level": "info",
+                   "stream_timeout": max(0.3, 3 * scale)},
         "repeat": {"warning": "never", "call": 60 * scale, "critical": 10 * scale, "blind": 60 * scale},
         "accounts": [
             {"name": "demo", "exchange": "binanceusdm", "api_key": "demo-key", "secret": "demo-secret", "ccxt": ccxt_config},
@@ -85,7 +86,7 @@ async def run_demo(*, speed: float = 1.0, channels: list[str] = (), database: Pa
 
     with tempfile.TemporaryDirectory(prefix="alerter-demo-") as tmp:
         db = database or Path(tmp) / "demo.db"
-        async with run_simulator("demo", speed=speed) as sim:
+        async with run_simulator("demo", speed=speed, mark_cadence=1.0 / speed) as sim:  # Binance's 1 s, sped up
             settings = demo_settings(sim.ccxt_config(), db, speed=speed, channels=list(channels))
             preflight(settings)
             setup_logging(settings.daemon.log_level, secrets_of(settings))

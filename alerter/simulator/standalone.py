@@ -18,6 +18,13 @@ from alerter.simulator.server import ccxt_config_for, run_simulator
 DEFAULT_PORT = 8765
 
 
+def inline(value) -> str:
+    """A string or a table of strings as a TOML value."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
 def config_snippet(base_url: str, scenario: Scenario) -> str:
     """`[[accounts]]` entries for config.toml whose ccxt passthrough points at the simulator."""
     config = ccxt_config_for(base_url)
@@ -33,7 +40,7 @@ def config_snippet(base_url: str, scenario: Scenario) -> str:
             'secret = "anything"  # the simulator accepts any signature',
             "",
             "[accounts.ccxt.urls.api]",
-            *(f"{key} = {json.dumps(url)}" for key, url in config["urls"]["api"].items()),
+            *(f"{key} = {inline(url)}" for key, url in config["urls"]["api"].items()),
             "",
             "[accounts.ccxt.options]",
             "fetchCurrencies = false",
