@@ -67,6 +67,7 @@ class Contract:
 URL_KEYS = {
     "binanceusdm": tuple(BINANCE_API_PATHS),
     "binancecoinm": tuple(BINANCE_API_PATHS),
+    "binance": tuple(BINANCE_API_PATHS),
     "okx": ("rest",),
     "bybit": ("spot", "futures", "v2", "public", "private"),
     "deribit": ("rest",),
@@ -80,7 +81,7 @@ def ccxt_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
     base = base_url.rstrip("/")
     if exchange_id not in URL_KEYS:
         raise ValueError(f"no replay URL layout for exchange {exchange_id!r} (known: {', '.join(sorted(URL_KEYS))})")
-    if exchange_id in ("binanceusdm", "binancecoinm"):
+    if exchange_id in ("binanceusdm", "binancecoinm", "binance"):
         return {"api": {key: base + path for key, path in BINANCE_API_PATHS.items()}}
     return {"api": {key: base for key in URL_KEYS[exchange_id]}}
 
@@ -128,6 +129,27 @@ def _binance_brackets(contracts: list[Contract]) -> list:
         ]}
         for c in contracts
     ]
+
+
+def _binance_spot_exchange_info(contracts: list[Contract]) -> dict:
+    """/api/v3/exchangeInfo: spot pairs (`symbol` BTCUSDT, `base`, `quote`). The binance profile
+    reads no figure from the markets; ccxt only needs a non-empty list."""
+    return {
+        "timezone": "UTC", "serverTime": 0, "rateLimits": [], "exchangeFilters": [],
+        "symbols": [
+            {
+                "symbol": c.symbol, "status": "TRADING", "baseAsset": c.base, "baseAssetPrecision": 8, "quoteAsset": c.quote,
+                "quotePrecision": 8, "quoteAssetPrecision": 8, "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": True,
+                "ocoAllowed": True, "isSpotTradingAllowed": True, "isMarginTradingAllowed": True, "permissions": [],
+                "permissionSets": [["SPOT", "MARGIN"]],
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
+                    {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
+                ],
+            }
+            for c in contracts
+        ],
+    }
 
 
 def _okx_instruments(contracts: list[Contract], inst_type: str) -> dict:
@@ -223,6 +245,8 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
     if exchange_id == "binancecoinm":
         brackets = [{"pair": c.symbol.partition("_")[0], **b} for c, b in zip(contracts, _binance_brackets(contracts))]
         return {"/dapi/v1/exchangeInfo": _binance_coinm_exchange_info(contracts), "/dapi/v2/leverageBracket": brackets}
+    if exchange_id == "binance":  # spot pairs only (the profile's fetchMarkets types)
+        return {"/api/v3/exchangeInfo": _binance_spot_exchange_info(contracts)}
     if exchange_id == "deribit":  # JSON-RPC over GET: /api/v2/private/get_account_summaries, /api/v2/private/get_positions
         return {"/api/v2/public/get_instruments": _deribit_instruments(contracts)}
     if exchange_id == "hyperliquid":  # every call is POST /info; the body's "type" picks the answer

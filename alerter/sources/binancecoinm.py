@@ -231,7 +231,7 @@ PROFILE = Profile(
     options={"defaultType": ("delivery", "future", "swap"), "defaultSubType": ("inverse",), "portfolioMargin": (False,)},
     redirects=(
         # ccxt's binance reaches the COIN-M endpoints (/dapi) with defaultType "delivery" or subType inverse
-        Redirect("binance", {"defaultType": ("delivery",)}, 'these are Binance COIN-M futures: use exchange = "binancecoinm"'),
-        Redirect("binance", {"defaultSubType": ("inverse",)}, 'these are Binance COIN-M futures: use exchange = "binancecoinm"'),
+        Redirect("binance", {"defaultType": ("delivery",), "portfolioMargin": (None, False)}, 'these are Binance COIN-M futures: use exchange = "binancecoinm"'),
+        Redirect("binance", {"defaultSubType": ("inverse",), "portfolioMargin": (None, False)}, 'these are Binance COIN-M futures: use exchange = "binancecoinm"'),
     ),
 )

@@ -61,6 +61,10 @@ class Profile:
     own_figure: OwnFigure | None = None
     # where the figure depends on the account's ccxt options (one exchange id, several modes)
     figure_for: Callable[[Mapping[str, Any]], OwnFigure | None] | None = None
+    # where the account is one raw answer that ccxt's fetch_balance() does not ask for: the name of
+    # ccxt's implicit method (papiGetAccount) whose answer becomes balance["info"], for an account
+    # with these ccxt options (None: fetch_balance())
+    balance_method: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def figure_of(self, options: Mapping[str, Any] | None = None) -> OwnFigure | None:
         """The exchange's own figure for an account with these ccxt `options`."""
