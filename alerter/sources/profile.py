@@ -45,6 +45,7 @@ class Profile:
     check_body: BodyCheck | None = None  # the documented shape of the raw answers
     ccxt_defaults: Mapping[str, Any] = field(default_factory=dict)  # the account's `ccxt` table is merged over these
     position_params: tuple[Mapping[str, Any], ...] = ({},)  # one fetch_positions() call each, results concatenated
+    position_marks: bool = False  # the positions state no mark: each poll also reads the public tickers' markPrice
     server_error: tuple[str, frozenset[str]] | None = None  # (body marker, codes) meaning "system error, try again"
     reprice: bool = False  # re-pricing the positions from public mark prices between polls is faithful
     credentials: tuple[str, ...] = ("api_key", "secret")  # account keys the exchange needs
