@@ -4,14 +4,16 @@ GET /derivatives/api/v3/openpositions, with the public GET /derivatives/api/v3/t
 Kraken liquidates a margin account once its equity falls below its maintenance margin: "Positions
 begin this process once the portfolio value (i.e., equity) of a margin account falls below
 Maintenance Margin threshold" (Equity Protection Process,
-https://support.kraken.com/hc/en-us/articles/360022835671-Equity-Protection-Process; the
-2026 revision of the page: "When your equity drops below the Maintenance Margin, Kraken
-automatically attempts to close your position"). So a scope's ratio is its maintenance margin ÷
-its equity, and 100 % is Kraken's trigger. Kraken Futures states no margin-call notice level:
-the only other level is the initial margin, where Kraken cancels the orders that would add risk
-(https://support.kraken.com/hc/en-us/articles/360022835651-Leverage-Margining-Summary), a level
-that depends on the account (ratio = maintenance ÷ initial margin), not a fixed figure, so the
-profile has no `own_figure` notices; the normalised ratio is Kraken's own figure.
+https://support.kraken.com/hc/en-us/articles/360022835671-Equity-Protection-Process; its 2026
+revision: "Maintenance Margin - the minimium account value needed to keep a position open. If your
+account value (equity) falls below this level, the EPP activates", with partial liquidations from
+2026-03-26). So a scope's ratio is its maintenance margin ÷ its equity, and 100 % is Kraken's
+trigger. Kraken Futures states no margin-call notice level (the "margin call level" of about 80 %
+on Kraken's pages is spot margin's margin level, not futures): the only other level is the
+initial margin, where "all open orders that would further add to the risk of this margin account
+are cancelled" (https://support.kraken.com/hc/en-us/articles/360022835651-Leverage-Margining-Summary),
+a level that depends on the account (ratio = maintenance ÷ initial margin), not a fixed figure.
+So the profile has no `own_figure`: the normalised ratio is Kraken's own maintenance ÷ equity.
 
 Kraken keeps wallets apart (https://support.kraken.com/hc/en-us/articles/4871883902612): one
 multi-collateral wallet and one single-collateral wallet per collateral coin. Each wallet in use
@@ -23,10 +25,13 @@ is a cross scope of its own (a `Pool`):
   maintenance = `maintenanceMargin`, wallet = `collateralValue` (the balance after haircuts, before
   the unrealised PnL). Scope "cross:USD"; it is always there.
 - A single-collateral wallet (`accounts.fi_xbtusd` and the like, type marginAccount), in its coin
-  (`currency` "xbt" is BTC): equity = `auxiliary.pv` (its portfolio value), maintenance =
-  `marginRequirements.mm`, wallet = its coin balance. Scope "cross:BTC". Listed only while in use
-  (a maintenance margin, or a position in it). `lt`, `tt` and `triggerEstimates` are not read:
-  Kraken's pages describe only the initial and the maintenance margin.
+  (`currency` "xbt" is BTC; "All figures shown in `auxiliary` and `marginRequirements` are in this
+  currency", https://docs.kraken.com/api/docs/futures-api/trading/get-accounts): equity =
+  `auxiliary.pv` ("The portfolio value of the account"), maintenance = `marginRequirements.mm`,
+  wallet = its coin balance. Scope "cross:BTC". Listed only while in use (a maintenance margin, or
+  a position in it). `lt` ("liquidation threshold"), `tt` and `triggerEstimates` are not read:
+  Kraken's support pages liquidate at the maintenance margin and describe no other threshold, and
+  Kraken's own example states an `lt` above `mm`.
 
 Positions (openpositions: `symbol`, `side`, `size`, `price` = the entry, `fillTime`,
 `unrealizedPnl`, `unrealizedFunding`, `pnlCurrency`, `maxFixedLeverage` for isolated ones,
