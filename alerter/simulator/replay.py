@@ -73,6 +73,7 @@ URL_KEYS = {
     "deribit": ("rest",),
     "hyperliquid": ("public",),
     "kucoinfutures": ("public", "private", "futuresPrivate", "futuresPublic", "webExchange", "broker", "earn", "uta", "utaV2", "utaPrivate"),
+    "krakenfutures": ("public", "private", "charts", "history", "feeschedules"),
 }
 
 
@@ -83,6 +84,9 @@ def ccxt_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
         raise ValueError(f"no replay URL layout for exchange {exchange_id!r} (known: {', '.join(sorted(URL_KEYS))})")
     if exchange_id in ("binanceusdm", "binancecoinm", "binance"):
         return {"api": {key: base + path for key, path in BINANCE_API_PATHS.items()}}
+    if exchange_id == "krakenfutures":  # ccxt appends "v3/accounts" and the like to these
+        return {"api": {key: base + ("/derivatives/api/" if key in ("public", "private") else f"/api/{key}/")
+                        for key in URL_KEYS[exchange_id]}}
     return {"api": {key: base for key in URL_KEYS[exchange_id]}}
 
 
@@ -224,6 +228,21 @@ def _kucoin_contracts(contracts: list[Contract]) -> dict:
     return {"code": "200000", "data": rows}
 
 
+def _kraken_instruments(contracts: list[Contract]) -> dict:
+    """GET /derivatives/api/v3/instruments: PF_ (multi-collateral, linear, `size` in the base coin)
+    and PI_/FI_ (single-collateral, inverse, 1 USD a contract) rows; a FI_XBTUSD_201225 row gets
+    that day as its lastTradingTime. Synthetic: names, kinds and sizes only."""
+    rows = []
+    for c in contracts:
+        row = {"symbol": c.symbol, "type": "futures_inverse" if c.kind == "inverse" else "flexible_futures",
+               "tradeable": True, "tickSize": 0.01, "contractSize": float(c.size), "contractValueTradePrecision": 4}
+        tail = c.symbol.rsplit("_", 1)[-1]
+        if tail.isdigit():
+            row["lastTradingTime"] = f"20{tail[:2]}-{tail[2:4]}-{tail[4:]}T16:00:00.000Z"
+        rows.append(row)
+    return {"result": "success", "instruments": rows, "serverTime": "2026-01-01T00:00:00.000Z"}
+
+
 def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
     """The synthetic answers ccxt needs before it reaches the recorded endpoints (see the module)."""
     if exchange_id == "binanceusdm":
@@ -249,6 +268,8 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
         return {"/api/v3/exchangeInfo": _binance_spot_exchange_info(contracts)}
     if exchange_id == "deribit":  # JSON-RPC over GET: /api/v2/private/get_account_summaries, /api/v2/private/get_positions
         return {"/api/v2/public/get_instruments": _deribit_instruments(contracts)}
+    if exchange_id == "krakenfutures":  # GET /derivatives/api/v3/accounts, /openpositions, /tickers
+        return {"/derivatives/api/v3/instruments": _kraken_instruments(contracts)}
     if exchange_id == "hyperliquid":  # every call is POST /info; the body's "type" picks the answer
         return {"/info#metaAndAssetCtxs": _hyperliquid_meta(contracts)}
     if exchange_id == "kucoinfutures":  # with keys set, ccxt's load_markets also lists the spot margin pairs
@@ -334,6 +355,8 @@ class Replay:
         else:
             credentials = {"api_key": "replay-key-0123456789", "secret": "replay-secret-0123456789",
                            "password": "replay-pass-42" if self.exchange_id in ("okx", "kucoinfutures") else None}
+            if self.exchange_id == "krakenfutures":  # ccxt signs with the base64-decoded secret
+                credentials["secret"] = "cmVwbGF5LXNlY3JldC0wMTIzNDU2Nzg5"
         return AccountConfig(
             name=name or f"{self.exchange_id}-replay",
             exchange=self.exchange_id,
