@@ -70,6 +70,13 @@ URL_KEYS = {
     "bybit": ("spot", "futures", "v2", "public", "private"),
     "deribit": ("rest",),
     "hyperliquid": ("public",),
+    "gate": ("public", "private"),  # each a dict of sections (GATE_SECTIONS), every one at base + /api/v4
+}
+# ccxt 4.5.90 gate urls['api']: the sections of its public and private APIs
+GATE_SECTIONS = {
+    "public": ("wallet", "futures", "margin", "delivery", "spot", "options", "sub_accounts", "earn"),
+    "private": ("withdrawals", "wallet", "futures", "margin", "delivery", "spot", "options", "subAccounts", "unified",
+                "rebate", "earn", "account", "loan", "otc"),
 }
 
 
@@ -80,6 +87,8 @@ def ccxt_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
         raise ValueError(f"no replay URL layout for exchange {exchange_id!r} (known: {', '.join(sorted(URL_KEYS))})")
     if exchange_id in ("binanceusdm", "binancecoinm"):
         return {"api": {key: base + path for key, path in BINANCE_API_PATHS.items()}}
+    if exchange_id == "gate":
+        return {"api": {kind: {name: base + "/api/v4" for name in names} for kind, names in GATE_SECTIONS.items()}}
     return {"api": {key: base for key in URL_KEYS[exchange_id]}}
 
 
@@ -181,6 +190,19 @@ def _hyperliquid_meta(contracts: list[Contract]) -> list:
     return [{"universe": universe}, contexts]
 
 
+def _gate_contracts(contracts: list[Contract]) -> list:
+    """GET /api/v4/futures/usdt/contracts: one USDT-settled perpetual per contract, `quanto_multiplier`
+    the contract size (taken from the recording itself: `value` ÷ (`size` × `mark_price`))."""
+    return [
+        {"name": c.symbol, "type": "direct", "quanto_multiplier": c.size, "mark_type": "index", "mark_price": "1",
+         "index_price": "1", "last_price": "1", "order_price_deviate": "0.5", "order_price_round": "0.001",
+         "mark_price_round": "0.001", "maintenance_rate": str(c.maint_rate), "leverage_min": "1", "leverage_max": "100",
+         "order_size_min": 1, "order_size_max": 1000000, "enable_decimal": False, "status": "trading",
+         "taker_fee_rate": "0.00075", "maker_fee_rate": "-0.0001", "in_delisting": False}
+        for c in contracts
+    ]
+
+
 def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
     """The synthetic answers ccxt needs before it reaches the recorded endpoints (see the module)."""
     if exchange_id == "binanceusdm":
@@ -206,6 +228,8 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
         return {"/api/v2/public/get_instruments": _deribit_instruments(contracts)}
     if exchange_id == "hyperliquid":  # every call is POST /info; the body's "type" picks the answer
         return {"/info#metaAndAssetCtxs": _hyperliquid_meta(contracts)}
+    if exchange_id == "gate":  # the futures or unified account and the positions come from `bodies`
+        return {"/api/v4/futures/usdt/contracts": _gate_contracts(contracts)}
     raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
 
 
