@@ -20,7 +20,7 @@ that uses one must say so.
 What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodies`), built from
 the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
 instruments-info, Deribit public/get_instruments, Hyperliquid metaAndAssetCtxs with the coins as
-`symbol`), Binance's leverage brackets, Bybit's API-key and account-info answers. None
+`symbol`, Gate futures/usdt/contracts), Binance's leverage brackets, Bybit's API-key and account-info answers. None
 of them carries a figure of the account: markets give the contract size and type (taken from the
 exchange's published contract specifications, or from the recording itself), a bracket gives
 the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
