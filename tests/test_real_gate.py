@@ -80,6 +80,10 @@ def test_futures_cross_scope_is_gates_cross_maintenance_over_cross_margin_balanc
     assert account.currency == "USDT"  # currency
     assert snapshot.wallet_balance == pytest.approx(9707.803567115145, rel=REL)  # total (without unrealised PnL)
     assert snapshot.initial_margin == pytest.approx(61855.56788525, rel=REL)  # cross_initial_margin
+    # Gate's own figure: margin balance ÷ maintenance as a percentage (the example's cross_mmr 797.2134
+    # is not that quotient, 15.2068: the documentation example is not consistent, so it is not asserted)
+    assert account.own_figure.text(account.margin_ratio) == "MMR 1,521 %"
+    assert account.own_figure.notices == ()
     # the futures account only: no unified answer, no /account/detail mode probe, no spot or BTC-settled markets
     assert [path for _, path, _ in requests] == ["/api/v4/futures/usdt/contracts", "/api/v4/futures/usdt/accounts",
                                                  "/api/v4/futures/usdt/positions"]
@@ -119,13 +123,15 @@ def test_unified_account_is_gates_total_maintenance_over_total_margin_balance(un
     assert account.currency == "USD"  # Gate's unified totals are converted to USD
     # Gate's own total_maintenance_margin_rate is the inverse of the normalised ratio
     assert 1 / account.margin_ratio == pytest.approx(16499.135678363399, rel=REL)  # total_maintenance_margin_rate
+    assert account.own_figure.text(account.margin_ratio) == "MMR 1,649,914 %"  # total_maintenance_margin_rate × 100
+    assert account.own_figure.notices == (("Gate's forced repayment", 1.1),)  # MMR ≤ 110 % (multi-currency margin)
     assert snapshot.wallet_balance == pytest.approx(100016.1, rel=REL)  # unified_account_total_equity
     assert snapshot.initial_margin == pytest.approx(1025.0524665088, rel=REL)  # total_initial_margin
     assert [path for _, path, _ in requests] == ["/api/v4/futures/usdt/contracts", "/api/v4/unified/accounts",
                                                  "/api/v4/futures/usdt/positions"]
 
 
-def test_unified_single_currency_mode_reads_the_worst_currency():
+def test_unified_single_currency_mode_is_one_cross_pool_per_currency():
     """Synthetic (Gate documents no single-currency example): the example's totals set to "0", as Gate
     says they are in that mode, and the per-currency `mm` / `margin_balance` of two currencies."""
     body = json.loads((REAL / "doc-unified-accounts.json").read_text())
@@ -133,10 +139,18 @@ def test_unified_single_currency_mode_reads_the_worst_currency():
         body[key] = "0"
     body["balances"]["USDT"].update(mm="50", margin_balance="1000", im="100", cross_balance="990")
     body["balances"]["ETH"].update(mm="0.1", margin_balance="4", im="0.2", cross_balance="4")
-    _, healths, _ = replay({"/api/v4/unified/accounts": body, "/api/v4/futures/usdt/positions": [CROSS_ROW]}, UNIFIED)
-    account = healths[ACCOUNT_SCOPE]
-    assert account.currency == "USDT"  # 50 ÷ 1000 is above ETH's 0.1 ÷ 4
-    assert (account.equity, account.maintenance_margin) == (pytest.approx(1000.0), pytest.approx(50.0))
+    snapshot, healths, _ = replay({"/api/v4/unified/accounts": body, "/api/v4/futures/usdt/positions": [CROSS_ROW]}, UNIFIED)
+    assert set(healths) == {"cross:ETH", "cross:USDT"}  # no account scope: each currency is its own
+    usdt, eth = healths["cross:USDT"], healths["cross:ETH"]
+    assert (usdt.currency, usdt.equity, usdt.maintenance_margin) == ("USDT", pytest.approx(1000.0), pytest.approx(50.0))  # margin_balance, mm
+    assert (eth.currency, eth.equity, eth.maintenance_margin) == ("ETH", pytest.approx(4.0), pytest.approx(0.1))
+    assert [p.symbol for p in usdt.top_positions] == ["LTC/USDT:USDT"]  # the USDT-settled cross position
+    assert snapshot.currency == "USDT"  # the worst pool's, for summaries: 50 ÷ 1000 is above 0.1 ÷ 4
+    assert usdt.own_figure.text(usdt.margin_ratio) == "MMR 2,000 %"  # margin_balance ÷ mm, Gate's MMR
+    assert usdt.own_figure.notices == ()  # no forced repayment: nothing is borrowed in this mode
+    body["balances"]["USDT"].update(mm="0")  # the USDT cross position with no USDT maintenance
+    error = refused({"/api/v4/unified/accounts": body, "/api/v4/futures/usdt/positions": [CROSS_ROW]}, UNIFIED)
+    assert "cross position LTC/USDT:USDT is open but its currency states no mm" in str(error)
 
 
 def test_unified_answer_without_maintenance_while_cross_positions_are_open_is_refused():

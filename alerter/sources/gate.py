@@ -11,7 +11,7 @@ Gate's rule, the same in every mode: the maintenance margin ratio is margin bala
 margin, "the higher the ratio, the safer the account. If the ratio drops to 100% or below,
 liquidation will be triggered" (unified account,
 https://www.gate.com/help/unified-account/unified_account_overview/33014, "FAQ on Unified
-Account" 3.); for futures, cross: "MMR = Margin Balance / Maintenance Margin ... when the MMR falls
+Account" 3.); alerts show Gate's own figure beside the ratio as "MMR 250 %". For futures, cross: "MMR = Margin Balance / Maintenance Margin ... when the MMR falls
 to 100% or below, liquidation will be triggered", isolated: "MMR = Position Margin Balance /
 Position Maintenance Margin", each position on its own
 (https://www.gate.com/help/futures/futures-logic/22159/liquidation-process). So the normalised ratio
@@ -22,10 +22,12 @@ Unified account (https://www.gate.com/docs/developers/apiv4/en/#get-unified-acco
   in USD. Gate's own figure is `total_maintenance_margin_rate` (= `total_margin_balance` ÷
   `total_maintenance_margin`, exactly so in Gate's example). Gate also repays debt by force when
   the MMR is "no greater than 110%" in multi-currency margin mode
-  (https://www.gate.com/help/unified-account/risk_control_mechanism/33015).
+  (https://www.gate.com/help/unified-account/risk_control_mechanism/33015): shown as Gate's notice
+  level. The answer does not say which of the two modes it is, so the notice is shown in both.
 - Single-currency margin mode: the totals are "0 in other modes such as single-currency margin
   mode"; each currency's `mm` ÷ `margin_balance` ("valid in single-currency margin mode") is its
-  own cross account, and the currency with the highest ratio is the account scope, in that currency.
+  own cross account: one pool (scope "cross:USDT", …) per currency with a maintenance margin, in
+  that currency; the USDT-settled cross positions belong to the USDT pool.
 - A unified answer with no maintenance anywhere while cross futures positions are listed is
   refused (SourceError "data"): in the classic spot mode those positions are margined by the
   futures account, read with `unifiedAccount = false`.
@@ -66,7 +68,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from alerter.models import AccountSnapshot, Position
+from dataclasses import replace
+
+from alerter.models import AccountSnapshot, OwnFigure, Pool, Position, cross_scope
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import (
     base_quantity,
@@ -81,6 +85,10 @@ from alerter.sources.fields import (
 )
 
 ID = "gate"
+# Gate's maintenance margin ratio (MMR): margin balance ÷ maintenance margin, liquidation at ≤ 100 %
+MMR = OwnFigure("MMR", 1.0, inverse=True, percent=True)
+# multi-currency (and portfolio) margin: Gate repays the debt by force at MMR ≤ 110 %
+UNIFIED_MMR = replace(MMR, notices=(("Gate's forced repayment", 1.1),))
 SETTLE = "USDT"
 UNIFIED_CURRENCY = "USD"  # Gate: the unified totals are "converted to USD"
 OPTION_HINT = "ccxt.options.unifiedAccount"
@@ -199,7 +207,7 @@ def unified_snapshot(account_name: str, exchange_id: str, info: Mapping, parsed:
     total_balance = number(info.get("total_margin_balance"), f"{where}.total_margin_balance")
     equity_total = optional_number(info.get("unified_account_total_equity"), f"{where}.unified_account_total_equity")
     if total_maintenance > 0 or total_balance > 0:  # multi-currency or portfolio margin mode
-        return make_snapshot(
+        snapshot = make_snapshot(
             account=account_name,
             exchange=exchange_id,
             equity=total_balance,
@@ -209,27 +217,27 @@ def unified_snapshot(account_name: str, exchange_id: str, info: Mapping, parsed:
             initial_margin=optional_number(info.get("total_initial_margin"), f"{where}.total_initial_margin") or 0.0,
             currency=UNIFIED_CURRENCY,
         )
-    candidates = []  # single-currency margin mode: each currency's own cross account
+        return replace(snapshot, own_figure=UNIFIED_MMR)
+    pools = []  # single-currency margin mode: each currency's own cross account
     for code, row in mapping(info.get("balances"), f"{where}.balances").items():
         row = mapping(row, f"{where}.balances[{code}]")
-        maintenance = optional_number(row.get("mm"), f"{where}.balances[{code}].mm")
+        at = f"{where}.balances[{code}]"
+        maintenance = optional_number(row.get("mm"), f"{at}.mm")
         if maintenance:
-            balance = number(row.get("margin_balance"), f"{where}.balances[{code}].margin_balance")
-            ratio = maintenance / balance if balance > 0 else float("inf")
-            candidates.append((ratio, str(code), balance, maintenance, row))
-    if candidates:
-        _, code, balance, maintenance, row = max(candidates, key=lambda c: (c[0], c[1]))
-        mine = [p for p in parsed if p.isolated or p.currency == code]
-        return make_snapshot(
-            account=account_name,
-            exchange=exchange_id,
-            equity=balance,
-            maintenance_margin=maintenance,
-            wallet_balance=optional_number(row.get("cross_balance"), f"{where}.balances[{code}].cross_balance") or balance,
-            positions=mine,
-            initial_margin=optional_number(row.get("im"), f"{where}.balances[{code}].im") or 0.0,
-            currency=code,
-        )
+            balance = number(row.get("margin_balance"), f"{at}.margin_balance")
+            symbols = tuple(p.symbol for p in parsed if not p.isolated and p.currency == code)
+            pools.append(Pool(scope=cross_scope(str(code)), equity=balance, maintenance_margin=maintenance, currency=str(code),
+                              wallet_balance=optional_number(row.get("cross_balance"), f"{at}.cross_balance") or balance,
+                              symbols=symbols))
+    unpooled = sorted({p.symbol for p in parsed if not p.isolated} - {s for pool in pools for s in pool.symbols})
+    if pools and unpooled:
+        raise SourceError("data", f"{where}: cross position {unpooled[0]} is open but its currency states no mm (maintenance margin)")
+    if pools:
+        worst = max(pools, key=lambda p: (p.maintenance_margin / p.equity if p.equity > 0 else float("inf"), p.scope))
+        snapshot = make_snapshot(account=account_name, exchange=exchange_id, equity=worst.equity,
+                                 maintenance_margin=worst.maintenance_margin, wallet_balance=worst.wallet_balance,
+                                 positions=parsed, currency=worst.currency)
+        return replace(snapshot, pools=tuple(sorted(pools, key=lambda p: p.scope)), own_figure=MMR)
     cross = [p for p in parsed if not p.isolated]
     if cross:
         raise SourceError("data", f"{where} states no maintenance margin while {len(cross)} cross futures position(s) are open "
@@ -263,10 +271,10 @@ from alerter.sources.profile import Profile  # noqa: E402
 PROFILE = Profile(
     name="Gate",
     ids=(ID,),
-    modes="unified account (multi-currency and portfolio margin; single-currency margin per currency, the worst currency "
-          "is the account's) with `ccxt.options.unifiedAccount = true`; else the classic USDT-settled perpetual futures "
+    modes="unified account (multi-currency and portfolio margin; single-currency margin: one cross scope per currency) "
+          "with `ccxt.options.unifiedAccount = true`; else the classic USDT-settled perpetual futures "
           "account (cross and isolated, one-way and hedge mode); not BTC-settled futures or the old classic margin mode",
-    figure="unified: `total_maintenance_margin` ÷ `total_margin_balance` of /unified/accounts (single-currency: the "
+    figure="unified: `total_maintenance_margin` ÷ `total_margin_balance` of /unified/accounts (single-currency: each "
            "currency's `mm` ÷ `margin_balance`); futures: `cross_maintenance_margin` ÷ `cross_margin_balance` of "
            "/futures/usdt/accounts; isolated: the position's maintenance ÷ (`margin` + `unrealised_pnl`); "
            "liquidation distance: `liq_price`",
@@ -282,5 +290,6 @@ PROFILE = Profile(
                                "swap": {"fetchMarkets": {"settlementCurrencies": ["usdt"]}}},
                    "has": {"fetchCurrencies": False}},
     options={"unifiedAccount": (True, False), "defaultType": ("swap",)},
+    own_figure=MMR,  # the unified account's multi-currency answer adds Gate's forced-repayment notice itself
     reprice=False,  # unified figures mix spot collateral and borrowing; tiered maintenance follows the value
 )
