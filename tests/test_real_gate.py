@@ -196,8 +196,11 @@ def test_cut_or_misshapen_positions_answer_is_blind():
     assert "/api/v4/futures/usdt/positions: expected a list of positions" in str(error)
 
 
-def test_profile_options_and_credentials():
-    assert PROFILES["gate"].credentials == ("api_key", "secret")
+def test_profile_options_figure_and_credentials():
+    profile = PROFILES["gate"]
+    assert profile.credentials == ("api_key", "secret")
+    assert profile.figure_of({"unifiedAccount": True}).notice_ratios() == (("Gate's forced repayment", pytest.approx(1 / 1.1)),)
+    assert profile.figure_of({}).notices == () and profile.figure_of({}).value(0.5) == pytest.approx(2.0)  # MMR 200 %
     assert refusals("gate", {"unifiedAccount": True}, generic=False) == []
     ((key, line),) = refusals("gate", {"unifiedAccount": "yes"}, generic=False)
     assert key == "ccxt.options.unifiedAccount" and "may be True, False" in line

@@ -89,6 +89,12 @@ ID = "gate"
 MMR = OwnFigure("MMR", 1.0, inverse=True, percent=True)
 # multi-currency (and portfolio) margin: Gate repays the debt by force at MMR ≤ 110 %
 UNIFIED_MMR = replace(MMR, notices=(("Gate's forced repayment", 1.1),))
+
+
+def figure_for(options: Mapping[str, Any]) -> OwnFigure:
+    """The unified account's figure carries Gate's forced-repayment notice; the futures account's has none.
+    (A single-currency unified answer sets the plain MMR itself: nothing is borrowed there.)"""
+    return UNIFIED_MMR if options.get("unifiedAccount") is True else MMR
 SETTLE = "USDT"
 UNIFIED_CURRENCY = "USD"  # Gate: the unified totals are "converted to USD"
 OPTION_HINT = "ccxt.options.unifiedAccount"
@@ -290,6 +296,7 @@ PROFILE = Profile(
                                "swap": {"fetchMarkets": {"settlementCurrencies": ["usdt"]}}},
                    "has": {"fetchCurrencies": False}},
     options={"unifiedAccount": (True, False), "defaultType": ("swap",)},
-    own_figure=MMR,  # the unified account's multi-currency answer adds Gate's forced-repayment notice itself
+    own_figure=MMR,
+    figure_for=figure_for,
     reprice=False,  # unified figures mix spot collateral and borrowing; tiered maintenance follows the value
 )
