@@ -279,7 +279,8 @@ PROFILE = Profile(
     ids=(ID,),
     modes="unified account (multi-currency and portfolio margin; single-currency margin: one cross scope per currency) "
           "with `ccxt.options.unifiedAccount = true`; else the classic USDT-settled perpetual futures "
-          "account (cross and isolated, one-way and hedge mode); not BTC-settled futures or the old classic margin mode",
+          "account (cross and isolated, one-way and hedge mode); not BTC-settled futures, nor cross positions in the old "
+          "classic margin mode (no cross figures stated)",
     figure="unified: `total_maintenance_margin` ÷ `total_margin_balance` of /unified/accounts (single-currency: each "
            "currency's `mm` ÷ `margin_balance`); futures: `cross_maintenance_margin` ÷ `cross_margin_balance` of "
            "/futures/usdt/accounts; isolated: the position's maintenance ÷ (`margin` + `unrealised_pnl`); "
