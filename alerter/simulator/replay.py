@@ -20,8 +20,9 @@ that uses one must say so.
 What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodies`), built from
 the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
 instruments-info, Deribit public/get_instruments, Hyperliquid metaAndAssetCtxs with the coins as
-`symbol`, KuCoin futures contracts/active with empty spot margin-pair lists), Binance's leverage
-brackets, Bybit's API-key and account-info answers. None
+`symbol`, KuCoin futures contracts/active with empty spot margin-pair lists, Kraken Futures
+instruments, Gate futures/usdt/contracts), Binance's leverage brackets, Bybit's API-key and
+account-info answers. None
 of them carries a figure of the account: markets give the contract size and type (taken from the
 exchange's published contract specifications, or from the recording itself), a bracket gives
 the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
@@ -74,6 +75,13 @@ URL_KEYS = {
     "hyperliquid": ("public",),
     "kucoinfutures": ("public", "private", "futuresPrivate", "futuresPublic", "webExchange", "broker", "earn", "uta", "utaV2", "utaPrivate"),
     "krakenfutures": ("public", "private", "charts", "history", "feeschedules"),
+    "gate": ("public", "private"),  # each a dict of sections (GATE_SECTIONS), every one at base + /api/v4
+}
+# ccxt 4.5.90 gate urls['api']: the sections of its public and private APIs
+GATE_SECTIONS = {
+    "public": ("wallet", "futures", "margin", "delivery", "spot", "options", "sub_accounts", "earn"),
+    "private": ("withdrawals", "wallet", "futures", "margin", "delivery", "spot", "options", "subAccounts", "unified",
+                "rebate", "earn", "account", "loan", "otc"),
 }
 
 
@@ -87,6 +95,8 @@ def ccxt_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
     if exchange_id == "krakenfutures":  # ccxt appends "v3/accounts" and the like to these
         return {"api": {key: base + ("/derivatives/api/" if key in ("public", "private") else f"/api/{key}/")
                         for key in URL_KEYS[exchange_id]}}
+    if exchange_id == "gate":
+        return {"api": {kind: {name: base + "/api/v4" for name in names} for kind, names in GATE_SECTIONS.items()}}
     return {"api": {key: base for key in URL_KEYS[exchange_id]}}
 
 
@@ -243,6 +253,19 @@ def _kraken_instruments(contracts: list[Contract]) -> dict:
     return {"result": "success", "instruments": rows, "serverTime": "2026-01-01T00:00:00.000Z"}
 
 
+def _gate_contracts(contracts: list[Contract]) -> list:
+    """GET /api/v4/futures/usdt/contracts: one USDT-settled perpetual per contract, `quanto_multiplier`
+    the contract size (taken from the recording itself: `value` ÷ (`size` × `mark_price`))."""
+    return [
+        {"name": c.symbol, "type": "direct", "quanto_multiplier": c.size, "mark_type": "index", "mark_price": "1",
+         "index_price": "1", "last_price": "1", "order_price_deviate": "0.5", "order_price_round": "0.001",
+         "mark_price_round": "0.001", "maintenance_rate": str(c.maint_rate), "leverage_min": "1", "leverage_max": "100",
+         "order_size_min": 1, "order_size_max": 1000000, "enable_decimal": False, "status": "trading",
+         "taker_fee_rate": "0.00075", "maker_fee_rate": "-0.0001", "in_delisting": False}
+        for c in contracts
+    ]
+
+
 def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
     """The synthetic answers ccxt needs before it reaches the recorded endpoints (see the module)."""
     if exchange_id == "binanceusdm":
@@ -276,6 +299,8 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
         return {"/api/v1/contracts/active": _kucoin_contracts(contracts),
                 "/api/v3/margin/symbols": {"code": "200000", "data": {"timestamp": 0, "items": []}},
                 "/api/v1/isolated/symbols": {"code": "200000", "data": []}}
+    if exchange_id == "gate":  # the futures or unified account and the positions come from `bodies`
+        return {"/api/v4/futures/usdt/contracts": _gate_contracts(contracts)}
     raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
 
 
