@@ -173,8 +173,9 @@ def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
     per isolated position."""
     check_finite(snapshot)
     cross = [p for p in snapshot.positions if not p.isolated]
+    figure = snapshot.own_figure
     common = dict(account=snapshot.account, exchange=snapshot.exchange, estimated=snapshot.estimated,
-                  approximate=snapshot.approximate, own_figure=snapshot.own_figure)
+                  approximate=snapshot.approximate, own_figure=None if figure is None or figure.cross_only else figure)
     if snapshot.pools:
         healths = [_cross_health(snapshot, pool.scope, pool.equity, pool.maintenance_margin, pool.currency,
                                  [p for p in cross if p.symbol in pool.symbols], target)

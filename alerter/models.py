@@ -39,6 +39,7 @@ class OwnFigure:
     inverse: bool = False
     percent: bool = False  # "uniMMR 138 %" rather than "margin level 1.24"
     notices: tuple[tuple[str, float], ...] = ()
+    cross_only: bool = False  # the exchange states it for the cross account only (not for isolated positions)
 
     def value(self, ratio: float) -> float:
         """The exchange's figure at this normalised ratio (an inverse figure is ∞ at ratio 0)."""

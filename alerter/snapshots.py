@@ -63,7 +63,8 @@ def snapshot_to_dict(snapshot: AccountSnapshot) -> dict:
     out["pools"] = [{name: _encode(getattr(p, name)) for name in POOL_FIELDS} | {"symbols": list(p.symbols)} for p in snapshot.pools]
     figure = snapshot.own_figure
     out["own_figure"] = None if figure is None else {"name": figure.name, "trigger": figure.trigger, "inverse": figure.inverse,
-                                                     "percent": figure.percent, "notices": [list(n) for n in figure.notices]}
+                                                     "percent": figure.percent, "notices": [list(n) for n in figure.notices],
+                                                     "cross_only": figure.cross_only}
     return out
 
 
@@ -75,7 +76,7 @@ def snapshot_from_dict(data: dict) -> AccountSnapshot:
     figure = data.get("own_figure")
     values["own_figure"] = None if not figure else OwnFigure(
         figure["name"], float(figure["trigger"]), bool(figure["inverse"]), bool(figure["percent"]),
-        tuple((str(label), float(value)) for label, value in figure.get("notices") or ()))
+        tuple((str(label), float(value)) for label, value in figure.get("notices") or ()), bool(figure.get("cross_only")))
     if values.get("fetched_at"):
         values["fetched_at"] = datetime.fromisoformat(values["fetched_at"])
     return AccountSnapshot(**values)

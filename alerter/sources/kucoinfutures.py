@@ -258,6 +258,7 @@ PROFILE = Profile(
     balance_params_for=balance_params,
     credentials=("api_key", "secret", "password"),
     options={"uta": (False,), "defaultType": ("swap", "future", "contract")},
-    own_figure=OwnFigure("risk rate", 1.0, percent=True, notices=(("KuCoin's order cancellation", 0.95),)),
+    # the risk rate is the cross account's; KuCoin states none for an isolated position
+    own_figure=OwnFigure("risk rate", 1.0, percent=True, notices=(("KuCoin's order cancellation", 0.95),), cross_only=True),
     reprice=False,  # the risk rate counts open orders and fees; isolated maintenance follows KuCoin's risk-limit tiers
 )
