@@ -20,7 +20,7 @@ that uses one must say so.
 What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodies`), built from
 the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
 instruments-info, Deribit public/get_instruments, Hyperliquid metaAndAssetCtxs with the coins as
-`symbol`), Binance's leverage brackets, Bybit's API-key and account-info answers. None
+`symbol`, Bitget mix/market/contracts per product type), Binance's leverage brackets, Bybit's API-key and account-info answers. None
 of them carries a figure of the account: markets give the contract size and type (taken from the
 exchange's published contract specifications, or from the recording itself), a bracket gives
 the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
@@ -70,6 +70,7 @@ URL_KEYS = {
     "bybit": ("spot", "futures", "v2", "public", "private"),
     "deribit": ("rest",),
     "hyperliquid": ("public",),
+    "bitget": ("spot", "mix", "user", "p2p", "broker", "margin", "common", "tax", "convert", "copy", "earn", "uta"),
 }
 
 
@@ -181,6 +182,27 @@ def _hyperliquid_meta(contracts: list[Contract]) -> list:
     return [{"universe": universe}, contexts]
 
 
+def _bitget_contracts(contracts: list[Contract], product_type: str) -> dict:
+    """GET /api/v2/mix/market/contracts?productType=…: the perpetuals of one product type
+    (USDT-FUTURES: settled in USDT, COIN-FUTURES: in the base coin). Bitget's contract size is 1
+    (a position's `total` is in the base coin); the fee rates are Bitget's published VIP 0 ones."""
+    settle = {"USDT-FUTURES": "USDT", "USDC-FUTURES": "USDC"}.get(product_type)
+    rows = [
+        {
+            "symbol": c.symbol, "baseCoin": c.base, "quoteCoin": c.quote, "buyLimitPriceRatio": "0.05",
+            "sellLimitPriceRatio": "0.05", "feeRateUpRatio": "0.005", "makerFeeRate": "0.0002", "takerFeeRate": "0.0006",
+            "openCostUpRatio": "0.01", "supportMarginCoins": [c.settle], "minTradeNum": "0.001", "priceEndStep": "1",
+            "volumePlace": "3", "pricePlace": "2", "sizeMultiplier": "0.001", "symbolType": "perpetual", "minTradeUSDT": "5",
+            "maxSymbolOrderNum": "200", "maxProductOrderNum": "400", "maxPositionNum": "150", "symbolStatus": "normal",
+            "offTime": "-1", "limitOpenTime": "-1", "deliveryTime": "", "deliveryStartTime": "", "launchTime": "",
+            "fundInterval": "8", "minLever": "1", "maxLever": "125", "posLimit": "0.05", "maintainTime": "",
+        }
+        for c in contracts
+        if (c.settle == settle if settle else c.kind == "inverse" and product_type == "COIN-FUTURES")
+    ]
+    return {"code": "00000", "msg": "success", "requestTime": 0, "data": rows}
+
+
 def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
     """The synthetic answers ccxt needs before it reaches the recorded endpoints (see the module)."""
     if exchange_id == "binanceusdm":
@@ -206,6 +228,11 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
         return {"/api/v2/public/get_instruments": _deribit_instruments(contracts)}
     if exchange_id == "hyperliquid":  # every call is POST /info; the body's "type" picks the answer
         return {"/info#metaAndAssetCtxs": _hyperliquid_meta(contracts)}
+    if exchange_id == "bitget":  # one market list per product type (the S…-FUTURES demo ones: empty)
+        bodies: dict[str, Body] = {"/api/v2/mix/market/contracts": _bitget_contracts([], "SUSDT-FUTURES")}
+        for product_type in ("USDT-FUTURES", "COIN-FUTURES", "USDC-FUTURES"):
+            bodies[f"/api/v2/mix/market/contracts?productType={product_type}"] = _bitget_contracts(contracts, product_type)
+        return bodies
     raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
 
 
@@ -284,7 +311,7 @@ class Replay:
             credentials = {"wallet_address": "0x" + "0123456789" * 4}
         else:
             credentials = {"api_key": "replay-key-0123456789", "secret": "replay-secret-0123456789",
-                           "password": "replay-pass-42" if self.exchange_id == "okx" else None}
+                           "password": "replay-pass-42" if self.exchange_id in ("okx", "bitget") else None}
         return AccountConfig(
             name=name or f"{self.exchange_id}-replay",
             exchange=self.exchange_id,
