@@ -95,6 +95,7 @@ def test_recorded_cross_account_ratio_is_bitgets_risk_rate(recorded_cross):
     assert account.maintenance_margin == pytest.approx(0.001458866276 * 49.78, rel=REL)  # crossedRiskRate × cross equity
     assert account.currency == snapshot.currency == "USDT"
     assert set(healths) == {ACCOUNT_SCOPE}
+    assert account.own_figure.text(account.margin_ratio) == "risk rate 0.15 %"  # Bitget's name, 100 % = liquidation
 
 
 def test_classic_account_asks_the_usdt_futures_endpoints_and_never_probes_for_a_unified_account(recorded_cross):
@@ -167,7 +168,7 @@ def test_recorded_unified_account_is_mmr_over_effective_equity():
     account = healths[ACCOUNT_SCOPE]
     assert account.equity == pytest.approx(256783.39028097, rel=REL)  # effEquity
     assert account.maintenance_margin == 0 and account.margin_ratio == 0  # mmr "0"
-    assert account.currency == "USD"
+    assert account.currency == "USD" and account.own_figure is None  # mmr ÷ effEquity: shown once, as the ratio
     private = sorted((path, tuple(sorted(query.items()))) for _, path, query in requests if "/market/" not in path)
     assert private == [(UTA_ASSETS, ()), (UTA_POSITIONS, (("category", "USDT-FUTURES"),))]
 

@@ -53,7 +53,8 @@ states no margin ratio of its own). No completeness check ties `mmr` to the posi
 margin loans in a UTA carry maintenance without any position.
 
 Not covered, refused at `validate`: coin-margined (COIN-FUTURES) classic accounts (ccxt 4.5.90
-asks for their positions with marginCoin USDT, which would list none of them), USDC-M classic
+asks for their positions with marginCoin USDT; Bitget needs the margin coin for them,
+https://github.com/ccxt/ccxt/pull/20890, so none would be listed), USDC-M classic
 accounts (ccxt's fetch_balance cannot be pointed at productType USDC-FUTURES by an option), spot
 and margin (`defaultType` other than "swap").
 Re-pricing between polls is off: the account's figure carries the fee to close, Bitget's tiered
@@ -281,7 +282,18 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
 
 # ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
 
+from alerter.models import OwnFigure  # noqa: E402
 from alerter.sources.profile import Profile, Redirect  # noqa: E402
+
+# the app's name for the classic cross figure; it is the normalised ratio itself (100 % = liquidation)
+RISK_RATE = OwnFigure("risk rate", 1.0, percent=True)
+
+
+def figure_for(options: Mapping[str, Any]) -> OwnFigure | None:
+    """Classic accounts: Bitget's risk rate. A unified account's ratio is mmr ÷ effEquity, a
+    figure its pages do not name, so it is shown once, as the ratio."""
+    return None if options.get("uta") is True else RISK_RATE
+
 
 PROFILE = Profile(
     name="Bitget",
@@ -311,4 +323,5 @@ PROFILE = Profile(
                  "with marginCoin USDT, which lists none of them"),
     ),
     reprice=False,  # the fee to close, tiered maintenance and (union, UTA) collateral coins: full polls only
+    figure_for=figure_for,
 )
