@@ -24,7 +24,8 @@ from alerter.sources import RetryPolicy, SourceError, build_source
 REAL = Path(__file__).parent / "fixtures" / "real" / "bitget"
 ONCE = RetryPolicy(attempts=1)
 REL = 1e-9
-CONTRACTS = (Contract("LTCUSDT", "LTC", "USDT", "USDT"), Contract("BTCUSDT", "BTC", "USDT", "USDT"))
+CONTRACTS = (Contract("LTCUSDT", "LTC", "USDT", "USDT"), Contract("BTCUSDT", "BTC", "USDT", "USDT"),
+             Contract("BTCUSD", "BTC", "USD", "BTC", "inverse"))
 ACCOUNTS, POSITIONS = "/api/v2/mix/account/accounts", "/api/v2/mix/position/all-position"
 UTA_ASSETS, UTA_POSITIONS = "/api/v3/account/assets", "/api/v3/position/current-position"
 NO_POSITIONS = {"code": "00000", "msg": "success", "requestTime": 0, "data": []}  # synthetic: an empty list
@@ -58,6 +59,14 @@ def usdt_row(**figures) -> dict:
            "maxTransferOut": "0", "accountEquity": "0", "usdtEquity": "0", "btcEquity": "0", "crossedRiskRate": "0",
            "unrealizedPL": "0", "coupon": "0", "crossedUnrealizedPL": "", "isolatedUnrealizedPL": "", "assetMode": "single"}
     return {"code": "00000", "msg": "success", "requestTime": 0, "data": [{**row, **figures}]}
+
+
+def uta_assets(mmr: str, eff_equity: str) -> dict:
+    """A synthetic /api/v3/account/assets answer in the documented field set."""
+    return {"code": "00000", "msg": "success", "requestTime": 0,
+            "data": {"accountEquity": eff_equity, "usdtEquity": eff_equity, "btcEquity": "0", "unrealisedPnl": "0", "usdtUnrealisedPnl": "0",
+                     "btcUnrealizedPnl": "0", "effEquity": eff_equity, "mmr": mmr, "imr": "0", "mgnRatio": "0", "positionMgnRatio": "0",
+                     "assets": []}}
 
 
 # ---------------------------------------------------------------- classic USDT-M, cross
@@ -170,22 +179,48 @@ def test_recorded_unified_account_is_mmr_over_effective_equity():
     assert account.maintenance_margin == 0 and account.margin_ratio == 0  # mmr "0"
     assert account.currency == "USD" and account.own_figure is None  # mmr ÷ effEquity: shown once, as the ratio
     private = sorted((path, tuple(sorted(query.items()))) for _, path, query in requests if "/market/" not in path)
-    assert private == [(UTA_ASSETS, ()), (UTA_POSITIONS, (("category", "USDT-FUTURES"),))]
+    assert private == [(UTA_ASSETS, ())] + [(UTA_POSITIONS, (("category", c),)) for c in ("COIN-FUTURES", "USDC-FUTURES", "USDT-FUTURES")]
 
 
 def test_recorded_unified_position_is_listed_in_the_unified_account():
     # synthetic assets answer (mmr 1.5, effEquity 100) around the recorded position
-    assets = {"code": "00000", "msg": "success", "requestTime": 0,
-              "data": {"accountEquity": "100", "usdtEquity": "100", "btcEquity": "0.001", "unrealisedPnl": "0", "usdtUnrealisedPnl": "0",
-                       "btcUnrealizedPnl": "0", "effEquity": "100", "mmr": "1.5", "imr": "5.8", "mgnRatio": "0", "positionMgnRatio": "0",
-                       "assets": []}}
-    snapshot, healths, _ = replay({UTA_ASSETS: assets, UTA_POSITIONS: REAL / "uta-positions.json"}, options={"uta": True})
+    bodies = {UTA_ASSETS: uta_assets("1.5", "100"), UTA_POSITIONS: NO_UTA_POSITIONS, f"{UTA_POSITIONS}?category=USDT-FUTURES": REAL / "uta-positions.json"}
+    snapshot, healths, _ = replay(bodies, options={"uta": True})
     [position] = snapshot.positions
     assert (position.symbol, position.side, position.margin_mode) == ("BTC/USDT:USDT", "long", "cross")  # posSide, marginMode "crossed"
     assert position.contracts == 0.001 and position.mark_price == 115085.6  # total, markPrice
     assert position.maintenance_rate == 0.004  # mmr (a rate on a position)
     assert position.initial_margin == 5.82333136  # positionBalance
     assert healths[ACCOUNT_SCOPE].margin_ratio == pytest.approx(1.5 / 100, rel=REL)  # synthetic mmr ÷ effEquity
+
+
+def test_unified_isolated_and_coin_margined_positions():
+    """Synthetic (no UTA isolated or COIN-FUTURES position was found recorded): the recorded row
+    made isolated, and a BTCUSD row margined in BTC. The isolated one is blind on its own (no
+    margin ratio stated); the coin-margined one is listed in BTC."""
+    recorded = json.loads((REAL / "uta-positions.json").read_text())
+    isolated = json.loads(json.dumps(recorded))
+    isolated["data"]["list"][0]["marginMode"] = "isolated"
+    coin = json.loads(json.dumps(recorded))
+    coin["data"]["list"][0].update(category="COIN-FUTURES", symbol="BTCUSD", marginCoin="BTC", positionBalance="0.00005", total="0.002")
+    bodies = {UTA_ASSETS: uta_assets("2", "100"), UTA_POSITIONS: NO_UTA_POSITIONS,
+              f"{UTA_POSITIONS}?category=USDT-FUTURES": isolated, f"{UTA_POSITIONS}?category=COIN-FUTURES": coin}
+    snapshot, healths, _ = replay(bodies, options={"uta": True})
+    assert dict(snapshot.unreadable) == {
+        "isolated:BTC/USDT:USDT:long": "Bitget's unified-account position answer states no margin ratio for an isolated position"}
+    [position] = snapshot.positions
+    assert (position.symbol, position.inverse, position.currency) == ("BTC/USD:BTC", True, "BTC")
+    assert position.notional == 0.002  # total (BTC)
+    assert position.contracts == pytest.approx(0.002 * 115085.6, rel=REL)  # face value: total × markPrice (USD)
+    assert position.maintenance_margin == pytest.approx(0.004 * 0.002, rel=REL)  # mmr rate × total, in BTC
+    assert healths[ACCOUNT_SCOPE].margin_ratio == pytest.approx(2 / 100, rel=REL)  # mmr ÷ effEquity
+
+
+def test_a_position_answered_twice_is_refused():
+    # the recorded UTA position served for every category: an answer that ignored the category
+    bodies = {UTA_ASSETS: REAL / "uta-assets.json", UTA_POSITIONS: REAL / "uta-positions.json"}
+    error = refused(bodies, options={"uta": True})
+    assert "bitget position BTC/USDT:USDT long listed 3 times" in error.message
 
 
 # ---------------------------------------------------------------- config

@@ -47,8 +47,9 @@ account scope's equity and maintenance, so the ratio is `mmr` ÷ `effEquity`: th
 margin against the margin that backs it, 100 % when the effective equity no longer covers it (the
 UTA pages, https://www.bitget.com/support/articles/12560603839176, value every coin at its
 collateral ratio into that effective equity). `mgnRatio` is not read: its page calls it "Margin
-ratio" without saying which way it runs. ccxt asks the positions of one category (USDT-FUTURES);
-they are listed for the alert, and an isolated one is blind on its own (the UTA position answer
+ratio" without saying which way it runs. The positions are asked per category (USDT-FUTURES,
+USDC-FUTURES, COIN-FUTURES: one call each, `position_params_for`); they are listed for the alert,
+a coin-margined one in its coin, and an isolated one is blind on its own (the UTA position answer
 states no margin ratio of its own). No completeness check ties `mmr` to the positions: spot
 margin loans in a UTA carry maintenance without any position.
 
@@ -110,9 +111,11 @@ def check_body(path: str, data: Any) -> None:
 
 # ---------------------------------------------------------------- positions
 
-def parse_position(raw: Mapping) -> tuple[Position | None, tuple[str, str] | None]:
+def parse_position(raw: Mapping, markets: Mapping) -> tuple[Position | None, tuple[str, str] | None]:
     """A classic or UTA position row (ccxt's `info`): the Position, or (None, (scope, reason)) for
-    an isolated position that cannot be evaluated; (None, None) for an empty row."""
+    an isolated position that cannot be evaluated; (None, None) for an empty row. A coin-margined
+    one (a UTA's COIN-FUTURES, e.g. BTCUSD margined in BTC) has `total` in the coin and its margin,
+    PnL and maintenance in the coin: face value `total` × mark in USD, notional `total` in the coin."""
     info = mapping(raw.get("info"), f"{ID} position info")
     symbol = raw.get("symbol") or info.get("symbol")
     where = f"{ID} position {info.get('symbol')}"
@@ -127,8 +130,9 @@ def parse_position(raw: Mapping) -> tuple[Position | None, tuple[str, str] | Non
         raise SourceError("data", f"{where}.marginMode: expected crossed or isolated, got {mode!r}")
     uta = "posSide" in info
     mark = number(info.get("markPrice"), f"{where}.markPrice")
-    contracts = abs(size)
-    notional = contracts * mark
+    inverse = (markets.get(symbol) or {}).get("inverse") is True
+    contracts = abs(size) * mark if inverse else abs(size)  # inverse: the face value in USD
+    notional = abs(size) if inverse else contracts * mark
     pnl_key = "unrealisedPnl" if uta else "unrealizedPL"
     pnl = number(info.get(pnl_key), f"{where}.{pnl_key}")
     rate_key = "mmr" if uta else "keepMarginRate"
@@ -161,18 +165,26 @@ def parse_position(raw: Mapping) -> tuple[Position | None, tuple[str, str] | Non
         liquidation_price=price_or_none(info.get("liquidationPrice"), f"{where}.liquidationPrice"),
         initial_margin=margin,
         maintenance_rate=rate,
+        inverse=inverse,
         currency=str(info.get("marginCoin") or "") or None,
     ), None
 
 
-def parse_positions(positions: list) -> tuple[list[Position], list[tuple[str, str]]]:
+def parse_positions(positions: list, markets: Mapping) -> tuple[list[Position], list[tuple[str, str]]]:
+    """The positions, and the isolated ones that cannot be evaluated. A position listed twice (a
+    category or margin coin answered for another) makes the poll blind: it would count twice."""
     parsed, unreadable = [], []
     for raw in positions:
-        position, blind = parse_position(mapping(raw, f"{ID} position"))
+        position, blind = parse_position(mapping(raw, f"{ID} position"), markets)
         if position is not None:
             parsed.append(position)
         elif blind is not None:
             unreadable.append(blind)
+    keys = [(p.symbol, p.side, p.margin_mode) for p in parsed] + [(scope, "", "isolated") for scope, _ in unreadable]
+    for key in dict.fromkeys(keys):
+        if keys.count(key) > 1:
+            raise SourceError("data", f"{ID} position {' '.join(k for k in key[:2] if k)} listed {keys.count(key)} times: "
+                                      "the positions answers overlap")
     return parsed, unreadable
 
 
@@ -210,10 +222,10 @@ def cross_equity(row: Mapping, positions: list[Position], risk_rate: float) -> f
     return equity - sum(p.initial_margin or 0.0 for p in isolated) - isolated_pnl
 
 
-def normalise_classic(account_name: str, exchange_id: str, info: Any, positions: list) -> AccountSnapshot:
+def normalise_classic(account_name: str, exchange_id: str, info: Any, positions: list, markets: Mapping) -> AccountSnapshot:
     row = account_row(info)
     where = f"{ID} account[{SETTLE}]"
-    parsed, unreadable = parse_positions(positions)
+    parsed, unreadable = parse_positions(positions, markets)
     foreign = sorted({p.currency for p in parsed if p.currency not in (None, SETTLE)})
     if foreign:
         raise SourceError("data", f"{ID} positions margined in {', '.join(foreign)} in a {SETTLE}-FUTURES account")
@@ -245,12 +257,12 @@ def normalise_classic(account_name: str, exchange_id: str, info: Any, positions:
 
 # ---------------------------------------------------------------- unified trading account
 
-def normalise_unified(account_name: str, exchange_id: str, info: Mapping, positions: list) -> AccountSnapshot:
+def normalise_unified(account_name: str, exchange_id: str, info: Mapping, positions: list, markets: Mapping) -> AccountSnapshot:
     data = mapping(info.get("data"), f"{ID} /api/v3/account/assets data")
     where = f"{ID} unified account"
     equity = number(data.get("effEquity"), f"{where}.effEquity")
     maintenance = number(data.get("mmr"), f"{where}.mmr")
-    parsed, unreadable = parse_positions(positions)
+    parsed, unreadable = parse_positions(positions, markets)
     unrealized = optional_number(data.get("unrealisedPnl"), f"{where}.unrealisedPnl") or 0.0
     snapshot = make_snapshot(
         account=account_name,
@@ -276,14 +288,23 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     one's is the account list (a list)."""
     info = balance.get("info")
     if isinstance(info, Mapping):
-        return normalise_unified(account_name, exchange_id, info, positions)
-    return normalise_classic(account_name, exchange_id, info, positions)
+        return normalise_unified(account_name, exchange_id, info, positions, markets)
+    return normalise_classic(account_name, exchange_id, info, positions, markets)
 
 
 # ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
 
 from alerter.models import OwnFigure  # noqa: E402
 from alerter.sources.profile import Profile, Redirect  # noqa: E402
+
+UTA_CATEGORIES = ({"productType": "USDT-FUTURES"}, {"productType": "USDC-FUTURES"}, {"productType": "COIN-FUTURES"})
+
+
+def position_params_for(options: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    """A unified account's positions are asked per category (ccxt sends `category` = productType);
+    a classic account's once, as ccxt's USDT-FUTURES default."""
+    return UTA_CATEGORIES if options.get("uta") is True else ({},)
+
 
 # the app's name for the classic cross figure; it is the normalised ratio itself (100 % = liquidation)
 RISK_RATE = OwnFigure("risk rate", 1.0, percent=True)
@@ -299,8 +320,8 @@ PROFILE = Profile(
     name="Bitget",
     ids=("bitget",),
     modes="classic USDT-M futures (productType USDT-FUTURES), cross and isolated, single-asset mode (multi-asset only "
-          "where its union figures agree); unified trading account with `ccxt.options.uta = true` (its USDT-M positions "
-          "listed); not coin-margined or USDC-M classic accounts",
+          "where its union figures agree); unified trading account with `ccxt.options.uta = true` (USDT-M, USDC-M and "
+          "coin-margined positions listed, isolated ones blind); not coin-margined or USDC-M classic accounts",
     figure="classic: the USDT row's `crossedRiskRate` of /api/v2/mix/account/accounts, over the cross equity "
            "(`accountEquity` less the isolated positions' `marginSize` and unrealised PnL); isolated: the position's "
            "`marginRatio` (/api/v2/mix/position/all-position); unified: `mmr` ÷ `effEquity` of /api/v3/account/assets",
@@ -324,4 +345,5 @@ PROFILE = Profile(
     ),
     reprice=False,  # the fee to close, tiered maintenance and (union, UTA) collateral coins: full polls only
     figure_for=figure_for,
+    position_params_for=position_params_for,
 )

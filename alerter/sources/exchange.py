@@ -373,6 +373,7 @@ def build_source(
     normaliser = profile.normalise
     if profile.account_keys:
         normaliser = functools.partial(normaliser, **{key: getattr(account, key) for key in profile.account_keys})
+    options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else None
     return Source(
         account.name,
         cls(ccxt_config(account, timeout_s)),
@@ -380,12 +381,12 @@ def build_source(
         secrets=secrets.of(account),
         retry=retry or RetryPolicy(),
         markets_ttl_s=markets_ttl_s,
-        position_params=profile.position_params,
+        position_params=profile.positions_of(options),
         shared=shared,
         market_key=market_key,
         body_check=profile.check_body,
         server_error=profile.server_error,
-        own_figure=profile.figure_of(account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else None),
+        own_figure=profile.figure_of(options),
     )
 
 
