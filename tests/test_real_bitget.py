@@ -223,6 +223,16 @@ def test_a_position_answered_twice_is_refused():
     assert "bitget position BTC/USDT:USDT long listed 3 times" in error.message
 
 
+def test_a_unified_account_read_as_classic_fails_with_bitgets_own_words():
+    # Bitget's answer as quoted in ccxt 4.5.90's bitget.py (its exceptions table, code 40085)
+    answer = (b'{"code":"40085","msg":"You are in Unified Account mode, and the Classic Account API is not supported at this time",'
+              b'"requestTime":1790329761103,"data":null}')
+    with pytest.raises(SourceError) as caught:
+        asyncio.run(poll({ACCOUNTS: answer, POSITIONS: answer}))
+    assert caught.value.kind == "credentials"  # ccxt: PermissionDenied
+    assert "You are in Unified Account mode, and the Classic Account API is not supported" in caught.value.message
+
+
 # ---------------------------------------------------------------- config
 
 def config_errors(**account) -> list[str]:
