@@ -6,8 +6,8 @@ risk management"): "Liquidation in cross margin mode occurs when the total equit
 margin account (excluding isolated margin and unrealized PnL from isolated margin) falls below the
 maintenance margin, resulting in a margin ratio of 100%", and "Liquidation in isolated margin mode
 occurs when the isolated margin and unrealized PnL fall below the maintenance margin, resulting in
-a margin ratio of 100%". The app calls the cross figure the risk rate; 100 % is the trigger, so
-Bitget's own figure is alerter's normalised ratio as it is. Bitget publishes no margin-call
+a margin ratio of 100%". The API names the cross figure `crossedRiskRate` ("risk ratio in cross
+margin mode"); 100 % is the trigger, so Bitget's own figure is alerter's normalised ratio as it is. Bitget publishes no margin-call
 notice level for futures (its "Risk control for opening positions",
 https://www.bitget.com/support/articles/12560603775537, only stops new risk-increasing orders
 above 90 % in volatile markets), so the profile has no notices.
@@ -44,20 +44,22 @@ Unified trading account (ccxt `options.uta` true; https://www.bitget.com/api-doc
 `effEquity` ("the net value available for margin in spot and perpetual trades under cross-margin
 mode", USD) and `mmr` ("the minimum margin required to maintain the position", USD) are the
 account scope's equity and maintenance, so the ratio is `mmr` ÷ `effEquity`: the maintenance
-margin against the margin that backs it, 100 % when the effective equity no longer covers it (the
-UTA pages, https://www.bitget.com/support/articles/12560603839176, value every coin at its
-collateral ratio into that effective equity). `mgnRatio` is not read: its page calls it "Margin
-ratio" without saying which way it runs. The positions are asked per category (USDT-FUTURES,
+margin against the margin that backs it (Bitget's UTA page,
+https://www.bitget.com/support/articles/12560603839176, values every coin at its collateral ratio
+into that effective equity). That 100 % of it is the UTA's liquidation level is read from these
+field definitions and Bitget's futures rule above: no Bitget page stating the UTA trigger in
+words was found. `mgnRatio` is not read: its page calls it "Margin ratio" without saying which
+way it runs, and the only recorded answer has it "0". The positions are asked per category (USDT-FUTURES,
 USDC-FUTURES, COIN-FUTURES: one call each, `position_params_for`); they are listed for the alert,
 a coin-margined one in its coin, and an isolated one is blind on its own (the UTA position answer
 states no margin ratio of its own). No completeness check ties `mmr` to the positions: spot
 margin loans in a UTA carry maintenance without any position.
 
-Not covered, refused at `validate`: coin-margined (COIN-FUTURES) classic accounts (ccxt 4.5.90
+Not covered: coin-margined (COIN-FUTURES) classic accounts, refused at `validate` (ccxt 4.5.90
 asks for their positions with marginCoin USDT; Bitget needs the margin coin for them,
-https://github.com/ccxt/ccxt/pull/20890, so none would be listed), USDC-M classic
-accounts (ccxt's fetch_balance cannot be pointed at productType USDC-FUTURES by an option), spot
-and margin (`defaultType` other than "swap").
+https://github.com/ccxt/ccxt/pull/20890, so none would be listed); spot and margin (`defaultType`
+other than "swap"), refused at `validate`; USDC-M classic accounts, which no ccxt option reaches
+(fetch_balance takes productType USDC-FUTURES only as a per-call parameter).
 Re-pricing between polls is off: the account's figure carries the fee to close, Bitget's tiered
 maintenance and, in union mode or a UTA, every collateral coin at its own price and ratio; only
 a full poll reads them.
