@@ -62,11 +62,12 @@ def usdt_row(**figures) -> dict:
 
 
 def uta_assets(mmr: str, eff_equity: str) -> dict:
-    """A synthetic /api/v3/account/assets answer in the documented field set."""
+    """A synthetic /api/v3/account/assets answer in the documented field set (mgnRatio as Bitget
+    states it: mmr ÷ effEquity to 4 decimals)."""
     return {"code": "00000", "msg": "success", "requestTime": 0,
             "data": {"accountEquity": eff_equity, "usdtEquity": eff_equity, "btcEquity": "0", "unrealisedPnl": "0", "usdtUnrealisedPnl": "0",
-                     "btcUnrealizedPnl": "0", "effEquity": eff_equity, "mmr": mmr, "imr": "0", "mgnRatio": "0", "positionMgnRatio": "0",
-                     "assets": []}}
+                     "btcUnrealizedPnl": "0", "effEquity": eff_equity, "mmr": mmr, "imr": "0",
+                     "mgnRatio": f"{float(mmr) / float(eff_equity):.4f}", "positionMgnRatio": "0", "assets": []}}
 
 
 # ---------------------------------------------------------------- classic USDT-M, cross
@@ -177,7 +178,7 @@ def test_recorded_unified_account_is_mmr_over_effective_equity():
     account = healths[ACCOUNT_SCOPE]
     assert account.equity == pytest.approx(256783.39028097, rel=REL)  # effEquity
     assert account.maintenance_margin == 0 and account.margin_ratio == 0  # mmr "0"
-    assert account.currency == "USD" and account.own_figure is None  # mmr ÷ effEquity: shown once, as the ratio
+    assert account.currency == "USD" and account.own_figure.name == "margin ratio"  # mgnRatio "0" = mmr ÷ effEquity
     private = sorted((path, tuple(sorted(query.items()))) for _, path, query in requests if "/market/" not in path)
     assert private == [(UTA_ASSETS, ())] + [(UTA_POSITIONS, (("category", c),)) for c in ("COIN-FUTURES", "USDC-FUTURES", "USDT-FUTURES")]
 
@@ -214,6 +215,19 @@ def test_unified_isolated_and_coin_margined_positions():
     assert position.contracts == pytest.approx(0.002 * 115085.6, rel=REL)  # face value: total × markPrice (USD)
     assert position.maintenance_margin == pytest.approx(0.004 * 0.002, rel=REL)  # mmr rate × total, in BTC
     assert healths[ACCOUNT_SCOPE].margin_ratio == pytest.approx(2 / 100, rel=REL)  # mmr ÷ effEquity
+
+
+def test_unified_ratio_must_agree_with_bitgets_mgn_ratio():
+    # synthetic answers: mmr 1.5 ÷ effEquity 100 = 0.015; Bitget would state mgnRatio "0.015"
+    agreeing = uta_assets("1.5", "100")
+    agreeing["data"]["mgnRatio"] = "0.015"
+    bodies = {UTA_POSITIONS: NO_UTA_POSITIONS, f"{UTA_POSITIONS}?category=USDT-FUTURES": REAL / "uta-positions.json"}
+    _, healths, _ = replay({**bodies, UTA_ASSETS: agreeing}, options={"uta": True})
+    assert healths[ACCOUNT_SCOPE].own_figure.text(healths[ACCOUNT_SCOPE].margin_ratio) == "margin ratio 1.5 %"
+    disagreeing = uta_assets("1.5", "100")
+    disagreeing["data"]["mgnRatio"] = "66.6667"  # what effEquity ÷ mmr would read
+    error = refused({**bodies, UTA_ASSETS: disagreeing}, options={"uta": True})
+    assert "mmr ÷ effEquity (0.015) is not Bitget's mgnRatio (66.6667)" in error.message
 
 
 def test_a_position_answered_twice_is_refused():

@@ -48,8 +48,11 @@ margin against the margin that backs it (Bitget's UTA page,
 https://www.bitget.com/support/articles/12560603839176, values every coin at its collateral ratio
 into that effective equity). That 100 % of it is the UTA's liquidation level is read from these
 field definitions and Bitget's futures rule above: no Bitget page stating the UTA trigger in
-words was found. `mgnRatio` is not read: its page calls it "Margin ratio" without saying which
-way it runs, and the only recorded answer has it "0". The positions are asked per category (USDT-FUTURES,
+words was found. Bitget's own `mgnRatio` ("Margin ratio") is that same quotient to 4 decimals
+(an answer quoted in a third-party test: `mmr` 186.3, `effEquity` 96513.01171034, `mgnRatio`
+"0.0019"; Bitget's own websocket example: 408.08 ÷ 4847952.35 stated as "0"); where it is stated,
+`mmr` ÷ `effEquity` must agree with it to that step, else the poll is blind (the figures would
+not mean what this profile reads them as). The figure is shown as Bitget's "margin ratio". The positions are asked per category (USDT-FUTURES,
 USDC-FUTURES, COIN-FUTURES: one call each, `position_params_for`); they are listed for the alert,
 a coin-margined one in its coin, and an isolated one is blind on its own (the UTA position answer
 states no margin ratio of its own). No completeness check ties `mmr` to the positions: spot
@@ -85,6 +88,7 @@ from alerter.sources.fields import (
 
 ID = "bitget"
 SETTLE = "USDT"  # classic USDT-FUTURES: every figure in USDT
+MGN_RATIO_STEP = 0.0001 + 1e-12  # a UTA's mgnRatio is stated to 4 decimals ("0.0019")
 UNION_AGREEMENT = 0.02  # unionMm ÷ unionTotalMargin may differ from crossedRiskRate by 2 % (relative) at most
 
 
@@ -264,6 +268,10 @@ def normalise_unified(account_name: str, exchange_id: str, info: Mapping, positi
     where = f"{ID} unified account"
     equity = number(data.get("effEquity"), f"{where}.effEquity")
     maintenance = number(data.get("mmr"), f"{where}.mmr")
+    stated = optional_number(data.get("mgnRatio"), f"{where}.mgnRatio")
+    if stated is not None and maintenance > 0 and equity > 0 and abs(maintenance / equity - stated) > MGN_RATIO_STEP:
+        raise SourceError("data", f"{where}: mmr ÷ effEquity ({maintenance / equity:.6g}) is not Bitget's mgnRatio ({stated:g}): "
+                                  "the account's figures cannot be read as documented")
     parsed, unreadable = parse_positions(positions, markets)
     unrealized = optional_number(data.get("unrealisedPnl"), f"{where}.unrealisedPnl") or 0.0
     snapshot = make_snapshot(
@@ -312,10 +320,13 @@ def position_params_for(options: Mapping[str, Any]) -> tuple[Mapping[str, Any], 
 RISK_RATE = OwnFigure("risk rate", 1.0, percent=True)
 
 
+# a unified account's mgnRatio (= mmr ÷ effEquity, checked on every poll where stated)
+MARGIN_RATIO = OwnFigure("margin ratio", 1.0, percent=True)
+
+
 def figure_for(options: Mapping[str, Any]) -> OwnFigure | None:
-    """Classic accounts: Bitget's risk rate. A unified account's ratio is mmr ÷ effEquity, a
-    figure its pages do not name, so it is shown once, as the ratio."""
-    return None if options.get("uta") is True else RISK_RATE
+    """Classic accounts: Bitget's risk rate; unified accounts: Bitget's margin ratio."""
+    return MARGIN_RATIO if options.get("uta") is True else RISK_RATE
 
 
 PROFILE = Profile(
@@ -326,7 +337,8 @@ PROFILE = Profile(
           "coin-margined positions listed, isolated ones blind); not coin-margined or USDC-M classic accounts",
     figure="classic: the USDT row's `crossedRiskRate` of /api/v2/mix/account/accounts, over the cross equity "
            "(`accountEquity` less the isolated positions' `marginSize` and unrealised PnL); isolated: the position's "
-           "`marginRatio` (/api/v2/mix/position/all-position); unified: `mmr` ÷ `effEquity` of /api/v3/account/assets",
+           "`marginRatio` (/api/v2/mix/position/all-position); unified: `mmr` ÷ `effEquity` of /api/v3/account/assets "
+           "(checked against its `mgnRatio`)",
     currency="USDT (classic), USD (unified)",
     liquidation="Liquidation when the cross equity (without isolated margin and its PnL), or an isolated position's "
                 "margin with its PnL, falls below the maintenance margin: a margin ratio (risk rate) of 100 %.",
