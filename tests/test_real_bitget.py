@@ -73,7 +73,8 @@ def uta_assets(mmr: str, eff_equity: str) -> dict:
 # ---------------------------------------------------------------- classic USDT-M, cross
 
 # synthetic account list for the recorded LTCUSDT position: equity chosen, and crossedRiskRate set to
-# the position's own marginRatio (a cross position's marginRatio is the account's risk rate)
+# the position's own marginRatio (Bitget's own examples show a cross position's marginRatio
+# beside the account's crossedRiskRate: 0.0028541 and 0.0028505, a week apart)
 RECORDED_CROSS = {ACCOUNTS: usdt_row(accountEquity="49.78", crossedRiskRate="0.001458866276", unrealizedPL="-0.004"),
                   POSITIONS: REAL / "cross-positions.json"}
 
@@ -161,6 +162,10 @@ def test_doc_isolated_position_is_its_own_scope_at_bitgets_margin_ratio():
     account = healths[ACCOUNT_SCOPE]
     assert account.equity == pytest.approx(20 - 9.6695050093373343 - 1, rel=REL)  # accountEquity − marginSize − isolatedUnrealizedPL
     assert account.margin_ratio == 0  # crossedRiskRate "0"
+    # where the row states its isolated margin, that figure is taken (synthetic: 9.5)
+    _, healths, _ = replay({ACCOUNTS: usdt_row(accountEquity="20", isolatedUnrealizedPL="1", isolatedMargin="9.5"),
+                            POSITIONS: REAL / "doc-isolated-positions.json"})
+    assert healths[ACCOUNT_SCOPE].equity == pytest.approx(20 - 9.5 - 1, rel=REL)  # accountEquity − isolatedMargin − isolatedUnrealizedPL
 
 
 def test_isolated_position_without_its_margin_ratio_is_blind_on_its_own():

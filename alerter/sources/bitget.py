@@ -18,8 +18,9 @@ Classic account (ccxt `options.uta` false, the default here; productType USDT-FU
   (https://www.bitget.com/api-doc/contract/account/Get-Account-List). The USDT row's
   `crossedRiskRate` ("risk ratio in cross margin mode") is the account scope's ratio, exactly.
 - The cross equity is Bitget's rule above: `accountEquity` (with unrealised PnL, at the mark)
-  less the isolated positions' margin (`marginSize`) and their unrealised PnL (the row's
-  `isolatedUnrealizedPL` where stated, else the positions' own `unrealizedPL`). The maintenance
+  less the isolated margin and its unrealised PnL, each the row's own figure where stated
+  (`isolatedMargin`, "isolated margin occupied"; `isolatedUnrealizedPL`), else the isolated
+  positions' `marginSize` and `unrealizedPL`. The maintenance
   is then `crossedRiskRate` × that equity, so the deposit to the target and the distance are in
   the account's own terms. In multi-asset ("union") mode `accountEquity` is the USDT balance
   alone (it may be negative while other coins back it): the union's equity is read from
@@ -221,11 +222,13 @@ def cross_equity(row: Mapping, positions: list[Position], risk_rate: float) -> f
                                       f"crossedRiskRate ({risk_rate:.6g}): cannot tell which is the union's equity")
         return total
     isolated = [p for p in positions if p.isolated]
+    isolated_margin = optional_number(row.get("isolatedMargin"), f"{where}.isolatedMargin")
+    if isolated_margin is None:
+        isolated_margin = sum(p.initial_margin or 0.0 for p in isolated)
     isolated_pnl = optional_number(row.get("isolatedUnrealizedPL"), f"{where}.isolatedUnrealizedPL")
     if isolated_pnl is None:
         isolated_pnl = sum(p.unrealized_pnl for p in isolated)
-    equity = number(row.get("accountEquity"), f"{where}.accountEquity")
-    return equity - sum(p.initial_margin or 0.0 for p in isolated) - isolated_pnl
+    return number(row.get("accountEquity"), f"{where}.accountEquity") - isolated_margin - isolated_pnl
 
 
 def normalise_classic(account_name: str, exchange_id: str, info: Any, positions: list, markets: Mapping) -> AccountSnapshot:
