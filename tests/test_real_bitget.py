@@ -168,6 +168,13 @@ def test_doc_isolated_position_is_its_own_scope_at_bitgets_margin_ratio():
     assert healths[ACCOUNT_SCOPE].equity == pytest.approx(20 - 9.5 - 1, rel=REL)  # accountEquity − isolatedMargin − isolatedUnrealizedPL
 
 
+def test_isolated_position_past_its_margin_is_at_infinity_not_an_error():
+    body = json.loads((REAL / "doc-isolated-positions.json").read_text())
+    body["data"][0]["unrealizedPL"] = "-10"  # synthetic: the loss exceeds marginSize 9.6695…
+    _, healths, _ = replay({ACCOUNTS: usdt_row(accountEquity="20"), POSITIONS: body})
+    assert healths["isolated:BTC/USDT:USDT:long"].margin_ratio == float("inf")
+
+
 def test_isolated_position_without_its_margin_ratio_is_blind_on_its_own():
     body = json.loads((REAL / "doc-isolated-positions.json").read_text())
     body["data"][0]["marginRatio"] = ""  # synthetic: the figure left out

@@ -71,6 +71,7 @@ a full poll reads them.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -155,7 +156,8 @@ def parse_position(raw: Mapping, markets: Mapping) -> tuple[Position | None, tup
                       else f"{where}: isolated position without marginRatio or marginSize")
             return None, (isolated_scope(symbol, side), reason)
         collateral = margin + pnl
-        maintenance = stated * collateral  # Bitget's own figure, with its fee to close
+        if collateral > 0:  # Bitget's own figure, with its fee to close (past liquidation: the ratio is ∞ anyway)
+            maintenance = stated * collateral
     entry_key = "avgPrice" if uta else "openPriceAvg"
     return make_position(
         where=where,
@@ -187,10 +189,10 @@ def parse_positions(positions: list, markets: Mapping) -> tuple[list[Position], 
             parsed.append(position)
         elif blind is not None:
             unreadable.append(blind)
-    keys = [(p.symbol, p.side, p.margin_mode) for p in parsed] + [(scope, "", "isolated") for scope, _ in unreadable]
-    for key in dict.fromkeys(keys):
-        if keys.count(key) > 1:
-            raise SourceError("data", f"{ID} position {' '.join(k for k in key[:2] if k)} listed {keys.count(key)} times: "
+    listed = Counter([(p.symbol, p.side, p.margin_mode) for p in parsed] + [(scope, "", "isolated") for scope, _ in unreadable])
+    for key, count in listed.items():
+        if count > 1:
+            raise SourceError("data", f"{ID} position {' '.join(k for k in key[:2] if k)} listed {count} times: "
                                       "the positions answers overlap")
     return parsed, unreadable
 
