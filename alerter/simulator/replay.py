@@ -20,7 +20,9 @@ that uses one must say so.
 What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodies`), built from
 the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
 instruments-info, Deribit public/get_instruments, Hyperliquid metaAndAssetCtxs with the coins as
-`symbol`, Bitget mix/market/contracts per product type), Binance's leverage brackets, Bybit's API-key and account-info answers. None
+`symbol`, KuCoin futures contracts/active with empty spot margin-pair lists, Bitget
+mix/market/contracts per product type), Binance's leverage brackets, Bybit's API-key and
+account-info answers. None
 of them carries a figure of the account: markets give the contract size and type (taken from the
 exchange's published contract specifications, or from the recording itself), a bracket gives
 the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
@@ -70,6 +72,7 @@ URL_KEYS = {
     "bybit": ("spot", "futures", "v2", "public", "private"),
     "deribit": ("rest",),
     "hyperliquid": ("public",),
+    "kucoinfutures": ("public", "private", "futuresPrivate", "futuresPublic", "webExchange", "broker", "earn", "uta", "utaV2", "utaPrivate"),
     "bitget": ("spot", "mix", "user", "p2p", "broker", "margin", "common", "tax", "convert", "copy", "earn", "uta"),
 }
 
@@ -182,6 +185,25 @@ def _hyperliquid_meta(contracts: list[Contract]) -> list:
     return [{"universe": universe}, contexts]
 
 
+def _kucoin_contracts(contracts: list[Contract]) -> dict:
+    """/api/v1/contracts/active: one perpetual per contract, `multiplier` the contract size as KuCoin
+    publishes it (XBTUSDTM 0.001 XBT; inverse contracts -1, i.e. 1 USD)."""
+    rows = [
+        {
+            "symbol": c.symbol, "rootSymbol": c.settle, "type": "FFWCSX", "firstOpenDate": 1585555200000, "expireDate": None,
+            "settleDate": None, "baseCurrency": c.base, "quoteCurrency": c.quote, "settleCurrency": c.settle,
+            "maxOrderQty": 1000000, "maxPrice": 1000000.0, "lotSize": 1, "tickSize": 0.1, "indexPriceTickSize": 0.01,
+            "multiplier": -float(c.size) if c.kind == "inverse" else float(c.size), "initialMargin": 0.008, "maintainMargin": 0.004,
+            "maxRiskLimit": 100000, "minRiskLimit": 100000, "riskStep": 50000, "makerFeeRate": 0.0002, "takerFeeRate": 0.0006,
+            "takerFixFee": 0.0, "makerFixFee": 0.0, "settlementFee": None, "isDeleverage": True, "isQuanto": False,
+            "isInverse": c.kind == "inverse", "markMethod": "FairPrice", "fairMethod": "FundingRate", "status": "Open",
+            "nextFundingRateTime": 21031525, "maxLeverage": 125,
+        }
+        for c in contracts
+    ]
+    return {"code": "200000", "data": rows}
+
+
 def _bitget_contracts(contracts: list[Contract], product_type: str) -> dict:
     """GET /api/v2/mix/market/contracts?productType=…: the perpetuals of one product type
     (USDT-FUTURES: settled in USDT, COIN-FUTURES: in the base coin). Bitget's contract size is 1
@@ -228,6 +250,10 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
         return {"/api/v2/public/get_instruments": _deribit_instruments(contracts)}
     if exchange_id == "hyperliquid":  # every call is POST /info; the body's "type" picks the answer
         return {"/info#metaAndAssetCtxs": _hyperliquid_meta(contracts)}
+    if exchange_id == "kucoinfutures":  # with keys set, ccxt's load_markets also lists the spot margin pairs
+        return {"/api/v1/contracts/active": _kucoin_contracts(contracts),
+                "/api/v3/margin/symbols": {"code": "200000", "data": {"timestamp": 0, "items": []}},
+                "/api/v1/isolated/symbols": {"code": "200000", "data": []}}
     if exchange_id == "bitget":  # one market list per product type (the S…-FUTURES demo ones: empty)
         bodies: dict[str, Body] = {"/api/v2/mix/market/contracts": _bitget_contracts([], "SUSDT-FUTURES")}
         for product_type in ("USDT-FUTURES", "COIN-FUTURES", "USDC-FUTURES"):
@@ -311,7 +337,7 @@ class Replay:
             credentials = {"wallet_address": "0x" + "0123456789" * 4}
         else:
             credentials = {"api_key": "replay-key-0123456789", "secret": "replay-secret-0123456789",
-                           "password": "replay-pass-42" if self.exchange_id in ("okx", "bitget") else None}
+                           "password": "replay-pass-42" if self.exchange_id in ("okx", "kucoinfutures", "bitget") else None}
         return AccountConfig(
             name=name or f"{self.exchange_id}-replay",
             exchange=self.exchange_id,

@@ -341,7 +341,7 @@ PROFILE = Profile(
           "where its union figures agree); unified trading account with `ccxt.options.uta = true` (USDT-M, USDC-M and "
           "coin-margined positions listed, isolated ones blind); not coin-margined or USDC-M classic accounts",
     figure="classic: the USDT row's `crossedRiskRate` of /api/v2/mix/account/accounts, over the cross equity "
-           "(`accountEquity` less the isolated positions' `marginSize` and unrealised PnL); isolated: the position's "
+           "(`accountEquity` less the isolated margin and its unrealised PnL); isolated: the position's "
            "`marginRatio` (/api/v2/mix/position/all-position); unified: `mmr` ÷ `effEquity` of /api/v3/account/assets "
            "(checked against its `mgnRatio`)",
     currency="USDT (classic), USD (unified)",

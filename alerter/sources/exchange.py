@@ -122,8 +122,10 @@ class Source:
         body_check: BodyCheck | None = None,
         server_error: tuple[str, frozenset[str]] | None = None,
         own_figure: OwnFigure | None = None,
+        balance_params_for: Callable[[list], tuple[Mapping[str, Any], ...]] | None = None,
     ):
         self.account_name = account_name
+        self.balance_params_for = balance_params_for
         self.own_figure = own_figure
         self.exchange = exchange
         self.exchange_id: str = exchange.id
@@ -254,18 +256,13 @@ class Source:
 
     async def _fetch_raw(self) -> tuple[dict, list[dict]]:
         await self._ensure_markets()
-        results = await asyncio.gather(
-            self._call(self.exchange.fetch_balance, check=True),
-            *(self._call(self.exchange.fetch_positions, None, dict(params), check=True) for params in self.position_params),
-            return_exceptions=True,
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            for error in errors:
-                if not isinstance(error, SourceError):
-                    raise error
-            raise min(errors, key=lambda e: _SEVERITY[e.kind])  # credentials before data before transient
-        balance, *position_lists = results
+        fetch_positions = [self._call(self.exchange.fetch_positions, None, dict(params), check=True) for params in self.position_params]
+        if self.balance_params_for is not None:  # the balance calls follow from the positions
+            positions = [p for found in await _gather(*fetch_positions) for p in found]
+            calls = self.balance_params_for(positions)
+            balances = await _gather(*(self._call(self.exchange.fetch_balance, dict(params), check=True) for params in calls))
+            return {"info": [balance.get("info") for balance in balances]}, positions
+        balance, *position_lists = await _gather(self._call(self.exchange.fetch_balance, check=True), *fetch_positions)
         return balance, [p for positions in position_lists for p in positions]
 
     # ------------------------------------------------------------ public
@@ -304,6 +301,19 @@ class Source:
             if isinstance(mark, int | float) and math.isfinite(mark) and mark > 0:
                 marks[symbol] = float(mark)
         return marks
+
+
+async def _gather(*calls: Awaitable[Any]) -> list[Any]:
+    """The results of concurrent calls; when any failed, the gravest SourceError (credentials
+    before data before transient) once all have ended."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        for error in errors:
+            if not isinstance(error, SourceError):
+                raise error
+        raise min(errors, key=lambda e: _SEVERITY[e.kind])
+    return results
 
 
 def check_body(exchange_id: str, path: str, body: Any, shape: BodyCheck | None = None) -> Any:
@@ -386,6 +396,7 @@ def build_source(
         market_key=market_key,
         body_check=profile.check_body,
         server_error=profile.server_error,
+        balance_params_for=profile.balance_params_for,
         own_figure=profile.figure_of(options),
     )
 

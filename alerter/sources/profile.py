@@ -45,6 +45,10 @@ class Profile:
     check_body: BodyCheck | None = None  # the documented shape of the raw answers
     ccxt_defaults: Mapping[str, Any] = field(default_factory=dict)  # the account's `ccxt` table is merged over these
     position_params: tuple[Mapping[str, Any], ...] = ({},)  # one fetch_positions() call each, results concatenated
+    # where one balance call cannot cover the account (KuCoin: one answer per settle currency): the
+    # positions are fetched first, then one fetch_balance(params) per entry this returns for them,
+    # and `normalise` gets {"info": [each balance call's raw answer, in that order]} as its balance
+    balance_params_for: Callable[[list], tuple[Mapping[str, Any], ...]] | None = None
     server_error: tuple[str, frozenset[str]] | None = None  # (body marker, codes) meaning "system error, try again"
     reprice: bool = False  # re-pricing the positions from public mark prices between polls is faithful
     credentials: tuple[str, ...] = ("api_key", "secret")  # account keys the exchange needs
