@@ -21,8 +21,8 @@ What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodi
 the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
 instruments-info, Deribit public/get_instruments, Hyperliquid metaAndAssetCtxs with the coins as
 `symbol`, KuCoin futures contracts/active with empty spot margin-pair lists, Kraken Futures
-instruments, Gate futures/usdt/contracts), Binance's leverage brackets, Bybit's API-key and
-account-info answers. None
+instruments, Gate futures/usdt/contracts, Bitget mix/market/contracts per product type), Binance's
+leverage brackets, Bybit's API-key and account-info answers. None
 of them carries a figure of the account: markets give the contract size and type (taken from the
 exchange's published contract specifications, or from the recording itself), a bracket gives
 the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
@@ -75,6 +75,7 @@ URL_KEYS = {
     "hyperliquid": ("public",),
     "kucoinfutures": ("public", "private", "futuresPrivate", "futuresPublic", "webExchange", "broker", "earn", "uta", "utaV2", "utaPrivate"),
     "krakenfutures": ("public", "private", "charts", "history", "feeschedules"),
+    "bitget": ("spot", "mix", "user", "p2p", "broker", "margin", "common", "tax", "convert", "copy", "earn", "uta"),
     "gate": ("public", "private"),  # each a dict of sections (GATE_SECTIONS), every one at base + /api/v4
 }
 # ccxt 4.5.90 gate urls['api']: the sections of its public and private APIs
@@ -266,6 +267,27 @@ def _gate_contracts(contracts: list[Contract]) -> list:
     ]
 
 
+def _bitget_contracts(contracts: list[Contract], product_type: str) -> dict:
+    """GET /api/v2/mix/market/contracts?productType=…: the perpetuals of one product type
+    (USDT-FUTURES: settled in USDT, COIN-FUTURES: in the base coin). Bitget's contract size is 1
+    (a position's `total` is in the base coin); the fee rates are Bitget's published VIP 0 ones."""
+    settle = {"USDT-FUTURES": "USDT", "USDC-FUTURES": "USDC"}.get(product_type)
+    rows = [
+        {
+            "symbol": c.symbol, "baseCoin": c.base, "quoteCoin": c.quote, "buyLimitPriceRatio": "0.05",
+            "sellLimitPriceRatio": "0.05", "feeRateUpRatio": "0.005", "makerFeeRate": "0.0002", "takerFeeRate": "0.0006",
+            "openCostUpRatio": "0.01", "supportMarginCoins": [c.settle], "minTradeNum": "0.001", "priceEndStep": "1",
+            "volumePlace": "3", "pricePlace": "2", "sizeMultiplier": "0.001", "symbolType": "perpetual", "minTradeUSDT": "5",
+            "maxSymbolOrderNum": "200", "maxProductOrderNum": "400", "maxPositionNum": "150", "symbolStatus": "normal",
+            "offTime": "-1", "limitOpenTime": "-1", "deliveryTime": "", "deliveryStartTime": "", "launchTime": "",
+            "fundInterval": "8", "minLever": "1", "maxLever": "125", "posLimit": "0.05", "maintainTime": "",
+        }
+        for c in contracts
+        if (c.settle == settle if settle else c.kind == "inverse" and product_type == "COIN-FUTURES")
+    ]
+    return {"code": "00000", "msg": "success", "requestTime": 0, "data": rows}
+
+
 def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
     """The synthetic answers ccxt needs before it reaches the recorded endpoints (see the module)."""
     if exchange_id == "binanceusdm":
@@ -301,6 +323,11 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
                 "/api/v1/isolated/symbols": {"code": "200000", "data": []}}
     if exchange_id == "gate":  # the futures or unified account and the positions come from `bodies`
         return {"/api/v4/futures/usdt/contracts": _gate_contracts(contracts)}
+    if exchange_id == "bitget":  # one market list per product type (the S…-FUTURES demo ones: empty)
+        bodies: dict[str, Body] = {"/api/v2/mix/market/contracts": _bitget_contracts([], "SUSDT-FUTURES")}
+        for product_type in ("USDT-FUTURES", "COIN-FUTURES", "USDC-FUTURES"):
+            bodies[f"/api/v2/mix/market/contracts?productType={product_type}"] = _bitget_contracts(contracts, product_type)
+        return bodies
     raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
 
 
@@ -379,7 +406,7 @@ class Replay:
             credentials = {"wallet_address": "0x" + "0123456789" * 4}
         else:
             credentials = {"api_key": "replay-key-0123456789", "secret": "replay-secret-0123456789",
-                           "password": "replay-pass-42" if self.exchange_id in ("okx", "kucoinfutures") else None}
+                           "password": "replay-pass-42" if self.exchange_id in ("okx", "kucoinfutures", "bitget") else None}
             if self.exchange_id == "krakenfutures":  # ccxt signs with the base64-decoded secret
                 credentials["secret"] = "cmVwbGF5LXNlY3JldC0wMTIzNDU2Nzg5"
         return AccountConfig(

@@ -405,6 +405,7 @@ def build_source(
     normaliser = profile.normalise
     if profile.account_keys:
         normaliser = functools.partial(normaliser, **{key: getattr(account, key) for key in profile.account_keys})
+    options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else None
     return Source(
         account.name,
         cls(ccxt_config(account, timeout_s)),
@@ -412,7 +413,7 @@ def build_source(
         secrets=secrets.of(account),
         retry=retry or RetryPolicy(),
         markets_ttl_s=markets_ttl_s,
-        position_params=profile.position_params,
+        position_params=profile.positions_of(options),
         position_marks=profile.position_marks,
         shared=shared,
         market_key=market_key,

@@ -67,6 +67,15 @@ class Profile:
     # with these ccxt options (None: fetch_balance())
     balance_method: Callable[[Mapping[str, Any]], str | None] | None = None
 
+    # where the positions calls depend on the account's ccxt options (Bitget: one per UTA category)
+    position_params_for: Callable[[Mapping[str, Any]], tuple[Mapping[str, Any], ...]] | None = None
+
+    def positions_of(self, options: Mapping[str, Any] | None = None) -> tuple[Mapping[str, Any], ...]:
+        """The fetch_positions() parameters for an account with these ccxt `options`, one call each."""
+        if self.position_params_for is not None:
+            return self.position_params_for(options or {})
+        return self.position_params
+
     def figure_of(self, options: Mapping[str, Any] | None = None) -> OwnFigure | None:
         """The exchange's own figure for an account with these ccxt `options`."""
         if self.figure_for is not None:
