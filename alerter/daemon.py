@@ -288,7 +288,7 @@ class Daemon:
     async def deliver_unrecorded(self, plan: AccountPlan, alerts: list[Alert], error: StoreError) -> None:
         """The database cannot take the poll: send its alerts straight away, and to every channel
         the notice that the database is failing when the policy says it is due."""
-        from alerter.notify import render, route_all
+        from alerter.notify import message_level, render, route_all
 
         now = self.clock()
         logger.error("database failing, alerts sent without being recorded: %s", error)
@@ -302,8 +302,9 @@ class Daemon:
         outcomes: dict[str, dict[str, datetime | None]] = {a.key: {} for a in alerts}
 
         async def send(channel: str, group: list[Alert]) -> None:
-            title, body = render(group, markdown=self.notifier.markdown(channel))
-            outcome = await self.notifier.send(channel, title, body)
+            level = message_level(group)
+            title, body = render(group, markdown=self.notifier.markdown(channel, level))
+            outcome = await self.notifier.send(channel, title, body, level=level)
             if not outcome.ok:
                 logger.error("channel %s: unrecorded alert not delivered (kept for the outbox): %s", channel, outcome.error)
             for a in group:
