@@ -90,9 +90,11 @@ def duration(td: timedelta | None) -> str:
 
 def scope_label(scope: str, *, short: bool = False) -> str | None:
     """None for the cross account; "BTC/USDT:USDT long (isolated)" for an isolated position
-    (short: "BTC/USDT long")."""
+    (short: "BTC/USDT long"); "BTC cross" for a margin coin's cross pool; other pools as named."""
     if scope == ACCOUNT_SCOPE:
         return None
+    if scope.startswith("cross:"):
+        return f"{scope.removeprefix('cross:')} cross"
     if not scope.startswith("isolated:"):
         return scope
     symbol, _, side = scope.removeprefix("isolated:").rpartition(":")

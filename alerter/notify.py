@@ -82,9 +82,12 @@ def _where(alert: Alert) -> str:
 
 
 def _ratio_text(alert: Alert) -> str:
-    text = f"margin ratio {display.ratio(alert.margin_ratio)}"
+    """"margin ratio 88.7 %", with the exchange's own figure beside it where it has one:
+    "margin ratio 88.7 % = margin level 1.24 (call at 70 % = margin level 1.57)"."""
+    text = f"margin ratio {display.ratio(alert.margin_ratio)}" + (f" = {alert.figure}" if alert.figure else "")
     if alert.threshold is not None and alert.level != Level.OK:
-        text += f" ({alert.level.label} at {display.ratio(alert.threshold)})"
+        own = f" = {alert.figure_threshold}" if alert.figure_threshold else ""
+        text += f" ({alert.level.label} at {display.ratio(alert.threshold)}{own})"
     return text + _qualifiers(alert)
 
 
@@ -109,7 +112,8 @@ def headline(alert: Alert) -> str:
     if alert.kind == AlertKind.REPEAT:
         return f"{tag(alert)} still active · {where} · {_ratio_text(alert)} since {display.time_of_day(alert.since_at)}"
     if alert.kind == AlertKind.RESOLVED:
-        what = alert.reason if alert.reason else f"margin ratio {display.ratio(alert.margin_ratio)}{_qualifiers(alert)}"
+        own = f" = {alert.figure}" if alert.figure else ""
+        what = alert.reason if alert.reason else f"margin ratio {display.ratio(alert.margin_ratio)}{own}{_qualifiers(alert)}"
         return f"RESOLVED · {where} · {what} (was {alert.level.name})"
     if alert.kind == AlertKind.BLIND:
         if alert.scope.startswith("isolated:") and alert.reason:  # a position the profile cannot evaluate
@@ -145,7 +149,11 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
             lines.append(f"Episode started {display.time_of_day(alert.since_at)}")
         return lines
     if alert.deposit_needed and alert.deposit_needed > 0 and alert.target is not None:
-        lines.append(bold(f"Deposit {display.money(alert.deposit_needed, cur)} to get back to {display.ratio(alert.target)}"))
+        if alert.repay_needed is not None:  # a lender: more collateral, or less debt
+            lines.append(bold(f"Add {display.money(alert.deposit_needed, cur)} of collateral or repay "
+                              f"{display.money(alert.repay_needed, cur)} of the loan to get back to {display.ratio(alert.target)}"))
+        else:
+            lines.append(bold(f"Deposit {display.money(alert.deposit_needed, cur)} to get back to {display.ratio(alert.target)}"))
     if alert.liquidation_move is not None:
         lines.append(f"Liquidation at a {display.move(alert.liquidation_move)} move")
     if alert.top_positions:

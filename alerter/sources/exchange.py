@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from alerter import secrets
 from alerter.config import AccountConfig, ConfigError
-from alerter.models import AccountSnapshot
+from alerter.models import AccountSnapshot, OwnFigure
 from alerter.sources.errors import SourceError, classify
 from alerter.sources.fields import BodyCheck, Normaliser
 from alerter.sources.profile import Profile
@@ -121,8 +121,10 @@ class Source:
         market_key: str | None = None,
         body_check: BodyCheck | None = None,
         server_error: tuple[str, frozenset[str]] | None = None,
+        own_figure: OwnFigure | None = None,
     ):
         self.account_name = account_name
+        self.own_figure = own_figure
         self.exchange = exchange
         self.exchange_id: str = exchange.id
         self.normaliser = normaliser
@@ -278,7 +280,7 @@ class Source:
         except (KeyError, ValueError, TypeError, ArithmeticError, IndexError, AttributeError) as e:
             # an answer of an unexpected shape (AttributeError: a str where an object belongs)
             raise SourceError("data", f"cannot read the exchange's answer: {classify(e, secrets=self._secrets).message}") from None
-        return replace(snapshot, fetched_at=datetime.now(UTC))
+        return replace(snapshot, fetched_at=datetime.now(UTC), own_figure=snapshot.own_figure or self.own_figure)
 
     async def fetch_marks(self, symbols: Iterable[str]) -> dict[str, float]:
         """Mark prices (public endpoints), for re-pricing between full polls. Unknown symbols are left out."""
@@ -383,6 +385,7 @@ def build_source(
         market_key=market_key,
         body_check=profile.check_body,
         server_error=profile.server_error,
+        own_figure=profile.figure_of(account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else None),
     )
 
 

@@ -8,10 +8,11 @@ alerter.config, so config validation reads the registry without importing either
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from alerter.models import OwnFigure
 from alerter.sources.fields import BodyCheck, Normaliser
 
 
@@ -51,3 +52,14 @@ class Profile:
     redirects: tuple[Redirect, ...] = ()  # accounts on other ids that belong here (or nowhere yet)
     account_keys: tuple[str, ...] = ()  # account settings passed to `normalise` as keywords
     approximate: bool = False  # figures from ccxt's unified fields, not the exchange's own
+    # the exchange's own risk figure and notice levels, shown beside the normalised ratio (None:
+    # the normalised ratio is the exchange's own figure, as on Binance USDⓈ-M)
+    own_figure: OwnFigure | None = None
+    # where the figure depends on the account's ccxt options (one exchange id, several modes)
+    figure_for: Callable[[Mapping[str, Any]], OwnFigure | None] | None = None
+
+    def figure_of(self, options: Mapping[str, Any] | None = None) -> OwnFigure | None:
+        """The exchange's own figure for an account with these ccxt `options`."""
+        if self.figure_for is not None:
+            return self.figure_for(options or {})
+        return self.own_figure
