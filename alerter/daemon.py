@@ -230,7 +230,8 @@ class Daemon:
         if url is None or not self.polled >= self.plans.keys():
             return
         self.polled.clear()
-        await metrics.send_heartbeat(url.get_secret_value(), timeout=self.settings.daemon.request_timeout.total_seconds())
+        ok = await metrics.send_heartbeat(url.get_secret_value(), timeout=self.settings.daemon.request_timeout.total_seconds())
+        metrics.observe_heartbeat(ok)
 
     async def record(self, poll: Poll) -> tuple[list[Alert], StoreError | None]:
         """Decide and record one poll. When the database fails, the decided state is kept in
