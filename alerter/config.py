@@ -256,7 +256,8 @@ class AccountConfig(Section):
 
 class LevelUrls(Section):
     """A channel's URL per level (`url_by_level`): the URL a message goes to when its most
-    urgent alert is of that level; a level without one uses the channel's `url`."""
+    urgent alert is of that level; a level without one uses the channel's `url`
+    (alerter.notify.Notifier picks it)."""
 
     warning: Secret | None = None
     call: Secret | None = None
@@ -273,12 +274,6 @@ class ChannelConfig(Section):
     @property
     def level(self) -> Level:
         return Level.parse(self.min_level)
-
-    def url_for(self, level: Level) -> SecretStr:
-        """The URL of a message whose most urgent alert is of `level`: the level's own URL,
-        else `url` (for ok too: a blind or restored notice about a scope that was ok)."""
-        own = getattr(self.url_by_level, level.label, None) if level != Level.OK else None
-        return own if own is not None else self.url
 
     def urls(self) -> dict[str, SecretStr]:
         """Every URL of the channel by its key path: {"url": …, "url_by_level.critical": …}."""

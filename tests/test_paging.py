@@ -17,7 +17,7 @@ from helpers import T0, harness, run
 
 from alerter.config import build_settings, literal_secret_paths
 from alerter.models import Alert, AlertKind, Level
-from alerter.notify import Folded, message_level
+from alerter.notify import Folded, Notifier, message_level
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,11 +79,11 @@ def test_the_message_level_is_that_of_its_most_urgent_current_alert(alerts, leve
     assert message_level(alerts) == level
 
 
-def test_url_for_falls_back_to_url():
+def test_a_level_without_its_own_url_uses_url():
     settings = build_settings({"channels": [{"name": "c", "url": "json://h/plain", "url_by_level": {"call": "json://h/call"}}]})
-    channel = settings.channels[0]
-    assert {level: channel.url_for(level).get_secret_value() for level in Level} == {
-        Level.OK: "json://h/plain", Level.WARNING: "json://h/plain", Level.CALL: "json://h/call", Level.CRITICAL: "json://h/plain"}
+    notifier = Notifier(settings.channels)
+    assert {level: notifier.via("c", level) for level in Level} == {
+        Level.OK: "url", Level.WARNING: "url", Level.CALL: "url_by_level.call", Level.CRITICAL: "url"}
     assert literal_secret_paths({"channels": [{"url": "json://h/p", "url_by_level": {"call": "json://h/c", "critical": "env:X"}}]}) == [
         "channels[0].url", "channels[0].url_by_level.call"]
 
@@ -149,14 +149,12 @@ def readme_setup() -> dict:
 
 def test_the_readme_setup_is_quiet_below_critical_and_loud_at_critical():
     """Each URL of the README's setup, as the installed apprise reads it."""
-    import apprise
-
     from alerter.runtime import preflight
 
     settings = build_settings(readme_setup())
     preflight(settings)
-    plugins = {c.name: {level: apprise.Apprise.instantiate(c.url_for(level).get_secret_value()) for level in Level if level}
-               for c in settings.channels}
+    notifier = Notifier(settings.channels)  # the apprise plugin each level's message would go through
+    plugins = {c.name: {level: notifier._for(c.name, level).apprise[0] for level in Level if level} for c in settings.channels}
     tg, ntfy, pover = plugins["telegram"], plugins["ntfy"], plugins["pushover"]
     assert [tg[level].silent for level in (Level.WARNING, Level.CALL, Level.CRITICAL)] == [True, True, False]
     assert [ntfy[level].priority for level in (Level.WARNING, Level.CALL, Level.CRITICAL)] == ["low", "default", "max"]
