@@ -88,25 +88,41 @@ def test_a_level_without_its_own_url_uses_url():
         "channels[0].url", "channels[0].url_by_level.call"]
 
 
-def test_test_notify_level_sends_by_that_levels_url(tmp_path, webhook):
+@pytest.fixture
+def root_logging():
+    """test-notify in-process sets up logging (setup_logging): give the next tests theirs back."""
+    import logging
+
+    root = logging.getLogger()
+    saved = root.level, list(root.handlers)
+    yield
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+
+
+def test_test_notify_level_sends_by_that_levels_url(tmp_path, webhook, capsys, root_logging):
     from test_cli import alerter
+
+    from alerter.cli import main
 
     config = tmp_path / "n.toml"
     config.write_text(f'[[channels]]\nname = "phone"\nurl = "json://{webhook.url}/plain"\n'
                       f'url_by_level = {{ critical = "json://{webhook.url}/critical-SECRETPATH" }}\n')
     config.chmod(0o600)
-    critical = alerter("test-notify", "--config", str(config), "--level", "critical")
+    critical = alerter("test-notify", "--config", str(config), "--level", "critical")  # as the user runs it
     assert critical.returncode == 0, critical.stderr
     assert re.search(r"phone\s+delivered \(by url_by_level\.critical\)", critical.stdout)
-    call = alerter("test-notify", "--config", str(config), "--level", "call")
-    assert re.search(r"phone\s+delivered \(by url\)", call.stdout)  # no URL of its own: the plain one
-    plain = alerter("test-notify", "--config", str(config))
-    assert re.search(r"phone\s+delivered$", plain.stdout.strip())
+    assert "SECRETPATH" not in critical.stdout + critical.stderr
+    assert main(["test-notify", "--config", str(config), "--level", "call"]) == 0
+    assert re.search(r"phone\s+delivered \(by url\)", capsys.readouterr().out)  # no URL of its own: the plain one
+    assert main(["test-notify", "--config", str(config)]) == 0
+    assert re.search(r"phone\s+delivered$", capsys.readouterr().out.strip())
     assert [r["path"] for r in webhook.requests] == ["/critical-SECRETPATH", "/plain", "/plain"]
     assert webhook.requests[0]["body"]["title"] == "alerter test message (CRITICAL path)"
     assert webhook.requests[0]["body"]["type"] == "failure"
-    bad = alerter("test-notify", "--config", str(config), "--level", "crit")
-    assert bad.returncode == 2 and "invalid choice: 'crit'" in bad.stderr and "Traceback" not in bad.stderr
+    with pytest.raises(SystemExit) as bad:
+        main(["test-notify", "--config", str(config), "--level", "crit"])
+    assert bad.value.code == 2 and "invalid choice: 'crit'" in capsys.readouterr().err
 
 
 def test_each_url_is_checked_by_apprise_and_masked(tmp_path):
