@@ -20,7 +20,8 @@ that uses one must say so.
 What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodies`), built from
 the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
 instruments-info, Deribit public/get_instruments, Hyperliquid metaAndAssetCtxs with the coins as
-`symbol`), Binance's leverage brackets, Bybit's API-key and account-info answers. None
+`symbol`, KuCoin futures contracts/active with empty spot margin-pair lists), Binance's leverage
+brackets, Bybit's API-key and account-info answers. None
 of them carries a figure of the account: markets give the contract size and type (taken from the
 exchange's published contract specifications, or from the recording itself), a bracket gives
 the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
@@ -66,10 +67,12 @@ class Contract:
 URL_KEYS = {
     "binanceusdm": tuple(BINANCE_API_PATHS),
     "binancecoinm": tuple(BINANCE_API_PATHS),
+    "binance": tuple(BINANCE_API_PATHS),
     "okx": ("rest",),
     "bybit": ("spot", "futures", "v2", "public", "private"),
     "deribit": ("rest",),
     "hyperliquid": ("public",),
+    "kucoinfutures": ("public", "private", "futuresPrivate", "futuresPublic", "webExchange", "broker", "earn", "uta", "utaV2", "utaPrivate"),
 }
 
 
@@ -78,7 +81,7 @@ def ccxt_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
     base = base_url.rstrip("/")
     if exchange_id not in URL_KEYS:
         raise ValueError(f"no replay URL layout for exchange {exchange_id!r} (known: {', '.join(sorted(URL_KEYS))})")
-    if exchange_id in ("binanceusdm", "binancecoinm"):
+    if exchange_id in ("binanceusdm", "binancecoinm", "binance"):
         return {"api": {key: base + path for key, path in BINANCE_API_PATHS.items()}}
     return {"api": {key: base for key in URL_KEYS[exchange_id]}}
 
@@ -126,6 +129,27 @@ def _binance_brackets(contracts: list[Contract]) -> list:
         ]}
         for c in contracts
     ]
+
+
+def _binance_spot_exchange_info(contracts: list[Contract]) -> dict:
+    """/api/v3/exchangeInfo: spot pairs (`symbol` BTCUSDT, `base`, `quote`). The binance profile
+    reads no figure from the markets; ccxt only needs a non-empty list."""
+    return {
+        "timezone": "UTC", "serverTime": 0, "rateLimits": [], "exchangeFilters": [],
+        "symbols": [
+            {
+                "symbol": c.symbol, "status": "TRADING", "baseAsset": c.base, "baseAssetPrecision": 8, "quoteAsset": c.quote,
+                "quotePrecision": 8, "quoteAssetPrecision": 8, "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": True,
+                "ocoAllowed": True, "isSpotTradingAllowed": True, "isMarginTradingAllowed": True, "permissions": [],
+                "permissionSets": [["SPOT", "MARGIN"]],
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
+                    {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
+                ],
+            }
+            for c in contracts
+        ],
+    }
 
 
 def _okx_instruments(contracts: list[Contract], inst_type: str) -> dict:
@@ -181,6 +205,25 @@ def _hyperliquid_meta(contracts: list[Contract]) -> list:
     return [{"universe": universe}, contexts]
 
 
+def _kucoin_contracts(contracts: list[Contract]) -> dict:
+    """/api/v1/contracts/active: one perpetual per contract, `multiplier` the contract size as KuCoin
+    publishes it (XBTUSDTM 0.001 XBT; inverse contracts -1, i.e. 1 USD)."""
+    rows = [
+        {
+            "symbol": c.symbol, "rootSymbol": c.settle, "type": "FFWCSX", "firstOpenDate": 1585555200000, "expireDate": None,
+            "settleDate": None, "baseCurrency": c.base, "quoteCurrency": c.quote, "settleCurrency": c.settle,
+            "maxOrderQty": 1000000, "maxPrice": 1000000.0, "lotSize": 1, "tickSize": 0.1, "indexPriceTickSize": 0.01,
+            "multiplier": -float(c.size) if c.kind == "inverse" else float(c.size), "initialMargin": 0.008, "maintainMargin": 0.004,
+            "maxRiskLimit": 100000, "minRiskLimit": 100000, "riskStep": 50000, "makerFeeRate": 0.0002, "takerFeeRate": 0.0006,
+            "takerFixFee": 0.0, "makerFixFee": 0.0, "settlementFee": None, "isDeleverage": True, "isQuanto": False,
+            "isInverse": c.kind == "inverse", "markMethod": "FairPrice", "fairMethod": "FundingRate", "status": "Open",
+            "nextFundingRateTime": 21031525, "maxLeverage": 125,
+        }
+        for c in contracts
+    ]
+    return {"code": "200000", "data": rows}
+
+
 def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
     """The synthetic answers ccxt needs before it reaches the recorded endpoints (see the module)."""
     if exchange_id == "binanceusdm":
@@ -202,10 +245,16 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
     if exchange_id == "binancecoinm":
         brackets = [{"pair": c.symbol.partition("_")[0], **b} for c, b in zip(contracts, _binance_brackets(contracts))]
         return {"/dapi/v1/exchangeInfo": _binance_coinm_exchange_info(contracts), "/dapi/v2/leverageBracket": brackets}
+    if exchange_id == "binance":  # spot pairs only (the profile's fetchMarkets types)
+        return {"/api/v3/exchangeInfo": _binance_spot_exchange_info(contracts)}
     if exchange_id == "deribit":  # JSON-RPC over GET: /api/v2/private/get_account_summaries, /api/v2/private/get_positions
         return {"/api/v2/public/get_instruments": _deribit_instruments(contracts)}
     if exchange_id == "hyperliquid":  # every call is POST /info; the body's "type" picks the answer
         return {"/info#metaAndAssetCtxs": _hyperliquid_meta(contracts)}
+    if exchange_id == "kucoinfutures":  # with keys set, ccxt's load_markets also lists the spot margin pairs
+        return {"/api/v1/contracts/active": _kucoin_contracts(contracts),
+                "/api/v3/margin/symbols": {"code": "200000", "data": {"timestamp": 0, "items": []}},
+                "/api/v1/isolated/symbols": {"code": "200000", "data": []}}
     raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
 
 
@@ -284,7 +333,7 @@ class Replay:
             credentials = {"wallet_address": "0x" + "0123456789" * 4}
         else:
             credentials = {"api_key": "replay-key-0123456789", "secret": "replay-secret-0123456789",
-                           "password": "replay-pass-42" if self.exchange_id == "okx" else None}
+                           "password": "replay-pass-42" if self.exchange_id in ("okx", "kucoinfutures") else None}
         return AccountConfig(
             name=name or f"{self.exchange_id}-replay",
             exchange=self.exchange_id,
