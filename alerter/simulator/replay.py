@@ -20,8 +20,9 @@ that uses one must say so.
 What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodies`), built from
 the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
 instruments-info, Deribit public/get_instruments, Hyperliquid metaAndAssetCtxs with the coins as
-`symbol`, KuCoin futures contracts/active with empty spot margin-pair lists), Binance's leverage
-brackets, Bybit's API-key and account-info answers. None
+`symbol`, KuCoin futures contracts/active with empty spot margin-pair lists, Kraken Futures
+instruments, Gate futures/usdt/contracts), Binance's leverage brackets, Bybit's API-key and
+account-info answers. None
 of them carries a figure of the account: markets give the contract size and type (taken from the
 exchange's published contract specifications, or from the recording itself), a bracket gives
 the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
@@ -73,6 +74,14 @@ URL_KEYS = {
     "deribit": ("rest",),
     "hyperliquid": ("public",),
     "kucoinfutures": ("public", "private", "futuresPrivate", "futuresPublic", "webExchange", "broker", "earn", "uta", "utaV2", "utaPrivate"),
+    "krakenfutures": ("public", "private", "charts", "history", "feeschedules"),
+    "gate": ("public", "private"),  # each a dict of sections (GATE_SECTIONS), every one at base + /api/v4
+}
+# ccxt 4.5.90 gate urls['api']: the sections of its public and private APIs
+GATE_SECTIONS = {
+    "public": ("wallet", "futures", "margin", "delivery", "spot", "options", "sub_accounts", "earn"),
+    "private": ("withdrawals", "wallet", "futures", "margin", "delivery", "spot", "options", "subAccounts", "unified",
+                "rebate", "earn", "account", "loan", "otc"),
 }
 
 
@@ -83,6 +92,11 @@ def ccxt_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
         raise ValueError(f"no replay URL layout for exchange {exchange_id!r} (known: {', '.join(sorted(URL_KEYS))})")
     if exchange_id in ("binanceusdm", "binancecoinm", "binance"):
         return {"api": {key: base + path for key, path in BINANCE_API_PATHS.items()}}
+    if exchange_id == "krakenfutures":  # ccxt appends "v3/accounts" and the like to these
+        return {"api": {key: base + ("/derivatives/api/" if key in ("public", "private") else f"/api/{key}/")
+                        for key in URL_KEYS[exchange_id]}}
+    if exchange_id == "gate":
+        return {"api": {kind: {name: base + "/api/v4" for name in names} for kind, names in GATE_SECTIONS.items()}}
     return {"api": {key: base for key in URL_KEYS[exchange_id]}}
 
 
@@ -224,6 +238,34 @@ def _kucoin_contracts(contracts: list[Contract]) -> dict:
     return {"code": "200000", "data": rows}
 
 
+def _kraken_instruments(contracts: list[Contract]) -> dict:
+    """GET /derivatives/api/v3/instruments: PF_ (multi-collateral, linear, `size` in the base coin)
+    and PI_/FI_ (single-collateral, inverse, 1 USD a contract) rows; a FI_XBTUSD_201225 row gets
+    that day as its lastTradingTime. Synthetic: names, kinds and sizes only."""
+    rows = []
+    for c in contracts:
+        row = {"symbol": c.symbol, "type": "futures_inverse" if c.kind == "inverse" else "flexible_futures",
+               "tradeable": True, "tickSize": 0.01, "contractSize": float(c.size), "contractValueTradePrecision": 4}
+        tail = c.symbol.rsplit("_", 1)[-1]
+        if tail.isdigit():
+            row["lastTradingTime"] = f"20{tail[:2]}-{tail[2:4]}-{tail[4:]}T16:00:00.000Z"
+        rows.append(row)
+    return {"result": "success", "instruments": rows, "serverTime": "2026-01-01T00:00:00.000Z"}
+
+
+def _gate_contracts(contracts: list[Contract]) -> list:
+    """GET /api/v4/futures/usdt/contracts: one USDT-settled perpetual per contract, `quanto_multiplier`
+    the contract size (taken from the recording itself: `value` ÷ (`size` × `mark_price`))."""
+    return [
+        {"name": c.symbol, "type": "direct", "quanto_multiplier": c.size, "mark_type": "index", "mark_price": "1",
+         "index_price": "1", "last_price": "1", "order_price_deviate": "0.5", "order_price_round": "0.001",
+         "mark_price_round": "0.001", "maintenance_rate": str(c.maint_rate), "leverage_min": "1", "leverage_max": "100",
+         "order_size_min": 1, "order_size_max": 1000000, "enable_decimal": False, "status": "trading",
+         "taker_fee_rate": "0.00075", "maker_fee_rate": "-0.0001", "in_delisting": False}
+        for c in contracts
+    ]
+
+
 def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
     """The synthetic answers ccxt needs before it reaches the recorded endpoints (see the module)."""
     if exchange_id == "binanceusdm":
@@ -249,12 +291,16 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
         return {"/api/v3/exchangeInfo": _binance_spot_exchange_info(contracts)}
     if exchange_id == "deribit":  # JSON-RPC over GET: /api/v2/private/get_account_summaries, /api/v2/private/get_positions
         return {"/api/v2/public/get_instruments": _deribit_instruments(contracts)}
+    if exchange_id == "krakenfutures":  # GET /derivatives/api/v3/accounts, /openpositions, /tickers
+        return {"/derivatives/api/v3/instruments": _kraken_instruments(contracts)}
     if exchange_id == "hyperliquid":  # every call is POST /info; the body's "type" picks the answer
         return {"/info#metaAndAssetCtxs": _hyperliquid_meta(contracts)}
     if exchange_id == "kucoinfutures":  # with keys set, ccxt's load_markets also lists the spot margin pairs
         return {"/api/v1/contracts/active": _kucoin_contracts(contracts),
                 "/api/v3/margin/symbols": {"code": "200000", "data": {"timestamp": 0, "items": []}},
                 "/api/v1/isolated/symbols": {"code": "200000", "data": []}}
+    if exchange_id == "gate":  # the futures or unified account and the positions come from `bodies`
+        return {"/api/v4/futures/usdt/contracts": _gate_contracts(contracts)}
     raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
 
 
@@ -334,6 +380,8 @@ class Replay:
         else:
             credentials = {"api_key": "replay-key-0123456789", "secret": "replay-secret-0123456789",
                            "password": "replay-pass-42" if self.exchange_id in ("okx", "kucoinfutures") else None}
+            if self.exchange_id == "krakenfutures":  # ccxt signs with the base64-decoded secret
+                credentials["secret"] = "cmVwbGF5LXNlY3JldC0wMTIzNDU2Nzg5"
         return AccountConfig(
             name=name or f"{self.exchange_id}-replay",
             exchange=self.exchange_id,

@@ -117,6 +117,7 @@ class Source:
         retry: RetryPolicy = RetryPolicy(),
         markets_ttl_s: float = MARKETS_TTL_S,
         position_params: tuple[dict[str, Any], ...] = ({},),
+        position_marks: bool = False,
         shared: SharedMarkets | None = None,
         market_key: str | None = None,
         body_check: BodyCheck | None = None,
@@ -136,6 +137,7 @@ class Source:
         self.retry = retry
         self.markets_ttl_s = markets_ttl_s
         self.position_params = position_params
+        self.position_marks = position_marks
         self._secrets = tuple(s for s in secrets if s)
         self._markets_at: float | None = None
         self.shared = shared
@@ -270,7 +272,19 @@ class Source:
             return {"info": [balance.get("info") for balance in balances]}, positions
         fetch_balance = self._call(self._raw_balance if self.balance_method else self.exchange.fetch_balance, check=True)
         balance, *position_lists = await _gather(fetch_balance, *fetch_positions)
-        return balance, [p for positions in position_lists for p in positions]
+        positions = [p for positions in position_lists for p in positions]
+        if self.position_marks and positions:
+            await self._mark_positions(positions)
+        return balance, positions
+
+    async def _mark_positions(self, positions: list[dict]) -> None:
+        """Sets ccxt's `markPrice` of positions that arrive without one (Kraken Futures) from the
+        public tickers, read right after the positions; a position left without one is the
+        normaliser's to refuse."""
+        tickers = await self._call(self.exchange.fetch_tickers, sorted({p["symbol"] for p in positions if p.get("symbol")}), check=True)
+        for position in positions:
+            if position.get("markPrice") is None:
+                position["markPrice"] = (tickers.get(position.get("symbol")) or {}).get("markPrice")
 
     # ------------------------------------------------------------ public
 
@@ -399,6 +413,7 @@ def build_source(
         retry=retry or RetryPolicy(),
         markets_ttl_s=markets_ttl_s,
         position_params=profile.position_params,
+        position_marks=profile.position_marks,
         shared=shared,
         market_key=market_key,
         body_check=profile.check_body,

@@ -49,6 +49,7 @@ class Profile:
     # positions are fetched first, then one fetch_balance(params) per entry this returns for them,
     # and `normalise` gets {"info": [each balance call's raw answer, in that order]} as its balance
     balance_params_for: Callable[[list], tuple[Mapping[str, Any], ...]] | None = None
+    position_marks: bool = False  # the positions state no mark: each poll also reads the public tickers' markPrice
     server_error: tuple[str, frozenset[str]] | None = None  # (body marker, codes) meaning "system error, try again"
     reprice: bool = False  # re-pricing the positions from public mark prices between polls is faithful
     credentials: tuple[str, ...] = ("api_key", "secret")  # account keys the exchange needs

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from alerter.sources import binance, binancecoinm, binanceusdm, bybit, deribit, generic, hyperliquid, kucoinfutures, okx
+from alerter.sources import binance, binancecoinm, binanceusdm, bybit, deribit, gate, generic, hyperliquid, krakenfutures, kucoinfutures, okx
 from alerter.sources.fields import BodyCheck, Normaliser
 from alerter.sources.profile import Profile
 
 # adding an exchange: its module with a PROFILE, listed here, plus its recordings under tests/fixtures/real/
-PROFILES: dict[str, Profile] = {exchange_id: p.PROFILE for p in (binanceusdm, binancecoinm, bybit, deribit, okx, hyperliquid, kucoinfutures, binance) for exchange_id in p.PROFILE.ids}
+PROFILES: dict[str, Profile] = {exchange_id: p.PROFILE for p in (binanceusdm, binancecoinm, bybit, deribit, okx, hyperliquid, kucoinfutures, binance, krakenfutures, gate) for exchange_id in p.PROFILE.ids}
 GENERIC: Profile = generic.PROFILE
 GENERIC_NAME = "generic"  # the account's `profile = "generic"`
 
