@@ -90,12 +90,21 @@ def duration(td: timedelta | None) -> str:
 
 def scope_label(scope: str, *, short: bool = False) -> str | None:
     """None for the cross account; "BTC/USDT:USDT long (isolated)" for an isolated position
-    (short: "BTC/USDT long")."""
+    (short: "BTC/USDT long"); "BTC cross" for a margin coin's cross pool; other pools as named."""
     if scope == ACCOUNT_SCOPE:
         return None
+    if scope.startswith("cross:"):
+        return f"{scope.removeprefix('cross:')} cross"
     if not scope.startswith("isolated:"):
         return scope
     symbol, _, side = scope.removeprefix("isolated:").rpartition(":")
     if short:
         return f"{symbol.split(':')[0]} {side}"
     return f"{symbol} {side} (isolated)"
+
+
+def own_levels(figure, thresholds) -> str:
+    """The levels in the exchange's own figure (an OwnFigure):
+    "warning 50 % = margin level 2.20 · call 70 % = margin level 1.57 · … · liquidation 100 % = margin level 1.10"."""
+    levels = (("warning", thresholds.warning), ("call", thresholds.call), ("critical", thresholds.critical), ("liquidation", 1.0))
+    return " · ".join(f"{name} {ratio(value)} = {figure.text(value)}" for name, value in levels)

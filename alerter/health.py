@@ -112,6 +112,11 @@ def check_finite(snapshot: AccountSnapshot) -> None:
         value = getattr(snapshot, name)
         if value is None or not math.isfinite(value):
             raise ValueError(f"{snapshot.account}: {name} is {value!r}, not a finite number")
+    for pool in snapshot.pools:
+        for name in ("equity", "maintenance_margin"):
+            value = getattr(pool, name)
+            if value is None or not math.isfinite(value):
+                raise ValueError(f"{snapshot.account}: {pool.scope} {name} is {value!r}, not a finite number")
     for p in snapshot.positions:
         try:
             total = p.notional + p.maintenance_margin + p.mark_price + p.unrealized_pnl + (p.collateral if p.isolated else 0.0)
@@ -126,32 +131,57 @@ def check_finite(snapshot: AccountSnapshot) -> None:
         raise ValueError(f"{snapshot.account}: {p.symbol}: figures too large to add up")
 
 
-def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
-    """Health of the cross account first, then one per isolated position."""
-    check_finite(snapshot)
-    cross = [p for p in snapshot.positions if not p.isolated]
-    common = dict(account=snapshot.account, exchange=snapshot.exchange, estimated=snapshot.estimated,
-                  approximate=snapshot.approximate)
-    account_move = None
+def repay_needed(maintenance: float, equity: float, target: float, trigger: float) -> float:
+    """A lender's account (maintenance = trigger × debt, equity = assets): the debt to repay out of
+    the assets so that trigger × (debt − R) ÷ (assets − R) = `target` (never negative).
+    R = (maintenance − target × equity) ÷ (trigger − target); the trigger (a margin level of 1.1)
+    is above 1 and the target below it, so the divisor is positive."""
+    return max(0.0, (maintenance - target * equity) / (trigger - target))
+
+
+def _cross_health(snapshot: AccountSnapshot, scope: str, equity: float, maintenance: float, currency: str,
+                  cross: list[Position], target: float) -> Health:
+    """The health of a cross scope: the account, or one pool (a margin coin's cross positions)."""
+    move = None
     if len(cross) == 1 and cross[0].liquidation_price:
         # one position: the exchange states where the account liquidates (its own rule, with
         # brackets, fees and other collateral), so that is the distance, not our extrapolation
-        account_move = position_risk(cross[0]).liquidation_move
+        move = position_risk(cross[0]).liquidation_move
     elif not any(p.inverse for p in cross):  # the uniform-move model holds for linear positions only
-        account_move = liquidation_move(snapshot.equity, snapshot.maintenance_margin, cross)
-    healths = [
-        Health(
-            scope=ACCOUNT_SCOPE,
-            margin_ratio=margin_ratio(snapshot.maintenance_margin, snapshot.equity),
-            equity=snapshot.equity,
-            maintenance_margin=snapshot.maintenance_margin,
-            deposit_needed=deposit_needed(snapshot.maintenance_margin, snapshot.equity, target),
-            liquidation_move=account_move,
-            top_positions=top_positions(cross),
-            currency=snapshot.currency,
-            **common,
-        )
-    ]
+        move = liquidation_move(equity, maintenance, cross)
+    trigger = snapshot.lender_trigger
+    return Health(
+        account=snapshot.account,
+        exchange=snapshot.exchange,
+        scope=scope,
+        margin_ratio=margin_ratio(maintenance, equity),
+        equity=equity,
+        maintenance_margin=maintenance,
+        deposit_needed=deposit_needed(maintenance, equity, target),
+        liquidation_move=move,
+        top_positions=top_positions(cross),
+        currency=currency,
+        estimated=snapshot.estimated,
+        approximate=snapshot.approximate,
+        repay_needed=repay_needed(maintenance, equity, target, trigger) if trigger else None,
+        own_figure=snapshot.own_figure,
+    )
+
+
+def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
+    """Health of the cross account (or of each pool, where the snapshot has pools) first, then one
+    per isolated position."""
+    check_finite(snapshot)
+    cross = [p for p in snapshot.positions if not p.isolated]
+    figure = snapshot.own_figure
+    common = dict(account=snapshot.account, exchange=snapshot.exchange, estimated=snapshot.estimated,
+                  approximate=snapshot.approximate, own_figure=None if figure is None or figure.cross_only else figure)
+    if snapshot.pools:
+        healths = [_cross_health(snapshot, pool.scope, pool.equity, pool.maintenance_margin, pool.currency,
+                                 [p for p in cross if p.symbol in pool.symbols], target)
+                   for pool in snapshot.pools]
+    else:
+        healths = [_cross_health(snapshot, ACCOUNT_SCOPE, snapshot.equity, snapshot.maintenance_margin, snapshot.currency, cross, target)]
     for p in snapshot.positions:
         if not p.isolated:
             continue
@@ -214,6 +244,8 @@ def reprice(snapshot: AccountSnapshot, marks: dict[str, float]) -> AccountSnapsh
     full poll. The result is marked `estimated` until a full poll confirms it.
     """
     equity, maintenance = snapshot.equity, snapshot.maintenance_margin
+    pools = {pool.scope: [pool.equity, pool.maintenance_margin] for pool in snapshot.pools}
+    pool_of = {symbol: pool.scope for pool in snapshot.pools for symbol in pool.symbols}
     positions = []
     for p in snapshot.positions:
         mark = marks.get(p.symbol)
@@ -221,11 +253,16 @@ def reprice(snapshot: AccountSnapshot, marks: dict[str, float]) -> AccountSnapsh
             positions.append(p)
             continue
         q = reprice_position(p, mark)
-        if not p.isolated and (not p.inverse or p.currency == snapshot.currency):
+        if not p.isolated and p.symbol in pool_of:  # a pool's figures are in its own currency, as its positions'
+            figures = pools[pool_of[p.symbol]]
+            figures[0] += q.unrealized_pnl - p.unrealized_pnl
+            figures[1] += q.maintenance_margin - p.maintenance_margin
+        elif not p.isolated and (not p.inverse or p.currency == snapshot.currency):
             equity += q.unrealized_pnl - p.unrealized_pnl
             maintenance += q.maintenance_margin - p.maintenance_margin
         positions.append(q)
-    return replace(snapshot, equity=equity, maintenance_margin=max(0.0, maintenance), positions=tuple(positions), estimated=True)
+    repriced = tuple(replace(pool, equity=pools[pool.scope][0], maintenance_margin=max(0.0, pools[pool.scope][1])) for pool in snapshot.pools)
+    return replace(snapshot, equity=equity, maintenance_margin=max(0.0, maintenance), positions=tuple(positions), pools=repriced, estimated=True)
 
 
 def move_prices(snapshot: AccountSnapshot, moves: dict[str, float], default: float | None = None) -> AccountSnapshot:

@@ -15,8 +15,10 @@ use), never an order or position id; a scope that disappears (position closed) i
     alerter_stream_up{exchange,kind,account}        1 while a websocket stream delivers; kind: prices
                                                     (one per exchange, account="") | account
     alerter_stream_last_message_age_seconds{exchange,kind,account}
+    alerter_heartbeats_total{outcome}               heartbeat requests (heartbeat_url) by outcome: sent | failed
+    alerter_last_heartbeat_success_timestamp_seconds
 
-The daemon calls `observe_poll`, `observe_poll_error` and `observe_delivery` (module-level,
+The daemon calls `observe_poll`, `observe_poll_error`, `observe_delivery` and `observe_heartbeat` (module-level,
 on the default `METRICS`); tests make their own `Metrics()`.
 """
 
@@ -55,6 +57,8 @@ class Metrics:
         stream = ["exchange", "kind", "account"]
         self.stream_up = Gauge("alerter_stream_up", "1 while the websocket stream delivers, 0 while it is down (REST meanwhile)", stream, registry=r)
         self.stream_age = Gauge("alerter_stream_last_message_age_seconds", "Seconds since the stream's last message", stream, registry=r)
+        self.heartbeats = Counter("alerter_heartbeats", "Heartbeat requests (heartbeat_url) by outcome (sent, failed)", ["outcome"], registry=r)
+        self.last_heartbeat = Gauge("alerter_last_heartbeat_success_timestamp_seconds", "Unix time of the last heartbeat answered with success", registry=r)
         self._scopes: dict[str, set[str]] = {}
 
     def observe_poll(self, account: str, healths: Iterable[Health], states: Mapping[str, ScopeState], at: datetime | None = None, *, full: bool = True) -> None:
@@ -100,6 +104,11 @@ class Metrics:
         if age is not None:
             self.stream_age.labels(exchange, kind, account).set_function(age)
 
+    def observe_heartbeat(self, ok: bool, at: float | None = None) -> None:
+        self.heartbeats.labels("sent" if ok else "failed").inc()
+        if ok:
+            self.last_heartbeat.set(at if at is not None else time.time())
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -121,6 +130,10 @@ def observe_delivery(channel: str, ok: bool) -> None:
 
 def observe_stream(exchange: str, kind: str, account: str, up: bool | None, age: Callable[[], float] | None = None) -> None:
     METRICS.observe_stream(exchange, kind, account, up, age)
+
+
+def observe_heartbeat(ok: bool) -> None:
+    METRICS.observe_heartbeat(ok)
 
 
 # ---------------------------------------------------------------- HTTP endpoint

@@ -6,6 +6,7 @@ stages (health, policy) can be tested without I/O and state can round-trip throu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
@@ -16,6 +17,56 @@ ACCOUNT_SCOPE = "account"
 def isolated_scope(symbol: str, side: str) -> str:
     """The scope of an isolated position: "isolated:BTC/USDT:USDT:long"."""
     return f"isolated:{symbol}:{side}"
+
+
+def cross_scope(currency: str) -> str:
+    """The scope of one margin coin's cross pool, where an exchange keeps coins apart: "cross:BTC"."""
+    return f"cross:{currency}"
+
+
+@dataclass(frozen=True)
+class OwnFigure:
+    """The exchange's own risk figure, as its app shows it, and the exchange's own notice levels.
+
+    alerter's ratio is normalised (maintenance ÷ equity, 1.0 = liquidation); the exchange's figure
+    is that ratio scaled so it reads `trigger` at liquidation: `trigger` × ratio, or, for a figure
+    that falls as the risk rises (`inverse`: a margin level, a uniMMR), `trigger` ÷ ratio.
+    `notices` are the exchange's own notice levels in its own units, e.g.
+    (("Binance's margin-call notice", 1.3),)."""
+
+    name: str  # "margin level", "uniMMR"
+    trigger: float  # the figure's value at liquidation: 1.1 (margin level), 1.05 (uniMMR), 1.0
+    inverse: bool = False
+    percent: bool = False  # "uniMMR 138 %" rather than "margin level 1.24"
+    notices: tuple[tuple[str, float], ...] = ()
+    cross_only: bool = False  # the exchange states it for the cross account only (not for isolated positions)
+
+    def value(self, ratio: float) -> float:
+        """The exchange's figure at this normalised ratio (an inverse figure is ∞ at ratio 0)."""
+        if self.inverse:
+            return math.inf if ratio <= 0 else (0.0 if math.isinf(ratio) else self.trigger / ratio)
+        return self.trigger * ratio
+
+    def ratio(self, value: float) -> float:
+        """The normalised ratio at which the exchange's figure reads `value`."""
+        if self.inverse:
+            return math.inf if value <= 0 else self.trigger / value
+        return value / self.trigger
+
+    def text(self, ratio: float) -> str:
+        """"margin level 1.24", "uniMMR 138 %"; "margin level ∞" with nothing borrowed."""
+        value = self.value(ratio)
+        if math.isinf(value):
+            shown = "∞"
+        elif self.percent:
+            shown = f"{value * 100:,.0f} %" if value >= 0.1 else f"{value * 100:.2g} %"
+        else:
+            shown = f"{value:,.2f}" if value >= 1 else f"{value:.3g}"
+        return f"{self.name} {shown}"
+
+    def notice_ratios(self) -> tuple[tuple[str, float], ...]:
+        """The notices as normalised ratios, in the order they come as the risk rises."""
+        return tuple(sorted(((label, self.ratio(value)) for label, value in self.notices), key=lambda n: n[1]))
 
 
 class Level(IntEnum):
@@ -85,6 +136,20 @@ class Position:
 
 
 @dataclass(frozen=True)
+class Pool:
+    """A cross-margin scope other than the account's: one margin coin's cross positions where an
+    exchange keeps coins apart (Binance COIN-M, Deribit), or one isolated-margin pair of a lender
+    ("pair:BTCUSDT"). Evaluated like the account scope, in its own currency."""
+
+    scope: str
+    equity: float
+    maintenance_margin: float
+    currency: str
+    wallet_balance: float = 0.0
+    symbols: tuple[str, ...] = ()  # the cross positions it holds: its top positions and liquidation distance
+
+
+@dataclass(frozen=True)
 class AccountSnapshot:
     """What one poll of one account found. `equity` and `maintenance_margin` are the cross
     (account-level) figures, normalised so that maintenance ÷ equity = 1 means liquidation."""
@@ -103,6 +168,15 @@ class AccountSnapshot:
     # such scope is blind on its own; the rest of the account is still evaluated.
     unreadable: tuple[tuple[str, str], ...] = ()
     approximate: bool = False  # ccxt's unified figures (profile = "generic"), not the exchange's own
+    # when not empty, the pools are the account's cross scopes (one per margin coin, or per
+    # isolated-margin pair) and no "account" scope is evaluated; equity, maintenance_margin,
+    # wallet_balance and currency above are then the worst pool's, for summaries
+    pools: tuple[Pool, ...] = ()
+    # a lender's account (spot margin): equity = total assets, maintenance = lender_trigger × the
+    # liabilities (with interest), so the ratio is lender_trigger ÷ margin level; the health then
+    # also says how much of the debt to repay out of the assets
+    lender_trigger: float | None = None
+    own_figure: OwnFigure | None = None  # the exchange's own figure (the source fills it in from the profile)
 
 
 @dataclass(frozen=True)
@@ -136,6 +210,8 @@ class Health:
     currency: str = "USDT"
     estimated: bool = False
     approximate: bool = False
+    repay_needed: float | None = None  # a lender's account: the debt to repay out of the assets to reach the target
+    own_figure: OwnFigure | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +291,7 @@ class Alert:
     equity: float | None = None
     maintenance_margin: float | None = None
     deposit_needed: float | None = None
+    repay_needed: float | None = None  # a lender's account: or repay this much of the debt
     target: float | None = None
     liquidation_move: float | None = None
     top_positions: tuple[PositionRisk, ...] = field(default=())
@@ -224,6 +301,8 @@ class Alert:
     since_at: datetime | None = None  # since when this level (or blindness) holds
     failures: int = 0
     reason: str = ""  # blind: why; resolved: "position closed" etc.
+    figure: str = ""  # the exchange's own figure at `margin_ratio`: "margin level 1.24"
+    figure_threshold: str = ""  # and at `threshold`
 
     @property
     def key(self) -> str:

@@ -60,6 +60,15 @@ def route_all(alerts: Iterable[Alert], channels: Sequence) -> dict[str, list[str
     return {alert.key: route(alert, channels) for alert in alerts}
 
 
+def message_level(alerts: Iterable[Alert | Folded]) -> Level:
+    """The level that picks a message's URL (`url_by_level`, ChannelConfig.url_for): the highest
+    level among its entries' current alerts — a raised or repeated alert's level, a resolved
+    alert's episode peak (the all-clear reaches the device that was paged), a blind or restored
+    alert's scope level (ok when the scope was ok). Alerts folded under a newer one of their scope
+    do not count: they are no longer true."""
+    return max((item.alert.level if isinstance(item, Folded) else item.level for item in alerts), default=Level.OK)
+
+
 def markdown_for(url: str) -> bool:
     """Chat services get Markdown; e-mail gets plain text."""
     return url.split("://", 1)[0].lower() not in TEXT_SCHEMES
@@ -73,9 +82,12 @@ def _where(alert: Alert) -> str:
 
 
 def _ratio_text(alert: Alert) -> str:
-    text = f"margin ratio {display.ratio(alert.margin_ratio)}"
+    """"margin ratio 88.7 %", with the exchange's own figure beside it where it has one:
+    "margin ratio 88.7 % = margin level 1.24 (call at 70 % = margin level 1.57)"."""
+    text = f"margin ratio {display.ratio(alert.margin_ratio)}" + (f" = {alert.figure}" if alert.figure else "")
     if alert.threshold is not None and alert.level != Level.OK:
-        text += f" ({alert.level.label} at {display.ratio(alert.threshold)})"
+        own = f" = {alert.figure_threshold}" if alert.figure_threshold else ""
+        text += f" ({alert.level.label} at {display.ratio(alert.threshold)}{own})"
     return text + _qualifiers(alert)
 
 
@@ -105,7 +117,8 @@ def headline(alert: Alert) -> str:
     if alert.kind == AlertKind.REPEAT:
         return f"{tag(alert)} still active · {where} · {_ratio_text(alert)} since {display.time_of_day(alert.since_at)}"
     if alert.kind == AlertKind.RESOLVED:
-        what = alert.reason if alert.reason else f"margin ratio {display.ratio(alert.margin_ratio)}{_qualifiers(alert)}"
+        own = f" = {alert.figure}" if alert.figure else ""
+        what = alert.reason if alert.reason else f"margin ratio {display.ratio(alert.margin_ratio)}{own}{_qualifiers(alert)}"
         return f"RESOLVED · {where} · {what} (was {alert.level.name})"
     if alert.kind == AlertKind.BLIND:
         if alert.scope.startswith("isolated:") and alert.reason:  # a position the profile cannot evaluate
@@ -144,7 +157,11 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
             lines.append(f"Episode started {display.time_of_day(alert.since_at)}")
         return lines
     if alert.deposit_needed and alert.deposit_needed > 0 and alert.target is not None:
-        lines.append(bold(f"Deposit {display.money(alert.deposit_needed, cur)} to get back to {display.ratio(alert.target)}"))
+        if alert.repay_needed is not None:  # a lender: more collateral, or less debt
+            lines.append(bold(f"Add {display.money(alert.deposit_needed, cur)} of collateral or repay "
+                              f"{display.money(alert.repay_needed, cur)} of the loan to get back to {display.ratio(alert.target)}"))
+        else:
+            lines.append(bold(f"Deposit {display.money(alert.deposit_needed, cur)} to get back to {display.ratio(alert.target)}"))
     if alert.liquidation_move is not None:
         lines.append(f"Liquidation at a {display.move(alert.liquidation_move)} move")
     if alert.top_positions:
@@ -316,41 +333,57 @@ class _Target:
 
 
 class Notifier:
-    """One apprise.Apprise per configured channel; `send` never raises."""
+    """One apprise.Apprise per configured channel URL (its `url` and each of its `url_by_level`);
+    `send` never raises."""
 
     def __init__(self, channels: Iterable, *, timeout: float = 30.0):
+        self.timeout = timeout
+        self._targets: dict[str, _Target] = {}  # channel → its `url`
+        self._levels: dict[str, dict[Level, _Target]] = {}  # channel → its `url_by_level`
+        for channel in channels:
+            self._targets[channel.name] = self._target(channel.url.get_secret_value(), channel.name)
+            by_level = getattr(channel, "url_by_level", None)
+            self._levels[channel.name] = {
+                level: self._target(url.get_secret_value(), f"{channel.name} ({level.label})")
+                for level in (Level.WARNING, Level.CALL, Level.CRITICAL)
+                if (url := getattr(by_level, level.label, None)) is not None
+            }
+
+    def _target(self, url: str, label: str) -> _Target:
         import apprise
 
-        self.timeout = timeout
-        self._targets: dict[str, _Target] = {}
-        for channel in channels:
-            url = channel.url.get_secret_value()
-            if url.startswith(CONSOLE):
-                self._targets[channel.name] = _Target(None, markdown=False, console=True)
-                continue
-            _hide(url)
-            asset = apprise.AppriseAsset(
-                app_id="alerter", app_desc="alerter margin alerts", storage_mode="memory", service_timeout=timeout
-            )
-            target = apprise.Apprise(asset=asset)
-            if target.add(url):
-                self._targets[channel.name] = _Target(target, markdown_for(url))
-            else:
-                error = check_url(url) or "apprise cannot use this URL"
-                self._targets[channel.name] = _Target(None, markdown_for(url), f"channel {channel.name}: {error}")
+        if url.startswith(CONSOLE):
+            return _Target(None, markdown=False, console=True)
+        _hide(url)
+        asset = apprise.AppriseAsset(app_id="alerter", app_desc="alerter margin alerts", storage_mode="memory", service_timeout=self.timeout)
+        target = apprise.Apprise(asset=asset)
+        if target.add(url):
+            return _Target(target, markdown_for(url))
+        error = check_url(url) or "apprise cannot use this URL"
+        return _Target(None, markdown_for(url), f"channel {label}: {error}")
+
+    def _for(self, channel: str, level: Level) -> _Target | None:
+        own = self._levels.get(channel, {}).get(level)
+        return own if own is not None else self._targets.get(channel)
 
     @property
     def names(self) -> list[str]:
         return list(self._targets)
 
-    def markdown(self, channel: str) -> bool:
-        target = self._targets.get(channel)
+    def markdown(self, channel: str, level: Level = Level.OK) -> bool:
+        target = self._for(channel, level)
         return target.markdown if target else True
 
-    async def send(self, channel: str, title: str, body: str, *, notify_type: str = "info") -> Outcome:
+    def via(self, channel: str, level: Level = Level.OK) -> str:
+        """Which of the channel's URLs a message of `level` goes to: "url" or "url_by_level.critical"."""
+        return f"url_by_level.{level.label}" if level in self._levels.get(channel, {}) else "url"
+
+    async def send(self, channel: str, title: str, body: str, *, notify_type: str = "info", level: Level = Level.OK) -> Outcome:
+        """Send one message to `channel`, by the URL of `level` (`message_level`): the level's own
+        URL when the channel has one, else its `url`."""
         from apprise import AppriseResultStatus, NotifyFormat
 
-        target = self._targets.get(channel)
+        target = self._for(channel, level)
         if target is None:
             return Outcome(False, f"no channel named {channel!r} is configured")
         if target.console:

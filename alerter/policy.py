@@ -47,6 +47,8 @@ def level_for(ratio: float, thresholds: Thresholds, current: Level = Level.OK) -
 
 
 def _alert(kind: AlertKind, level: Level, health: Health, thresholds: Thresholds, now: datetime, **extra) -> Alert:
+    threshold = thresholds.threshold(level) if level > Level.OK else None
+    figure = health.own_figure
     return Alert(
         kind=kind,
         level=level,
@@ -55,16 +57,19 @@ def _alert(kind: AlertKind, level: Level, health: Health, thresholds: Thresholds
         created_at=now,
         exchange=health.exchange,
         margin_ratio=health.margin_ratio,
-        threshold=thresholds.threshold(level) if level > Level.OK else None,
+        threshold=threshold,
         equity=health.equity,
         maintenance_margin=health.maintenance_margin,
         deposit_needed=health.deposit_needed,
+        repay_needed=health.repay_needed,
         target=thresholds.target,
         liquidation_move=health.liquidation_move,
         top_positions=health.top_positions,
         currency=health.currency,
         estimated=health.estimated,
         approximate=health.approximate,
+        figure=figure.text(health.margin_ratio) if figure else "",
+        figure_threshold=figure.text(threshold) if figure and threshold is not None else "",
         **extra,
     )
 
@@ -203,8 +208,16 @@ def decide_account(
         states[scope], scope_alerts = decide_failure(prev, account, now, reason, immediate=True, blind_after=1,
                                                      repeat=repeat, exchange=exchange, scope=scope)
         alerts.extend(scope_alerts)
+    prev = previous.get(ACCOUNT_SCOPE)
+    if prev is not None and prev.blind and healths and not estimated and ACCOUNT_SCOPE not in states:
+        # a failed poll blinds the "account" scope; an account whose cross scopes are pools (one
+        # per margin coin) has no such scope to restore it, so the poll that succeeds does
+        alerts.append(Alert(kind=AlertKind.RESTORED, level=prev.level, account=prev.account, scope=ACCOUNT_SCOPE, created_at=now,
+                            since_at=prev.since_at, exchange=exchange))
+        if prev.level > Level.OK:
+            states[ACCOUNT_SCOPE] = replace(prev, failures=0, blind=False, blind_notified_at=None)
     for scope, prev in previous.items():
-        if scope in states or (prev.level == Level.OK and not prev.blind):
+        if scope in states or (prev.level == Level.OK and not prev.blind) or (scope == ACCOUNT_SCOPE and prev.blind and healths and not estimated):
             continue
         if estimated:
             states[scope] = prev

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import sqlite_utils
 
 from alerter.codec import from_json_float, json_float
-from alerter.models import AccountSnapshot, Position
+from alerter.models import AccountSnapshot, OwnFigure, Pool, Position
 
 TABLE = "snapshots"
 
@@ -50,8 +50,9 @@ def _decode_fields(cls, data: dict) -> dict:
     return values
 
 
-SNAPSHOT_FIELDS = tuple(f.name for f in fields(AccountSnapshot) if f.name != "positions")
+SNAPSHOT_FIELDS = tuple(f.name for f in fields(AccountSnapshot) if f.name not in ("positions", "pools", "own_figure"))
 POSITION_FIELDS = tuple(f.name for f in fields(Position))
+POOL_FIELDS = tuple(f.name for f in fields(Pool))
 
 
 def snapshot_to_dict(snapshot: AccountSnapshot) -> dict:
@@ -59,6 +60,11 @@ def snapshot_to_dict(snapshot: AccountSnapshot) -> dict:
     out = {name: _encode(getattr(snapshot, name)) for name in SNAPSHOT_FIELDS}
     out["positions"] = [{name: _encode(getattr(p, name)) for name in POSITION_FIELDS} for p in snapshot.positions]
     out["unreadable"] = [list(item) for item in snapshot.unreadable]
+    out["pools"] = [{name: _encode(getattr(p, name)) for name in POOL_FIELDS} | {"symbols": list(p.symbols)} for p in snapshot.pools]
+    figure = snapshot.own_figure
+    out["own_figure"] = None if figure is None else {"name": figure.name, "trigger": figure.trigger, "inverse": figure.inverse,
+                                                     "percent": figure.percent, "notices": [list(n) for n in figure.notices],
+                                                     "cross_only": figure.cross_only}
     return out
 
 
@@ -66,6 +72,11 @@ def snapshot_from_dict(data: dict) -> AccountSnapshot:
     values = _decode_fields(AccountSnapshot, data)
     values["positions"] = tuple(Position(**_decode_fields(Position, p)) for p in data.get("positions") or ())
     values["unreadable"] = tuple((str(scope), str(reason)) for scope, reason in data.get("unreadable") or ())
+    values["pools"] = tuple(Pool(**(_decode_fields(Pool, p) | {"symbols": tuple(p.get("symbols") or ())})) for p in data.get("pools") or ())
+    figure = data.get("own_figure")
+    values["own_figure"] = None if not figure else OwnFigure(
+        figure["name"], float(figure["trigger"]), bool(figure["inverse"]), bool(figure["percent"]),
+        tuple((str(label), float(value)) for label, value in figure.get("notices") or ()), bool(figure.get("cross_only")))
     if values.get("fetched_at"):
         values["fetched_at"] = datetime.fromisoformat(values["fetched_at"])
     return AccountSnapshot(**values)

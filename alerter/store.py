@@ -63,7 +63,7 @@ def parse_at(text: str | None) -> datetime | None:
 
 
 
-_ALERT_FLOATS = {"margin_ratio", "threshold", "equity", "maintenance_margin", "deposit_needed", "target", "liquidation_move"}
+_ALERT_FLOATS = {"margin_ratio", "threshold", "equity", "maintenance_margin", "deposit_needed", "repay_needed", "target", "liquidation_move"}
 _POSITION_FLOATS = {"notional", "maintenance_margin", "mark_price", "liquidation_price", "liquidation_move"}
 
 

@@ -100,6 +100,7 @@ class ScopeStatus:
     deposit_needed: float
     liquidation_move: float | None
     estimated: bool
+    figure: str = ""  # the exchange's own figure at this ratio ("margin level 1.24"), where it has one
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ def build_status(settings, plans: dict, latest, bases, states, pending: dict[str
                 equity=s.equity, maintenance_margin=s.maintenance_margin,
                 deposit_needed=deposit_needed(s.maintenance_margin, s.equity, thresholds.target),
                 liquidation_move=s.liquidation_move, estimated=s.estimated,
+                figure=plan.own_figure.text(s.margin_ratio) if plan is not None and plan.own_figure is not None else "",
             ))
         out.append(AccountStatus(
             account=name, exchange=plan.exchange if plan else None, thresholds=thresholds, poll_interval=interval,
@@ -213,6 +215,7 @@ def status_json(accounts: list[AccountStatus], now: datetime, database: str) -> 
                         "deposit_needed": json_float(s.deposit_needed),
                         "liquidation_move": s.liquidation_move,
                         "estimated": s.estimated,
+                        **({"exchange_figure": s.figure} if s.figure else {}),
                     }
                     for s in a.scopes
                 ],
@@ -342,7 +345,7 @@ def levels_json(rows: dict[str, tuple[datetime | None, list[TripMoves]]]) -> dic
                 "snapshot_at": json_at(at),
                 "scopes": [
                     {"scope": t.scope, "margin_ratio": json_float(t.margin_ratio), "level": t.level.label, "moves": t.moves,
-                     **({"refused": t.refused} if t.refused else {})}
+                     **({"refused": t.refused} if t.refused else {}), **({"exchange_figure": t.figure} if t.figure else {})}
                     for t in trips
                 ],
             }

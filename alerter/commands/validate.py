@@ -9,9 +9,33 @@ from __future__ import annotations
 import sys
 
 from alerter.commands import EXIT_OK, add_config
-from alerter.display import duration as _duration, ratio as _pct
+from alerter.display import duration as _duration, own_levels, ratio as _pct
 
 HELP = "check the configuration file and print a summary (secrets masked)"
+
+
+def notice_lines(figure, thresholds) -> list[str]:
+    """Where the user's thresholds fall against each of the exchange's own notices: "Binance's
+    margin-call notice (margin level 1.30) is at 84.6 %: your warning at 50 % and call at 70 %
+    come before it, your critical at 85 % after it"."""
+    levels = (("warning", thresholds.warning), ("call", thresholds.call), ("critical", thresholds.critical))
+    lines = []
+    for label, at in figure.notice_ratios():
+        def named(group):
+            return " and ".join(f"{name} at {_pct(level)}" for name, level in group)
+        before = [(n, t) for n, t in levels if t < at - 1e-9]
+        same = [(n, t) for n, t in levels if abs(t - at) <= 1e-9]
+        after = [(n, t) for n, t in levels if t > at + 1e-9]
+        parts = []
+        if before:
+            parts.append(f"your {named(before)} come{'s' if len(before) == 1 else ''} before it")
+        if same:
+            parts.append(f"your {named(same)} with it")
+        if after:
+            parts.append(f"your {named(after)} after it" + (" (the exchange warns you first)" if not before and not same else ""))
+        shown = figure.text(at).removeprefix(figure.name).strip()
+        lines.append(f"{label} ({figure.name} {shown}) is at {_pct(at)}: " + ", ".join(parts))
+    return lines
 
 
 def add_arguments(parser) -> None:
@@ -53,6 +77,11 @@ def run(args) -> int:
         profile = plan.profile
         source = 'APPROXIMATE: profile "generic", ccxt\'s unified fields' if plan.approximate else f"{profile.name} profile"
         print(f"    {'':<20} figures: {source}; currency {profile.currency}")
+        if plan.own_figure is not None:
+            print(f"    {'':<20} exchange's own figure: {plan.own_figure.name}, liquidation at {plan.own_figure.text(1.0).removeprefix(plan.own_figure.name).strip()}; "
+                  f"your {own_levels(plan.own_figure, th)}")
+            for line in notice_lines(plan.own_figure, th):
+                print(f"    {'':<20} {line}")
         if plan.repricing:
             between = f"re-priced from mark prices every {_duration(d.price_interval)} (estimated until the next full poll)"
         elif plan.between_polls == "poll" and d.price_interval:
@@ -68,6 +97,8 @@ def run(args) -> int:
         scheme = c.url.get_secret_value().split("://", 1)[0]
         scope = ", ".join(c.accounts) if c.accounts else "all accounts"
         print(f"    {c.name:<20} {scheme}://********  {c.min_level} and above, {scope}")
+        for key, url in list(c.urls().items())[1:]:  # url_by_level: the levels with their own URL
+            print(f"    {'':<20} {key.removeprefix('url_by_level.')} alerts: {url.get_secret_value().split('://', 1)[0]}://********")
     if not settings.channels:
         print("warning: no [[channels]]: alerts would only be logged", file=sys.stderr)
     return EXIT_OK
