@@ -303,7 +303,7 @@ class AccountStream:
         while True:
             account = self.daemon.account_config(self.name)
             hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret")) if s is not None]
-            self.feed = AccountFeed(account, self.markets(), self.on_message,
+            self.feed = AccountFeed(account, self.on_message,
                                     timeout_s=connect_timeout, keepalive_s=self.streams.timeout_s)
             watch = asyncio.ensure_future(self.feed.next())
             try:
@@ -328,10 +328,6 @@ class AccountStream:
                 self.link.set_down(describe(e, [s.get_secret_value() for s in hidden]), fallback)
             await self.close()
             await asyncio.sleep(backoff(self.link.failures))
-
-    def markets(self) -> dict | None:
-        source = self.daemon.sources.get(self.name)
-        return getattr(getattr(source, "exchange", None), "markets", None) or None
 
     async def poller(self) -> None:
         """One full poll per burst of events (events during a poll make one more)."""

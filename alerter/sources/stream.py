@@ -162,11 +162,12 @@ class AccountFeed:
     `on_message(event)` sees every raw message first: the account-change events and the
     exchange's notices that ccxt.pro does not parse."""
 
-    def __init__(self, account, markets: dict | None, on_message: Callable[[Mapping[str, Any]], None], *,
+    def __init__(self, account, on_message: Callable[[Mapping[str, Any]], None], *,
                  timeout_s: float, keepalive_s: float) -> None:
         self.exchange = _pro_exchange(account, timeout_s, keepalive_s, keys=True)
-        if markets:
-            self.exchange.set_markets(markets)
+        # no markets: the events are read raw (on_message), and a copy of an exchange's markets per
+        # account costs megabytes; an empty table only stops ccxt.pro from downloading them
+        self.exchange.markets = {}
         self.secrets = tuple(secrets.of(account))
         self.connected = asyncio.Event()
         original_message, original_connected = self.exchange.handle_message, self.exchange.on_connected
