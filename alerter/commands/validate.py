@@ -97,6 +97,8 @@ def run(args) -> int:
         scheme = c.url.get_secret_value().split("://", 1)[0]
         scope = ", ".join(c.accounts) if c.accounts else "all accounts"
         print(f"    {c.name:<20} {scheme}://********  {c.min_level} and above, {scope}")
+        for key, url in list(c.urls().items())[1:]:  # url_by_level: the levels with their own URL
+            print(f"    {'':<20} {key.removeprefix('url_by_level.')} alerts: {url.get_secret_value().split('://', 1)[0]}://********")
     if not settings.channels:
         print("warning: no [[channels]]: alerts would only be logged", file=sys.stderr)
     return EXIT_OK
