@@ -143,6 +143,10 @@ class Pool:
     currency: str
     wallet_balance: float = 0.0
     symbols: tuple[str, ...] = ()  # the cross positions it holds: its top positions and liquidation distance
+    # where a pool's liquidation level differs from the account's (a lender's isolated pair in a
+    # leverage tier of its own): its own trigger and figure; None = the snapshot's
+    lender_trigger: float | None = None
+    own_figure: OwnFigure | None = None
 
 
 @dataclass(frozen=True)
