@@ -125,10 +125,12 @@ class Source:
         own_figure: OwnFigure | None = None,
         balance_params_for: Callable[[list], tuple[Mapping[str, Any], ...]] | None = None,
         balance_method: str | None = None,
+        balance_follow_up: Callable[[Any], tuple[tuple[str, Mapping[str, Any]], ...]] | None = None,
     ):
         self.account_name = account_name
         self.balance_params_for = balance_params_for
         self.balance_method = balance_method  # ccxt implicit method read instead of fetch_balance()
+        self.balance_follow_up = balance_follow_up  # further calls the account answer names (Profile.balance_follow_up)
         self.own_figure = own_figure
         self.exchange = exchange
         self.exchange_id: str = exchange.id
@@ -273,6 +275,9 @@ class Source:
         fetch_balance = self._call(self._raw_balance if self.balance_method else self.exchange.fetch_balance, check=True)
         balance, *position_lists = await _gather(fetch_balance, *fetch_positions)
         positions = [p for positions in position_lists for p in positions]
+        if self.balance_follow_up is not None and (calls := self.balance_follow_up(balance.get("info"))):
+            answers = await _gather(*(self._call(getattr(self.exchange, name), dict(params), check=True) for name, params in calls))
+            balance = {**balance, "follow_up": [(name, dict(params), answer) for (name, params), answer in zip(calls, answers, strict=True)]}
         if self.position_marks and positions:
             await self._mark_positions(positions)
         return balance, positions
@@ -422,6 +427,7 @@ def build_source(
         balance_params_for=profile.balance_params_for,
         own_figure=profile.figure_of(options),
         balance_method=profile.balance_method(options) if profile.balance_method is not None else None,
+        balance_follow_up=profile.balance_follow_up,
     )
 
 
