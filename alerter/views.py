@@ -129,6 +129,14 @@ def trend(last: float, base: tuple[float, int] | None) -> float | None:
     return last - base[0]
 
 
+def own_figure_text(figure, scope: str, ratio: float) -> str:
+    """The exchange's own figure of a scope at this ratio ("" where there is none: no figure, or
+    one the exchange states for the cross account only, on an isolated position)."""
+    if figure is None or (figure.cross_only and scope.startswith("isolated:")):
+        return ""
+    return figure.text(ratio)
+
+
 def build_status(settings, plans: dict, latest, bases, states, pending: dict[str, int], now: datetime) -> list[AccountStatus]:
     """Pure: one `AccountStatus` per configured or recorded account, configured ones first.
     `plans`: the configured accounts' (alerter.plan.plans).
@@ -162,7 +170,7 @@ def build_status(settings, plans: dict, latest, bases, states, pending: dict[str
                 equity=s.equity, maintenance_margin=s.maintenance_margin,
                 deposit_needed=deposit_needed(s.maintenance_margin, s.equity, thresholds.target),
                 liquidation_move=s.liquidation_move, estimated=s.estimated,
-                figure=plan.own_figure.text(s.margin_ratio) if plan is not None and plan.own_figure is not None else "",
+                figure=own_figure_text(plan.own_figure if plan is not None else None, s.scope, s.margin_ratio),
             ))
         out.append(AccountStatus(
             account=name, exchange=plan.exchange if plan else None, thresholds=thresholds, poll_interval=interval,
