@@ -228,3 +228,11 @@ def test_ccxt_recorded_isolated_long_stating_maintenance_margin_zero_is_valued_a
     assert position.contracts == pytest.approx(1 * 0.1, rel=REL)  # size × quanto_multiplier
     assert position.initial_margin is None  # initial_margin "0": not stated
 
+
+
+def test_cross_position_with_a_zero_cross_maintenance_is_blind():
+    """Gate states the cross figures "0" where they do not apply (its old classic margin mode, and
+    other settle currencies in its own examples): a cross position open against them is not at 0 %."""
+    account = dict(FUTURES_ACCOUNT, cross_maintenance_margin="0", cross_margin_balance="0")  # synthetic
+    error = refused({"/api/v4/futures/usdt/accounts": account, "/api/v4/futures/usdt/positions": [CROSS_ROW]})
+    assert "cross_maintenance_margin is 0 while 1 cross position(s) are open" in str(error)
