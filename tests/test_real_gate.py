@@ -236,3 +236,10 @@ def test_cross_position_with_a_zero_cross_maintenance_is_blind():
     account = dict(FUTURES_ACCOUNT, cross_maintenance_margin="0", cross_margin_balance="0")  # synthetic
     error = refused({"/api/v4/futures/usdt/accounts": account, "/api/v4/futures/usdt/positions": [CROSS_ROW]})
     assert "cross_maintenance_margin is 0 while 1 cross position(s) are open" in str(error)
+
+
+def test_unified_total_maintenance_zero_while_cross_positions_are_open_is_blind():
+    body = json.loads((REAL / "doc-unified-accounts.json").read_text())
+    body["total_maintenance_margin"] = "0"  # synthetic: the margin balance stated, its maintenance "0"
+    error = refused({"/api/v4/unified/accounts": body, "/api/v4/futures/usdt/positions": [CROSS_ROW]}, UNIFIED)
+    assert "total_maintenance_margin is 0 while 1 cross futures position(s) are open" in str(error)

@@ -216,6 +216,10 @@ def unified_snapshot(account_name: str, exchange_id: str, info: Mapping, parsed:
     total_balance = number(info.get("total_margin_balance"), f"{where}.total_margin_balance")
     equity_total = optional_number(info.get("unified_account_total_equity"), f"{where}.unified_account_total_equity")
     if total_maintenance > 0 or total_balance > 0:  # multi-currency or portfolio margin mode
+        cross = [p for p in parsed if not p.isolated]
+        if total_maintenance <= 0 and cross:
+            raise SourceError("data", f"{where}.total_maintenance_margin is 0 while {len(cross)} cross futures position(s) "
+                                      f"are open: the ratio is not read as 0")
         snapshot = make_snapshot(
             account=account_name,
             exchange=exchange_id,
