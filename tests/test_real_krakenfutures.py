@@ -209,3 +209,15 @@ def test_kraken_futures_account_needs_key_and_secret():
     assert "accounts[0].secret" in str(caught.value)
     settings = build_settings({"accounts": [{"name": "kf", "exchange": "krakenfutures", "api_key": "k-123456", "secret": "c2VjcmV0LTEyMzQ1Ng=="}]})
     assert settings.accounts[0].exchange == "krakenfutures"
+
+
+# ------------------------------------------------------------------ python-kraken-sdk's recorded demo answers
+
+def test_recorded_demo_wallets_without_positions_are_the_multi_collateral_scope_at_zero():
+    """python-kraken-sdk's docstring of get_wallets(): a real answer of Kraken's demo environment
+    (2023-04-04), every margin figure 0.0, fi_xbtusd empty, a funded cash account (not margin)."""
+    snapshot, _ = asyncio.run(poll({ACCOUNTS: REAL / "sdk-demo-accounts.json", POSITIONS: no_positions(), TICKERS: tickers()}))
+    healths = {h.scope: h for h in evaluate(snapshot, target=0.4)}
+    assert set(healths) == {"cross:USD"}  # fi_xbtusd: mm 0.0 and no position, so not in use; cash is no margin account
+    assert (healths["cross:USD"].equity, healths["cross:USD"].maintenance_margin) == (0.0, 0.0)  # flex.marginEquity, .maintenanceMargin
+    assert healths["cross:USD"].margin_ratio == 0
