@@ -240,3 +240,11 @@ def test_recorded_lower_case_position_symbol_is_read_as_its_contract():
     healths = {h.scope: h for h in evaluate(snapshot, target=0.4)}
     assert healths["cross:BTC"].maintenance_margin == pytest.approx(23.76, rel=REL)  # fi_xbtusd.marginRequirements.mm
     assert [p for p in healths["cross:BTC"].top_positions] and healths["cross:BTC"].top_positions[0].symbol == "BTC/USD:BTC"
+
+
+def test_recorded_demo_pair_is_blind_where_a_wallet_holds_a_position_at_mm_zero():
+    """The demo's two recorded answers together (two days apart): fi_xbtusd states mm 0.0 while the
+    positions answer lists pi_xbtusd in it. Not a ratio of 0: the answers disagree."""
+    error = refused({ACCOUNTS: REAL / "sdk-demo-accounts.json", POSITIONS: REAL / "sdk-demo-openpositions.json",
+                     TICKERS: tickers({"PI_XBTUSD": 28000.0})})
+    assert "accounts.fi_xbtusd.marginRequirements.mm is 0 but the positions answer lists BTC/USD:BTC" in str(error)
