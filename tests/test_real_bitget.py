@@ -284,3 +284,13 @@ def test_coin_margined_and_spot_accounts_are_refused_with_the_reason():
 def test_bitget_repricing_is_refused():
     (error,) = config_errors(password="p", between_polls="reprice")
     assert error.startswith("accounts[0].between_polls: cannot re-price bitget positions faithfully")
+
+
+@pytest.mark.parametrize("total", ["", None])
+def test_a_position_row_without_its_size_is_blind_not_dropped(total):
+    """The recorded LTCUSDT row with `total` "" or null (synthetic edit): a row the answer lists is
+    not read as a closed position."""
+    body = json.loads((REAL / "cross-positions.json").read_text())
+    body["data"][0]["total"] = total
+    error = refused({ACCOUNTS: RECORDED_CROSS[ACCOUNTS], POSITIONS: body})
+    assert "bitget position LTCUSDT.total: missing" in error.message

@@ -127,8 +127,8 @@ def parse_position(raw: Mapping, markets: Mapping) -> tuple[Position | None, tup
     info = mapping(raw.get("info"), f"{ID} position info")
     symbol = raw.get("symbol") or info.get("symbol")
     where = f"{ID} position {info.get('symbol')}"
-    size = optional_number(info.get("total"), f"{where}.total")
-    if not size:
+    size = number(info.get("total"), f"{where}.total")  # "" or null is a row without its size, not a closed one
+    if size == 0:
         return None, None
     side = info.get("holdSide") or info.get("posSide")
     if side not in ("long", "short"):
