@@ -294,3 +294,16 @@ def test_a_position_row_without_its_size_is_blind_not_dropped(total):
     body["data"][0]["total"] = total
     error = refused({ACCOUNTS: RECORDED_CROSS[ACCOUNTS], POSITIONS: body})
     assert "bitget position LTCUSDT.total: missing" in error.message
+
+
+def test_a_blind_isolated_positions_margin_still_leaves_the_cross_equity():
+    """Bitget's cross equity excludes every isolated position's margin and PnL, also one whose own
+    ratio cannot be read (marginRatio "" here, a synthetic edit of the doc example); the recorded
+    account rows state no isolatedMargin and may state isolatedUnrealizedPL "" or null."""
+    body = json.loads((REAL / "doc-isolated-positions.json").read_text())
+    body["data"][0]["marginRatio"] = ""
+    _, healths, _ = replay({ACCOUNTS: usdt_row(accountEquity="20"), POSITIONS: body})
+    assert healths[ACCOUNT_SCOPE].equity == pytest.approx(20 - 9.6695050093373343 - 1, rel=REL)  # accountEquity − marginSize − unrealizedPL
+    body["data"][0]["marginSize"] = ""  # and without its margin: the cross equity is not known
+    error = refused({ACCOUNTS: usdt_row(accountEquity="20"), POSITIONS: body})
+    assert "bitget position BTCUSDT.marginSize: missing" in error.message
