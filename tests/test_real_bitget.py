@@ -307,3 +307,17 @@ def test_a_blind_isolated_positions_margin_still_leaves_the_cross_equity():
     body["data"][0]["marginSize"] = ""  # and without its margin: the cross equity is not known
     error = refused({ACCOUNTS: usdt_row(accountEquity="20"), POSITIONS: body})
     assert "bitget position BTCUSDT.marginSize: missing" in error.message
+
+
+def test_recorded_account_row_with_isolated_pnl_stated_as_empty():
+    """A USDT account row printed in ccxt pull request #21576 (2024-03-07; Bitget's single-account
+    answer, the same row fields as the list's), served as the only row of an account list (a
+    synthetic envelope): `isolatedUnrealizedPL` "" is not read as 0 but as not stated."""
+    row = json.loads((REAL / "account-row.json").read_text())
+    accounts = {"code": "00000", "msg": "success", "requestTime": 0, "data": [row]}
+    _, healths, _ = replay({ACCOUNTS: accounts, POSITIONS: NO_POSITIONS})
+    assert healths[ACCOUNT_SCOPE].equity == pytest.approx(19.88811074, rel=REL)  # accountEquity
+    assert healths[ACCOUNT_SCOPE].margin_ratio == 0  # crossedRiskRate "0"
+    # with Bitget's documented isolated position (another account): its own unrealizedPL is taken
+    _, healths, _ = replay({ACCOUNTS: accounts, POSITIONS: REAL / "doc-isolated-positions.json"})
+    assert healths[ACCOUNT_SCOPE].equity == pytest.approx(19.88811074 - 9.6695050093373343 - 1, rel=REL)  # − marginSize − unrealizedPL
