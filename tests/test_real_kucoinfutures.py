@@ -266,3 +266,14 @@ def test_recorded_isolated_positions_of_2023_are_scopes_at_kucoins_own_posmaint_
     # the USDT pool is the overview less both positions' margin (each its maintMargin)
     assert healths["cross:USDT"].equity == pytest.approx(394.439280806 - 5.36531112 - 2.50239724, rel=REL)  # accountEquity − maintMargin
     assert healths["cross:USDT"].margin_ratio == pytest.approx(0.0065289525, rel=REL)  # riskRatio
+
+
+def test_cross_position_against_a_zero_risk_rate_is_blind():
+    """The recorded cross position with KuCoin's documented overview, its riskRatio set to 0 (as the
+    recorded empty XBT overview states it): an open cross position carries maintenance, so the two
+    answers disagree; the ratio is not read as 0."""
+    overview = json.loads(DOC_OVERVIEW.read_text())
+    overview["data"]["riskRatio"] = 0
+    error = refused({OVERVIEW: overview, POSITIONS: REAL / "cross-positions.json"})
+    assert error.kind == "data"
+    assert "riskRatio is 0 while USDT cross positions are open" in error.message
