@@ -285,7 +285,14 @@ class Source:
     async def _mark_positions(self, positions: list[dict]) -> None:
         """Sets ccxt's `markPrice` of positions that arrive without one (Kraken Futures) from the
         public tickers, read right after the positions; a position left without one is the
-        normaliser's to refuse."""
+        normaliser's to refuse. A position whose symbol ccxt left as the exchange's own id because
+        the case differs (Kraken's open positions have spelled ids in lower case, "pi_xbtusd", its
+        instruments in upper case) gets the symbol of the market with that id."""
+        markets, by_id = self.exchange.markets or {}, self.exchange.markets_by_id or {}
+        for position in positions:
+            symbol = position.get("symbol")
+            if isinstance(symbol, str) and symbol not in markets and by_id.get(symbol.upper()):
+                position["symbol"] = by_id[symbol.upper()][0]["symbol"]
         tickers = await self._call(self.exchange.fetch_tickers, sorted({p["symbol"] for p in positions if p.get("symbol")}), check=True)
         for position in positions:
             if position.get("markPrice") is None:
