@@ -76,7 +76,7 @@ def alert_to_dict(alert: Alert) -> dict:
             value = str(value)
         elif f.name == "level":
             value = value.label
-        elif f.name in ("created_at", "since_at"):
+        elif f.name in ("created_at", "since_at", "until_at"):
             value = value.isoformat() if value else None
         elif f.name in _ALERT_FLOATS:
             value = json_float(value)
@@ -95,6 +95,7 @@ def alert_from_dict(data: dict) -> Alert:
     values["level"] = Level.parse(values["level"])
     values["created_at"] = parse_at(values["created_at"])
     values["since_at"] = parse_at(values.get("since_at"))
+    values["until_at"] = parse_at(values.get("until_at"))
     for name in _ALERT_FLOATS:
         if name in values:
             values[name] = from_json_float(values[name])
