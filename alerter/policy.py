@@ -257,12 +257,39 @@ def settle_acks(acks: Mapping[str, Ack], states: Mapping[str, ScopeState], alert
     go on. Blind and restored notices end nothing: the level still holds."""
     ended: dict[str, str] = {}
     for scope, ack in acks.items():
-        raised = [a for a in alerts if a.scope == scope and a.kind == AlertKind.RAISED]
+        raised = [a.level for a in alerts if a.scope == scope and a.kind == AlertKind.RAISED]
         state = states.get(scope)
+        if state is not None and state.level > ack.level:  # raised past it, by this decision or one not recorded
+            raised.append(state.level)
         if raised:
-            ended[scope] = f"raised to {max(a.level for a in raised).name}"
+            ended[scope] = f"raised to {max(raised).name}"
         elif any(a.scope == scope and a.kind == AlertKind.RESOLVED for a in alerts) or state is None or state.level == Level.OK:
             ended[scope] = "resolved"
         elif ack.until_at is not None and now >= ack.until_at:
             ended[scope] = "its time ran out"
     return ended
+
+
+def acknowledge(
+    state: ScopeState | None,
+    now: datetime,
+    *,
+    until_at: datetime | None = None,
+    note: str = "",
+    margin_ratio: float | None = None,
+    thresholds: Thresholds | None = None,
+) -> tuple[Ack, Alert]:
+    """Someone is on it: the scope's acknowledgement at its current level, and the announcement
+    for the channels that heard that level. Raises ValueError when there is nothing to
+    acknowledge (no state, or the scope is at ok: blind notices are never held back)."""
+    if state is None or state.level == Level.OK:
+        raise ValueError("is ok: nothing to acknowledge (an acknowledgement holds back the repeats of warning, call or critical)")
+    if until_at is not None and until_at <= now:
+        raise ValueError("an acknowledgement must last longer than 0")
+    ack = Ack(account=state.account, scope=state.scope, level=state.level, acked_at=now, until_at=until_at, note=note)
+    announcement = Alert(
+        kind=AlertKind.ACKNOWLEDGED, level=state.level, account=state.account, scope=state.scope, created_at=now,
+        margin_ratio=margin_ratio, threshold=thresholds.threshold(state.level) if thresholds is not None else None,
+        since_at=state.since_at, until_at=until_at, reason=note,
+    )
+    return ack, announcement

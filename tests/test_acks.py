@@ -161,3 +161,25 @@ def test_acks_only_remove_repeats(steps):
         return sum(a.kind == AlertKind.REPEAT for _, a, _ in out)
 
     assert repeats(play(steps, with_acks=True)) <= repeats(play(steps, with_acks=False))
+
+
+# ---------------------------------------------------------------- in the SQLite file
+
+def test_the_store_keeps_acks_and_a_poll_deletes_only_the_one_it_settled(tmp_path):
+    from alerter.models import Alert
+    from alerter.store import Store
+
+    with Store(tmp_path / "a.db") as store:
+        first = Ack("acct", ACCOUNT_SCOPE, Level.CALL, at(1), at(61), "adding margin")
+        note = Alert(kind=AlertKind.ACKNOWLEDGED, level=Level.CALL, account="acct", scope=ACCOUNT_SCOPE, created_at=at(1), until_at=at(61), reason="adding margin")
+        store.save_ack(first, note, ["hook", "mail"])
+        assert store.acks() == [first] and store.acks("other") == []
+        (entry,) = store.history()
+        assert entry.alert == note and entry.deliveries == {"hook": "pending", "mail": "pending"}
+        # acknowledged again meanwhile: the poll that settled the first one leaves the second
+        second = Ack("acct", ACCOUNT_SCOPE, Level.CALL, at(2))
+        store.save_ack(second, Alert(kind=AlertKind.ACKNOWLEDGED, level=Level.CALL, account="acct", scope=ACCOUNT_SCOPE, created_at=at(2)), [])
+        store.commit_poll("acct", {}, [], [], {}, at(3), ended_acks=[first], poll_error=("transient", "timeout"))
+        assert store.acks("acct") == [second]
+        assert store.remove_ack("acct", ACCOUNT_SCOPE) == second and store.remove_ack("acct", ACCOUNT_SCOPE) is None
+        assert store.poll_errors(at(0)) == {"acct": {"transient": 1}} and store.poll_errors(at(4)) == {}
