@@ -402,8 +402,6 @@ def semantic_problems(settings: Settings) -> list[str]:
         for name in channel.accounts or []:
             if name not in names:
                 problems.append(f"{where}.accounts: no account named {name!r}")
-        if channel.digest is None and "timezone" in channel.model_fields_set:
-            problems.append(f"{where}.timezone: only used with digest (the time of the daily digest), which is not set")
     return problems
 
 
