@@ -101,6 +101,8 @@ def acknowledge_scope(settings, account: str, scope_text: str | None, *, duratio
     plan = _configured(settings, account)
     with views.open_store(settings) as store:
         states: dict[str, ScopeState] = store.load_states(account)
+        if not states:
+            raise ValueError(f"{account}: nothing recorded yet (the daemon has not polled it)")
         try:
             scope = resolve_scope(account, scope_text, list(states))
         except LookupError as e:

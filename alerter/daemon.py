@@ -244,17 +244,13 @@ class Daemon:
         plan = self.plans[name]
         error = None
         previous = self.unsaved.get(name)
-        if previous is None:
+        acks = {}  # written by `alerter ack` at any time: read afresh with the states at every decision
+        if previous is None:  # (while the database fails, none: repeats are not held back, the safe side)
             try:
-                previous = await self.store_thread.load_states(name)
+                previous, acked = await self.store_thread.load_decision(name)
+                acks = {ack.scope: ack for ack in acked}
             except StoreError as e:
                 previous, error = {}, e  # unknown history: re-announcing beats staying silent
-        acks = {}
-        if error is None:  # written by `alerter ack` at any time: read afresh at every decision
-            try:
-                acks = {ack.scope: ack for ack in await self.store_thread.acks(name)}
-            except StoreError as e:
-                error = e  # without them, repeats are not held back: the safe side
         ended: dict[str, str] = {}
         now = self.clock()
         if poll.error is not None:
@@ -399,18 +395,27 @@ class Daemon:
             return False
         notifier: Notifier = self.notifier
         title, body = digest.render(data, markdown=notifier.markdown(name))
-        outcome = await notifier.send(name, title, body, notify_type="info")
-        metrics.observe_delivery(name, outcome.ok)
-        if not outcome.ok:
-            logger.warning("digest for %s not delivered: %s", name, outcome.error)
-            self.retry_digest(channel, day)
-            return False
-        try:
-            await self.store_thread.record_digest(name, day, self.clock())
-        except StoreError as e:
-            logger.error("digest for %s sent but not recorded (a restart today may send it again): %s", name, e)
-        logger.info("digest sent to %s", name)
-        return True
+
+        async def send_and_record() -> bool:
+            outcome = await notifier.send(name, title, body, notify_type="info")
+            metrics.observe_delivery(name, outcome.ok)
+            if not outcome.ok:
+                logger.warning("digest for %s not delivered: %s", name, outcome.error)
+                self.retry_digest(channel, day)
+                return False
+            try:
+                await self.store_thread.record_digest(name, day, self.clock())
+            except StoreError as e:
+                logger.error("digest for %s sent but not recorded (a restart today may send it again): %s", name, e)
+            logger.info("digest sent to %s", name)
+            return True
+
+        # a stop while it is being sent waits for it to be recorded (the stop waits for self.jobs):
+        # cut between the two, a restart would send it again
+        task = asyncio.ensure_future(send_and_record())
+        self.jobs.add(task)
+        task.add_done_callback(self.jobs.discard)
+        return await asyncio.shield(task)
 
     def retry_digest(self, channel, day: str) -> None:
         from apscheduler.triggers.date import DateTrigger

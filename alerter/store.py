@@ -412,6 +412,10 @@ class Store:
             rows = self.db.query("SELECT * FROM scope_state WHERE account = ? ORDER BY scope", [account])
             return {row["scope"]: ScopeState.from_dict(row) for row in rows}
 
+    def load_decision(self, account: str) -> tuple[dict[str, ScopeState], list[Ack]]:
+        """What a decision about the account starts from: its scope states and acknowledgements."""
+        return self.load_states(account), self.acks(account)
+
     def commit_poll(
         self,
         account: str,

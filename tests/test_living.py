@@ -307,6 +307,7 @@ def test_the_digest_arrives_at_its_time_and_a_restart_does_not_send_it_again(tmp
     assert sent["title"].startswith(f"alerter daily digest · {at:%Y-%m-%d %H:%M} {zone} · 1 account, all ok · 0 alerts in 24 h")
     assert "**main**: margin ratio 30 % · ok · 24 h: 30 %" in sent["message"] and "last good poll" in sent["message"]
 
+    wait_until(lambda: query(tmp_path / "alerter.db", "SELECT count(*) FROM digests") == [(1,)], 5, lambda: daemons.tail(1))
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     start(daemons, procs)  # within the hour after its time, a start runs the digest: it finds today's sent

@@ -68,6 +68,8 @@ def run(args) -> int:
         scheme = c.url.get_secret_value().split("://", 1)[0]
         scope = ", ".join(c.accounts) if c.accounts else "all accounts"
         print(f"    {c.name:<20} {scheme}://********  {c.min_level} and above, {scope}")
+        if c.digest:
+            print(f"    {'':<20} daily digest at {c.digest} {c.timezone}")
     if not settings.channels:
         print("warning: no [[channels]]: alerts would only be logged", file=sys.stderr)
     return EXIT_OK
