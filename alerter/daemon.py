@@ -422,10 +422,9 @@ class Daemon:
 
         from alerter.digest import local_day
 
-        at = datetime.now(UTC) + DIGEST_RETRY
-        if self.scheduler is None or local_day(at, channel.timezone).isoformat() != day:
-            return
-        self.scheduler.add_job(self.run_job, DateTrigger(at), args=[self.send_digest, channel.name], id=f"digest-retry:{channel.name}",
+        if self.scheduler is None or local_day(self.clock() + DIGEST_RETRY, channel.timezone).isoformat() != day:
+            return  # the next digest is the next day's
+        self.scheduler.add_job(self.run_job, DateTrigger(datetime.now(UTC) + DIGEST_RETRY), args=[self.send_digest, channel.name], id=f"digest-retry:{channel.name}",
                                replace_existing=True, misfire_grace_time=int(DIGEST_GRACE.total_seconds()))
 
     async def housekeeping(self) -> None:

@@ -24,6 +24,7 @@ WINDOW = timedelta(hours=24)
 MAX_SCOPES = 5  # isolated positions or pools named per account: those that alert or are acknowledged
 MAX_ALERTS = 20  # alerts listed; the rest counted
 MAX_HEADLINE = 160  # characters of an alert's headline in the list (a blind reason can be long)
+MAX_BODY = 3_800  # characters of the message (Telegram refuses more than 4,096)
 
 
 def local_day(now: datetime, timezone: str) -> date:
@@ -156,13 +157,51 @@ def title(d: Digest) -> str:
             f"{state} · {count} alert{'s' if count != 1 else ''} in 24 h")
 
 
-def render(d: Digest, *, markdown: bool) -> tuple[str, str]:
-    """(title, body) of the digest message."""
+def _badness(a: AccountLine) -> tuple:
+    return (a.blind, max((int(s.level) for s in a.scopes if s.level), default=0), a.failing > 0)
+
+
+def render(d: Digest, *, markdown: bool, max_chars: int = MAX_BODY) -> tuple[str, str]:
+    """(title, body) of the digest message: the accounts worst first (blind, then by level),
+    then the alerts. Kept under `max_chars` (chat services refuse longer messages: Telegram takes
+    4,096 characters): fewer alerts listed first, then the last accounts only named."""
+    accounts = sorted(d.accounts, key=_badness, reverse=True)
+    sections = _account_sections(d, accounts, markdown)
+    for listed in (MAX_ALERTS, 5, 0):
+        alerts = _alert_section(d, markdown, listed)
+        kept = list(sections)
+        while kept and len("\n\n".join([*kept, _more(accounts[len(kept):]), alerts])) > max_chars:
+            kept.pop()
+        if len(kept) == len(sections) or listed == 0:
+            break
+    body = "\n\n".join(filter(None, [*kept, _more(accounts[len(kept):]), alerts]))
+    return title(d), body[:max_chars]
+
+
+def _more(rest: list[AccountLine]) -> str:
+    if not rest:
+        return ""
+    names = ", ".join(a.account for a in rest)
+    return _cut(f"… and {len(rest)} more account{'s' if len(rest) != 1 else ''} (alerter status shows them): {names}", 400)
+
+
+def _alert_section(d: Digest, markdown: bool, listed: int) -> str:
     from alerter.notify import headline
 
     bold = (lambda s: f"**{s}**") if markdown else (lambda s: s)
+    if not d.alerts:
+        return "No alerts in the last 24 h."
+    shown = d.alerts[-listed:] if listed else []
+    lines = [f"- {display.time_of_day(a.created_at, d.now)} {_cut(headline(a))}" for a in shown]
+    if len(d.alerts) > len(shown):
+        lines.insert(0, f"- … {len(d.alerts) - len(shown)} {'earlier ' if shown else ''}(alerter history shows them all)")
+    return "\n".join([bold(f"Alerts in the last 24 h ({len(d.alerts)}):"), *lines])
+
+
+def _account_sections(d: Digest, accounts: list[AccountLine], markdown: bool) -> list[str]:
+    bold = (lambda s: f"**{s}**") if markdown else (lambda s: s)
     sections = []
-    for a in d.accounts:
+    for a in accounts:
         lines = []
         head = next((s for s in a.scopes if s.scope == ACCOUNT_SCOPE), None)
         if not a.scopes:
@@ -181,15 +220,7 @@ def render(d: Digest, *, markdown: bool) -> tuple[str, str]:
         sections.append("\n".join(lines))
     if not d.accounts:
         sections.append("No account is routed to this channel.")
-    if d.alerts:
-        shown = d.alerts[-MAX_ALERTS:]
-        listing = [f"- {display.time_of_day(a.created_at, d.now)} {_cut(headline(a))}" for a in shown]
-        if len(d.alerts) > len(shown):
-            listing.insert(0, f"- … {len(d.alerts) - len(shown)} earlier (alerter history shows them all)")
-        sections.append("\n".join([bold(f"Alerts in the last 24 h ({len(d.alerts)}):"), *listing]))
-    else:
-        sections.append("No alerts in the last 24 h.")
-    return title(d), "\n\n".join(sections)
+    return sections
 
 
 # ---------------------------------------------------------------- reading
@@ -199,10 +230,12 @@ async def gather(store, plans: dict, channel: str, timezone: str, now: datetime)
     the same methods); the accounts are the plans whose channels include `channel`."""
     accounts = [p.name for p in plans.values() if channel in p.channels]
     since = now - WINDOW
-    latest = [s for s in await store.latest_samples() if s.account in accounts]
-    ranges = await store.ratio_ranges(since)
+    heard = set(accounts)
+    latest = [s for s in await store.latest_samples() if s.account in heard]
     states = {name: await store.load_states(name) for name in accounts}
     acks = {(a.account, a.scope): a for a in await store.acks() if a.until_at is None or a.until_at > now}
     alerts = [e.alert for e in await store.history(since=since)]
     errors = await store.poll_errors(since)
+    shown = build(channel, timezone, accounts, latest, {}, states, acks, alerts, errors, now)  # which scopes it names
+    ranges = await store.ratio_ranges(since, [(a.account, s.scope) for a in shown.accounts for s in a.scopes])
     return build(channel, timezone, accounts, latest, ranges, states, acks, alerts, errors, now)

@@ -549,14 +549,19 @@ class Store:
                 out.setdefault(account, {})[kind] = n
             return out
 
-    def ratio_ranges(self, since: datetime) -> dict[tuple[str, str], tuple[float, float]]:
-        """(account, scope) → (lowest, highest) margin ratio since `since` (∞ when equity was ≤ 0)."""
+    def ratio_ranges(self, since: datetime, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
+        """For each (account, scope) of `keys` with samples since `since`: its (lowest, highest)
+        margin ratio (∞ when equity was ≤ 0). One index range per scope."""
+        since_text = format_at(since)
+        out = {}
         with self._guard("read the samples"):
-            rows = self.db.execute(
-                "SELECT account, scope, min(margin_ratio), max(margin_ratio), max(margin_ratio_inf) FROM samples WHERE at >= ? "
-                "GROUP BY account, scope", [format_at(since)]).fetchall()
-        return {(account, scope): (math.inf if low is None else low, math.inf if inf else high)
-                for account, scope, low, high, inf in rows}
+            for account, scope in keys:
+                low, high, inf = self.db.execute(
+                    "SELECT min(margin_ratio), max(margin_ratio), max(margin_ratio_inf) FROM samples "
+                    "WHERE account = ? AND scope = ? AND at >= ?", [account, scope, since_text]).fetchone()
+                if inf is not None:
+                    out[(account, scope)] = (math.inf if low is None else low, math.inf if inf else high)
+        return out
 
     def record_sent(self, alerts: Iterable[tuple[Alert, dict[str, datetime | None]]], at: datetime) -> list[int]:
         """Record alerts that went out while the database could not take them, with each routed

@@ -7,8 +7,10 @@
    decides: the median time of that read, with no acknowledgement and with one per scope.
 2. The digest: `digest.gather` (latest samples, the 24 h ranges, states, acks, the alerts and
    failed polls of 24 h) and `digest.render` for one channel that hears every account, on a
-   file with a sample per scope per minute for 24 h. It runs on the store's thread, so its time
-   is how long it holds up that thread once a day. Goal ≤ 1 s.
+   file with a sample per scope per minute for 24 h, every scope acknowledged (so each account
+   names its isolated positions: the most range queries). Its reads run on the store's thread one
+   call at a time, polls' commits in between: the longest single call is how long it can hold up a
+   poll's commit once a day. Goal ≤ 1 s.
 """
 
 from __future__ import annotations
@@ -72,16 +74,22 @@ def time_acks(store: Store, names: list[str], repeats: int = 5) -> float:
 
 
 class Direct:
-    """The Store's methods as awaitables, as the daemon's StoreThread offers them."""
+    """The Store's methods as awaitables, as the daemon's StoreThread offers them; keeps the
+    longest single call (how long the store's thread is held at once)."""
 
     def __init__(self, store: Store):
         self.store = store
+        self.longest = (0.0, "")
 
     def __getattr__(self, name):
         method = getattr(self.store, name)
 
         async def call(*args, **kwargs):
-            return method(*args, **kwargs)
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.longest = max(self.longest, (time.perf_counter() - start, name))
 
         return call
 
@@ -108,18 +116,20 @@ def main() -> int:
             some = time_acks(store, names)
             print(f"acks read per poll: {none * 1e6:.0f} µs with none, {some * 1e6:.0f} µs with {scopes} per account")
             plans = {name: Plan(name) for name in names}
-            runs, renders = [], []
+            runs, renders, longest = [], [], []
             for _ in range(3):
                 start = time.perf_counter()
-                data = asyncio.run(digest.gather(Direct(store), plans, "hook", "Europe/Berlin", NOW))
+                direct = Direct(store)
+                data = asyncio.run(digest.gather(direct, plans, "hook", "Europe/Berlin", NOW))
+                longest.append(direct.longest)
                 runs.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 title, body = digest.render(data, markdown=True)
                 renders.append(time.perf_counter() - start)
-            print(f"digest: gather {median(runs):.3f} s, render {median(renders) * 1000:.1f} ms; "
-                  f"{len(body):,} characters for {accounts} accounts")
-            total = median(runs) + median(renders)
-            print(f"goal: digest ≤ {GOAL_S:g} s on the store's thread: {'pass' if total <= GOAL_S else 'MISS'} ({total:.3f} s)")
+            hold, what = max(longest)
+            print(f"digest: gather {median(runs):.3f} s (its longest single store call {hold:.3f} s, {what}), "
+                  f"render {median(renders) * 1000:.1f} ms; {len(body):,} characters for {accounts} accounts")
+            print(f"goal: the digest holds the store's thread ≤ {GOAL_S:g} s at a time: {'pass' if hold <= GOAL_S else 'MISS'} ({hold:.3f} s)")
     return 0
 
 

@@ -171,6 +171,45 @@ def test_the_digest_sums_up_the_day_once_per_local_day(tmp_path, webhook):
     assert again["title"].startswith("alerter daily digest · 2026-03-02 00:10 Europe/Berlin")
 
 
+def test_a_digest_that_cannot_be_delivered_is_tried_again_that_day(tmp_path, webhook):
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    async def scenario():
+        channels = [{"name": "hook", "url": f"json://{webhook.url}/hook", "digest": "08:00"}]
+        async with harness(tmp_path, channels) as h:
+            await h.step(0.30)
+            h.daemon.scheduler = AsyncIOScheduler(timezone=UTC)  # not started: it only keeps the job
+            webhook.fail_next(1, 500)
+            before = datetime.now(UTC)
+            assert not await h.daemon.send_digest("hook")
+            (job,) = h.daemon.scheduler.get_jobs()
+            assert job.id == "digest-retry:hook" and job.args[1:] == ("hook",)
+            assert timedelta(minutes=4, seconds=59) < job.trigger.run_date - before < timedelta(minutes=5, seconds=5)
+            assert await h.daemon.send_digest("hook")            # the retry: sent, and recorded
+            assert not await h.daemon.send_digest("hook")
+
+    run(scenario())
+    assert len(webhook.bodies) == 2 and webhook.bodies[0]["title"] == webhook.bodies[1]["title"]
+
+
+def test_a_digest_of_many_accounts_fits_a_chat_message_worst_first():
+    from alerter.models import Alert, AlertKind, Level, ScopeState
+    from alerter.store import Sample
+
+    now = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+    names = [f"acct-{i:03d}" for i in range(300)]
+    latest = [Sample(n, "account", now - timedelta(seconds=30), 0.1 + i / 1000, 1000.0, 100.0, -0.5, Level.OK, False) for i, n in enumerate(names)]
+    states = {n: {"account": ScopeState(n, "account", Level.CALL if n == "acct-250" else Level.OK, now - timedelta(hours=2))} for n in names}
+    alerts = [Alert(kind=AlertKind.REPEAT, level=Level.CALL, account="acct-250", scope="account", created_at=now - timedelta(minutes=30 * k),
+                    margin_ratio=0.75, threshold=0.7) for k in range(40)]
+    d = digest.build("hook", "UTC", names, latest, {}, states, {}, alerts, {}, now)
+    title, body = digest.render(d, markdown=False)
+    assert len(body) <= digest.MAX_BODY
+    assert body.startswith("acct-250: margin ratio 35 % · call since 05:00 UTC")   # the worst account first
+    assert "… and " in body and "more accounts (alerter status shows them): " in body
+    assert "Alerts in the last 24 h (40):" in body and title.endswith("worst: CALL (acct-250) · 40 alerts in 24 h")
+
+
 def test_digest_days_follow_the_channels_time_zone():
     at = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)
     assert digest.local_day(at, "UTC").isoformat() == "2026-03-28"
