@@ -16,7 +16,7 @@ from alerter.display import ratio
 from alerter.config import Settings
 from alerter.plan import AccountPlan
 
-HIDDEN = frozenset({"ccxt"})  # may hold tokens or custom headers: named, never shown
+HIDDEN = frozenset({"ccxt", "url_by_level"})  # may hold tokens (custom headers, channel URLs): named, never shown
 THRESHOLD_KEYS = ("warning", "call", "critical", "hysteresis", "target")
 
 

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watches margin accounts on crypto exchanges and warns before a collateral call becomes a liquidation.",
     )
     parser.add_argument("--version", action="version", version=f"alerter {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
 
     for name in COMMANDS:
         module = importlib.import_module(module_name(name))

@@ -286,9 +286,20 @@ def parse_timezone(value: Any) -> str:
     return name
 
 
+class LevelUrls(Section):
+    """A channel's URL per level (`url_by_level`): the URL a message goes to when its most
+    urgent alert is of that level; a level without one uses the channel's `url`
+    (alerter.notify.Notifier picks it)."""
+
+    warning: Secret | None = None
+    call: Secret | None = None
+    critical: Secret | None = None
+
+
 class ChannelConfig(Section):
     name: str = Field(min_length=1)
     url: Secret
+    url_by_level: LevelUrls = LevelUrls()
     min_level: LevelName = "warning"
     accounts: list[str] | None = Field(None, min_length=1)
     digest: Annotated[str, BeforeValidator(parse_clock_time)] | None = None  # "08:00": a daily digest at that local time
@@ -297,6 +308,10 @@ class ChannelConfig(Section):
     @property
     def level(self) -> Level:
         return Level.parse(self.min_level)
+
+    def urls(self) -> dict[str, SecretStr]:
+        """Every URL of the channel by its key path: {"url": …, "url_by_level.critical": …}."""
+        return {"url": self.url, **{f"url_by_level.{k}": v for k, v in self.url_by_level if v is not None}}
 
 
 class Settings(BaseSettings):
@@ -397,8 +412,9 @@ def semantic_problems(settings: Settings) -> list[str]:
         if channel.name in channel_names:
             problems.append(f"{where}.name: duplicate channel name {channel.name!r}")
         channel_names.add(channel.name)
-        if "://" not in channel.url.get_secret_value():
-            problems.append(f"{where}.url: not an apprise URL (expected scheme://…, e.g. json://host/path or tgram://token/chat)")
+        for key, url in channel.urls().items():
+            if "://" not in url.get_secret_value():
+                problems.append(f"{where}.{key}: not an apprise URL (expected scheme://…, e.g. json://host/path or tgram://token/chat)")
         for name in channel.accounts or []:
             if name not in names:
                 problems.append(f"{where}.accounts: no account named {name!r}")
@@ -511,6 +527,10 @@ def literal_secret_paths(data: dict) -> list[str]:
         for i, entry in enumerate(data.get(section) or []):
             if isinstance(entry, dict):
                 found += [f"{section}[{i}].{k}" for k in keys if isinstance(entry.get(k), str) and not is_reference(entry[k])]
+    for i, entry in enumerate(data.get("channels") or []):
+        by_level = entry.get("url_by_level") if isinstance(entry, dict) else None
+        if isinstance(by_level, dict):
+            found += [f"channels[{i}].url_by_level.{k}" for k, v in by_level.items() if isinstance(v, str) and not is_reference(v)]
     return found
 
 

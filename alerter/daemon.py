@@ -233,7 +233,8 @@ class Daemon:
         if url is None or not self.polled >= self.plans.keys():
             return
         self.polled.clear()
-        await metrics.send_heartbeat(url.get_secret_value(), timeout=self.settings.daemon.request_timeout.total_seconds())
+        ok = await metrics.send_heartbeat(url.get_secret_value(), timeout=self.settings.daemon.request_timeout.total_seconds())
+        metrics.observe_heartbeat(ok)
 
     async def record(self, poll: Poll) -> tuple[list[Alert], StoreError | None]:
         """Decide and record one poll. When the database fails, the decided state is kept in
@@ -300,7 +301,7 @@ class Daemon:
     async def deliver_unrecorded(self, plan: AccountPlan, alerts: list[Alert], error: StoreError) -> None:
         """The database cannot take the poll: send its alerts straight away, and to every channel
         the notice that the database is failing when the policy says it is due."""
-        from alerter.notify import render, route_all
+        from alerter.notify import message_level, render, route_all
 
         now = self.clock()
         logger.error("database failing, alerts sent without being recorded: %s", error)
@@ -314,8 +315,9 @@ class Daemon:
         outcomes: dict[str, dict[str, datetime | None]] = {a.key: {} for a in alerts}
 
         async def send(channel: str, group: list[Alert]) -> None:
-            title, body = render(group, markdown=self.notifier.markdown(channel))
-            outcome = await self.notifier.send(channel, title, body)
+            level = message_level(group)
+            title, body = render(group, markdown=self.notifier.markdown(channel, level))
+            outcome = await self.notifier.send(channel, title, body, level=level)
             if not outcome.ok:
                 logger.error("channel %s: unrecorded alert not delivered (kept for the outbox): %s", channel, outcome.error)
             for a in group:

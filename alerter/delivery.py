@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from alerter.display import time_of_day
 from alerter.models import Level
 from alerter.metrics import observe_delivery
-from alerter.notify import Notifier, Outcome, fold, notify_type, render
+from alerter.notify import Notifier, Outcome, fold, message_level, notify_type, render
 from alerter.store import Delivery
 from alerter.storethread import StoreThread
 
@@ -65,6 +65,7 @@ class Plan:
     title: str
     body: str
     notify_type: str
+    level: Level  # picks the channel's URL (`url_by_level`): notify.message_level
     sent: tuple[int, ...]  # alert ids told in full
     folded: tuple[int, ...]  # alert ids only mentioned ("earlier: …"), under a newer alert of their scope
     reported: tuple[int, ...]  # expired alert ids, now reported (the note names them when one was critical)
@@ -74,14 +75,19 @@ class Plan:
         return self.sent + self.folded
 
 
-def plan(channel: str, pending: Sequence[Delivery], expired: Sequence[Delivery], now: datetime, *, markdown: bool) -> Plan:
+def plan(channel: str, pending: Sequence[Delivery], expired: Sequence[Delivery], now: datetime,
+         *, markdown: bool | Callable[[Level], bool]) -> Plan:
     """Pure: all of a channel's pending deliveries (in recording order) as one message, folded
-    per scope, with the note about its expired ones."""
+    per scope, with the note about its expired ones. The message goes to the URL of its most
+    urgent level (a CRITICAL with a warning goes to the critical URL, the warning with it);
+    `markdown` may depend on that URL: a function of the level."""
     entries = fold(d.alert for d in pending)
     ids = {d.alert.key: d.alert_id for d in pending}
-    title, body = render(entries, markdown=markdown, undelivered_note=undelivered_note(expired, channel, now))
+    level = message_level(entries)
+    title, body = render(entries, markdown=markdown(level) if callable(markdown) else markdown,
+                         undelivered_note=undelivered_note(expired, channel, now))
     return Plan(
-        title, body, notify_type(entries),
+        title, body, notify_type(entries), level,
         sent=tuple(ids[e.alert.key] for e in entries),
         folded=tuple(ids[a.key] for e in entries for a in e.earlier),
         reported=tuple(d.alert_id for d in expired),
@@ -114,14 +120,15 @@ async def deliver_due(
     expired = {name: await store.expired_unreported(name) for name in pending if name in configured}
 
     # 2. plan
-    plans = {name: plan(name, rows, expired[name], now, markdown=notifier.markdown(name)) for name, rows in pending.items() if name in configured}
+    plans = {name: plan(name, rows, expired[name], now, markdown=lambda level, name=name: notifier.markdown(name, level))
+             for name, rows in pending.items() if name in configured}
 
     # 3. send
     async def send(name: str) -> Outcome:
         if name not in plans:
             return Outcome(False, f"channel {name!r} is no longer configured")
         p = plans[name]
-        return await notifier.send(name, p.title, p.body, notify_type=p.notify_type)
+        return await notifier.send(name, p.title, p.body, notify_type=p.notify_type, level=p.level)
 
     names = list(pending)
     outcomes = await asyncio.gather(*(send(name) for name in names))
@@ -150,15 +157,21 @@ async def deliver_due(
     return summary
 
 
-async def test_notify(notifier: Notifier, channel_names: Iterable[str]) -> dict[str, Outcome]:
-    """Send a test message to each named channel at once; nothing is recorded."""
+async def test_notify(notifier: Notifier, channel_names: Iterable[str], level: Level = Level.OK) -> dict[str, Outcome]:
+    """Send a test message to each named channel at once, by the URL a `level` alert takes
+    (`url` for ok); nothing is recorded."""
     names = list(channel_names)
-    title = "alerter test message"
-    outcomes = await asyncio.gather(*(
-        notifier.send(name, title, f"This is a test message from alerter to the channel {name!r}. It works.")
-        for name in names
-    ))
+    title = "alerter test message" + (f" ({level.name} path)" if level != Level.OK else "")
+
+    def body(name: str) -> str:
+        path = f" by its {level.label} URL ({notifier.via(name, level)})" if level != Level.OK else ""
+        return f"This is a test message from alerter to the channel {name!r}{path}. It works."
+
+    outcomes = await asyncio.gather(*(notifier.send(name, title, body(name), notify_type=_TEST_TYPE[level], level=level) for name in names))
     return dict(zip(names, outcomes, strict=True))
 
+
+# a test of the critical path looks like a critical alert (apprise's type: colour and icon)
+_TEST_TYPE = {Level.OK: "info", Level.WARNING: "warning", Level.CALL: "failure", Level.CRITICAL: "failure"}
 
 test_notify.__test__ = False  # type: ignore[attr-defined]  # keep pytest from collecting it when imported

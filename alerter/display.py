@@ -101,3 +101,10 @@ def scope_label(scope: str, *, short: bool = False) -> str | None:
     if short:
         return f"{symbol.split(':')[0]} {side}"
     return f"{symbol} {side} (isolated)"
+
+
+def own_levels(figure, thresholds) -> str:
+    """The levels in the exchange's own figure (an OwnFigure):
+    "warning 50 % = margin level 2.20 · call 70 % = margin level 1.57 · … · liquidation 100 % = margin level 1.10"."""
+    levels = (("warning", thresholds.warning), ("call", thresholds.call), ("critical", thresholds.critical), ("liquidation", 1.0))
+    return " · ".join(f"{name} {ratio(value)} = {figure.text(value)}" for name, value in levels)

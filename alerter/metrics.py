@@ -13,8 +13,10 @@ use), never an order or position id; a scope that disappears (position closed) i
     alerter_poll_errors_total{account,kind}         kind: transient | credentials | data
     alerter_deliveries_total{channel,outcome}       outcome: sent | failed
     alerter_acknowledged{account,scope}             1 while an acknowledgement holds the scope's repeats back
+    alerter_heartbeats_total{outcome}               heartbeat requests (heartbeat_url) by outcome: sent | failed
+    alerter_last_heartbeat_success_timestamp_seconds
 
-The daemon calls `observe_poll`, `observe_poll_error` and `observe_delivery` (module-level,
+The daemon calls `observe_poll`, `observe_poll_error`, `observe_delivery` and `observe_heartbeat` (module-level,
 on the default `METRICS`); tests make their own `Metrics()`.
 """
 
@@ -51,6 +53,8 @@ class Metrics:
         self.poll_errors = Counter("alerter_poll_errors", "Failed polls by kind (transient, credentials, data)", ["account", "kind"], registry=r)
         self.deliveries = Counter("alerter_deliveries", "Delivery attempts by outcome (sent, failed)", ["channel", "outcome"], registry=r)
         self.acknowledged = Gauge("alerter_acknowledged", "1 while an acknowledgement holds back the scope's repeats", scope, registry=r)
+        self.heartbeats = Counter("alerter_heartbeats", "Heartbeat requests (heartbeat_url) by outcome (sent, failed)", ["outcome"], registry=r)
+        self.last_heartbeat = Gauge("alerter_last_heartbeat_success_timestamp_seconds", "Unix time of the last heartbeat answered with success", registry=r)
         self._scopes: dict[str, set[str]] = {}
         self._acked: dict[str, set[str]] = {}
 
@@ -95,6 +99,11 @@ class Metrics:
     def observe_delivery(self, channel: str, ok: bool) -> None:
         self.deliveries.labels(channel, "sent" if ok else "failed").inc()
 
+    def observe_heartbeat(self, ok: bool, at: float | None = None) -> None:
+        self.heartbeats.labels("sent" if ok else "failed").inc()
+        if ok:
+            self.last_heartbeat.set(at if at is not None else time.time())
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -116,6 +125,10 @@ def observe_delivery(channel: str, ok: bool) -> None:
 
 def observe_acks(account: str, acks: Iterable[Ack]) -> None:
     METRICS.observe_acks(account, acks)
+
+
+def observe_heartbeat(ok: bool) -> None:
+    METRICS.observe_heartbeat(ok)
 
 
 # ---------------------------------------------------------------- HTTP endpoint

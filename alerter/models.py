@@ -39,6 +39,7 @@ class OwnFigure:
     inverse: bool = False
     percent: bool = False  # "uniMMR 138 %" rather than "margin level 1.24"
     notices: tuple[tuple[str, float], ...] = ()
+    cross_only: bool = False  # the exchange states it for the cross account only (not for isolated positions)
 
     def value(self, ratio: float) -> float:
         """The exchange's figure at this normalised ratio (an inverse figure is ∞ at ratio 0)."""
@@ -143,6 +144,10 @@ class Pool:
     currency: str
     wallet_balance: float = 0.0
     symbols: tuple[str, ...] = ()  # the cross positions it holds: its top positions and liquidation distance
+    # where a pool's liquidation level differs from the account's (a lender's isolated pair in a
+    # leverage tier of its own): its own trigger and figure; None = the snapshot's
+    lender_trigger: float | None = None
+    own_figure: OwnFigure | None = None
 
 
 @dataclass(frozen=True)

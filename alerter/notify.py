@@ -60,6 +60,15 @@ def route_all(alerts: Iterable[Alert], channels: Sequence) -> dict[str, list[str
     return {alert.key: route(alert, channels) for alert in alerts}
 
 
+def message_level(alerts: Iterable[Alert | Folded]) -> Level:
+    """The level that picks a message's URL (`url_by_level`, ChannelConfig.url_for): the highest
+    level among its entries' current alerts — a raised or repeated alert's level, a resolved
+    alert's episode peak (the all-clear reaches the device that was paged), a blind or restored
+    alert's scope level (ok when the scope was ok). Alerts folded under a newer one of their scope
+    do not count: they are no longer true."""
+    return max((item.alert.level if isinstance(item, Folded) else item.level for item in alerts), default=Level.OK)
+
+
 def markdown_for(url: str) -> bool:
     """Chat services get Markdown; e-mail gets plain text."""
     return url.split("://", 1)[0].lower() not in TEXT_SCHEMES
@@ -338,41 +347,57 @@ class _Target:
 
 
 class Notifier:
-    """One apprise.Apprise per configured channel; `send` never raises."""
+    """One apprise.Apprise per configured channel URL (its `url` and each of its `url_by_level`);
+    `send` never raises."""
 
     def __init__(self, channels: Iterable, *, timeout: float = 30.0):
+        self.timeout = timeout
+        self._targets: dict[str, _Target] = {}  # channel → its `url`
+        self._levels: dict[str, dict[Level, _Target]] = {}  # channel → its `url_by_level`
+        for channel in channels:
+            self._targets[channel.name] = self._target(channel.url.get_secret_value(), channel.name)
+            by_level = getattr(channel, "url_by_level", None)
+            self._levels[channel.name] = {
+                level: self._target(url.get_secret_value(), f"{channel.name} ({level.label})")
+                for level in (Level.WARNING, Level.CALL, Level.CRITICAL)
+                if (url := getattr(by_level, level.label, None)) is not None
+            }
+
+    def _target(self, url: str, label: str) -> _Target:
         import apprise
 
-        self.timeout = timeout
-        self._targets: dict[str, _Target] = {}
-        for channel in channels:
-            url = channel.url.get_secret_value()
-            if url.startswith(CONSOLE):
-                self._targets[channel.name] = _Target(None, markdown=False, console=True)
-                continue
-            _hide(url)
-            asset = apprise.AppriseAsset(
-                app_id="alerter", app_desc="alerter margin alerts", storage_mode="memory", service_timeout=timeout
-            )
-            target = apprise.Apprise(asset=asset)
-            if target.add(url):
-                self._targets[channel.name] = _Target(target, markdown_for(url))
-            else:
-                error = check_url(url) or "apprise cannot use this URL"
-                self._targets[channel.name] = _Target(None, markdown_for(url), f"channel {channel.name}: {error}")
+        if url.startswith(CONSOLE):
+            return _Target(None, markdown=False, console=True)
+        _hide(url)
+        asset = apprise.AppriseAsset(app_id="alerter", app_desc="alerter margin alerts", storage_mode="memory", service_timeout=self.timeout)
+        target = apprise.Apprise(asset=asset)
+        if target.add(url):
+            return _Target(target, markdown_for(url))
+        error = check_url(url) or "apprise cannot use this URL"
+        return _Target(None, markdown_for(url), f"channel {label}: {error}")
+
+    def _for(self, channel: str, level: Level) -> _Target | None:
+        own = self._levels.get(channel, {}).get(level)
+        return own if own is not None else self._targets.get(channel)
 
     @property
     def names(self) -> list[str]:
         return list(self._targets)
 
-    def markdown(self, channel: str) -> bool:
-        target = self._targets.get(channel)
+    def markdown(self, channel: str, level: Level = Level.OK) -> bool:
+        target = self._for(channel, level)
         return target.markdown if target else True
 
-    async def send(self, channel: str, title: str, body: str, *, notify_type: str = "info") -> Outcome:
+    def via(self, channel: str, level: Level = Level.OK) -> str:
+        """Which of the channel's URLs a message of `level` goes to: "url" or "url_by_level.critical"."""
+        return f"url_by_level.{level.label}" if level in self._levels.get(channel, {}) else "url"
+
+    async def send(self, channel: str, title: str, body: str, *, notify_type: str = "info", level: Level = Level.OK) -> Outcome:
+        """Send one message to `channel`, by the URL of `level` (`message_level`): the level's own
+        URL when the channel has one, else its `url`."""
         from apprise import AppriseResultStatus, NotifyFormat
 
-        target = self._targets.get(channel)
+        target = self._for(channel, level)
         if target is None:
             return Outcome(False, f"no channel named {channel!r} is configured")
         if target.console:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from alerter.config import AccountConfig, Settings
-from alerter.models import RepeatSchedule, Thresholds
+from alerter.models import OwnFigure, RepeatSchedule, Thresholds
 from alerter.sources.profile import Profile
 from alerter.sources.registry import profile_for
 
@@ -34,6 +34,7 @@ class AccountPlan:
     repricing: bool  # re-priced from mark prices every [daemon] price_interval
     market_key: str  # equal for accounts that can share one markets download and one mark-price request
     channels: tuple[str, ...]  # the channels that hear it (their `accounts` filter); levels are per alert
+    own_figure: OwnFigure | None = None  # the exchange's own risk figure for this account's mode, if it has one
 
     @property
     def approximate(self) -> bool:
@@ -64,6 +65,7 @@ def plan(settings: Settings, account: AccountConfig) -> AccountPlan:
         repricing=between == "reprice" and price_interval is not None,
         market_key=market_key(account),
         channels=tuple(c.name for c in settings.channels if c.accounts is None or account.name in c.accounts),
+        own_figure=profile.figure_of(options if isinstance(options := account.ccxt.get("options"), dict) else None),
     )
 
 

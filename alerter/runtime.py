@@ -26,9 +26,10 @@ def preflight(settings: Settings) -> None:
         from alerter.notify import check_url
 
         for i, channel in enumerate(settings.channels):
-            error = check_url(channel.url.get_secret_value())
-            if error:
-                problems.append(f"channels[{i}].url: {error}")
+            for key, url in channel.urls().items():
+                error = check_url(url.get_secret_value())
+                if error:
+                    problems.append(f"channels[{i}].{key}: {error}")
     if settings.accounts:
         from alerter.sources import check_capabilities
 

@@ -20,7 +20,10 @@ from alerter.policy import level_for
 def _scope_inputs(snapshot: AccountSnapshot) -> list[tuple[str, float, float, list[Position]]]:
     """(scope, equity, maintenance, positions) as `health.evaluate` sees each scope."""
     cross = [p for p in snapshot.positions if not p.isolated]
-    out = [(ACCOUNT_SCOPE, snapshot.equity, snapshot.maintenance_margin, cross)]
+    if snapshot.pools:
+        out = [(pool.scope, pool.equity, pool.maintenance_margin, [p for p in cross if p.symbol in pool.symbols]) for pool in snapshot.pools]
+    else:
+        out = [(ACCOUNT_SCOPE, snapshot.equity, snapshot.maintenance_margin, cross)]
     for p in snapshot.positions:
         if p.isolated:
             out.append((p.scope, p.collateral if p.collateral is not None else 0.0, p.maintenance_margin, [p]))
@@ -35,6 +38,7 @@ class TripMoves:
     level: Level
     moves: dict[str, float | None]  # "warning" | "call" | "critical" | "liquidation" → move
     refused: str | None = None  # why no move is given (then every move is None)
+    figure: str = ""  # the exchange's own figure at `margin_ratio` ("margin level 1.24"), where it has one
 
 
 INVERSE_REFUSED = "coin-margined (inverse) positions: prices and PnL are not linear, no uniform-move figure"
@@ -47,7 +51,8 @@ def trip_moves(snapshot: AccountSnapshot, thresholds: Thresholds) -> list[TripMo
     out = []
     for scope, equity, maintenance, positions in _scope_inputs(snapshot):
         ratio = healths[scope].margin_ratio
-        common = dict(account=snapshot.account, scope=scope, margin_ratio=ratio, level=level_for(ratio, thresholds))
+        common = dict(account=snapshot.account, scope=scope, margin_ratio=ratio, level=level_for(ratio, thresholds),
+                      figure=snapshot.own_figure.text(ratio) if snapshot.own_figure else "")
         if any(p.inverse for p in positions):  # refused, never guessed
             out.append(TripMoves(moves=dict.fromkeys(targets), refused=INVERSE_REFUSED, **common))
             continue

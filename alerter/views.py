@@ -102,6 +102,7 @@ class ScopeStatus:
     liquidation_move: float | None
     estimated: bool
     ack: Ack | None = None  # an acknowledgement in force: the level's repeats are held back
+    figure: str = ""  # the exchange's own figure at this ratio ("margin level 1.24"), where it has one
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def build_status(settings, plans: dict, latest, bases, states, pending: dict[str
                 equity=s.equity, maintenance_margin=s.maintenance_margin,
                 deposit_needed=deposit_needed(s.maintenance_margin, s.equity, thresholds.target),
                 liquidation_move=s.liquidation_move, estimated=s.estimated, ack=(acks or {}).get((name, s.scope)),
+                figure=plan.own_figure.text(s.margin_ratio) if plan is not None and plan.own_figure is not None else "",
             ))
         out.append(AccountStatus(
             account=name, exchange=plan.exchange if plan else None, thresholds=thresholds, poll_interval=interval,
@@ -219,6 +221,7 @@ def status_json(accounts: list[AccountStatus], now: datetime, database: str) -> 
                         "liquidation_move": s.liquidation_move,
                         "estimated": s.estimated,
                         "ack": ack_json(s.ack),
+                        **({"exchange_figure": s.figure} if s.figure else {}),
                     }
                     for s in a.scopes
                 ],
@@ -354,7 +357,7 @@ def levels_json(rows: dict[str, tuple[datetime | None, list[TripMoves]]]) -> dic
                 "snapshot_at": json_at(at),
                 "scopes": [
                     {"scope": t.scope, "margin_ratio": json_float(t.margin_ratio), "level": t.level.label, "moves": t.moves,
-                     **({"refused": t.refused} if t.refused else {})}
+                     **({"refused": t.refused} if t.refused else {}), **({"exchange_figure": t.figure} if t.figure else {})}
                     for t in trips
                 ],
             }

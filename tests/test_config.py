@@ -110,7 +110,7 @@ BROKEN = [
     ("[thresholds]\nwarnig = 0.4\n", "thresholds.warnig: unknown key (did you mean 'warning'?)"),
     ("[repeat]\ncall = 'often'\n", "repeat.call: expected a duration"),
     ("[[accounts]]\n" + ACCOUNT.replace('name = "a"\n', ""), "accounts[0].name: required key is missing"),
-    ("[[accounts]]\n" + ACCOUNT.replace("binanceusdm", "binanceusd"), "accounts[0].exchange: unknown exchange id 'binanceusd' (closest: binanceusdm; supported: binancecoinm, binanceusdm, bybit, deribit, hyperliquid, okx)"),
+    ("[[accounts]]\n" + ACCOUNT.replace("binanceusdm", "binanceusd"), "accounts[0].exchange: unknown exchange id 'binanceusd' (closest: binanceusdm; supported: binance, binancecoinm, binanceusdm, bitget, bybit, deribit, gate, hyperliquid, krakenfutures, kucoinfutures, okx)"),
     ("[[accounts]]\n" + ACCOUNT.replace('"binanceusdm"', '"binance"') + "ccxt = { options = { defaultType = 'future' } }\n",
      "accounts[0].exchange: 'binance' with defaultType = 'future': these are Binance USDⓈ-M futures: use exchange = \"binanceusdm\""),
     ("[[accounts]]\n" + ACCOUNT.replace("secret = ", "secrit = "), "accounts[0].secrit: unknown key (did you mean 'secret'?)"),
@@ -154,7 +154,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert e.value.problems == [
         "thresholds.call: 45 % must be above warning (50 %)",
         "thresholds.target: 60 % must be above 0 % and below warning (50 %)",
-        "accounts[0].exchange: unknown exchange id 'nope' (supported: binancecoinm, binanceusdm, bybit, deribit, hyperliquid, okx)",
+        "accounts[0].exchange: unknown exchange id 'nope' (supported: binance, binancecoinm, binanceusdm, bitget, bybit, deribit, gate, hyperliquid, krakenfutures, kucoinfutures, okx)",
         "accounts[1].name: duplicate account name 'a'",
         "accounts[1].password: OKX needs it (the API key's passphrase)",
     ]
@@ -162,11 +162,11 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 # ---------------------------------------------------------------- profiles: no silent generic guess
 
-SUPPORTED = "supported: binancecoinm, binanceusdm, bybit, deribit, hyperliquid, okx"
+SUPPORTED = "supported: binance, binancecoinm, binanceusdm, bitget, bybit, deribit, gate, hyperliquid, krakenfutures, kucoinfutures, okx"
 REFUSED = [
-    ({"exchange": "binance"}, f"accounts[0].exchange: no profile for 'binance' (closest: binanceusdm; {SUPPORTED}); "
-                              "to read it anyway from ccxt's unified fields, approximately, set profile = \"generic\" and balance_includes_pnl"),
-    ({"exchange": "kraken"}, f"accounts[0].exchange: no profile for 'kraken' ({SUPPORTED});"),
+    ({"exchange": "binance"}, "accounts[0].exchange: 'binance': a plain spot wallet has no margin to watch: "
+                              'set ccxt.options.defaultType = "margin" (cross margin) or portfolioMargin = true'),
+    ({"exchange": "kraken"}, f"accounts[0].exchange: no profile for 'kraken' (closest: krakenfutures; {SUPPORTED});"),
     ({"exchange": "binance", "ccxt": {"options": {"defaultType": "swap"}}}, 'use exchange = "binanceusdm"'),
     # a generic account on Binance's futures endpoints still gets the profile's figures, not a guess
     ({"exchange": "binance", "profile": "generic", "balance_includes_pnl": True, "ccxt": {"options": {"defaultType": "future"}}},

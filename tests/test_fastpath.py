@@ -135,6 +135,9 @@ def test_running_daemon_serves_metrics_and_sends_heartbeats(tmp_path, webhook):
     assert samples[("alerter_last_poll_success_timestamp_seconds", (("account", "second"),))] > time.time() - 60
     assert samples[("alerter_deliveries_total", (("channel", "hook"), ("outcome", "sent")))] >= 1
     assert len(beats) >= 2 and beats[0] == "/ping/HB-TOKEN"
+    # the first heartbeat was answered (and counted) before the second was sent
+    assert samples[("alerter_heartbeats_total", (("outcome", "sent"),))] >= 1
+    assert samples[("alerter_last_heartbeat_success_timestamp_seconds", ())] > time.time() - 60
 
 
 def test_accounts_on_one_exchange_share_one_markets_load(tmp_path):

@@ -16,7 +16,6 @@ import signal
 import time
 from collections import Counter
 
-import pytest
 
 from helpers import DaemonRuns, query, simulator_thread, to_toml
 

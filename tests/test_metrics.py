@@ -85,6 +85,17 @@ def test_scrape_over_http():
     assert after[("alerter_level", acct)] == 0
 
 
+def test_heartbeats_are_counted_and_the_last_success_kept():
+    m = Metrics()
+    assert m.registry.get_sample_value("alerter_last_heartbeat_success_timestamp_seconds") == 0  # never yet
+    m.observe_heartbeat(True, at=AT.timestamp())
+    m.observe_heartbeat(False, at=AT.timestamp() + 60)
+    values = samples(m.exposition().decode())
+    assert values[("alerter_heartbeats_total", (("outcome", "sent"),))] == 1
+    assert values[("alerter_heartbeats_total", (("outcome", "failed"),))] == 1
+    assert values[("alerter_last_heartbeat_success_timestamp_seconds", ())] == AT.timestamp()  # a failure keeps it
+
+
 def test_own_registry_not_the_global_one():
     from prometheus_client import REGISTRY
 

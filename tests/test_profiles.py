@@ -26,14 +26,14 @@ MARKETS = {"BTC/USDT:USDT": {"settle": "USDT"}}
 # ---------------------------------------------------------------- the registry
 
 def test_every_profile_states_what_the_readme_and_the_config_need():
-    assert set(PROFILES) == {"binancecoinm", "binanceusdm", "bybit", "deribit", "hyperliquid", "okx"}
+    assert set(PROFILES) == {"binance", "binancecoinm", "binanceusdm", "bitget", "bybit", "deribit", "gate", "hyperliquid", "krakenfutures", "kucoinfutures", "okx"}
     for exchange_id, profile in [*PROFILES.items(), ("generic", GENERIC)]:
         assert exchange_id in profile.ids or profile is GENERIC
         assert profile.liquidation_url.startswith("https://"), exchange_id
         assert profile.name and profile.modes and profile.figure and profile.currency and profile.liquidation.endswith(".")
         assert profile.approximate == (profile is GENERIC)
         # off where the exchange's maintenance does not follow the mark linearly (tiers, options, coin margin)
-        assert profile.reprice == (exchange_id not in ("generic", "hyperliquid", "deribit", "binancecoinm"))
+        assert profile.reprice == (exchange_id not in ("generic", "hyperliquid", "deribit", "binancecoinm", "kucoinfutures", "binance", "krakenfutures", "gate", "bitget"))
     assert PROFILES["okx"].credentials == ("api_key", "secret", "password")
     assert PROFILES["hyperliquid"].credentials == ("wallet_address",)
     assert PROFILES["bybit"].position_params == ({"settleCoin": "USDT"}, {"settleCoin": "USDC"})
@@ -124,7 +124,7 @@ def test_the_matrix_has_a_row_per_profile_and_lists_the_real_recordings(tmp_path
     rows = support_matrix(tmp_path).splitlines()[3:-1]
     assert [row.split(" | ")[0] for row in rows] == [
         "| Binance USDⓈ-M (`binanceusdm`)", "| Binance COIN-M (`binancecoinm`)", "| Bybit (`bybit`)", "| Deribit (`deribit`)", "| OKX (`okx`)",
-        "| Hyperliquid (`hyperliquid`)", '| any other ccxt exchange (`profile = "generic"`)']
+        "| Hyperliquid (`hyperliquid`)", "| KuCoin futures (`kucoinfutures`)", "| Binance margin and portfolio margin (`binance`)", "| Kraken Futures (`krakenfutures`)", "| Gate (`gate`)", "| Bitget (`bitget`)", '| any other ccxt exchange (`profile = "generic"`)']
     okx, others = rows[4], rows[:4] + rows[5:]
     assert okx.endswith("| yes | `balance-multi`, `isolated-inverse`, `positions-isolated` |")
     assert all(row.endswith("| — |") for row in others)

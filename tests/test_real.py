@@ -147,6 +147,9 @@ def test_okx_multicurrency_account_is_okxs_mgn_ratio():
     assert account.margin_ratio == pytest.approx(1 / 15986.632239614408, rel=REL)  # 1 ÷ data[0].mgnRatio
     assert account.equity == pytest.approx(152550.80919105993, rel=REL)  # data[0].adjEq
     assert account.currency == "USD"
+    # the figure OKX states, shown beside the ratio: mgnRatio 15986.632239614408 as a percentage
+    assert account.own_figure.value(account.margin_ratio) == pytest.approx(15986.632239614408, rel=REL)  # data[0].mgnRatio
+    assert account.own_figure.text(account.margin_ratio) == "OKX margin ratio 1,598,663 %"
     assert snapshot.wallet_balance == pytest.approx(43749372.50896299, rel=REL)  # data[0].totalEq
     assert account.top_positions == () and set(healths) == {ACCOUNT_SCOPE}
 
@@ -451,7 +454,8 @@ def deribit_btc():
 def test_deribit_btc_account_is_maintenance_over_margin_balance(deribit_btc):
     snapshot, healths, paths = deribit_btc
     assert {"/api/v2/private/get_account_summaries", "/api/v2/private/get_positions"} <= set(paths)
-    account = healths[ACCOUNT_SCOPE]
+    assert set(healths) == {"cross:BTC"}  # one cross scope per margined currency
+    account = healths["cross:BTC"]
     # Deribit liquidates when maintenance_margin reaches margin_balance
     assert account.margin_ratio == pytest.approx(0.8857841 / 302.62729214, rel=REL)
     assert account.equity == pytest.approx(302.62729214, rel=REL)  # summaries[BTC].margin_balance
@@ -462,7 +466,7 @@ def test_deribit_btc_account_is_maintenance_over_margin_balance(deribit_btc):
 
 def test_deribit_position_is_listed_at_deribits_liquidation_price(deribit_btc):
     _, healths, _ = deribit_btc
-    (perp,) = healths[ACCOUNT_SCOPE].top_positions
+    (perp,) = healths["cross:BTC"].top_positions
     assert perp.side == "long"  # direction "buy", size 50
     assert perp.mark_price == pytest.approx(7476.65, rel=REL)  # mark_price
     assert perp.liquidation_price == pytest.approx(1.74, rel=REL)  # estimated_liquidation_price

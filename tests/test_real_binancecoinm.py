@@ -91,15 +91,16 @@ def test_recorded_cross_position_liquidation_distance_is_binances(recorded_cross
     assert position.contracts == 300  # positionAmt 3 contracts × 100 USD
     assert position.notional == pytest.approx(0.00439662, rel=REL)  # notionalValue "-0.00439662" (BTC)
     assert position.liquidation_price == 72491.16879818  # liquidationPrice
-    [risk] = healths[ACCOUNT_SCOPE].top_positions
+    [risk] = healths["cross:BTC"].top_positions
     assert risk.liquidation_move == pytest.approx(72491.16879818 / 68234.2 - 1, rel=REL)  # liquidationPrice ÷ markPrice
     # one cross position: the account liquidates where Binance says the position does
-    assert healths[ACCOUNT_SCOPE].liquidation_move == pytest.approx(72491.16879818 / 68234.2 - 1, rel=REL)
+    assert healths["cross:BTC"].liquidation_move == pytest.approx(72491.16879818 / 68234.2 - 1, rel=REL)
 
 
 def test_recorded_cross_scope_is_in_the_margin_coin(recorded_cross):
     snapshot, healths, _ = recorded_cross
-    account = healths[ACCOUNT_SCOPE]
+    assert set(healths) == {"cross:BTC"}  # one cross scope per margin coin, no "account" scope
+    account = healths["cross:BTC"]
     assert account.currency == "BTC"
     # synthetic account: crossWalletBalance 0.01 + crossUnPnl 0.00004318; maintMargin 0.0002
     assert account.equity == pytest.approx(0.01004318, rel=REL)
@@ -130,10 +131,10 @@ def test_position_the_positions_answer_lacks_is_refused():
     assert "BTCUSD_PERP short is in the account answer but missing from the positions answer" in str(refused(bodies))
 
 
-def test_worst_margin_coin_is_the_account_scope_and_isolated_is_its_own():
+def test_each_margin_coin_is_a_cross_scope_and_isolated_is_its_own():
     """Synthetic (no recording has two coins or an isolated COIN-M position): the recorded BTC
-    position plus an ETH cross and an ETH isolated position. ETH's cross ratio is the higher, so
-    the account scope is ETH's, in ETH; the isolated position is a scope of its own."""
+    position plus an ETH cross and an ETH isolated position. Each coin is a cross scope of its
+    own, in its coin; the isolated position is a scope of its own."""
     eth_rows = [
         {"symbol": "ETHUSD_PERP", "positionAmt": "50", "entryPrice": "3000", "markPrice": "2900", "unRealizedProfit": "-0.0057",
          "liquidationPrice": "2500", "leverage": "20", "maxQty": "1000", "marginType": "cross", "isolatedMargin": "0",
@@ -149,7 +150,13 @@ def test_worst_margin_coin_is_the_account_scope_and_isolated_is_its_own():
          account_row("ETHUSD_PERP", "-20", "0.001", isolated=True, side="SHORT")],
     )
     snapshot, healths, _ = replay({"/dapi/v1/account": account, "/dapi/v1/positionRisk": positions}, (BTCUSD_PERP, BCHUSD_241227, ETHUSD_PERP))
-    cross = healths[ACCOUNT_SCOPE]
+    assert set(healths) == {"cross:BTC", "cross:ETH", "isolated:ETH/USD:ETH:short"}
+    btc = healths["cross:BTC"]
+    assert btc.currency == "BTC" and btc.margin_ratio == pytest.approx(0.0002 / 0.01004318, rel=REL)
+    assert [p.symbol for p in btc.top_positions] == ["BTC/USD:BTC"]
+    cross = healths["cross:ETH"]
+    assert [p.symbol for p in cross.top_positions] == ["ETH/USD:ETH"]
+    assert snapshot.currency == "ETH"  # the snapshot's summary figures are the worst coin's
     assert cross.currency == "ETH"
     assert cross.equity == pytest.approx(0.05 - 0.0057, rel=REL)  # ETH crossWalletBalance + crossUnPnl
     assert cross.maintenance_margin == pytest.approx(0.0045 - 0.001, rel=REL)  # ETH maintMargin − the isolated one's

@@ -106,7 +106,7 @@ def test_unreadable_isolated_position_blinds_its_scope_only_and_is_restored_when
                               "alerter cannot evaluate this kind (isolated linear and inverse swaps/futures only); check it on OKX")
     assert "the position is not known to be safe" in blind["message"]
     # the coin-margined scope in its coin, with OKX's own figures: 1 ÷ mgnRatio, margin + upl, liqPx
-    assert critical_body["title"] == "CRITICAL · okx-main · BTC/USD:BTC long (isolated) · margin ratio 90.9 % (critical at 85 %)"
+    assert critical_body["title"] == "CRITICAL · okx-main · BTC/USD:BTC long (isolated) · margin ratio 90.9 % = OKX margin ratio 110 % (critical at 85 % = OKX margin ratio 118 %)"
     equity = float(OKX_INVERSE_ISOLATED["margin"]) + float(OKX_INVERSE_ISOLATED["upl"])
     assert f"Equity {equity:.8f} BTC · maintenance margin {equity / 1.1:.8f} BTC" in critical_body["message"]
     assert f"Deposit {equity / 1.1 / 0.4 - equity:.8f} BTC to get back to 40 %" in critical_body["message"]

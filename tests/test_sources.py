@@ -686,9 +686,9 @@ def test_generic_needs_maintenance_margin():
 
 
 def test_registry_and_capabilities():
-    assert set(PROFILES) == {"binancecoinm", "binanceusdm", "bybit", "deribit", "hyperliquid", "okx"}
+    assert set(PROFILES) == {"binance", "binancecoinm", "binanceusdm", "bitget", "bybit", "deribit", "gate", "hyperliquid", "krakenfutures", "kucoinfutures", "okx"}
     assert PROFILES["okx"].normalise is okx.normalise and PROFILES["bybit"].check_body is bybit.check_body
-    assert check_capabilities("binanceusdm") == [] and check_capabilities("hyperliquid") == []
+    assert check_capabilities("binanceusdm") == [] and check_capabilities("hyperliquid") == [] and check_capabilities("kucoinfutures") == [] and check_capabilities("binance") == []
     assert check_capabilities("nosuchexchange") == ["unknown ccxt exchange id 'nosuchexchange'"]
     assert any("fetchPositions" in p for p in check_capabilities("bitstamp"))
 

@@ -540,3 +540,46 @@ def test_move_to_ratio_edges():
     assert move_to_ratio(100, 0.0, [], 0.5) is None
     with pytest.raises(ValueError):
         move_to_ratio(100, 1, [p], 0)
+
+
+# ---------------------------------------------------------------- the exchange's own figure
+
+def test_status_whatif_and_validate_show_the_exchanges_own_figure(tmp_path, capsys, monkeypatch):
+    """An OKX account: OKX states mgnRatio (1 ÷ alerter's ratio), so every view shows it beside the ratio."""
+    db = tmp_path / "alerter.db"
+    path = tmp_path / "alerter.toml"
+    path.write_text(textwrap.dedent(f"""
+        [daemon]
+        database = "{db}"
+        [[accounts]]
+        name = "okx-main"
+        exchange = "okx"
+        api_key = "k"
+        secret = "s"
+        password = "p"
+        [[channels]]
+        name = "phone"
+        url = "json://127.0.0.1:9/hook"
+    """))
+    path.chmod(0o600)
+    monkeypatch.setattr(commands, "now", lambda: NOW)
+    snapshot = AccountSnapshot(**{**demo_snapshot(51_000, 2_600, NOW - timedelta(seconds=30)).__dict__, "account": "okx-main", "exchange": "okx"})
+    healths = evaluate(snapshot, 0.4)
+    with Store(db) as store:
+        states, alerts = decide_account({}, healths, Thresholds(), RepeatSchedule(), snapshot.fetched_at)
+        store.commit_poll("okx-main", states, healths, alerts, {}, snapshot.fetched_at)
+        save_snapshot(store.db, snapshot)
+    own = f"OKX margin ratio {100 / healths[0].margin_ratio:,.0f} %"  # 1 ÷ ratio, as OKX states mgnRatio
+    code, out, err = run(["status", "--config", str(path), "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["accounts"][0]["scopes"][0]["exchange_figure"] == own
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out, err = run(["status", "--config", str(path)], capsys)
+    assert own in out
+    code, out, err = run(["whatif", "--config", str(path), "--levels"], capsys)
+    assert code == 0, err
+    assert own in out
+    assert "call 70 % = OKX margin ratio 143 %" in out and "liquidation 100 % = OKX margin ratio 100 %" in out
+    code, out, err = run(["validate", "--config", str(path)], capsys)
+    assert code == 0, err
+    assert "exchange's own figure: OKX margin ratio, liquidation at 100 %; your warning 50 % = OKX margin ratio 200 %" in out

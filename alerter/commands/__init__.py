@@ -16,16 +16,21 @@ from datetime import UTC, datetime
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
 
 # in the order `alerter --help` lists them; "test-notify" lives in test_notify.py
-COMMANDS = ("validate", "run", "check", "demo", "simulate", "status", "history", "whatif", "ack", "unack", "test-notify")
+COMMANDS = ("validate", "run", "check", "demo", "simulate", "status", "history", "whatif", "ack", "unack", "test-notify", "completion", "manpage")
 
 
 def module_name(command: str) -> str:
     return f"alerter.commands.{command.replace('-', '_')}"
 
 
+# shtab's completion of file names (shtab.FILE), spelled out: the parser is built without shtab
+COMPLETE_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files"}
+
+
 def add_config(parser) -> None:
-    parser.add_argument("--config", "-c", metavar="PATH",
-                        help="configuration file (default: $ALERTER_CONFIG, ./alerter.toml, /etc/alerter/config.toml)")
+    action = parser.add_argument("--config", "-c", metavar="PATH",
+                                 help="configuration file (default: $ALERTER_CONFIG, ./alerter.toml, /etc/alerter/config.toml)")
+    action.complete = COMPLETE_FILE  # alerter completion: --config completes file names
 
 
 def error(message: str, code: int) -> int:

@@ -93,6 +93,8 @@ def render_status(accounts: list[AccountStatus], now: datetime):
             deposit = display.money(s.deposit_needed, "") if s.deposit_needed > 0 else Text("—", style="dim")
             ratio = Text(("≈" if a.approximate else "") + display.ratio(s.margin_ratio) + ("*" if s.estimated else ""),
                          style=display.LEVEL_STYLES.get(s.level, "") if s.level is not None else "")
+            if s.figure:  # the exchange's own figure, to check against its app
+                ratio += Text(f" = {s.figure}", style="dim")
             table.add_row(
                 label, ratio, _level_text(s.level, s.since_at, now, s.ack is not None), _trend_text(s.trend), deposit,
                 display.move(s.liquidation_move), poll if i == 0 else "", unsent if i == 0 else "",

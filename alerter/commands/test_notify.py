@@ -10,6 +10,8 @@ HELP = "send a test message to each channel and report whether it was delivered"
 def add_arguments(parser) -> None:
     add_config(parser)
     parser.add_argument("--channel", action="append", metavar="NAME", help="only this channel (repeatable)")
+    parser.add_argument("--level", choices=("warning", "call", "critical"),
+                        help="send by the URL an alert of this level takes (the channel's url_by_level, else its url)")
 
 
 def run(args) -> int:
@@ -18,6 +20,7 @@ def run(args) -> int:
     from alerter.config import ConfigError, load_settings
     from alerter.delivery import test_notify
     from alerter.logs import setup_logging
+    from alerter.models import Level
     from alerter.notify import Notifier
     from alerter.secrets import of as secrets_of
 
@@ -29,7 +32,10 @@ def run(args) -> int:
         if unknown:
             raise ConfigError(f"--channel: no channel named {', '.join(map(repr, unknown))} (channels: {', '.join(names) or 'none'})")
         names = args.channel
-    outcomes = asyncio.run(test_notify(Notifier(settings.channels), names))
+    level = Level.parse(args.level) if args.level else Level.OK
+    notifier = Notifier(settings.channels)
+    outcomes = asyncio.run(test_notify(notifier, names, level))
     for name, outcome in outcomes.items():
-        print(f"{name:<20} {'delivered' if outcome.ok else 'FAILED: ' + (outcome.error or 'unknown error')}")
+        via = f" (by {notifier.via(name, level)})" if args.level else ""
+        print(f"{name:<20} {'delivered' if outcome.ok else 'FAILED: ' + (outcome.error or 'unknown error')}{via}")
     return EXIT_OK if all(o.ok for o in outcomes.values()) else EXIT_RUNTIME

@@ -9,9 +9,35 @@ from __future__ import annotations
 import sys
 
 from alerter.commands import EXIT_OK, add_config
-from alerter.display import duration as _duration, ratio as _pct
+from alerter.display import duration as _duration, own_levels, ratio as _pct
 
 HELP = "check the configuration file and print a summary (secrets masked)"
+
+
+def notice_lines(figure, thresholds) -> list[str]:
+    """Where the user's thresholds fall against each of the exchange's own notices: "Binance's
+    margin-call notice (margin level 1.30) is at 84.6 %: your warning at 50 % and call at 70 %
+    come before it, your critical at 85 % after it"."""
+    levels = (("warning", thresholds.warning), ("call", thresholds.call), ("critical", thresholds.critical))
+
+    def named(group):
+        return " and ".join(f"{name} at {_pct(level)}" for name, level in group)
+
+    lines = []
+    for label, at in figure.notice_ratios():
+        before = [(n, t) for n, t in levels if t < at - 1e-9]
+        same = [(n, t) for n, t in levels if abs(t - at) <= 1e-9]
+        after = [(n, t) for n, t in levels if t > at + 1e-9]
+        parts = []
+        if before:
+            parts.append(f"your {named(before)} come{'s' if len(before) == 1 else ''} before it")
+        if same:
+            parts.append(f"your {named(same)} at the same point")
+        if after:
+            parts.append(f"your {named(after)} after it" + (" (the exchange warns you first)" if not before and not same else ""))
+        shown = figure.text(at).removeprefix(figure.name).strip()
+        lines.append(f"{label} ({figure.name} {shown}) is at {_pct(at)}: " + ", ".join(parts))
+    return lines
 
 
 def add_arguments(parser) -> None:
@@ -53,6 +79,13 @@ def run(args) -> int:
         profile = plan.profile
         source = 'APPROXIMATE: profile "generic", ccxt\'s unified fields' if plan.approximate else f"{profile.name} profile"
         print(f"    {'':<20} figures: {source}; currency {profile.currency}")
+        figure = plan.own_figure
+        if figure is not None:
+            same = not figure.inverse and figure.trigger == 1.0  # the same number under the exchange's name
+            print(f"    {'':<20} exchange's own figure: {figure.name}, liquidation at {figure.text(1.0).removeprefix(figure.name).strip()}"
+                  + ("" if same else f"; your {own_levels(figure, th)}"))
+            for line in notice_lines(plan.own_figure, th):
+                print(f"    {'':<20} {line}")
         if plan.repricing:
             between = f"re-priced from mark prices every {_duration(d.price_interval)} (estimated until the next full poll)"
         elif plan.between_polls == "poll" and d.price_interval:
@@ -70,6 +103,8 @@ def run(args) -> int:
         print(f"    {c.name:<20} {scheme}://********  {c.min_level} and above, {scope}")
         if c.digest:
             print(f"    {'':<20} daily digest at {c.digest} {c.timezone}")
+        for key, url in list(c.urls().items())[1:]:  # url_by_level: the levels with their own URL
+            print(f"    {'':<20} {key.removeprefix('url_by_level.')} alerts: {url.get_secret_value().split('://', 1)[0]}://********")
     if not settings.channels:
         print("warning: no [[channels]]: alerts would only be logged", file=sys.stderr)
     return EXIT_OK

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import replace
 from datetime import datetime
 
 from alerter import commands, display, views
@@ -65,7 +66,7 @@ def _render_stress(results: list[StressResult], now: datetime, console) -> None:
         console.print(table)
 
 
-def _render_levels(rows: dict[str, tuple[datetime | None, list[TripMoves]]], now: datetime, console) -> None:
+def _render_levels(rows: dict[str, tuple[datetime | None, list[TripMoves]]], now: datetime, console, figures=None) -> None:
     from rich.text import Text
 
     table = commands.table("the uniform price move (all marks together) at which each level trips")
@@ -80,12 +81,15 @@ def _render_levels(rows: dict[str, tuple[datetime | None, list[TripMoves]]], now
                 m = t.moves[name]
                 cells.append(Text("n/a", style="dim") if t.refused else Text("reached", style="bold red") if m == 0
                              else (Text("never", style="dim") if m is None else display.move(m)))
-            table.add_row(label, Text(display.ratio(t.margin_ratio), style=display.LEVEL_STYLES[t.level]), *cells)
+            ratio = display.ratio(t.margin_ratio) + (f" = {t.figure}" if t.figure else "")
+            table.add_row(label, Text(ratio, style=display.LEVEL_STYLES[t.level]), *cells)
     for reason in dict.fromkeys(t.refused for _, trips in rows.values() for t in trips if t.refused):
         console.print(f"└ n/a: {reason}", style="dim")
     console.print(table)
     console.print("└ isolated position · never: no move of the marks within −100 % gets there (linear model, "
                   "maintenance rates of the current brackets)", style="dim")
+    for account, (figure, thresholds) in (figures or {}).items():
+        console.print(f"└ {account}, in the exchange's own figure: {display.own_levels(figure, thresholds)}", style="dim")
 
 
 def run(args) -> int:
@@ -112,11 +116,17 @@ def run(args) -> int:
         return commands.error("no position snapshot recorded yet (the daemon saves one per account on every good poll)", commands.EXIT_RUNTIME)
     now = commands.now()
     if args.levels or (not moves and default is None):
-        rows = {name: (s.fetched_at, trip_moves(s, views._thresholds(settings, account_plans, name))) for name, s in snapshots.items()}
+        rows, figures = {}, {}
+        for name, s in snapshots.items():
+            plan, thresholds = account_plans.get(name), views._thresholds(settings, account_plans, name)
+            figure = s.own_figure or (plan.own_figure if plan else None)  # a snapshot saved before it was known has none
+            rows[name] = (s.fetched_at, trip_moves(replace(s, own_figure=figure), thresholds))
+            if figure is not None:
+                figures[name] = (figure, thresholds)
         if args.json:
             commands.print_json(levels_json(rows))
         else:
-            _render_levels(rows, now, commands.console())
+            _render_levels(rows, now, commands.console(), figures)
         return commands.EXIT_OK
     held = {k for s in snapshots.values() for p in s.positions for k in (p.symbol, p.symbol.split("/")[0])}
     for key in moves:

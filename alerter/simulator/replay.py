@@ -20,7 +20,9 @@ that uses one must say so.
 What ccxt needs on the way to the recorded endpoints is synthetic (`support_bodies`), built from
 the `contracts` given: the market list (Binance exchangeInfo, OKX public/instruments, Bybit
 instruments-info, Deribit public/get_instruments, Hyperliquid metaAndAssetCtxs with the coins as
-`symbol`), Binance's leverage brackets, Bybit's API-key and account-info answers. None
+`symbol`, KuCoin futures contracts/active with empty spot margin-pair lists, Kraken Futures
+instruments, Gate futures/usdt/contracts, Bitget mix/market/contracts per product type), Binance's
+leverage brackets, Bybit's API-key and account-info answers. None
 of them carries a figure of the account: markets give the contract size and type (taken from the
 exchange's published contract specifications, or from the recording itself), a bracket gives
 the maintenance rate a position's maintenance margin grows at (used only to extrapolate a price
@@ -66,10 +68,21 @@ class Contract:
 URL_KEYS = {
     "binanceusdm": tuple(BINANCE_API_PATHS),
     "binancecoinm": tuple(BINANCE_API_PATHS),
+    "binance": tuple(BINANCE_API_PATHS),
     "okx": ("rest",),
     "bybit": ("spot", "futures", "v2", "public", "private"),
     "deribit": ("rest",),
     "hyperliquid": ("public",),
+    "kucoinfutures": ("public", "private", "futuresPrivate", "futuresPublic", "webExchange", "broker", "earn", "uta", "utaV2", "utaPrivate"),
+    "krakenfutures": ("public", "private", "charts", "history", "feeschedules"),
+    "bitget": ("spot", "mix", "user", "p2p", "broker", "margin", "common", "tax", "convert", "copy", "earn", "uta"),
+    "gate": ("public", "private"),  # each a dict of sections (GATE_SECTIONS), every one at base + /api/v4
+}
+# ccxt 4.5.90 gate urls['api']: the sections of its public and private APIs
+GATE_SECTIONS = {
+    "public": ("wallet", "futures", "margin", "delivery", "spot", "options", "sub_accounts", "earn"),
+    "private": ("withdrawals", "wallet", "futures", "margin", "delivery", "spot", "options", "subAccounts", "unified",
+                "rebate", "earn", "account", "loan", "otc"),
 }
 
 
@@ -78,8 +91,13 @@ def ccxt_urls(exchange_id: str, base_url: str) -> dict[str, Any]:
     base = base_url.rstrip("/")
     if exchange_id not in URL_KEYS:
         raise ValueError(f"no replay URL layout for exchange {exchange_id!r} (known: {', '.join(sorted(URL_KEYS))})")
-    if exchange_id in ("binanceusdm", "binancecoinm"):
+    if exchange_id in ("binanceusdm", "binancecoinm", "binance"):
         return {"api": {key: base + path for key, path in BINANCE_API_PATHS.items()}}
+    if exchange_id == "krakenfutures":  # ccxt appends "v3/accounts" and the like to these
+        return {"api": {key: base + ("/derivatives/api/" if key in ("public", "private") else f"/api/{key}/")
+                        for key in URL_KEYS[exchange_id]}}
+    if exchange_id == "gate":
+        return {"api": {kind: {name: base + "/api/v4" for name in names} for kind, names in GATE_SECTIONS.items()}}
     return {"api": {key: base for key in URL_KEYS[exchange_id]}}
 
 
@@ -126,6 +144,27 @@ def _binance_brackets(contracts: list[Contract]) -> list:
         ]}
         for c in contracts
     ]
+
+
+def _binance_spot_exchange_info(contracts: list[Contract]) -> dict:
+    """/api/v3/exchangeInfo: spot pairs (`symbol` BTCUSDT, `base`, `quote`). The binance profile
+    reads no figure from the markets; ccxt only needs a non-empty list."""
+    return {
+        "timezone": "UTC", "serverTime": 0, "rateLimits": [], "exchangeFilters": [],
+        "symbols": [
+            {
+                "symbol": c.symbol, "status": "TRADING", "baseAsset": c.base, "baseAssetPrecision": 8, "quoteAsset": c.quote,
+                "quotePrecision": 8, "quoteAssetPrecision": 8, "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": True,
+                "ocoAllowed": True, "isSpotTradingAllowed": True, "isMarginTradingAllowed": True, "permissions": [],
+                "permissionSets": [["SPOT", "MARGIN"]],
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
+                    {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
+                ],
+            }
+            for c in contracts
+        ],
+    }
 
 
 def _okx_instruments(contracts: list[Contract], inst_type: str) -> dict:
@@ -181,6 +220,74 @@ def _hyperliquid_meta(contracts: list[Contract]) -> list:
     return [{"universe": universe}, contexts]
 
 
+def _kucoin_contracts(contracts: list[Contract]) -> dict:
+    """/api/v1/contracts/active: one perpetual per contract, `multiplier` the contract size as KuCoin
+    publishes it (XBTUSDTM 0.001 XBT; inverse contracts -1, i.e. 1 USD)."""
+    rows = [
+        {
+            "symbol": c.symbol, "rootSymbol": c.settle, "type": "FFWCSX", "firstOpenDate": 1585555200000, "expireDate": None,
+            "settleDate": None, "baseCurrency": c.base, "quoteCurrency": c.quote, "settleCurrency": c.settle,
+            "maxOrderQty": 1000000, "maxPrice": 1000000.0, "lotSize": 1, "tickSize": 0.1, "indexPriceTickSize": 0.01,
+            "multiplier": -float(c.size) if c.kind == "inverse" else float(c.size), "initialMargin": 0.008, "maintainMargin": 0.004,
+            "maxRiskLimit": 100000, "minRiskLimit": 100000, "riskStep": 50000, "makerFeeRate": 0.0002, "takerFeeRate": 0.0006,
+            "takerFixFee": 0.0, "makerFixFee": 0.0, "settlementFee": None, "isDeleverage": True, "isQuanto": False,
+            "isInverse": c.kind == "inverse", "markMethod": "FairPrice", "fairMethod": "FundingRate", "status": "Open",
+            "nextFundingRateTime": 21031525, "maxLeverage": 125,
+        }
+        for c in contracts
+    ]
+    return {"code": "200000", "data": rows}
+
+
+def _kraken_instruments(contracts: list[Contract]) -> dict:
+    """GET /derivatives/api/v3/instruments: PF_ (multi-collateral, linear, `size` in the base coin)
+    and PI_/FI_ (single-collateral, inverse, 1 USD a contract) rows; a FI_XBTUSD_201225 row gets
+    that day as its lastTradingTime. Synthetic: names, kinds and sizes only."""
+    rows = []
+    for c in contracts:
+        row = {"symbol": c.symbol, "type": "futures_inverse" if c.kind == "inverse" else "flexible_futures",
+               "tradeable": True, "tickSize": 0.01, "contractSize": float(c.size), "contractValueTradePrecision": 4}
+        tail = c.symbol.rsplit("_", 1)[-1]
+        if tail.isdigit():
+            row["lastTradingTime"] = f"20{tail[:2]}-{tail[2:4]}-{tail[4:]}T16:00:00.000Z"
+        rows.append(row)
+    return {"result": "success", "instruments": rows, "serverTime": "2026-01-01T00:00:00.000Z"}
+
+
+def _gate_contracts(contracts: list[Contract]) -> list:
+    """GET /api/v4/futures/usdt/contracts: one USDT-settled perpetual per contract, `quanto_multiplier`
+    the contract size (taken from the recording itself: `value` ÷ (`size` × `mark_price`))."""
+    return [
+        {"name": c.symbol, "type": "direct", "quanto_multiplier": c.size, "mark_type": "index", "mark_price": "1",
+         "index_price": "1", "last_price": "1", "order_price_deviate": "0.5", "order_price_round": "0.001",
+         "mark_price_round": "0.001", "maintenance_rate": str(c.maint_rate), "leverage_min": "1", "leverage_max": "100",
+         "order_size_min": 1, "order_size_max": 1000000, "enable_decimal": False, "status": "trading",
+         "taker_fee_rate": "0.00075", "maker_fee_rate": "-0.0001", "in_delisting": False}
+        for c in contracts
+    ]
+
+
+def _bitget_contracts(contracts: list[Contract], product_type: str) -> dict:
+    """GET /api/v2/mix/market/contracts?productType=…: the perpetuals of one product type
+    (USDT-FUTURES: settled in USDT, COIN-FUTURES: in the base coin). Bitget's contract size is 1
+    (a position's `total` is in the base coin); the fee rates are Bitget's published VIP 0 ones."""
+    settle = {"USDT-FUTURES": "USDT", "USDC-FUTURES": "USDC"}.get(product_type)
+    rows = [
+        {
+            "symbol": c.symbol, "baseCoin": c.base, "quoteCoin": c.quote, "buyLimitPriceRatio": "0.05",
+            "sellLimitPriceRatio": "0.05", "feeRateUpRatio": "0.005", "makerFeeRate": "0.0002", "takerFeeRate": "0.0006",
+            "openCostUpRatio": "0.01", "supportMarginCoins": [c.settle], "minTradeNum": "0.001", "priceEndStep": "1",
+            "volumePlace": "3", "pricePlace": "2", "sizeMultiplier": "0.001", "symbolType": "perpetual", "minTradeUSDT": "5",
+            "maxSymbolOrderNum": "200", "maxProductOrderNum": "400", "maxPositionNum": "150", "symbolStatus": "normal",
+            "offTime": "-1", "limitOpenTime": "-1", "deliveryTime": "", "deliveryStartTime": "", "launchTime": "",
+            "fundInterval": "8", "minLever": "1", "maxLever": "125", "posLimit": "0.05", "maintainTime": "",
+        }
+        for c in contracts
+        if (c.settle == settle if settle else c.kind == "inverse" and product_type == "COIN-FUTURES")
+    ]
+    return {"code": "00000", "msg": "success", "requestTime": 0, "data": rows}
+
+
 def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Body]:
     """The synthetic answers ccxt needs before it reaches the recorded endpoints (see the module)."""
     if exchange_id == "binanceusdm":
@@ -202,10 +309,25 @@ def support_bodies(exchange_id: str, contracts: list[Contract]) -> dict[str, Bod
     if exchange_id == "binancecoinm":
         brackets = [{"pair": c.symbol.partition("_")[0], **b} for c, b in zip(contracts, _binance_brackets(contracts))]
         return {"/dapi/v1/exchangeInfo": _binance_coinm_exchange_info(contracts), "/dapi/v2/leverageBracket": brackets}
+    if exchange_id == "binance":  # spot pairs only (the profile's fetchMarkets types)
+        return {"/api/v3/exchangeInfo": _binance_spot_exchange_info(contracts)}
     if exchange_id == "deribit":  # JSON-RPC over GET: /api/v2/private/get_account_summaries, /api/v2/private/get_positions
         return {"/api/v2/public/get_instruments": _deribit_instruments(contracts)}
+    if exchange_id == "krakenfutures":  # GET /derivatives/api/v3/accounts, /openpositions, /tickers
+        return {"/derivatives/api/v3/instruments": _kraken_instruments(contracts)}
     if exchange_id == "hyperliquid":  # every call is POST /info; the body's "type" picks the answer
         return {"/info#metaAndAssetCtxs": _hyperliquid_meta(contracts)}
+    if exchange_id == "kucoinfutures":  # with keys set, ccxt's load_markets also lists the spot margin pairs
+        return {"/api/v1/contracts/active": _kucoin_contracts(contracts),
+                "/api/v3/margin/symbols": {"code": "200000", "data": {"timestamp": 0, "items": []}},
+                "/api/v1/isolated/symbols": {"code": "200000", "data": []}}
+    if exchange_id == "gate":  # the futures or unified account and the positions come from `bodies`
+        return {"/api/v4/futures/usdt/contracts": _gate_contracts(contracts)}
+    if exchange_id == "bitget":  # one market list per product type (the S…-FUTURES demo ones: empty)
+        bodies: dict[str, Body] = {"/api/v2/mix/market/contracts": _bitget_contracts([], "SUSDT-FUTURES")}
+        for product_type in ("USDT-FUTURES", "COIN-FUTURES", "USDC-FUTURES"):
+            bodies[f"/api/v2/mix/market/contracts?productType={product_type}"] = _bitget_contracts(contracts, product_type)
+        return bodies
     raise ValueError(f"no replay support bodies for exchange {exchange_id!r}")
 
 
@@ -284,7 +406,9 @@ class Replay:
             credentials = {"wallet_address": "0x" + "0123456789" * 4}
         else:
             credentials = {"api_key": "replay-key-0123456789", "secret": "replay-secret-0123456789",
-                           "password": "replay-pass-42" if self.exchange_id == "okx" else None}
+                           "password": "replay-pass-42" if self.exchange_id in ("okx", "kucoinfutures", "bitget") else None}
+            if self.exchange_id == "krakenfutures":  # ccxt signs with the base64-decoded secret
+                credentials["secret"] = "cmVwbGF5LXNlY3JldC0wMTIzNDU2Nzg5"
         return AccountConfig(
             name=name or f"{self.exchange_id}-replay",
             exchange=self.exchange_id,

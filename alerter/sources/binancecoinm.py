@@ -18,11 +18,10 @@ unrealized profit or loss of crossed positions"); maintenance = the coin's `main
 isolated positions' `maintMargin`, never below its cross positions' own `maintMargin` (the safer
 figure wins, as for USDⓈ-M).
 
-One cross scope per account: the snapshot has one cross scope, so the account scope is the margin
-coin with the highest cross ratio (the one closest to liquidation), in that coin, as OKX does for
-single-currency margin. The other coins' cross ratios are lower by construction; they are not
-alerted on separately (a second coin that is also near liquidation is announced only once the
-worst one is repaired). Isolated positions are scopes of their own, each in its coin.
+One cross scope per margin coin ("cross:BTC", a `Pool`), each in its coin, alerted on its own:
+two coins near liquidation are two alerts. The snapshot's own figures are the worst coin's (for
+summaries); with no position anywhere the account scope is the first coin with a balance, at
+ratio 0. Isolated positions are scopes of their own, each in its coin.
 
 Positions: /dapi/v1/positionRisk states no maintenance margin; the account answer lists the
 positions again (`positions[]`: `symbol`, `positionSide`, `positionAmt`, `maintMargin`,
@@ -41,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from alerter.models import AccountSnapshot, Position
+from alerter.models import AccountSnapshot, Pool, Position, cross_scope
 from alerter.sources.binanceusdm import is_position_row
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import (
@@ -170,7 +169,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         assets[str(row.get("asset"))] = row
     coins = {p.currency for p in parsed if p.currency} | {c for c, a in assets.items()
                                                          if optional_number(a.get("maintMargin"), f"{where}.assets[{c}].maintMargin")}
-    candidates = []
+    candidates, pools = [], []
     for coin in sorted(coins):
         asset = assets.get(coin)
         at = f"{where}.assets[{coin}]"
@@ -185,6 +184,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         ratio = maintenance / equity if equity > 0 else (float("inf") if maintenance > 0 else 0.0)
         initial = sum(p.initial_margin or 0.0 for p in mine if not p.isolated)
         candidates.append((ratio, coin, equity, maintenance, wallet, initial))
+        pools.append(Pool(cross_scope(coin), equity, maintenance, coin, wallet, tuple(p.symbol for p in mine if not p.isolated)))
     if not candidates:  # no position anywhere: the first coin with a balance, nothing maintained
         for coin in sorted(assets):
             wallet = number(assets[coin].get("crossWalletBalance"), f"{where}.assets[{coin}].crossWalletBalance")
@@ -203,6 +203,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         positions=parsed,
         initial_margin=initial,
         currency=coin,
+        pools=tuple(pools),
     )
 
 
@@ -213,8 +214,8 @@ from alerter.sources.profile import Profile, Redirect  # noqa: E402
 PROFILE = Profile(
     name="Binance COIN-M",
     ids=("binancecoinm",),
-    modes="COIN-M (coin-margined) futures, perpetual and delivery: cross per margin coin (the coin closest to "
-          "liquidation is the account scope) and isolated positions, one-way and hedge mode",
+    modes="COIN-M (coin-margined) futures, perpetual and delivery: one cross scope per margin coin (`BTC cross`, "
+          "`ETH cross`, amounts in the coin) and isolated positions, one-way and hedge mode",
     figure="cross, per margin coin: (`maintMargin` − isolated positions' `maintMargin`) ÷ (`crossWalletBalance` + "
            "`crossUnPnl`) of /dapi/v1/account `assets[]`; isolated: the position's `maintMargin` (/dapi/v1/account "
            "`positions[]`) ÷ `isolatedMargin` (/dapi/v1/positionRisk); liquidation distance: `liquidationPrice`",
@@ -230,7 +231,7 @@ PROFILE = Profile(
     options={"defaultType": ("delivery", "future", "swap"), "defaultSubType": ("inverse",), "portfolioMargin": (False,)},
     redirects=(
         # ccxt's binance reaches the COIN-M endpoints (/dapi) with defaultType "delivery" or subType inverse
-        Redirect("binance", {"defaultType": ("delivery",)}, 'these are Binance COIN-M futures: use exchange = "binancecoinm"'),
-        Redirect("binance", {"defaultSubType": ("inverse",)}, 'these are Binance COIN-M futures: use exchange = "binancecoinm"'),
+        Redirect("binance", {"defaultType": ("delivery",), "portfolioMargin": (None, False)}, 'these are Binance COIN-M futures: use exchange = "binancecoinm"'),
+        Redirect("binance", {"defaultSubType": ("inverse",), "portfolioMargin": (None, False)}, 'these are Binance COIN-M futures: use exchange = "binancecoinm"'),
     ),
 )

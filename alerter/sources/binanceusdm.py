@@ -237,7 +237,8 @@ PROFILE = Profile(
     redirects=(
         # ccxt's binance reaches the USDⓈ-M endpoints (/fapi) with defaultType "future" or "swap";
         # the generic path would add the unrealised PnL to a balance total that already holds it
-        Redirect("binance", {"defaultType": ("future", "swap"), "defaultSubType": (None, "linear")},
+        # (a portfolio margin account is the binance profile's, whatever its defaultType)
+        Redirect("binance", {"defaultType": ("future", "swap"), "defaultSubType": (None, "linear"), "portfolioMargin": (None, False)},
                  'these are Binance USDⓈ-M futures: use exchange = "binanceusdm"'),
     ),
 )

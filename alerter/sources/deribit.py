@@ -10,10 +10,10 @@ the required maintenance margin is lower than the margin balance of the account"
 
 ccxt's fetch_balance() without a code asks private/get_account_summaries (every currency in one
 answer: `balance['info']['summaries']`, ccxt's info being the `result`); fetch_positions() without a currency asks
-private/get_positions for all of them. The account scope is the currency with the worst ratio
-among those with a maintenance margin (only one alert scope per account: one account per margined
-currency is the sound setup); with none anywhere, the first summary with equity (BTC before the
-others, in Deribit's own order) stands for the account, at ratio 0.
+private/get_positions for all of them. Each currency with a maintenance margin is a cross scope of
+its own ("cross:BTC", a `Pool`, in that currency); the snapshot's summary figures are the worst
+one's. With none anywhere, the first summary with equity (BTC before the others, in Deribit's own
+order) stands for the account, at ratio 0.
 
 Positions (https://docs.deribit.com/api-reference/account-management/private-get_positions):
 `instrument_name`, `size` (USD for inverse contracts, the base coin for linear ones), `mark_price`,
@@ -35,7 +35,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from alerter.models import AccountSnapshot, Position
+from alerter.models import AccountSnapshot, Pool, Position, cross_scope
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot, mapping, number, optional_number, price_or_none, shape_error
 
@@ -129,7 +129,11 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         ccy, figures = fallback["currency"], fallback
     else:
         raise SourceError("data", "deribit account summaries: no currency with equity or margin")
-    return make_snapshot(account=account_name, exchange=exchange_id, positions=by_currency.get(ccy, []), **figures)
+    # one cross scope per margined currency with a maintenance margin, in that currency
+    pools = [Pool(cross_scope(c), f["equity"], f["maintenance_margin"], c, f["wallet_balance"], tuple(p.symbol for p in by_currency.get(c, [])))
+             for _, c, f in sorted(candidates, key=lambda c: c[1])]
+    listed_positions = [p for c in sorted(by_currency) for p in by_currency[c]] if pools else by_currency.get(ccy, [])
+    return make_snapshot(account=account_name, exchange=exchange_id, positions=listed_positions, pools=pools, **figures)
 
 
 # ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
@@ -140,7 +144,7 @@ PROFILE = Profile(
     name="Deribit",
     ids=("deribit",),
     modes="BTC-, ETH- and USDC-margined (segregated) accounts, futures; options count in the currency's figures "
-          "but are not listed; the worst currency is the account's",
+          "but are not listed; one cross scope per currency with a maintenance margin (`BTC cross`, amounts in the currency)",
     figure="`maintenance_margin` ÷ `margin_balance` of the currency's private/get_account_summaries entry",
     currency="the margined currency (BTC, ETH, USDC)",
     liquidation="Deribit liquidates while the maintenance margin is higher than the margin balance (100 % here).",

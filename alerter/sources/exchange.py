@@ -117,13 +117,18 @@ class Source:
         retry: RetryPolicy = RetryPolicy(),
         markets_ttl_s: float = MARKETS_TTL_S,
         position_params: tuple[dict[str, Any], ...] = ({},),
+        position_marks: bool = False,
         shared: SharedMarkets | None = None,
         market_key: str | None = None,
         body_check: BodyCheck | None = None,
         server_error: tuple[str, frozenset[str]] | None = None,
         own_figure: OwnFigure | None = None,
+        balance_params_for: Callable[[list], tuple[Mapping[str, Any], ...]] | None = None,
+        balance_method: str | None = None,
     ):
         self.account_name = account_name
+        self.balance_params_for = balance_params_for
+        self.balance_method = balance_method  # ccxt implicit method read instead of fetch_balance()
         self.own_figure = own_figure
         self.exchange = exchange
         self.exchange_id: str = exchange.id
@@ -132,6 +137,7 @@ class Source:
         self.retry = retry
         self.markets_ttl_s = markets_ttl_s
         self.position_params = position_params
+        self.position_marks = position_marks
         self._secrets = tuple(s for s in secrets if s)
         self._markets_at: float | None = None
         self.shared = shared
@@ -252,21 +258,33 @@ class Source:
             raise SourceError("transient", "the exchange listed no markets (empty or malformed answer)")
         self._markets_at = now
 
+    async def _raw_balance(self) -> dict:
+        """The answer of the profile's raw balance endpoint, as fetch_balance()'s `info`."""
+        return {"info": await getattr(self.exchange, self.balance_method)()}
+
     async def _fetch_raw(self) -> tuple[dict, list[dict]]:
         await self._ensure_markets()
-        results = await asyncio.gather(
-            self._call(self.exchange.fetch_balance, check=True),
-            *(self._call(self.exchange.fetch_positions, None, dict(params), check=True) for params in self.position_params),
-            return_exceptions=True,
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            for error in errors:
-                if not isinstance(error, SourceError):
-                    raise error
-            raise min(errors, key=lambda e: _SEVERITY[e.kind])  # credentials before data before transient
-        balance, *position_lists = results
-        return balance, [p for positions in position_lists for p in positions]
+        fetch_positions = [self._call(self.exchange.fetch_positions, None, dict(params), check=True) for params in self.position_params]
+        if self.balance_params_for is not None:  # the balance calls follow from the positions
+            positions = [p for found in await _gather(*fetch_positions) for p in found]
+            calls = self.balance_params_for(positions)
+            balances = await _gather(*(self._call(self.exchange.fetch_balance, dict(params), check=True) for params in calls))
+            return {"info": [balance.get("info") for balance in balances]}, positions
+        fetch_balance = self._call(self._raw_balance if self.balance_method else self.exchange.fetch_balance, check=True)
+        balance, *position_lists = await _gather(fetch_balance, *fetch_positions)
+        positions = [p for positions in position_lists for p in positions]
+        if self.position_marks and positions:
+            await self._mark_positions(positions)
+        return balance, positions
+
+    async def _mark_positions(self, positions: list[dict]) -> None:
+        """Sets ccxt's `markPrice` of positions that arrive without one (Kraken Futures) from the
+        public tickers, read right after the positions; a position left without one is the
+        normaliser's to refuse."""
+        tickers = await self._call(self.exchange.fetch_tickers, sorted({p["symbol"] for p in positions if p.get("symbol")}), check=True)
+        for position in positions:
+            if position.get("markPrice") is None:
+                position["markPrice"] = (tickers.get(position.get("symbol")) or {}).get("markPrice")
 
     # ------------------------------------------------------------ public
 
@@ -304,6 +322,19 @@ class Source:
             if isinstance(mark, int | float) and math.isfinite(mark) and mark > 0:
                 marks[symbol] = float(mark)
         return marks
+
+
+async def _gather(*calls: Awaitable[Any]) -> list[Any]:
+    """The results of concurrent calls; when any failed, the gravest SourceError (credentials
+    before data before transient) once all have ended."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        for error in errors:
+            if not isinstance(error, SourceError):
+                raise error
+        raise min(errors, key=lambda e: _SEVERITY[e.kind])
+    return results
 
 
 def check_body(exchange_id: str, path: str, body: Any, shape: BodyCheck | None = None) -> Any:
@@ -370,9 +401,11 @@ def build_source(
     if cls is None:
         raise ConfigError(f"account {account.name!r}: unknown ccxt exchange id {account.exchange!r}")
     profile = account_profile(account)
+    options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else {}
     normaliser = profile.normalise
     if profile.account_keys:
         normaliser = functools.partial(normaliser, **{key: getattr(account, key) for key in profile.account_keys})
+    options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else None
     return Source(
         account.name,
         cls(ccxt_config(account, timeout_s)),
@@ -380,12 +413,15 @@ def build_source(
         secrets=secrets.of(account),
         retry=retry or RetryPolicy(),
         markets_ttl_s=markets_ttl_s,
-        position_params=profile.position_params,
+        position_params=profile.positions_of(options),
+        position_marks=profile.position_marks,
         shared=shared,
         market_key=market_key,
         body_check=profile.check_body,
         server_error=profile.server_error,
-        own_figure=profile.figure_of(account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else None),
+        balance_params_for=profile.balance_params_for,
+        own_figure=profile.figure_of(options),
+        balance_method=profile.balance_method(options) if profile.balance_method is not None else None,
     )
 
 

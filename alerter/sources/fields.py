@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from alerter.models import AccountSnapshot, Position
+from alerter.models import AccountSnapshot, OwnFigure, Pool, Position
 from alerter.sources.errors import SourceError
 
 # normalise(account_name, exchange_id, balance, positions, markets) -> AccountSnapshot
@@ -153,13 +153,22 @@ def make_snapshot(
     positions: Iterable[Position] = (),
     initial_margin: float = 0.0,
     currency: str = "USDT",
+    pools: Iterable[Pool] = (),
+    lender_trigger: float | None = None,
+    own_figure: OwnFigure | None = None,
 ) -> AccountSnapshot:
-    """An AccountSnapshot after checking its account figures. Negative equity is legal (the worst case)."""
-    for name, value in (("equity", equity), ("maintenance margin", maintenance_margin), ("wallet balance", wallet_balance), ("initial margin", initial_margin)):
+    """An AccountSnapshot after checking its account figures (and its pools'). Negative equity is
+    legal (the worst case)."""
+    pools = tuple(pools)
+    figures = [("", "equity", equity), ("", "maintenance margin", maintenance_margin), ("", "wallet balance", wallet_balance),
+               ("", "initial margin", initial_margin)]
+    figures += [(f"{pool.scope} ", name, getattr(pool, field)) for pool in pools
+                for name, field in (("equity", "equity"), ("maintenance margin", "maintenance_margin"))]
+    for where, name, value in figures:
         if value is None or not math.isfinite(value):
-            raise SourceError("data", f"{exchange} account {name} is not a finite number ({value!r})")
-    if maintenance_margin < 0:
-        raise SourceError("data", f"{exchange} account maintenance margin must not be negative, got {maintenance_margin!r}")
+            raise SourceError("data", f"{exchange} account {where}{name} is not a finite number ({value!r})")
+        if name == "maintenance margin" and value < 0:
+            raise SourceError("data", f"{exchange} account {where}maintenance margin must not be negative, got {value!r}")
     ordered = tuple(sorted(positions, key=lambda p: (p.symbol, p.side, p.margin_mode)))
     return AccountSnapshot(
         account=account,
@@ -170,6 +179,9 @@ def make_snapshot(
         positions=ordered,
         initial_margin=float(initial_margin),
         currency=currency,
+        pools=pools,
+        lender_trigger=lender_trigger,
+        own_figure=own_figure,
     )
 
 

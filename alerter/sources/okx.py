@@ -264,6 +264,7 @@ def account_snapshot(data: Mapping, account_name: str, exchange_id: str, parsed:
 
 # ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
 
+from alerter.models import OwnFigure  # noqa: E402
 from alerter.sources.profile import Profile  # noqa: E402
 
 PROFILE = Profile(
@@ -287,6 +288,8 @@ PROFILE = Profile(
     ccxt_defaults={"options": {"fetchMarkets": {"types": ["swap", "future"]}}, "has": {"fetchCurrencies": False}},
     credentials=("api_key", "secret", "password"),
     reprice=True,  # linear contracts: maintenance and PnL follow the mark
+    # OKX states `mgnRatio` (the app shows it as a percentage): 1 ÷ alerter's ratio, 100 % at liquidation
+    own_figure=OwnFigure("OKX margin ratio", 1.0, inverse=True, percent=True),
     # fetch_balance() reads the trading account for every defaultType but "funding" (the funding account)
     options={"defaultType": ("spot", "margin", "swap", "future", "option")},
 )

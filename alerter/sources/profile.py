@@ -45,6 +45,11 @@ class Profile:
     check_body: BodyCheck | None = None  # the documented shape of the raw answers
     ccxt_defaults: Mapping[str, Any] = field(default_factory=dict)  # the account's `ccxt` table is merged over these
     position_params: tuple[Mapping[str, Any], ...] = ({},)  # one fetch_positions() call each, results concatenated
+    # where one balance call cannot cover the account (KuCoin: one answer per settle currency): the
+    # positions are fetched first, then one fetch_balance(params) per entry this returns for them,
+    # and `normalise` gets {"info": [each balance call's raw answer, in that order]} as its balance
+    balance_params_for: Callable[[list], tuple[Mapping[str, Any], ...]] | None = None
+    position_marks: bool = False  # the positions state no mark: each poll also reads the public tickers' markPrice
     server_error: tuple[str, frozenset[str]] | None = None  # (body marker, codes) meaning "system error, try again"
     reprice: bool = False  # re-pricing the positions from public mark prices between polls is faithful
     credentials: tuple[str, ...] = ("api_key", "secret")  # account keys the exchange needs
@@ -57,6 +62,19 @@ class Profile:
     own_figure: OwnFigure | None = None
     # where the figure depends on the account's ccxt options (one exchange id, several modes)
     figure_for: Callable[[Mapping[str, Any]], OwnFigure | None] | None = None
+    # where the account is one raw answer that ccxt's fetch_balance() does not ask for: the name of
+    # ccxt's implicit method (papiGetAccount) whose answer becomes balance["info"], for an account
+    # with these ccxt options (None: fetch_balance())
+    balance_method: Callable[[Mapping[str, Any]], str | None] | None = None
+
+    # where the positions calls depend on the account's ccxt options (Bitget: one per UTA category)
+    position_params_for: Callable[[Mapping[str, Any]], tuple[Mapping[str, Any], ...]] | None = None
+
+    def positions_of(self, options: Mapping[str, Any] | None = None) -> tuple[Mapping[str, Any], ...]:
+        """The fetch_positions() parameters for an account with these ccxt `options`, one call each."""
+        if self.position_params_for is not None:
+            return self.position_params_for(options or {})
+        return self.position_params
 
     def figure_of(self, options: Mapping[str, Any] | None = None) -> OwnFigure | None:
         """The exchange's own figure for an account with these ccxt `options`."""

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from alerter.sources import binancecoinm, binanceusdm, bybit, deribit, generic, hyperliquid, okx
+from alerter.sources import binance, binancecoinm, binanceusdm, bitget, bybit, deribit, gate, generic, hyperliquid, krakenfutures, kucoinfutures, okx
 from alerter.sources.fields import BodyCheck, Normaliser
 from alerter.sources.profile import Profile
 
 # adding an exchange: its module with a PROFILE, listed here, plus its recordings under tests/fixtures/real/
-PROFILES: dict[str, Profile] = {exchange_id: p.PROFILE for p in (binanceusdm, binancecoinm, bybit, deribit, okx, hyperliquid) for exchange_id in p.PROFILE.ids}
+PROFILES: dict[str, Profile] = {exchange_id: p.PROFILE for p in (binanceusdm, binancecoinm, bybit, deribit, okx, hyperliquid, kucoinfutures, binance, krakenfutures, gate, bitget) for exchange_id in p.PROFILE.ids}
 GENERIC: Profile = generic.PROFILE
 GENERIC_NAME = "generic"  # the account's `profile = "generic"`
 
@@ -108,6 +108,24 @@ def recordings(profile: Profile, root: Path = REAL_RECORDINGS) -> list[str]:
     return sorted(found)
 
 
+def proof(case: str) -> str:
+    """A recording as the matrix names it: a documentation example (`doc-…`) says so."""
+    return f"`{case}` (doc example)" if case.startswith("doc-") else f"`{case}`"
+
+
+def own_figure_cell(profile: Profile) -> str:
+    """The exchange's own figure as the matrix describes it, with its trigger and notices."""
+    figure = profile.own_figure
+    if figure is None:
+        return "the ratio itself" + (" (by mode: see the account modes)" if profile.figure_for else "")
+    def at(ratio: float) -> str:
+        return figure.text(ratio).removeprefix(figure.name).strip()
+    text = f"{figure.name}: liquidation at {at(1.0)}"
+    for label, ratio in figure.notice_ratios():
+        text += f"; {label} at {at(ratio)} (= {ratio * 100:.1f} %)"
+    return text + (" (other modes: other figures)" if profile.figure_for else "")
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -115,8 +133,8 @@ def _cell(text: str) -> str:
 def support_matrix(root: Path = REAL_RECORDINGS) -> str:
     """The README's exchange support matrix (markdown), one row per profile, generic last."""
     rows = [
-        "| exchange | account modes | figure used | currency | liquidation rule | re-pricing between polls | real recordings tested |",
-        "|---|---|---|---|---|---|---|",
+        "| exchange | account modes | figure used | currency | liquidation rule | the exchange's own figure | re-pricing between polls | what proves it (recordings tested) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for profile in [*{id(p): p for p in PROFILES.values()}.values(), GENERIC]:
         ids = ", ".join(f"`{i}`" for i in profile.ids) or f'`profile = "{GENERIC_NAME}"`'
@@ -127,8 +145,9 @@ def support_matrix(root: Path = REAL_RECORDINGS) -> str:
             profile.figure,
             profile.currency,
             f"{profile.liquidation} ([source]({profile.liquidation_url}))",
+            own_figure_cell(profile),
             "yes" if profile.reprice else "no (full polls only, or `between_polls = \"poll\"`)",
-            ", ".join(f"`{c}`" for c in cases) if cases else "—",
+            ", ".join(proof(c) for c in cases) if cases else "—",
         )) + " |")
     return "\n".join([MATRIX_BEGIN, *rows, MATRIX_END])
 
