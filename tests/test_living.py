@@ -308,6 +308,8 @@ def test_the_running_daemon_holds_back_repeats_of_an_ack_written_beside_it(tmp_p
     (["unack", "main"], "error: main · account is not acknowledged"),
     (["ack", "main", "--for", "soon"], "error: --for: expected a duration like '60s', '2m' or '6h', got 'soon'"),
     (["ack"], "error: name the ACCOUNT to acknowledge (or --list)"),
+    (["ack", "main", "--note", "x" * 201], "error: --note: at most 200 characters (it goes into every channel's message), got 201"),
+    (["ack", "--list", "main"], "error: --list takes no ACCOUNT, SCOPE, --for or --note"),
 ])
 def test_a_wrong_name_is_one_line_and_exit_2(tmp_path, args, message, capsys):
     """The command's own code path (in-process): one line on stderr, never a traceback."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from alerter import commands
 from alerter.commands import add_config
 
+MAX_NOTE = 200
 HELP = "acknowledge a scope's alert: its repeats stop until it resolves, rises, or --for runs out; --list shows them"
 
 
@@ -35,6 +36,9 @@ def run(args) -> int:
             duration = parse_positive_duration(args.duration)
         except ValueError as e:
             return commands.error(f"--for: {e}", commands.EXIT_CONFIG)
+    if len(args.note) > MAX_NOTE:
+        return commands.error(f"--note: at most {MAX_NOTE} characters (it goes into every channel's message), got {len(args.note)}",
+                              commands.EXIT_CONFIG)
     settings = load_settings(args.config)
     now = commands.now()
     try:
