@@ -51,10 +51,10 @@ def describe(healths: list[Health], states) -> str:
         name = "account" if h.scope == ACCOUNT_SCOPE else h.scope.removeprefix("isolated:")
         return f"{name} {ratio} {level(h).label if level(h) is not None else '?'}{' (est.)' if h.estimated else ''}"
 
-    isolated = [h for h in healths if h.scope != ACCOUNT_SCOPE]
+    isolated = [h for h in healths if h.scope.startswith("isolated:")]
     worst = sorted(isolated, key=lambda h: (-1 if level(h) is None else int(level(h)), h.margin_ratio), reverse=True)
     named = {id(h) for h in worst[:DESCRIBE_ISOLATED]}
-    parts = [part(h) for h in healths if h.scope == ACCOUNT_SCOPE or id(h) in named]
+    parts = [part(h) for h in healths if not h.scope.startswith("isolated:") or id(h) in named]  # every cross scope
     rest = worst[DESCRIBE_ISOLATED:]
     if rest:
         counts: dict[str, int] = {}

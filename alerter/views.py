@@ -150,7 +150,7 @@ def build_status(settings, plans: dict, latest, bases, states, pending: dict[str
         thresholds = _thresholds(settings, plans, name)
         interval = _poll_interval(settings, plans, name)
         account_states = states.get(name, {})
-        samples = sorted(by_account.get(name, []), key=lambda s: (s.scope != ACCOUNT_SCOPE, s.scope))
+        samples = sorted(by_account.get(name, []), key=lambda s: (s.scope != ACCOUNT_SCOPE, s.scope.startswith("isolated:"), s.scope))
         last = max((s.at for s in samples), default=None)
         # only the scopes of the last good poll: an isolated position closed since then is gone
         samples = [s for s in samples if s.at == last]
@@ -241,7 +241,7 @@ def worst_scopes(scopes: list[ScopeStatus], limit: int = STATUS_ROWS) -> tuple[l
     """(shown, hidden): the account scope and the `limit` worst isolated positions (highest level,
     then highest ratio), shown in their usual order; the rest hidden. A table of thousands of rows
     helps nobody and takes rich seconds to lay out."""
-    isolated = [s for s in scopes if s.scope != ACCOUNT_SCOPE]
+    isolated = [s for s in scopes if s.scope.startswith("isolated:")]  # the cross scopes (account, pools) are always shown
     if len(isolated) <= limit:
         return scopes, []
 
@@ -249,7 +249,7 @@ def worst_scopes(scopes: list[ScopeStatus], limit: int = STATUS_ROWS) -> tuple[l
         return (-1 if s.level is None else int(s.level), s.margin_ratio if s.margin_ratio is not None else -math.inf)
 
     keep = {id(s) for s in sorted(isolated, key=badness, reverse=True)[:limit]}
-    return ([s for s in scopes if s.scope == ACCOUNT_SCOPE or id(s) in keep],
+    return ([s for s in scopes if not s.scope.startswith("isolated:") or id(s) in keep],
             [s for s in isolated if id(s) not in keep])
 
 

@@ -89,7 +89,12 @@ def render_status(accounts: list[AccountStatus], now: datetime):
             continue
         shown, hidden = worst_scopes(a.scopes)
         for i, s in enumerate(shown):
-            label = name if s.scope == ACCOUNT_SCOPE else Text(f" └ {display.scope_label(s.scope, short=True)}")
+            if s.scope == ACCOUNT_SCOPE:
+                label = name
+            elif s.scope.startswith("isolated:"):
+                label = Text(f" └ {display.scope_label(s.scope, short=True)}")
+            else:  # a cross scope of its own (one margin coin's): the account's name and the coin
+                label = name + Text(f" · {display.scope_label(s.scope, short=True)}")
             deposit = display.money(s.deposit_needed, "") if s.deposit_needed > 0 else Text("—", style="dim")
             ratio = Text(("≈" if a.approximate else "") + display.ratio(s.margin_ratio) + ("*" if s.estimated else ""),
                          style=display.LEVEL_STYLES.get(s.level, "") if s.level is not None else "")
