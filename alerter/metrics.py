@@ -12,6 +12,7 @@ use), never an order or position id; a scope that disappears (position closed) i
     alerter_last_poll_success_timestamp_seconds{account}
     alerter_poll_errors_total{account,kind}         kind: transient | credentials | data
     alerter_deliveries_total{channel,outcome}       outcome: sent | failed
+    alerter_acknowledged{account,scope}             1 while an acknowledgement holds the scope's repeats back
     alerter_heartbeats_total{outcome}               heartbeat requests (heartbeat_url) by outcome: sent | failed
     alerter_last_heartbeat_success_timestamp_seconds
 
@@ -32,7 +33,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from alerter.models import Health, ScopeState
+from alerter.models import Ack, Health, ScopeState
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +52,11 @@ class Metrics:
         self.last_poll = Gauge("alerter_last_poll_success_timestamp_seconds", "Unix time of the last successful poll", ["account"], registry=r)
         self.poll_errors = Counter("alerter_poll_errors", "Failed polls by kind (transient, credentials, data)", ["account", "kind"], registry=r)
         self.deliveries = Counter("alerter_deliveries", "Delivery attempts by outcome (sent, failed)", ["channel", "outcome"], registry=r)
+        self.acknowledged = Gauge("alerter_acknowledged", "1 while an acknowledgement holds back the scope's repeats", scope, registry=r)
         self.heartbeats = Counter("alerter_heartbeats", "Heartbeat requests (heartbeat_url) by outcome (sent, failed)", ["outcome"], registry=r)
         self.last_heartbeat = Gauge("alerter_last_heartbeat_success_timestamp_seconds", "Unix time of the last heartbeat answered with success", registry=r)
         self._scopes: dict[str, set[str]] = {}
+        self._acked: dict[str, set[str]] = {}
 
     def observe_poll(self, account: str, healths: Iterable[Health], states: Mapping[str, ScopeState], at: datetime | None = None, *, full: bool = True) -> None:
         """One successful poll: the health and level of every scope; scopes gone since the
@@ -81,6 +84,18 @@ class Metrics:
     def observe_poll_error(self, account: str, kind: str) -> None:
         self.poll_errors.labels(account, kind).inc()
 
+    def observe_acks(self, account: str, acks: Iterable[Ack]) -> None:
+        """The account's acknowledgements in force after a decision; the ended ones are removed."""
+        acked = {ack.scope for ack in acks}
+        for scope in acked:
+            self.acknowledged.labels(account, scope).set(1)
+        for scope in self._acked.get(account, set()) - acked:
+            try:
+                self.acknowledged.remove(account, scope)
+            except KeyError:
+                pass
+        self._acked[account] = acked
+
     def observe_delivery(self, channel: str, ok: bool) -> None:
         self.deliveries.labels(channel, "sent" if ok else "failed").inc()
 
@@ -106,6 +121,10 @@ def observe_poll_error(account: str, kind: str) -> None:
 
 def observe_delivery(channel: str, ok: bool) -> None:
     METRICS.observe_delivery(channel, ok)
+
+
+def observe_acks(account: str, acks: Iterable[Ack]) -> None:
+    METRICS.observe_acks(account, acks)
 
 
 def observe_heartbeat(ok: bool) -> None:

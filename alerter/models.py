@@ -90,6 +90,7 @@ class AlertKind(StrEnum):
     RESOLVED = "resolved"  # back to ok (or the isolated position was closed)
     BLIND = "blind"  # data could not be fetched: the scope is not known to be safe
     RESTORED = "restored"  # data flows again after a blind alert
+    ACKNOWLEDGED = "acknowledged"  # someone is on it: the level's repeats are held back (`Ack`)
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,7 @@ class Alert:
     reason: str = ""  # blind: why; resolved: "position closed" etc.
     figure: str = ""  # the exchange's own figure at `margin_ratio`: "margin level 1.24"
     figure_threshold: str = ""  # and at `threshold`
+    until_at: datetime | None = None  # acknowledged: when the acknowledgement runs out (None: at resolution)
 
     @property
     def key(self) -> str:
@@ -313,3 +315,17 @@ class Alert:
     def severity(self) -> int:
         """Rank in a grouped message, higher first: blind above critical, then by level."""
         return 4 if self.kind == AlertKind.BLIND else int(self.level)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """"I'm on it": someone acknowledged a scope at `level`. While it holds, that level's repeats
+    (and a lower level's, once the scope falls back) are held back; a raise, the resolution or
+    `until_at` ends it (alerter.policy decides, `ack_holds` and `settle_acks`)."""
+
+    account: str
+    scope: str
+    level: Level  # the scope's level when it was acknowledged
+    acked_at: datetime  # also tells this acknowledgement from a later one of the same scope
+    until_at: datetime | None = None  # None: until the scope resolves
+    note: str = ""

@@ -101,6 +101,8 @@ def run(args) -> int:
         scheme = c.url.get_secret_value().split("://", 1)[0]
         scope = ", ".join(c.accounts) if c.accounts else "all accounts"
         print(f"    {c.name:<20} {scheme}://********  {c.min_level} and above, {scope}")
+        if c.digest:
+            print(f"    {'':<20} daily digest at {c.digest} {c.timezone}")
         for key, url in list(c.urls().items())[1:]:  # url_by_level: the levels with their own URL
             print(f"    {'':<20} {key.removeprefix('url_by_level.')} alerts: {url.get_secret_value().split('://', 1)[0]}://********")
     if not settings.channels:
