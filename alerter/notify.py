@@ -64,9 +64,11 @@ def message_level(alerts: Iterable[Alert | Folded]) -> Level:
     """The level that picks a message's URL (`url_by_level`, ChannelConfig.url_for): the highest
     level among its entries' current alerts — a raised or repeated alert's level, a resolved
     alert's episode peak (the all-clear reaches the device that was paged), a blind or restored
-    alert's scope level (ok when the scope was ok). Alerts folded under a newer one of their scope
-    do not count: they are no longer true."""
-    return max((item.alert.level if isinstance(item, Folded) else item.level for item in alerts), default=Level.OK)
+    alert's scope level (ok when the scope was ok). An acknowledgement counts as ok: it is what the
+    user just did, so it never pages. Alerts folded under a newer one of their scope do not count:
+    they are no longer true."""
+    current = (item.alert if isinstance(item, Folded) else item for item in alerts)
+    return max((Level.OK if a.kind == AlertKind.ACKNOWLEDGED else a.level for a in current), default=Level.OK)
 
 
 def markdown_for(url: str) -> bool:
