@@ -259,6 +259,38 @@ class AccountConfig(Section):
         return self.profile == GENERIC_NAME
 
 
+_CLOCK_TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
+
+
+def parse_clock_time(value: Any) -> str:
+    """A time of day, "08:00" or "08:00:30" (24-hour clock), returned as written."""
+    if not isinstance(value, str) or not _CLOCK_TIME.fullmatch(value.strip()):
+        raise ValueError(f"expected a time of day like '08:00' (24-hour clock, seconds optional: '08:00:30'), got {value!r}")
+    return value.strip()
+
+
+def clock_time(text: str) -> tuple[int, int, int]:
+    """(hour, minute, second) of a time `parse_clock_time` accepted."""
+    hour, minute, second = _CLOCK_TIME.fullmatch(text).groups()
+    return int(hour), int(minute), int(second or 0)
+
+
+def parse_timezone(value: Any) -> str:
+    """An IANA time zone name ("Europe/Berlin", "UTC"), checked against the tz database."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected an IANA time zone name like 'Europe/Berlin' or 'UTC', got {value!r}")
+    name = value.strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(name, sorted(available_timezones()), n=1, cutoff=0.6)
+        raise ValueError(f"unknown time zone {name!r}" + (f" (did you mean {close[0]!r}?)" if close else
+                                                         " (expected an IANA name like 'Europe/Berlin' or 'UTC')")) from None
+    return name
+
+
 class LevelUrls(Section):
     """A channel's URL per level (`url_by_level`): the URL a message goes to when its most
     urgent alert is of that level; a level without one uses the channel's `url`
@@ -275,6 +307,8 @@ class ChannelConfig(Section):
     url_by_level: LevelUrls = LevelUrls()
     min_level: LevelName = "warning"
     accounts: list[str] | None = Field(None, min_length=1)
+    digest: Annotated[str, BeforeValidator(parse_clock_time)] | None = None  # "08:00": a daily digest at that local time
+    timezone: Annotated[str, BeforeValidator(parse_timezone)] = "UTC"  # of `digest`
 
     @property
     def level(self) -> Level:

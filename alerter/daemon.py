@@ -17,6 +17,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from alerter import display, metrics, sdnotify
 from alerter.config import Settings
@@ -24,7 +25,7 @@ from alerter.errors import StoreError
 from alerter.health import evaluate, reprice
 from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Alert, AlertKind, Health
 from alerter.plan import AccountPlan, plans
-from alerter.policy import decide_account, decide_failure, decide_store_failure
+from alerter.policy import decide_account, decide_failure, decide_store_failure, settle_acks
 from alerter.storethread import StoreThread
 
 logger = logging.getLogger(__name__)
@@ -50,10 +51,10 @@ def describe(healths: list[Health], states) -> str:
         name = "account" if h.scope == ACCOUNT_SCOPE else h.scope.removeprefix("isolated:")
         return f"{name} {ratio} {level(h).label if level(h) is not None else '?'}{' (est.)' if h.estimated else ''}"
 
-    isolated = [h for h in healths if h.scope != ACCOUNT_SCOPE]
+    isolated = [h for h in healths if h.scope.startswith("isolated:")]
     worst = sorted(isolated, key=lambda h: (-1 if level(h) is None else int(level(h)), h.margin_ratio), reverse=True)
     named = {id(h) for h in worst[:DESCRIBE_ISOLATED]}
-    parts = [part(h) for h in healths if h.scope == ACCOUNT_SCOPE or id(h) in named]
+    parts = [part(h) for h in healths if not h.scope.startswith("isolated:") or id(h) in named]  # every cross scope
     rest = worst[DESCRIBE_ISOLATED:]
     if rest:
         counts: dict[str, int] = {}
@@ -64,6 +65,8 @@ def describe(healths: list[Health], states) -> str:
     return ", ".join(parts)
 
 
+DIGEST_GRACE = timedelta(hours=1)  # a digest up to this late (the daemon was down at its time) still goes out
+DIGEST_RETRY = timedelta(minutes=5)  # after a failed send, until the channel's day ends
 MAX_PAUSE = timedelta(hours=1)  # the longest Retry-After honoured: monitoring resumes after at most this
 
 
@@ -266,11 +269,14 @@ class Daemon:
         plan = self.plans[name]
         error = None
         previous = self.unsaved.get(name)
-        if previous is None:
+        acks = {}  # written by `alerter ack` at any time: read afresh with the states at every decision
+        if previous is None:  # (while the database fails, none: repeats are not held back, the safe side)
             try:
-                previous = await self.store_thread.load_states(name)
+                previous, acked = await self.store_thread.load_decision(name)
+                acks = {ack.scope: ack for ack in acked}
             except StoreError as e:
                 previous, error = {}, e  # unknown history: re-announcing beats staying silent
+        ended: dict[str, str] = {}
         now = self.clock()
         if poll.error is not None:
             state, alerts = decide_failure(
@@ -284,7 +290,11 @@ class Daemon:
         else:
             # positions the profile cannot evaluate blind their own scopes only (policy.decide_account)
             unreadable = poll.snapshot.unreadable if poll.snapshot is not None else ()
-            states, alerts = decide_account(previous, poll.healths, plan.thresholds, plan.repeat, now, unreadable)
+            states, alerts = decide_account(previous, poll.healths, plan.thresholds, plan.repeat, now, unreadable, acks)
+            ended = settle_acks(acks, states, alerts, now)
+            for scope, why in ended.items():
+                logger.info("%s: acknowledgement of %s ended: %s", name, display.scope_label(scope, short=True) or ACCOUNT_SCOPE, why)
+            metrics.observe_acks(name, [ack for scope, ack in acks.items() if scope not in ended])
             # estimates between polls are kept in the history only when they change something
             samples = poll.healths if not poll.estimated or alerts else []
             logger.log(logging.DEBUG if poll.estimated and not alerts else logging.INFO, "%s: %s%s", name, describe(poll.healths, states),
@@ -297,7 +307,9 @@ class Daemon:
             try:
                 confirmed = poll.snapshot if poll.snapshot is not None and not poll.estimated else None
                 routes = route_all(alerts, self.channels_of(plan))
-                await self.store_thread.commit_poll(name, states, samples, alerts, routes, now, snapshot=confirmed)
+                await self.store_thread.commit_poll(name, states, samples, alerts, routes, now, snapshot=confirmed,
+                                                    ended_acks=[acks[scope] for scope in ended],
+                                                    poll_error=(poll.error_kind or "data", poll.error) if poll.error is not None else None)
                 self.unsaved.pop(name, None)
             except StoreError as e:
                 error = e
@@ -386,6 +398,62 @@ class Daemon:
             except TimeoutError:
                 pass
 
+    async def send_digest(self, name: str) -> bool:
+        """The channel's daily digest (alerter.digest), unless today's (in the channel's time zone)
+        was sent: a restart or a late retry never sends it twice. A failed send is tried again
+        every DIGEST_RETRY until it goes out or the day ends. Returns whether it was sent."""
+        from alerter import digest
+        from alerter.notify import Notifier
+
+        channel = next((c for c in self.settings.channels if c.name == name and c.digest), None)
+        if channel is None:  # removed by a reload
+            return False
+        now = self.clock()
+        day = digest.local_day(now, channel.timezone).isoformat()
+        try:
+            sent_at = await self.store_thread.digest_sent(name, day)
+            if sent_at is not None:
+                logger.info("digest for %s: already sent for %s (at %s)", name, day, display.time_of_day(sent_at))
+                return False
+            data = await digest.gather(self.store_thread, self.plans, name, channel.timezone, now)
+        except StoreError as e:
+            logger.error("digest for %s: cannot read the database: %s", name, e)
+            self.retry_digest(channel, day)
+            return False
+        notifier: Notifier = self.notifier
+        title, body = digest.render(data, markdown=notifier.markdown(name))
+
+        async def send_and_record() -> bool:
+            outcome = await notifier.send(name, title, body, notify_type="info")
+            metrics.observe_delivery(name, outcome.ok)
+            if not outcome.ok:
+                logger.warning("digest for %s not delivered: %s", name, outcome.error)
+                self.retry_digest(channel, day)
+                return False
+            try:
+                await self.store_thread.record_digest(name, day, self.clock())
+            except StoreError as e:
+                logger.error("digest for %s sent but not recorded (a restart today may send it again): %s", name, e)
+            logger.info("digest sent to %s", name)
+            return True
+
+        # a stop while it is being sent waits for it to be recorded (the stop waits for self.jobs):
+        # cut between the two, a restart would send it again
+        task = asyncio.ensure_future(send_and_record())
+        self.jobs.add(task)
+        task.add_done_callback(self.jobs.discard)
+        return await asyncio.shield(task)
+
+    def retry_digest(self, channel, day: str) -> None:
+        from apscheduler.triggers.date import DateTrigger
+
+        from alerter.digest import local_day
+
+        if self.scheduler is None or local_day(self.clock() + DIGEST_RETRY, channel.timezone).isoformat() != day:
+            return  # the next digest is the next day's
+        self.scheduler.add_job(self.run_job, DateTrigger(datetime.now(UTC) + DIGEST_RETRY), args=[self.send_digest, channel.name], id=f"digest-retry:{channel.name}",
+                               replace_existing=True, misfire_grace_time=int(DIGEST_GRACE.total_seconds()))
+
     async def housekeeping(self) -> None:
         try:
             removed = await self.store_thread.prune_samples(self.clock() - self.settings.daemon.history_retention)
@@ -404,7 +472,34 @@ class Daemon:
         for i, plan in enumerate(self.plans.values()):
             self.schedule_poll(scheduler, plan, start + timedelta(milliseconds=50 * i))
         self.schedule_prices(scheduler, start)
+        self.schedule_digests(scheduler, start)
         scheduler.add_job(self.housekeeping, IntervalTrigger(hours=1), id="housekeeping", next_run_time=start + timedelta(minutes=1))
+
+    def schedule_digests(self, scheduler, now: datetime) -> None:
+        """One cron job per channel with a digest, at its time in its time zone. A digest whose
+        time passed less than DIGEST_GRACE ago (the daemon was down, or restarted, or the digest
+        was just configured) runs at once: it is sent unless today's already was."""
+        from apscheduler.triggers.cron import CronTrigger
+
+        from alerter.config import clock_time
+
+        for job in scheduler.get_jobs():
+            if job.id.startswith("digest:"):
+                job.remove()
+        for channel in self.settings.channels:
+            if not channel.digest:
+                continue
+            hour, minute, second = clock_time(channel.digest)
+            tz = ZoneInfo(channel.timezone)
+            trigger = CronTrigger(hour=hour, minute=minute, second=second, timezone=tz)
+            local = now.astimezone(tz)
+            last = local.replace(hour=hour, minute=minute, second=second, microsecond=0)
+            if last > local:
+                last -= timedelta(days=1)
+            first = now if now - last < DIGEST_GRACE else trigger.get_next_fire_time(None, now)
+            scheduler.add_job(self.run_job, trigger, args=[self.send_digest, channel.name], id=f"digest:{channel.name}",
+                              name=f"digest {channel.name}", next_run_time=first, max_instances=1, coalesce=True,
+                              misfire_grace_time=int(DIGEST_GRACE.total_seconds()))
 
     def schedule_poll(self, scheduler, plan: AccountPlan, first_at: datetime) -> None:
         from apscheduler.triggers.interval import IntervalTrigger
@@ -683,6 +778,7 @@ class Daemon:
             if job.id.startswith("prices:"):
                 job.remove()
         self.schedule_prices(scheduler, now)
+        self.schedule_digests(scheduler, now)
 
     async def note_removed_channels(self, old: Settings) -> None:
         """A removed channel's pending deliveries are neither sent elsewhere nor dropped: they stay

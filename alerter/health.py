@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Health, Position, PositionRisk
+from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Health, Pool, Position, PositionRisk
 
 TOP_POSITIONS = 3
 POSITION_FIGURES = ("notional", "maintenance_margin", "mark_price", "unrealized_pnl")
@@ -140,7 +140,7 @@ def repay_needed(maintenance: float, equity: float, target: float, trigger: floa
 
 
 def _cross_health(snapshot: AccountSnapshot, scope: str, equity: float, maintenance: float, currency: str,
-                  cross: list[Position], target: float) -> Health:
+                  cross: list[Position], target: float, pool: Pool | None = None) -> Health:
     """The health of a cross scope: the account, or one pool (a margin coin's cross positions)."""
     move = None
     if len(cross) == 1 and cross[0].liquidation_price:
@@ -149,7 +149,7 @@ def _cross_health(snapshot: AccountSnapshot, scope: str, equity: float, maintena
         move = position_risk(cross[0]).liquidation_move
     elif not any(p.inverse for p in cross):  # the uniform-move model holds for linear positions only
         move = liquidation_move(equity, maintenance, cross)
-    trigger = snapshot.lender_trigger
+    trigger = (pool.lender_trigger if pool is not None else None) or snapshot.lender_trigger
     return Health(
         account=snapshot.account,
         exchange=snapshot.exchange,
@@ -164,7 +164,7 @@ def _cross_health(snapshot: AccountSnapshot, scope: str, equity: float, maintena
         estimated=snapshot.estimated,
         approximate=snapshot.approximate,
         repay_needed=repay_needed(maintenance, equity, target, trigger) if trigger else None,
-        own_figure=snapshot.own_figure,
+        own_figure=(pool.own_figure if pool is not None else None) or snapshot.own_figure,
     )
 
 
@@ -178,7 +178,7 @@ def evaluate(snapshot: AccountSnapshot, target: float) -> list[Health]:
                   approximate=snapshot.approximate, own_figure=None if figure is None or figure.cross_only else figure)
     if snapshot.pools:
         healths = [_cross_health(snapshot, pool.scope, pool.equity, pool.maintenance_margin, pool.currency,
-                                 [p for p in cross if p.symbol in pool.symbols], target)
+                                 [p for p in cross if p.symbol in pool.symbols], target, pool)
                    for pool in snapshot.pools]
     else:
         healths = [_cross_health(snapshot, ACCOUNT_SCOPE, snapshot.equity, snapshot.maintenance_margin, snapshot.currency, cross, target)]

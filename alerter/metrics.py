@@ -15,6 +15,7 @@ use), never an order or position id; a scope that disappears (position closed) i
     alerter_stream_up{exchange,kind,account}        1 while a websocket stream delivers; kind: prices
                                                     (one per exchange, account="") | account
     alerter_stream_last_message_age_seconds{exchange,kind,account}
+    alerter_acknowledged{account,scope}             1 while an acknowledgement holds the scope's repeats back
     alerter_heartbeats_total{outcome}               heartbeat requests (heartbeat_url) by outcome: sent | failed
     alerter_last_heartbeat_success_timestamp_seconds
 
@@ -35,7 +36,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from alerter.models import Health, ScopeState
+from alerter.models import Ack, Health, ScopeState
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +58,11 @@ class Metrics:
         stream = ["exchange", "kind", "account"]
         self.stream_up = Gauge("alerter_stream_up", "1 while the websocket stream delivers, 0 while it is down (REST meanwhile)", stream, registry=r)
         self.stream_age = Gauge("alerter_stream_last_message_age_seconds", "Seconds since the stream's last message", stream, registry=r)
+        self.acknowledged = Gauge("alerter_acknowledged", "1 while an acknowledgement holds back the scope's repeats", scope, registry=r)
         self.heartbeats = Counter("alerter_heartbeats", "Heartbeat requests (heartbeat_url) by outcome (sent, failed)", ["outcome"], registry=r)
         self.last_heartbeat = Gauge("alerter_last_heartbeat_success_timestamp_seconds", "Unix time of the last heartbeat answered with success", registry=r)
         self._scopes: dict[str, set[str]] = {}
+        self._acked: dict[str, set[str]] = {}
 
     def observe_poll(self, account: str, healths: Iterable[Health], states: Mapping[str, ScopeState], at: datetime | None = None, *, full: bool = True) -> None:
         """One successful poll: the health and level of every scope; scopes gone since the
@@ -86,6 +89,18 @@ class Metrics:
 
     def observe_poll_error(self, account: str, kind: str) -> None:
         self.poll_errors.labels(account, kind).inc()
+
+    def observe_acks(self, account: str, acks: Iterable[Ack]) -> None:
+        """The account's acknowledgements in force after a decision; the ended ones are removed."""
+        acked = {ack.scope for ack in acks}
+        for scope in acked:
+            self.acknowledged.labels(account, scope).set(1)
+        for scope in self._acked.get(account, set()) - acked:
+            try:
+                self.acknowledged.remove(account, scope)
+            except KeyError:
+                pass
+        self._acked[account] = acked
 
     def observe_delivery(self, channel: str, ok: bool) -> None:
         self.deliveries.labels(channel, "sent" if ok else "failed").inc()
@@ -130,6 +145,10 @@ def observe_delivery(channel: str, ok: bool) -> None:
 
 def observe_stream(exchange: str, kind: str, account: str, up: bool | None, age: Callable[[], float] | None = None) -> None:
     METRICS.observe_stream(exchange, kind, account, up, age)
+
+
+def observe_acks(account: str, acks: Iterable[Ack]) -> None:
+    METRICS.observe_acks(account, acks)
 
 
 def observe_heartbeat(ok: bool) -> None:

@@ -90,6 +90,7 @@ class AlertKind(StrEnum):
     RESOLVED = "resolved"  # back to ok (or the isolated position was closed)
     BLIND = "blind"  # data could not be fetched: the scope is not known to be safe
     RESTORED = "restored"  # data flows again after a blind alert
+    ACKNOWLEDGED = "acknowledged"  # someone is on it: the level's repeats are held back (`Ack`)
     NOTICE = "notice"  # the exchange's own margin-call event, quoted (reason), at `level`
 
 
@@ -147,6 +148,10 @@ class Pool:
     currency: str
     wallet_balance: float = 0.0
     symbols: tuple[str, ...] = ()  # the cross positions it holds: its top positions and liquidation distance
+    # where a pool's liquidation level differs from the account's (a lender's isolated pair in a
+    # leverage tier of its own): its own trigger and figure; None = the snapshot's
+    lender_trigger: float | None = None
+    own_figure: OwnFigure | None = None
 
 
 @dataclass(frozen=True)
@@ -303,6 +308,7 @@ class Alert:
     reason: str = ""  # blind: why; resolved: "position closed" etc.
     figure: str = ""  # the exchange's own figure at `margin_ratio`: "margin level 1.24"
     figure_threshold: str = ""  # and at `threshold`
+    until_at: datetime | None = None  # acknowledged: when the acknowledgement runs out (None: at resolution)
 
     @property
     def key(self) -> str:
@@ -313,3 +319,17 @@ class Alert:
     def severity(self) -> int:
         """Rank in a grouped message, higher first: blind above critical, then by level."""
         return 4 if self.kind == AlertKind.BLIND else int(self.level)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """"I'm on it": someone acknowledged a scope at `level`. While it holds, that level's repeats
+    (and a lower level's, once the scope falls back) are held back; a raise, the resolution or
+    `until_at` ends it (alerter.policy decides, `ack_holds` and `settle_acks`)."""
+
+    account: str
+    scope: str
+    level: Level  # the scope's level when it was acknowledged
+    acked_at: datetime  # also tells this acknowledgement from a later one of the same scope
+    until_at: datetime | None = None  # None: until the scope resolves
+    note: str = ""

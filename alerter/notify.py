@@ -64,9 +64,11 @@ def message_level(alerts: Iterable[Alert | Folded]) -> Level:
     """The level that picks a message's URL (`url_by_level`, ChannelConfig.url_for): the highest
     level among its entries' current alerts — a raised or repeated alert's level, a resolved
     alert's episode peak (the all-clear reaches the device that was paged), a blind or restored
-    alert's scope level (ok when the scope was ok). Alerts folded under a newer one of their scope
-    do not count: they are no longer true."""
-    return max((item.alert.level if isinstance(item, Folded) else item.level for item in alerts), default=Level.OK)
+    alert's scope level (ok when the scope was ok). An acknowledgement counts as ok: it is what the
+    user just did, so it never pages. Alerts folded under a newer one of their scope do not count:
+    they are no longer true."""
+    current = (item.alert if isinstance(item, Folded) else item for item in alerts)
+    return max((Level.OK if a.kind == AlertKind.ACKNOWLEDGED else a.level for a in current), default=Level.OK)
 
 
 def markdown_for(url: str) -> bool:
@@ -99,12 +101,21 @@ def _qualifiers(alert: Alert) -> str:
 
 def tag(alert: Alert) -> str:
     """The short word a message starts with: CRITICAL, CALL, WARNING, RESOLVED, BLIND, RESTORED,
-    EXCHANGE (the exchange's own notice)."""
+    EXCHANGE (the exchange's own notice), or "CALL acknowledged"."""
     if alert.kind in (AlertKind.RAISED, AlertKind.REPEAT):
         return alert.level.name
     if alert.kind == AlertKind.NOTICE:
         return "EXCHANGE"
+    if alert.kind == AlertKind.ACKNOWLEDGED:
+        return f"{alert.level.name} acknowledged"
     return alert.kind.name
+
+
+def ack_terms(alert: Alert) -> str:
+    """How long an acknowledgement holds: "until 15:05 UTC or the resolution", "until the resolution"."""
+    if alert.until_at is None:
+        return "until the resolution"
+    return f"until {display.time_of_day(alert.until_at, alert.created_at)} or the resolution"
 
 
 def headline(alert: Alert) -> str:
@@ -125,6 +136,8 @@ def headline(alert: Alert) -> str:
             return f"BLIND · {where} · {alert.reason}"
         polls = f"{alert.failures} poll{'s' if alert.failures != 1 else ''}"
         return f"BLIND · {where} · no data for {polls}" + (f": {alert.reason}" if alert.reason else "")
+    if alert.kind == AlertKind.ACKNOWLEDGED:
+        return f"{tag(alert)} · {where} · {_ratio_text(alert)} · repeats held back {ack_terms(alert)}"
     return f"RESTORED · {where} · {alert.reason or 'data flowing again'}"
 
 
@@ -142,6 +155,12 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
                 lines.append(f"Not evaluated since {display.time_of_day(alert.since_at)}; the position is not known to be safe.")
             else:
                 lines.append(f"No fresh data since {display.time_of_day(alert.since_at)}; the account is not known to be safe.")
+        return lines
+    if alert.kind == AlertKind.ACKNOWLEDGED:
+        if alert.reason:
+            lines.append(f"Note: {alert.reason}")
+        lines.append(f"Acknowledged at {display.time_of_day(alert.created_at)}: {alert.level.label} is not repeated {ack_terms(alert)}; "
+                     "a higher level still alerts at once and ends the acknowledgement.")
         return lines
     if alert.kind == AlertKind.RESTORED:
         if alert.margin_ratio is not None:
@@ -174,6 +193,7 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
 
 
 GOOD_NEWS = (AlertKind.RESOLVED, AlertKind.RESTORED)
+QUIET = (*GOOD_NEWS, AlertKind.ACKNOWLEDGED)  # listed after the alerts that call for action
 
 
 # ---------------------------------------------------------------- folding
@@ -252,10 +272,11 @@ def entry_headline(entry: Folded) -> str:
 
 def _entries(items: Iterable[Alert | Folded]) -> list[Folded]:
     """The entries of a message, most severe first: blind, critical, call, warning
-    (`Alert.severity`), then the good news (resolved / restored, which `severity` alone would rank
-    above a raised warning); oldest first within a rank. A plain alert is an entry folding nothing."""
+    (`Alert.severity`), then the good news and acknowledgements (resolved / restored /
+    acknowledged, which `severity` alone would rank above a raised warning); oldest first within
+    a rank. A plain alert is an entry folding nothing."""
     entries = [item if isinstance(item, Folded) else Folded(item) for item in items]
-    return sorted(entries, key=lambda e: (e.alert.kind in GOOD_NEWS, -e.alert.severity, e.alert.created_at))
+    return sorted(entries, key=lambda e: (e.alert.kind in QUIET, -e.alert.severity, e.alert.created_at))
 
 
 def render(
@@ -294,6 +315,8 @@ def notify_type(alerts: Iterable[Alert | Folded]) -> str:
     top = _entries(alerts)[0].alert
     if top.kind in (AlertKind.RESOLVED, AlertKind.RESTORED):
         return "success"
+    if top.kind == AlertKind.ACKNOWLEDGED:
+        return "info"
     if top.kind == AlertKind.BLIND or top.level == Level.WARNING:
         return "warning"
     return "failure"

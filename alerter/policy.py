@@ -10,16 +10,22 @@ closed position). An isolated position the exchange's profile cannot evaluate is
 own, at once (it will not become readable by waiting), while the rest of the account is decided
 as usual; it is restored when it becomes readable, or when full polls confirm it closed. A
 database that cannot record a poll gets its own notice, repeated on the blind schedule.
+
+Acknowledgements (`Ack`, "I'm on it") come in as plain data: one holds back the repeats of its
+scope's acknowledged level (and of a lower one the scope falls back to), nothing else: a raise,
+a resolution, a blind or restored notice always goes out. `settle_acks` says which
+acknowledgements a decision ended (a raise, the resolution, their time run out).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from alerter.models import (
     ACCOUNT_SCOPE,
+    Ack,
     Alert,
     AlertKind,
     Health,
@@ -78,14 +84,24 @@ def _due(last_at: datetime | None, interval, now: datetime) -> bool:
     return interval is not None and last_at is not None and now - last_at >= interval
 
 
+def ack_holds(ack: Ack | None, level: Level, now: datetime) -> bool:
+    """The acknowledgement holds back a repeat of `level`: it is at or below the acknowledged
+    level (a scope acknowledged at CRITICAL that falls back to CALL stays acknowledged) and the
+    acknowledgement's time has not run out."""
+    return ack is not None and Level.OK < level <= ack.level and (ack.until_at is None or now < ack.until_at)
+
+
 def decide(
     previous: ScopeState | None,
     health: Health,
     thresholds: Thresholds,
     repeat: RepeatSchedule,
     now: datetime,
+    ack: Ack | None = None,
 ) -> tuple[ScopeState, list[Alert]]:
-    """One successful evaluation of one scope."""
+    """One successful evaluation of one scope. `ack` (this scope's acknowledgement, if any) holds
+    back a repeat that is due; the repeat is not counted as told, so it comes at the first poll
+    after the acknowledgement ends."""
     prev = previous or ScopeState(account=health.account, scope=health.scope, since_at=now)
     alerts: list[Alert] = []
     state = prev
@@ -108,7 +124,7 @@ def decide(
         state = replace(state, level=Level.OK, since_at=now, notified_at=None, peak=Level.OK)
     elif level < prev.level:
         state = replace(state, level=level, since_at=now)
-    elif level > Level.OK and _due(state.notified_at, repeat.after(level), now):
+    elif level > Level.OK and _due(state.notified_at, repeat.after(level), now) and not ack_holds(ack, level, now):
         alerts.append(_alert(AlertKind.REPEAT, level, health, thresholds, now, since_at=state.since_at))
         state = replace(state, notified_at=now)
     return state, alerts
@@ -177,6 +193,7 @@ def decide_account(
     repeat: RepeatSchedule,
     now: datetime,
     unreadable: Sequence[tuple[str, str]] = (),
+    acks: Mapping[str, Ack] | None = None,
 ) -> tuple[dict[str, ScopeState], list[Alert]]:
     """Every scope of one account after a successful poll.
 
@@ -197,7 +214,7 @@ def decide_account(
         prev = previous.get(health.scope)
         if prev is not None and prev.absent and not estimated:
             prev = replace(prev, absent=0)  # listed again: it was never gone
-        states[health.scope], scope_alerts = decide(prev, health, thresholds, repeat, now)
+        states[health.scope], scope_alerts = decide(prev, health, thresholds, repeat, now, (acks or {}).get(health.scope))
         alerts.extend(scope_alerts)
     account = healths[0].account if healths else next((p.account for p in previous.values()), "")
     exchange = healths[0].exchange if healths else ""
@@ -231,3 +248,48 @@ def decide_account(
         if prev.level > Level.OK:
             alerts.append(Alert(kind=AlertKind.RESOLVED, level=prev.peak, **closed))
     return states, alerts
+
+
+def settle_acks(acks: Mapping[str, Ack], states: Mapping[str, ScopeState], alerts: Sequence[Alert], now: datetime) -> dict[str, str]:
+    """The acknowledgements (scope → `Ack`) that one decision of their account ends, with why:
+    a raise of the scope (an escalation breaks through, and the next repeats are the new
+    level's), its resolution (or the scope gone, back at ok), or their time run out. The others
+    go on. Blind and restored notices end nothing: the level still holds."""
+    ended: dict[str, str] = {}
+    for scope, ack in acks.items():
+        raised = [a.level for a in alerts if a.scope == scope and a.kind == AlertKind.RAISED]
+        state = states.get(scope)
+        if state is not None and state.level > ack.level:  # raised past it, by this decision or one not recorded
+            raised.append(state.level)
+        if raised:
+            ended[scope] = f"raised to {max(raised).name}"
+        elif any(a.scope == scope and a.kind == AlertKind.RESOLVED for a in alerts) or state is None or state.level == Level.OK:
+            ended[scope] = "resolved"
+        elif ack.until_at is not None and now >= ack.until_at:
+            ended[scope] = "its time ran out"
+    return ended
+
+
+def acknowledge(
+    state: ScopeState | None,
+    now: datetime,
+    *,
+    until_at: datetime | None = None,
+    note: str = "",
+    margin_ratio: float | None = None,
+    thresholds: Thresholds | None = None,
+) -> tuple[Ack, Alert]:
+    """Someone is on it: the scope's acknowledgement at its current level, and the announcement
+    for the channels that heard that level. Raises ValueError when there is nothing to
+    acknowledge (no state, or the scope is at ok: blind notices are never held back)."""
+    if state is None or state.level == Level.OK:
+        raise ValueError("is ok: nothing to acknowledge (an acknowledgement holds back the repeats of warning, call or critical)")
+    if until_at is not None and until_at <= now:
+        raise ValueError("an acknowledgement must last longer than 0")
+    ack = Ack(account=state.account, scope=state.scope, level=state.level, acked_at=now, until_at=until_at, note=note)
+    announcement = Alert(
+        kind=AlertKind.ACKNOWLEDGED, level=state.level, account=state.account, scope=state.scope, created_at=now,
+        margin_ratio=margin_ratio, threshold=thresholds.threshold(state.level) if thresholds is not None else None,
+        since_at=state.since_at, until_at=until_at, reason=note,
+    )
+    return ack, announcement

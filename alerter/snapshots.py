@@ -61,22 +61,33 @@ def snapshot_to_dict(snapshot: AccountSnapshot) -> dict:
     out["positions"] = [{name: _encode(getattr(p, name)) for name in POSITION_FIELDS} for p in snapshot.positions]
     out["unreadable"] = [list(item) for item in snapshot.unreadable]
     out["pools"] = [{name: _encode(getattr(p, name)) for name in POOL_FIELDS} | {"symbols": list(p.symbols)} for p in snapshot.pools]
-    figure = snapshot.own_figure
-    out["own_figure"] = None if figure is None else {"name": figure.name, "trigger": figure.trigger, "inverse": figure.inverse,
-                                                     "percent": figure.percent, "notices": [list(n) for n in figure.notices],
-                                                     "cross_only": figure.cross_only}
+    out["pools"] = [{**pool, "own_figure": _figure_to_dict(p.own_figure)} for pool, p in zip(out["pools"], snapshot.pools, strict=True)]
+    out["own_figure"] = _figure_to_dict(snapshot.own_figure)
     return out
+
+
+def _figure_to_dict(figure: OwnFigure | None) -> dict | None:
+    if figure is None:
+        return None
+    return {"name": figure.name, "trigger": figure.trigger, "inverse": figure.inverse, "percent": figure.percent,
+            "notices": [list(n) for n in figure.notices], "cross_only": figure.cross_only}
+
+
+def _figure_from_dict(figure: dict | None) -> OwnFigure | None:
+    if not figure:
+        return None
+    return OwnFigure(figure["name"], float(figure["trigger"]), bool(figure["inverse"]), bool(figure["percent"]),
+                     tuple((str(label), float(value)) for label, value in figure.get("notices") or ()), bool(figure.get("cross_only")))
 
 
 def snapshot_from_dict(data: dict) -> AccountSnapshot:
     values = _decode_fields(AccountSnapshot, data)
     values["positions"] = tuple(Position(**_decode_fields(Position, p)) for p in data.get("positions") or ())
     values["unreadable"] = tuple((str(scope), str(reason)) for scope, reason in data.get("unreadable") or ())
-    values["pools"] = tuple(Pool(**(_decode_fields(Pool, p) | {"symbols": tuple(p.get("symbols") or ())})) for p in data.get("pools") or ())
-    figure = data.get("own_figure")
-    values["own_figure"] = None if not figure else OwnFigure(
-        figure["name"], float(figure["trigger"]), bool(figure["inverse"]), bool(figure["percent"]),
-        tuple((str(label), float(value)) for label, value in figure.get("notices") or ()), bool(figure.get("cross_only")))
+    values["pools"] = tuple(Pool(**(_decode_fields(Pool, p) | {"symbols": tuple(p.get("symbols") or ()),
+                                                              "own_figure": _figure_from_dict(p.get("own_figure"))}))
+                            for p in data.get("pools") or ())
+    values["own_figure"] = _figure_from_dict(data.get("own_figure"))
     if values.get("fetched_at"):
         values["fetched_at"] = datetime.fromisoformat(values["fetched_at"])
     return AccountSnapshot(**values)

@@ -18,6 +18,14 @@ Schema (version 1, kept in ``PRAGMA user_version``):
   ``failed`` is reserved for a delivery given up for good; a failed attempt stays ``pending``
   with a later ``next_attempt_at`` until it is sent or expires. ``folded``: delivered only as a
   mention ("earlier: …") under a newer alert of the same scope, in the same message.
+- ``acks`` (account, scope) PK: level, acked_at, until_at (NULL: until resolved), note — the
+  acknowledgements in force (version 4). The command writes them, the daemon reads them at every
+  decision and deletes the ones a decision ended (matched on acked_at, so an acknowledgement
+  written meanwhile survives).
+- ``digests`` (channel, day) PK: sent_at — the daily digests sent, `day` in the channel's time
+  zone, so a restart never sends one twice (version 4).
+- ``poll_errors`` (id, account, at, kind, error): failed polls, for the digest; pruned with the
+  samples (version 4).
 - ``notes`` (at, text): what happened to the file itself (it was deleted and recreated). Not
   part of the versioned schema: created when the first note is written; readers never create it.
 
@@ -45,7 +53,7 @@ from alerter.codec import from_json_float, json_float
 from alerter.errors import StoreError
 from alerter.snapshots import ensure_table as ensure_snapshots_table
 from alerter.snapshots import load_snapshots, save_snapshot
-from alerter.models import AccountSnapshot, Alert, AlertKind, Health, Level, PositionRisk, ScopeState
+from alerter.models import AccountSnapshot, Ack, Alert, AlertKind, Health, Level, PositionRisk, ScopeState
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +84,7 @@ def alert_to_dict(alert: Alert) -> dict:
             value = str(value)
         elif f.name == "level":
             value = value.label
-        elif f.name in ("created_at", "since_at"):
+        elif f.name in ("created_at", "since_at", "until_at"):
             value = value.isoformat() if value else None
         elif f.name in _ALERT_FLOATS:
             value = json_float(value)
@@ -95,6 +103,7 @@ def alert_from_dict(data: dict) -> Alert:
     values["level"] = Level.parse(values["level"])
     values["created_at"] = parse_at(values["created_at"])
     values["since_at"] = parse_at(values.get("since_at"))
+    values["until_at"] = parse_at(values.get("until_at"))
     for name in _ALERT_FLOATS:
         if name in values:
             values[name] = from_json_float(values[name])
@@ -204,8 +213,21 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     db["scope_state"].add_column("absent", int, not_null_default=0)
 
 
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """acks (acknowledged scopes), digests (the daily digests sent), poll_errors (for the digest)."""
+    db["acks"].create(
+        {"account": str, "scope": str, "level": str, "acked_at": str, "until_at": str, "note": str},
+        pk=("account", "scope"),
+        not_null={"account", "scope", "level", "acked_at", "note"},
+    )
+    db["digests"].create({"channel": str, "day": str, "sent_at": str}, pk=("channel", "day"), not_null={"channel", "day", "sent_at"})
+    db["poll_errors"].create({"id": int, "account": str, "at": str, "kind": str, "error": str}, pk="id",
+                             not_null={"account", "at", "kind", "error"})
+    db["poll_errors"].create_index(["at"], index_name="poll_errors_at")
+
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -390,6 +412,10 @@ class Store:
             rows = self.db.query("SELECT * FROM scope_state WHERE account = ? ORDER BY scope", [account])
             return {row["scope"]: ScopeState.from_dict(row) for row in rows}
 
+    def load_decision(self, account: str) -> tuple[dict[str, ScopeState], list[Ack]]:
+        """What a decision about the account starts from: its scope states and acknowledgements."""
+        return self.load_states(account), self.acks(account)
+
     def commit_poll(
         self,
         account: str,
@@ -399,11 +425,16 @@ class Store:
         routes: dict[str, list[str]],
         at: datetime,
         snapshot: AccountSnapshot | None = None,
+        *,
+        ended_acks: Iterable[Ack] = (),
+        poll_error: tuple[str, str] | None = None,
     ) -> list[int]:
         """Record one poll in ONE transaction: replace the account's scope state (scopes not in
         `states` are deleted), append samples, insert alerts (an alert whose key exists is
         ignored) and one pending delivery per routed channel, due at `at`, and keep `snapshot`
-        as the account's last one. Returns the ids of the alerts that were new."""
+        as the account's last one; delete the acknowledgements the decision ended (only those:
+        one written meanwhile stays) and note a failed poll, `poll_error` = (kind, error).
+        Returns the ids of the alerts that were new."""
         at_text = format_at(at)
         new_ids: list[int] = []
         self.ensure_file()
@@ -436,20 +467,101 @@ class Store:
             if sample_rows:
                 _insert_rows(self.db, "samples", sample_rows)
             for alert in alerts:
-                if self.db.execute("SELECT 1 FROM alerts WHERE key = ?", [alert.key]).fetchone():
-                    continue
-                cursor = self.db.execute(
-                    "INSERT INTO alerts (key, created_at, kind, level, account, scope, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [alert.key, format_at(alert.created_at), str(alert.kind), alert.level.label, alert.account, alert.scope, alert_to_json(alert)],
-                )
-                alert_id = cursor.lastrowid
-                new_ids.append(alert_id)
-                for channel in dict.fromkeys(routes.get(alert.key, [])):
-                    self.db.execute(
-                        "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, reported) VALUES (?, ?, 'pending', 0, ?, 0)",
-                        [alert_id, channel, at_text],
-                    )
+                alert_id = self._insert_alert(alert, routes.get(alert.key, []), at_text)
+                if alert_id is not None:
+                    new_ids.append(alert_id)
+            for ack in ended_acks:
+                self.db.execute("DELETE FROM acks WHERE account = ? AND scope = ? AND acked_at = ?",
+                                [ack.account, ack.scope, format_at(ack.acked_at)])
+            if poll_error is not None:
+                self.db.execute("INSERT INTO poll_errors (account, at, kind, error) VALUES (?, ?, ?, ?)", [account, at_text, *poll_error])
         return new_ids
+
+    def _insert_alert(self, alert: Alert, channels: Iterable[str], at_text: str) -> int | None:
+        """Insert an alert and one pending delivery per channel, due at `at_text`, inside the
+        caller's transaction; None when an alert with its key exists (nothing inserted)."""
+        if self.db.execute("SELECT 1 FROM alerts WHERE key = ?", [alert.key]).fetchone():
+            return None
+        cursor = self.db.execute(
+            "INSERT INTO alerts (key, created_at, kind, level, account, scope, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [alert.key, format_at(alert.created_at), str(alert.kind), alert.level.label, alert.account, alert.scope, alert_to_json(alert)],
+        )
+        for channel in dict.fromkeys(channels):
+            self.db.execute(
+                "INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at, reported) VALUES (?, ?, 'pending', 0, ?, 0)",
+                [cursor.lastrowid, channel, at_text],
+            )
+        return cursor.lastrowid
+
+    # ------------------------------------------------------------ acknowledgements
+
+    @staticmethod
+    def _ack(row: dict) -> Ack:
+        return Ack(account=row["account"], scope=row["scope"], level=Level.parse(row["level"]), acked_at=parse_at(row["acked_at"]),
+                   until_at=parse_at(row["until_at"]), note=row["note"])
+
+    def acks(self, account: str | None = None) -> list[Ack]:
+        """The acknowledgements recorded (of one account), by account and scope. Some may have
+        run out: the policy decides (`ack_holds`), the daemon deletes them at its next decision."""
+        where, params = ("WHERE account = ?", [account]) if account is not None else ("", [])
+        with self._guard("read the acknowledgements"):
+            return [self._ack(row) for row in self.db.query(f"SELECT * FROM acks {where} ORDER BY account, scope", params)]
+
+    def save_ack(self, ack: Ack, announcement: Alert, channels: Iterable[str]) -> None:
+        """Record an acknowledgement (replacing one of the same scope) and its announcement with
+        one pending delivery per channel, in one transaction."""
+        self.ensure_file()
+        with self._guard("record the acknowledgement"), self.db.atomic():
+            self.db.execute(
+                "INSERT OR REPLACE INTO acks (account, scope, level, acked_at, until_at, note) VALUES (?, ?, ?, ?, ?, ?)",
+                [ack.account, ack.scope, ack.level.label, format_at(ack.acked_at), ack.until_at and format_at(ack.until_at), ack.note],
+            )
+            self._insert_alert(announcement, channels, format_at(announcement.created_at))
+
+    def remove_ack(self, account: str, scope: str) -> Ack | None:
+        """Delete a scope's acknowledgement; returns it (None when there was none)."""
+        self.ensure_file()
+        with self._guard("remove the acknowledgement"), self.db.atomic():
+            row = next(iter(self.db.query("SELECT * FROM acks WHERE account = ? AND scope = ?", [account, scope])), None)
+            if row is not None:
+                self.db.execute("DELETE FROM acks WHERE account = ? AND scope = ?", [account, scope])
+            return self._ack(row) if row is not None else None
+
+    # ------------------------------------------------------------ daily digest
+
+    def digest_sent(self, channel: str, day: str) -> datetime | None:
+        """When the digest of `day` (the channel's local date, ISO) went to `channel`, if it did."""
+        with self._guard("read the digests"):
+            row = self.db.execute("SELECT sent_at FROM digests WHERE channel = ? AND day = ?", [channel, day]).fetchone()
+            return parse_at(row[0]) if row else None
+
+    def record_digest(self, channel: str, day: str, at: datetime) -> None:
+        self.ensure_file()
+        with self._guard("record the digest"), self.db.atomic():
+            self.db.execute("INSERT OR REPLACE INTO digests (channel, day, sent_at) VALUES (?, ?, ?)", [channel, day, format_at(at)])
+
+    def poll_errors(self, since: datetime) -> dict[str, dict[str, int]]:
+        """account → {kind: failed polls} since `since`."""
+        with self._guard("read the poll errors"):
+            out: dict[str, dict[str, int]] = {}
+            for account, kind, n in self.db.execute(
+                    "SELECT account, kind, count(*) FROM poll_errors WHERE at >= ? GROUP BY account, kind ORDER BY account, kind", [format_at(since)]):
+                out.setdefault(account, {})[kind] = n
+            return out
+
+    def ratio_ranges(self, since: datetime, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
+        """For each (account, scope) of `keys` with samples since `since`: its (lowest, highest)
+        margin ratio (∞ when equity was ≤ 0). One index range per scope."""
+        since_text = format_at(since)
+        out = {}
+        with self._guard("read the samples"):
+            for account, scope in keys:
+                low, high, inf = self.db.execute(
+                    "SELECT min(margin_ratio), max(margin_ratio), max(margin_ratio_inf) FROM samples "
+                    "WHERE account = ? AND scope = ? AND at >= ?", [account, scope, since_text]).fetchone()
+                if inf is not None:
+                    out[(account, scope)] = (math.inf if low is None else low, math.inf if inf else high)
+        return out
 
     def record_sent(self, alerts: Iterable[tuple[Alert, dict[str, datetime | None]]], at: datetime) -> list[int]:
         """Record alerts that went out while the database could not take them, with each routed
@@ -664,6 +776,7 @@ class Store:
     def prune_samples(self, before: datetime) -> int:
         self.ensure_file()
         with self._guard("prune old samples"), self.db.atomic():
+            self.db.execute("DELETE FROM poll_errors WHERE at < ?", [format_at(before)])
             return self.db.execute("DELETE FROM samples WHERE at < ?", [format_at(before)]).rowcount
 
     # ------------------------------------------------------------ snapshots

@@ -51,8 +51,9 @@ def trip_moves(snapshot: AccountSnapshot, thresholds: Thresholds) -> list[TripMo
     out = []
     for scope, equity, maintenance, positions in _scope_inputs(snapshot):
         ratio = healths[scope].margin_ratio
+        figure = healths[scope].own_figure  # a pool may have a figure of its own (a lender's pair in its tier)
         common = dict(account=snapshot.account, scope=scope, margin_ratio=ratio, level=level_for(ratio, thresholds),
-                      figure=snapshot.own_figure.text(ratio) if snapshot.own_figure else "")
+                      figure=figure.text(ratio) if figure else "")
         if any(p.inverse for p in positions):  # refused, never guessed
             out.append(TripMoves(moves=dict.fromkeys(targets), refused=INVERSE_REFUSED, **common))
             continue

@@ -21,7 +21,8 @@ with exposure) is the string "inf", an unknown value is null. Keys are only ever
                    "pending_deliveries",
                    "scopes": [{"scope", "at", "margin_ratio", "level", "since_at", "trend_1h",
                                "equity", "maintenance_margin", "deposit_needed",
-                               "liquidation_move", "estimated"}]}]}
+                               "liquidation_move", "estimated",
+                               "ack": null | {"level", "acked_at", "until_at", "note"}}]}]}
 
 ``history --json``::
 
@@ -58,7 +59,7 @@ from datetime import UTC, datetime, timedelta
 
 from alerter.codec import json_float
 from alerter.health import deposit_needed
-from alerter.models import ACCOUNT_SCOPE, Health, Level, Thresholds
+from alerter.models import ACCOUNT_SCOPE, Ack, Health, Level, Thresholds
 from alerter.stress import StressResult, TripMoves
 
 TREND_WINDOW = timedelta(hours=1)
@@ -100,6 +101,7 @@ class ScopeStatus:
     deposit_needed: float
     liquidation_move: float | None
     estimated: bool
+    ack: Ack | None = None  # an acknowledgement in force: the level's repeats are held back
     figure: str = ""  # the exchange's own figure at this ratio ("margin level 1.24"), where it has one
 
 
@@ -129,12 +131,22 @@ def trend(last: float, base: tuple[float, int] | None) -> float | None:
     return last - base[0]
 
 
-def build_status(settings, plans: dict, latest, bases, states, pending: dict[str, int], now: datetime) -> list[AccountStatus]:
+def own_figure_text(figure, scope: str, ratio: float) -> str:
+    """The exchange's own figure of a scope at this ratio ("" where there is none: no figure, or
+    one the exchange states for the cross account only, on an isolated position)."""
+    if figure is None or (figure.cross_only and scope.startswith("isolated:")):
+        return ""
+    return figure.text(ratio)
+
+
+def build_status(settings, plans: dict, latest, bases, states, pending: dict[str, int], now: datetime,
+                 acks: dict[tuple[str, str], Ack] | None = None) -> list[AccountStatus]:
     """Pure: one `AccountStatus` per configured or recorded account, configured ones first.
     `plans`: the configured accounts' (alerter.plan.plans).
 
     `latest`: `Store.latest_samples()`; `bases`: `Store.trend_bases(now - TREND_WINDOW, …)`;
-    `states`: account → scope → `ScopeState`; `pending`: account → undelivered deliveries."""
+    `states`: account → scope → `ScopeState`; `pending`: account → undelivered deliveries;
+    `acks`: (account, scope) → the acknowledgement in force."""
     by_account: dict[str, list] = {}
     for s in latest:
         by_account.setdefault(s.account, []).append(s)
@@ -146,7 +158,7 @@ def build_status(settings, plans: dict, latest, bases, states, pending: dict[str
         thresholds = _thresholds(settings, plans, name)
         interval = _poll_interval(settings, plans, name)
         account_states = states.get(name, {})
-        samples = sorted(by_account.get(name, []), key=lambda s: (s.scope != ACCOUNT_SCOPE, s.scope))
+        samples = sorted(by_account.get(name, []), key=lambda s: (s.scope != ACCOUNT_SCOPE, s.scope.startswith("isolated:"), s.scope))
         last = max((s.at for s in samples), default=None)
         # only the scopes of the last good poll: an isolated position closed since then is gone
         samples = [s for s in samples if s.at == last]
@@ -161,8 +173,8 @@ def build_status(settings, plans: dict, latest, bases, states, pending: dict[str
                 trend=trend(s.margin_ratio, bases.get((name, s.scope))),
                 equity=s.equity, maintenance_margin=s.maintenance_margin,
                 deposit_needed=deposit_needed(s.maintenance_margin, s.equity, thresholds.target),
-                liquidation_move=s.liquidation_move, estimated=s.estimated,
-                figure=plan.own_figure.text(s.margin_ratio) if plan is not None and plan.own_figure is not None else "",
+                liquidation_move=s.liquidation_move, estimated=s.estimated, ack=(acks or {}).get((name, s.scope)),
+                figure=own_figure_text(plan.own_figure if plan is not None else None, s.scope, s.margin_ratio),
             ))
         out.append(AccountStatus(
             account=name, exchange=plan.exchange if plan else None, thresholds=thresholds, poll_interval=interval,
@@ -181,7 +193,8 @@ def read_status(store, settings, plans: dict, now: datetime) -> list[AccountStat
     pending: dict[str, int] = {}
     for d in store.deliveries(status="pending"):
         pending[d.alert.account] = pending.get(d.alert.account, 0) + 1
-    return build_status(settings, plans, latest, bases, states, pending, now)
+    acks = {(a.account, a.scope): a for a in store.acks() if a.until_at is None or a.until_at > now}
+    return build_status(settings, plans, latest, bases, states, pending, now, acks)
 
 
 def status_json(accounts: list[AccountStatus], now: datetime, database: str) -> dict:
@@ -215,6 +228,7 @@ def status_json(accounts: list[AccountStatus], now: datetime, database: str) -> 
                         "deposit_needed": json_float(s.deposit_needed),
                         "liquidation_move": s.liquidation_move,
                         "estimated": s.estimated,
+                        "ack": ack_json(s.ack),
                         **({"exchange_figure": s.figure} if s.figure else {}),
                     }
                     for s in a.scopes
@@ -225,11 +239,17 @@ def status_json(accounts: list[AccountStatus], now: datetime, database: str) -> 
     }
 
 
+def ack_json(ack: Ack | None) -> dict | None:
+    if ack is None:
+        return None
+    return {"level": ack.level.label, "acked_at": json_at(ack.acked_at), "until_at": json_at(ack.until_at), "note": ack.note}
+
+
 def worst_scopes(scopes: list[ScopeStatus], limit: int = STATUS_ROWS) -> tuple[list[ScopeStatus], list[ScopeStatus]]:
     """(shown, hidden): the account scope and the `limit` worst isolated positions (highest level,
     then highest ratio), shown in their usual order; the rest hidden. A table of thousands of rows
     helps nobody and takes rich seconds to lay out."""
-    isolated = [s for s in scopes if s.scope != ACCOUNT_SCOPE]
+    isolated = [s for s in scopes if s.scope.startswith("isolated:")]  # the cross scopes (account, pools) are always shown
     if len(isolated) <= limit:
         return scopes, []
 
@@ -237,7 +257,7 @@ def worst_scopes(scopes: list[ScopeStatus], limit: int = STATUS_ROWS) -> tuple[l
         return (-1 if s.level is None else int(s.level), s.margin_ratio if s.margin_ratio is not None else -math.inf)
 
     keep = {id(s) for s in sorted(isolated, key=badness, reverse=True)[:limit]}
-    return ([s for s in scopes if s.scope == ACCOUNT_SCOPE or id(s) in keep],
+    return ([s for s in scopes if not s.scope.startswith("isolated:") or id(s) in keep],
             [s for s in isolated if id(s) not in keep])
 
 

@@ -165,7 +165,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
 SUPPORTED = "supported: binance, binancecoinm, binanceusdm, bitget, bybit, deribit, gate, hyperliquid, krakenfutures, kucoinfutures, okx"
 REFUSED = [
     ({"exchange": "binance"}, "accounts[0].exchange: 'binance': a plain spot wallet has no margin to watch: "
-                              'set ccxt.options.defaultType = "margin" (cross margin) or portfolioMargin = true'),
+                              'set ccxt.options.defaultType = "margin" (cross margin), marginMode = "isolated" (isolated margin) '
+                              'or portfolioMargin = true'),
     ({"exchange": "kraken"}, f"accounts[0].exchange: no profile for 'kraken' (closest: krakenfutures; {SUPPORTED});"),
     ({"exchange": "binance", "ccxt": {"options": {"defaultType": "swap"}}}, 'use exchange = "binanceusdm"'),
     # a generic account on Binance's futures endpoints still gets the profile's figures, not a guess

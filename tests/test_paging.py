@@ -72,6 +72,7 @@ def alert(kind, level, scope="account", minutes=0):
     ([alert(AlertKind.BLIND, Level.OK)], Level.OK),          # blind while ok: the plain url
     ([alert(AlertKind.BLIND, Level.CALL)], Level.CALL),      # blind while at call: call's URL
     ([alert(AlertKind.RESTORED, Level.CRITICAL)], Level.CRITICAL),
+    ([alert(AlertKind.ACKNOWLEDGED, Level.CRITICAL)], Level.OK),  # your own "I'm on it" never pages you
     # a critical superseded before delivery (folded under the warning it fell back to) is not paged
     ([Folded(alert(AlertKind.RAISED, Level.WARNING, minutes=2), (alert(AlertKind.RAISED, Level.CRITICAL),))], Level.WARNING),
 ])

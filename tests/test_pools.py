@@ -129,3 +129,14 @@ def test_validate_says_where_the_thresholds_fall_against_the_exchanges_notices()
         "your critical at 85 % after it"]
     late = Thresholds(warning=0.9, call=0.93, critical=0.96)
     assert notice_lines(UNIMMR, late)[0].endswith("your warning at 90 % and call at 93 % and critical at 96 % after it (the exchange warns you first)")
+
+
+def test_a_pool_with_a_trigger_of_its_own_is_read_at_that_trigger():
+    """A lender's isolated pair whose tier liquidates at margin level 1.05, in a 1.1 account."""
+    tier = OwnFigure("margin level", 1.05, inverse=True)
+    pair = Pool("pair:BTCUSDT", equity=1.2, maintenance_margin=1.05, currency="USDT", lender_trigger=1.05, own_figure=tier)
+    snapshot = replace(lender(level=3.0), pools=(pair,))
+    (health,) = evaluate(snapshot, target=0.4)
+    assert health.own_figure.text(health.margin_ratio) == "margin level 1.20"  # assets 1.2 ÷ debt 1
+    assert health.repay_needed == pytest.approx((1.05 - 0.4 * 1.2) / (1.05 - 0.4))
+    assert snapshot_from_dict(snapshot_to_dict(snapshot)) == snapshot

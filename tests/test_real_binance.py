@@ -158,7 +158,7 @@ def test_figure_follows_the_accounts_options():
 
 @pytest.mark.parametrize(("options", "key", "text"), [
     ({}, "exchange", "plain spot wallet has no margin to watch"),
-    ({"defaultType": "margin", "marginMode": "isolated"}, "exchange", "isolated margin is not read"),
+    ({"portfolioMargin": True, "marginMode": "isolated"}, "exchange", "its isolated margin is not"),
     ({"portfolioMargin": True, "defaultType": "margin"}, "exchange", "set portfolioMargin = true without defaultType"),
     ({"portfolioMargin": True, "defaultType": "future"}, "exchange", "set portfolioMargin = true without defaultType"),
     ({"defaultType": "future"}, "exchange", 'use exchange = "binanceusdm"'),

@@ -284,3 +284,40 @@ def test_coin_margined_and_spot_accounts_are_refused_with_the_reason():
 def test_bitget_repricing_is_refused():
     (error,) = config_errors(password="p", between_polls="reprice")
     assert error.startswith("accounts[0].between_polls: cannot re-price bitget positions faithfully")
+
+
+@pytest.mark.parametrize("total", ["", None])
+def test_a_position_row_without_its_size_is_blind_not_dropped(total):
+    """The recorded LTCUSDT row with `total` "" or null (synthetic edit): a row the answer lists is
+    not read as a closed position."""
+    body = json.loads((REAL / "cross-positions.json").read_text())
+    body["data"][0]["total"] = total
+    error = refused({ACCOUNTS: RECORDED_CROSS[ACCOUNTS], POSITIONS: body})
+    assert "bitget position LTCUSDT.total: missing" in error.message
+
+
+def test_a_blind_isolated_positions_margin_still_leaves_the_cross_equity():
+    """Bitget's cross equity excludes every isolated position's margin and PnL, also one whose own
+    ratio cannot be read (marginRatio "" here, a synthetic edit of the doc example); the recorded
+    account rows state no isolatedMargin and may state isolatedUnrealizedPL "" or null."""
+    body = json.loads((REAL / "doc-isolated-positions.json").read_text())
+    body["data"][0]["marginRatio"] = ""
+    _, healths, _ = replay({ACCOUNTS: usdt_row(accountEquity="20"), POSITIONS: body})
+    assert healths[ACCOUNT_SCOPE].equity == pytest.approx(20 - 9.6695050093373343 - 1, rel=REL)  # accountEquity − marginSize − unrealizedPL
+    body["data"][0]["marginSize"] = ""  # and without its margin: the cross equity is not known
+    error = refused({ACCOUNTS: usdt_row(accountEquity="20"), POSITIONS: body})
+    assert "bitget position BTCUSDT.marginSize: missing" in error.message
+
+
+def test_recorded_account_row_with_isolated_pnl_stated_as_empty():
+    """A USDT account row printed in ccxt pull request #21576 (2024-03-07; Bitget's single-account
+    answer, the same row fields as the list's), served as the only row of an account list (a
+    synthetic envelope): `isolatedUnrealizedPL` "" is not read as 0 but as not stated."""
+    row = json.loads((REAL / "account-row.json").read_text())
+    accounts = {"code": "00000", "msg": "success", "requestTime": 0, "data": [row]}
+    _, healths, _ = replay({ACCOUNTS: accounts, POSITIONS: NO_POSITIONS})
+    assert healths[ACCOUNT_SCOPE].equity == pytest.approx(19.88811074, rel=REL)  # accountEquity
+    assert healths[ACCOUNT_SCOPE].margin_ratio == 0  # crossedRiskRate "0"
+    # with Bitget's documented isolated position (another account): its own unrealizedPL is taken
+    _, healths, _ = replay({ACCOUNTS: accounts, POSITIONS: REAL / "doc-isolated-positions.json"})
+    assert healths[ACCOUNT_SCOPE].equity == pytest.approx(19.88811074 - 9.6695050093373343 - 1, rel=REL)  # − marginSize − unrealizedPL

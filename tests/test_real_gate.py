@@ -209,3 +209,37 @@ def test_profile_options_figure_and_credentials():
     with pytest.raises(ConfigError) as caught:
         build_settings({"accounts": [{"name": "g", "exchange": "gate", "api_key": "k"}]})
     assert "secret" in str(caught.value)
+
+
+def test_ccxt_recorded_isolated_long_stating_maintenance_margin_zero_is_valued_at_its_rate():
+    """ccxt's own static test recording (fetchPositions, LTC_USDT isolated long of ccxt's test account,
+    2024-01-12): `maintenance_margin` "0" and `initial_margin` "0" as Gate sent them then, so the
+    maintenance is `value` × `maintenance_rate`, never 0."""
+    account = {k: v for k, v in FUTURES_ACCOUNT.items() if not k.startswith("cross_")}  # synthetic: no cross figures
+    snapshot, healths, _ = replay({"/api/v4/futures/usdt/accounts": account,
+                                   "/api/v4/futures/usdt/positions": REAL / "ccxt-isolated-long-positions.json"})
+    ltc = healths["isolated:LTC/USDT:USDT:long"]
+    assert ltc.equity == pytest.approx(1.49257625 + 0.008, rel=REL)  # margin + unrealised_pnl
+    assert ltc.maintenance_margin == pytest.approx(7.443 * 0.01, rel=REL)  # value × maintenance_rate
+    (risk,) = ltc.top_positions
+    assert risk.liquidation_price == pytest.approx(60.07, rel=REL)  # liq_price
+    assert risk.mark_price == pytest.approx(74.43, rel=REL)  # mark_price
+    (position,) = snapshot.positions
+    assert position.contracts == pytest.approx(1 * 0.1, rel=REL)  # size × quanto_multiplier
+    assert position.initial_margin is None  # initial_margin "0": not stated
+
+
+
+def test_cross_position_with_a_zero_cross_maintenance_is_blind():
+    """Gate states the cross figures "0" where they do not apply (its old classic margin mode, and
+    other settle currencies in its own examples): a cross position open against them is not at 0 %."""
+    account = dict(FUTURES_ACCOUNT, cross_maintenance_margin="0", cross_margin_balance="0")  # synthetic
+    error = refused({"/api/v4/futures/usdt/accounts": account, "/api/v4/futures/usdt/positions": [CROSS_ROW]})
+    assert "cross_maintenance_margin is 0 while 1 cross position(s) are open" in str(error)
+
+
+def test_unified_total_maintenance_zero_while_cross_positions_are_open_is_blind():
+    body = json.loads((REAL / "doc-unified-accounts.json").read_text())
+    body["total_maintenance_margin"] = "0"  # synthetic: the margin balance stated, its maintenance "0"
+    error = refused({"/api/v4/unified/accounts": body, "/api/v4/futures/usdt/positions": [CROSS_ROW]}, UNIFIED)
+    assert "total_maintenance_margin is 0 while 1 cross futures position(s) are open" in str(error)

@@ -231,3 +231,49 @@ def test_unified_trading_account_option_is_refused():
 def test_profile_is_registered_without_repricing():
     profile = PROFILES["kucoinfutures"]
     assert profile.credentials == ("api_key", "secret", "password") and not profile.reprice
+
+
+# ------------------------------------------------------------------ recorded isolated positions (ccxt pull requests)
+
+def test_recorded_isolated_positions_of_2023_are_scopes_at_kucoins_own_posmaint_and_maintmargin():
+    """Two position rows printed by ccxt's fetchPosition in ccxt pull requests #17908 (XBTUSDTM,
+    2023-05-13) and #19277 (ADAUSDTM, 2023-09-16): isolated in the old layout (`crossMode` false, no
+    `marginMode`; the ADA row has no `isInverse` either). Served together as one positions answer
+    (a synthetic assembly: different accounts and moments) with KuCoin's documented USDT overview."""
+    rows = [json.loads((REAL / name).read_text()) for name in ("isolated-xbtusdtm-position-row.json",
+                                                              "isolated-adausdtm-position-row.json")]
+    ada = Contract("ADAUSDTM", "ADA", "USDT", "USDT", "linear", "10")  # markValue 2.4994 = 1 × 10 × markPrice 0.24994
+
+    async def poll():
+        async with run_replay("kucoinfutures", {OVERVIEW: DOC_OVERVIEW, POSITIONS: {"code": "200000", "data": rows}},
+                              [XBTUSDTM, ada]) as server:
+            async with build_source(server.account(), retry=ONCE) as source:
+                return await source.fetch_snapshot()
+
+    healths = {h.scope: h for h in evaluate(asyncio.run(poll()), target=0.4)}
+    assert set(healths) == {"cross:USDT", "isolated:BTC/USDT:USDT:long", "isolated:ADA/USDT:USDT:long"}
+    xbt = healths["isolated:BTC/USDT:USDT:long"]
+    assert xbt.equity == pytest.approx(5.36531112, rel=REL)  # maintMargin (= posMargin 5.38351112 + unrealisedPnl -0.0182)
+    assert xbt.maintenance_margin == pytest.approx(0.12927722, rel=REL)  # posMaint
+    (risk,) = xbt.top_positions
+    assert (risk.liquidation_price, risk.mark_price) == (pytest.approx(21567), pytest.approx(26802.8))  # liquidationPrice, markPrice
+    assert risk.notional == pytest.approx(26.8028, rel=REL)  # markValue
+    ada_scope = healths["isolated:ADA/USDT:USDT:long"]
+    assert ada_scope.equity == pytest.approx(2.50239724, rel=REL)  # maintMargin
+    assert ada_scope.maintenance_margin == pytest.approx(0.02822401, rel=REL)  # posMaint
+    (risk,) = ada_scope.top_positions
+    assert risk.liquidation_price == pytest.approx(0.00252, rel=REL)  # liquidationPrice
+    # the USDT pool is the overview less both positions' margin (each its maintMargin)
+    assert healths["cross:USDT"].equity == pytest.approx(394.439280806 - 5.36531112 - 2.50239724, rel=REL)  # accountEquity − maintMargin
+    assert healths["cross:USDT"].margin_ratio == pytest.approx(0.0065289525, rel=REL)  # riskRatio
+
+
+def test_cross_position_against_a_zero_risk_rate_is_blind():
+    """The recorded cross position with KuCoin's documented overview, its riskRatio set to 0 (as the
+    recorded empty XBT overview states it): an open cross position carries maintenance, so the two
+    answers disagree; the ratio is not read as 0."""
+    overview = json.loads(DOC_OVERVIEW.read_text())
+    overview["data"]["riskRatio"] = 0
+    error = refused({OVERVIEW: overview, POSITIONS: REAL / "cross-positions.json"})
+    assert error.kind == "data"
+    assert "riskRatio is 0 while USDT cross positions are open" in error.message

@@ -583,3 +583,37 @@ def test_status_whatif_and_validate_show_the_exchanges_own_figure(tmp_path, caps
     code, out, err = run(["validate", "--config", str(path)], capsys)
     assert code == 0, err
     assert "exchange's own figure: OKX margin ratio, liquidation at 100 %; your warning 50 % = OKX margin ratio 200 %" in out
+
+
+def test_status_names_the_account_on_each_of_its_margin_coins(tmp_path, capsys, monkeypatch):
+    """A COIN-M account has one cross scope per margin coin and no "account" row: each coin's row
+    carries the account's name, and none is hidden among the isolated positions."""
+    from alerter.models import Pool, cross_scope
+
+    db = tmp_path / "alerter.db"
+    path = tmp_path / "alerter.toml"
+    path.write_text(textwrap.dedent(f"""
+        [daemon]
+        database = "{db}"
+        [[accounts]]
+        name = "coinm"
+        exchange = "binancecoinm"
+        api_key = "k"
+        secret = "s"
+    """))
+    path.chmod(0o600)
+    monkeypatch.setattr(commands, "now", lambda: NOW)
+    at = NOW - timedelta(seconds=30)
+    snapshot = AccountSnapshot(account="coinm", exchange="binancecoinm", equity=2.0, maintenance_margin=1.5, wallet_balance=2.0,
+                               currency="ETH", fetched_at=at,
+                               pools=(Pool(cross_scope("BTC"), 0.5, 0.1, "BTC"), Pool(cross_scope("ETH"), 2.0, 1.5, "ETH")))
+    healths = evaluate(snapshot, 0.4)
+    with Store(db) as store:
+        states, alerts = decide_account({}, healths, Thresholds(), RepeatSchedule(), at)
+        store.commit_poll("coinm", states, healths, alerts, {}, at)
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = run(["status", "--config", str(path)], capsys)
+    assert code == 0, err
+    assert "coinm · BTC cross" in out and "coinm · ETH cross" in out
+    rows = [line for line in out.splitlines() if "coinm" in line]
+    assert "20 %" in rows[0] and "75 %" in rows[1]  # 0.1 ÷ 0.5 and 1.5 ÷ 2.0, in coin order

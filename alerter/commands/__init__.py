@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
 
 # in the order `alerter --help` lists them; "test-notify" lives in test_notify.py
-COMMANDS = ("validate", "run", "check", "demo", "simulate", "status", "history", "whatif", "test-notify", "completion", "manpage")
+COMMANDS = ("validate", "run", "check", "demo", "simulate", "status", "history", "whatif", "ack", "unack", "test-notify", "completion", "manpage")
 
 
 def module_name(command: str) -> str:

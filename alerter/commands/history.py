@@ -56,7 +56,7 @@ def render_alert_table(series: list[HistorySeries]):
         table.add_column(name, justify="right" if name == "ratio" else "left")
     for e in entries:
         a = e.alert
-        what = f"{a.kind} {a.level.label}" if a.kind in ("raised", "repeat", "resolved") else str(a.kind)
+        what = f"{a.kind} {a.level.label}" if a.kind in ("raised", "repeat", "resolved", "acknowledged") else str(a.kind)
         if a.reason:
             what += f" ({a.reason})"
         deliveries = ", ".join(f"{ch} {st}" for ch, st in e.deliveries.items()) or "—"

@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
 
 
-def _level_text(level: Level | None, since_at: datetime | None, now: datetime):
+def _level_text(level: Level | None, since_at: datetime | None, now: datetime, acked: bool = False):
     from rich.text import Text
 
     if level is None:
@@ -29,7 +29,16 @@ def _level_text(level: Level | None, since_at: datetime | None, now: datetime):
     text = Text(level.label, style=display.LEVEL_STYLES[level])
     if since_at is not None:
         text.append(f" {display.age(now - since_at)}", style="dim")
+    if acked:
+        text.append(" acked", style="cyan")
     return text
+
+
+def ack_lines(accounts: list[AccountStatus], now: datetime) -> list[str]:
+    """One line per acknowledgement in force, under the table: "main · account: acked 13:05, 1h00m left, adding margin"."""
+    from alerter.acks import ack_text, where
+
+    return [f"{where(a.account, s.scope)}: {ack_text(s.ack, now)}" for a in accounts for s in a.scopes if s.ack is not None]
 
 
 def _trend_text(delta: float | None):
@@ -80,14 +89,19 @@ def render_status(accounts: list[AccountStatus], now: datetime):
             continue
         shown, hidden = worst_scopes(a.scopes)
         for i, s in enumerate(shown):
-            label = name if s.scope == ACCOUNT_SCOPE else Text(f" └ {display.scope_label(s.scope, short=True)}")
+            if s.scope == ACCOUNT_SCOPE:
+                label = name
+            elif s.scope.startswith("isolated:"):
+                label = Text(f" └ {display.scope_label(s.scope, short=True)}")
+            else:  # a cross scope of its own (one margin coin's): the account's name and the coin
+                label = name + Text(f" · {display.scope_label(s.scope, short=True)}")
             deposit = display.money(s.deposit_needed, "") if s.deposit_needed > 0 else Text("—", style="dim")
             ratio = Text(("≈" if a.approximate else "") + display.ratio(s.margin_ratio) + ("*" if s.estimated else ""),
                          style=display.LEVEL_STYLES.get(s.level, "") if s.level is not None else "")
             if s.figure:  # the exchange's own figure, to check against its app
                 ratio += Text(f" = {s.figure}", style="dim")
             table.add_row(
-                label, ratio, _level_text(s.level, s.since_at, now), _trend_text(s.trend), deposit,
+                label, ratio, _level_text(s.level, s.since_at, now, s.ack is not None), _trend_text(s.trend), deposit,
                 display.move(s.liquidation_move), poll if i == 0 else "", unsent if i == 0 else "",
             )
         if hidden:
@@ -103,6 +117,7 @@ def status_legend(accounts: list[AccountStatus]) -> str:
             f"ratio back to {target} · to liq.: the uniform price move that liquidates · stale: no good poll for "
             f"{STALE_AFTER_POLLS}× the poll interval · unsent: alerts not yet delivered"
             + (" · * estimated from mark prices" if any(s.estimated for a in accounts for s in a.scopes) else "")
+            + (" · acked: its repeats are held back (alerter ack --list, alerter unack)" if any(s.ack for a in accounts for s in a.scopes) else "")
             + (' · ≈ approximate: ccxt\'s unified figures (profile = "generic"), not the exchange\'s own'
                if any(a.approximate for a in accounts) else "")
             + (f" · more: only the {STATUS_ROWS} worst isolated positions of an account are listed, --json lists all"
@@ -136,5 +151,7 @@ def run(args) -> int:
         console.print("no accounts configured and nothing recorded")
         return commands.EXIT_OK
     console.print(render_status(accounts, now))
+    for line in ack_lines(accounts, now):
+        console.print(line, style="cyan", markup=False, highlight=False)
     console.print(status_legend(accounts), style="dim")
     return commands.EXIT_OK

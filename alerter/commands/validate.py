@@ -19,10 +19,12 @@ def notice_lines(figure, thresholds) -> list[str]:
     margin-call notice (margin level 1.30) is at 84.6 %: your warning at 50 % and call at 70 %
     come before it, your critical at 85 % after it"."""
     levels = (("warning", thresholds.warning), ("call", thresholds.call), ("critical", thresholds.critical))
+
+    def named(group):
+        return " and ".join(f"{name} at {_pct(level)}" for name, level in group)
+
     lines = []
     for label, at in figure.notice_ratios():
-        def named(group):
-            return " and ".join(f"{name} at {_pct(level)}" for name, level in group)
         before = [(n, t) for n, t in levels if t < at - 1e-9]
         same = [(n, t) for n, t in levels if abs(t - at) <= 1e-9]
         after = [(n, t) for n, t in levels if t > at + 1e-9]
@@ -30,7 +32,7 @@ def notice_lines(figure, thresholds) -> list[str]:
         if before:
             parts.append(f"your {named(before)} come{'s' if len(before) == 1 else ''} before it")
         if same:
-            parts.append(f"your {named(same)} with it")
+            parts.append(f"your {named(same)} at the same point")
         if after:
             parts.append(f"your {named(after)} after it" + (" (the exchange warns you first)" if not before and not same else ""))
         shown = figure.text(at).removeprefix(figure.name).strip()
@@ -77,9 +79,11 @@ def run(args) -> int:
         profile = plan.profile
         source = 'APPROXIMATE: profile "generic", ccxt\'s unified fields' if plan.approximate else f"{profile.name} profile"
         print(f"    {'':<20} figures: {source}; currency {profile.currency}")
-        if plan.own_figure is not None:
-            print(f"    {'':<20} exchange's own figure: {plan.own_figure.name}, liquidation at {plan.own_figure.text(1.0).removeprefix(plan.own_figure.name).strip()}; "
-                  f"your {own_levels(plan.own_figure, th)}")
+        figure = plan.own_figure
+        if figure is not None:
+            same = not figure.inverse and figure.trigger == 1.0  # the same number under the exchange's name
+            print(f"    {'':<20} exchange's own figure: {figure.name}, liquidation at {figure.text(1.0).removeprefix(figure.name).strip()}"
+                  + ("" if same else f"; your {own_levels(figure, th)}"))
             for line in notice_lines(plan.own_figure, th):
                 print(f"    {'':<20} {line}")
         if plan.repricing:
@@ -97,6 +101,8 @@ def run(args) -> int:
         scheme = c.url.get_secret_value().split("://", 1)[0]
         scope = ", ".join(c.accounts) if c.accounts else "all accounts"
         print(f"    {c.name:<20} {scheme}://********  {c.min_level} and above, {scope}")
+        if c.digest:
+            print(f"    {'':<20} daily digest at {c.digest} {c.timezone}")
         for key, url in list(c.urls().items())[1:]:  # url_by_level: the levels with their own URL
             print(f"    {'':<20} {key.removeprefix('url_by_level.')} alerts: {url.get_secret_value().split('://', 1)[0]}://********")
     if not settings.channels:

@@ -20,7 +20,8 @@ Classic account (ccxt `options.uta` false, the default here; productType USDT-FU
 - The cross equity is Bitget's rule above: `accountEquity` (with unrealised PnL, at the mark)
   less the isolated margin and its unrealised PnL, each the row's own figure where stated
   (`isolatedMargin`, "isolated margin occupied"; `isolatedUnrealizedPL`), else the isolated
-  positions' `marginSize` and `unrealizedPL`. The maintenance
+  positions' `marginSize` and `unrealizedPL` (every isolated row's, also one left blind; a row
+  without them makes the poll blind: the cross equity is then not known). The maintenance
   is then `crossedRiskRate` × that equity, so the deposit to the target and the distance are in
   the account's own terms. In multi-asset ("union") mode `accountEquity` is the USDT balance
   alone (it may be negative while other coins back it): the union's equity is read from
@@ -127,8 +128,8 @@ def parse_position(raw: Mapping, markets: Mapping) -> tuple[Position | None, tup
     info = mapping(raw.get("info"), f"{ID} position info")
     symbol = raw.get("symbol") or info.get("symbol")
     where = f"{ID} position {info.get('symbol')}"
-    size = optional_number(info.get("total"), f"{where}.total")
-    if not size:
+    size = number(info.get("total"), f"{where}.total")  # "" or null is a row without its size, not a closed one
+    if size == 0:
         return None, None
     side = info.get("holdSide") or info.get("posSide")
     if side not in ("long", "short"):
@@ -211,7 +212,14 @@ def account_row(info: Any) -> Mapping:
     raise SourceError("data", f"{ID} account list: no {SETTLE} row (margin coins: {coins})")
 
 
-def cross_equity(row: Mapping, positions: list[Position], risk_rate: float) -> float:
+def isolated_rows(positions: list) -> list[Mapping]:
+    """The raw rows (ccxt's `info`) of the open isolated positions, those left blind included."""
+    rows = [mapping(mapping(raw, f"{ID} position").get("info"), f"{ID} position info") for raw in positions]
+    return [row for row in rows if row.get("marginMode") == "isolated"
+            and number(row.get("total"), f"{ID} position {row.get('symbol')}.total") != 0]
+
+
+def cross_equity(row: Mapping, positions: list, risk_rate: float) -> float:
     where = f"{ID} account[{SETTLE}]"
     if row.get("assetMode") == "union":
         total = optional_number(row.get("unionTotalMargin"), f"{where}.unionTotalMargin")
@@ -223,13 +231,13 @@ def cross_equity(row: Mapping, positions: list[Position], risk_rate: float) -> f
             raise SourceError("data", f"{where}: unionMm ÷ unionTotalMargin ({union_mm / total:.6g}) does not agree with "
                                       f"crossedRiskRate ({risk_rate:.6g}): cannot tell which is the union's equity")
         return total
-    isolated = [p for p in positions if p.isolated]
+    isolated = isolated_rows(positions)  # each isolated position, also one left blind on its own
     isolated_margin = optional_number(row.get("isolatedMargin"), f"{where}.isolatedMargin")
     if isolated_margin is None:
-        isolated_margin = sum(p.initial_margin or 0.0 for p in isolated)
+        isolated_margin = sum(number(r.get("marginSize"), f"{ID} position {r.get('symbol')}.marginSize") for r in isolated)
     isolated_pnl = optional_number(row.get("isolatedUnrealizedPL"), f"{where}.isolatedUnrealizedPL")
     if isolated_pnl is None:
-        isolated_pnl = sum(p.unrealized_pnl for p in isolated)
+        isolated_pnl = sum(number(r.get("unrealizedPL"), f"{ID} position {r.get('symbol')}.unrealizedPL") for r in isolated)
     return number(row.get("accountEquity"), f"{where}.accountEquity") - isolated_margin - isolated_pnl
 
 
@@ -249,7 +257,7 @@ def normalise_classic(account_name: str, exchange_id: str, info: Any, positions:
     if risk_rate == 0 and cross:
         raise SourceError("data", f"{where}.crossedRiskRate is 0 but the positions answer lists {len(cross)} cross position(s): "
                                   "the account answer is stale or partial")
-    equity = cross_equity(row, parsed, risk_rate)
+    equity = cross_equity(row, positions, risk_rate)
     if risk_rate > 0 and equity <= 0:
         raise SourceError("data", f"{where}: cross equity {equity:g} is not positive while crossedRiskRate is {risk_rate:g}: inconsistent answers")
     unrealized = sum(p.unrealized_pnl for p in cross)

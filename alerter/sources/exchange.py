@@ -125,10 +125,12 @@ class Source:
         own_figure: OwnFigure | None = None,
         balance_params_for: Callable[[list], tuple[Mapping[str, Any], ...]] | None = None,
         balance_method: str | None = None,
+        balance_follow_up: Callable[[Any], tuple[tuple[str, Mapping[str, Any]], ...]] | None = None,
     ):
         self.account_name = account_name
         self.balance_params_for = balance_params_for
         self.balance_method = balance_method  # ccxt implicit method read instead of fetch_balance()
+        self.balance_follow_up = balance_follow_up  # further calls the account answer names (Profile.balance_follow_up)
         self.own_figure = own_figure
         self.exchange = exchange
         self.exchange_id: str = exchange.id
@@ -273,6 +275,9 @@ class Source:
         fetch_balance = self._call(self._raw_balance if self.balance_method else self.exchange.fetch_balance, check=True)
         balance, *position_lists = await _gather(fetch_balance, *fetch_positions)
         positions = [p for positions in position_lists for p in positions]
+        if self.balance_follow_up is not None and (calls := self.balance_follow_up(balance.get("info"))):
+            answers = await _gather(*(self._call(getattr(self.exchange, name), dict(params), check=True) for name, params in calls))
+            balance = {**balance, "follow_up": [(name, dict(params), answer) for (name, params), answer in zip(calls, answers, strict=True)]}
         if self.position_marks and positions:
             await self._mark_positions(positions)
         return balance, positions
@@ -280,7 +285,14 @@ class Source:
     async def _mark_positions(self, positions: list[dict]) -> None:
         """Sets ccxt's `markPrice` of positions that arrive without one (Kraken Futures) from the
         public tickers, read right after the positions; a position left without one is the
-        normaliser's to refuse."""
+        normaliser's to refuse. A position whose symbol ccxt left as the exchange's own id because
+        the case differs (Kraken's open positions have spelled ids in lower case, "pi_xbtusd", its
+        instruments in upper case) gets the symbol of the market with that id."""
+        markets, by_id = self.exchange.markets or {}, self.exchange.markets_by_id or {}
+        for position in positions:
+            symbol = position.get("symbol")
+            if isinstance(symbol, str) and symbol not in markets and by_id.get(symbol.upper()):
+                position["symbol"] = by_id[symbol.upper()][0]["symbol"]
         tickers = await self._call(self.exchange.fetch_tickers, sorted({p["symbol"] for p in positions if p.get("symbol")}), check=True)
         for position in positions:
             if position.get("markPrice") is None:
@@ -422,6 +434,7 @@ def build_source(
         balance_params_for=profile.balance_params_for,
         own_figure=profile.figure_of(options),
         balance_method=profile.balance_method(options) if profile.balance_method is not None else None,
+        balance_follow_up=profile.balance_follow_up,
     )
 
 

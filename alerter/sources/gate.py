@@ -38,8 +38,8 @@ Futures account, USDT-settled perpetuals
 (https://www.gate.com/docs/developers/apiv4/en/#get-futures-account): the cross scope is
 `cross_maintenance_margin` ÷ `cross_margin_balance`, Gate's own cross figures ("applicable to new
 classic account margin mode"); the wallet is `total` ("excluding unrealized profit and loss").
-An answer without them (the old classic margin mode) is refused while it holds a cross position:
-nothing in it states the cross maintenance margin. `margin_mode` other than 0 ("1-cross-currency
+An answer without them (the old classic margin mode), or stating them "0", is refused while it
+holds a cross position: nothing in it states the cross maintenance margin. `margin_mode` other than 0 ("1-cross-currency
 margin mode, 2-combined margin mode") means the futures account is margined by the unified
 account: refused, with the option to set. Only USDT-settled futures are read: an answer in another
 currency (BTC-settled perpetuals) is refused.
@@ -192,6 +192,9 @@ def futures_snapshot(account_name: str, exchange_id: str, info: Mapping, parsed:
         return make_snapshot(account=account_name, exchange=exchange_id, equity=wallet, maintenance_margin=0.0,
                              wallet_balance=wallet, positions=parsed, currency=SETTLE)
     maintenance = number(info["cross_maintenance_margin"], f"{where}.cross_maintenance_margin")
+    if maintenance <= 0 and cross:  # Gate states "0" where the cross figures do not apply (the old classic mode)
+        raise SourceError("data", f"{where}.cross_maintenance_margin is 0 while {len(cross)} cross position(s) are open: "
+                                  f"the cross ratio is not read as 0")
     if maintenance > 0 and not cross:
         raise SourceError("data", f"{where}.cross_maintenance_margin {maintenance:g} but the positions answer lists no cross "
                                   f"position: positions missing")
@@ -213,6 +216,10 @@ def unified_snapshot(account_name: str, exchange_id: str, info: Mapping, parsed:
     total_balance = number(info.get("total_margin_balance"), f"{where}.total_margin_balance")
     equity_total = optional_number(info.get("unified_account_total_equity"), f"{where}.unified_account_total_equity")
     if total_maintenance > 0 or total_balance > 0:  # multi-currency or portfolio margin mode
+        cross = [p for p in parsed if not p.isolated]
+        if total_maintenance <= 0 and cross:
+            raise SourceError("data", f"{where}.total_maintenance_margin is 0 while {len(cross)} cross futures position(s) "
+                                      f"are open: the ratio is not read as 0")
         snapshot = make_snapshot(
             account=account_name,
             exchange=exchange_id,

@@ -48,7 +48,7 @@ isolated multi-collateral position states no margin of its own: it goes in
 `AccountSnapshot.unreadable` (its scope blind, the rest evaluated).
 
 Completeness makes a poll blind (SourceError "data"): a wallet stating a maintenance margin with
-no position listed in it; a multi-collateral cross position while `maintenanceMargin` is 0; a
+no position listed in it; a position listed in a wallet whose maintenance margin is 0; a
 single-collateral wallet whose contract balances (`balances`, e.g. "FI_XBTUSD_171215": 50000)
 name a contract the positions answer lacks; a position without a mark.
 Re-pricing between polls is off: the multi-collateral equity holds non-USD collateral at a haircut
@@ -220,6 +220,9 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
         if maintenance > 0 and name not in listed:
             raise SourceError("data", f"{ID} accounts.{name}.marginRequirements.mm {maintenance:g} but the positions answer "
                                       "lists no position in it: positions missing")
+        if maintenance <= 0 and held.get(name):
+            raise SourceError("data", f"{ID} accounts.{name}.marginRequirements.mm is 0 but the positions answer lists "
+                                      f"{', '.join(sorted(p.symbol for p in held[name]))} in it: the answers disagree")
         if maintenance > 0 or name in listed:
             in_use.append((name, account))
     coins = [coin(a.get("currency")) for _, a in in_use]

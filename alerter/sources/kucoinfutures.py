@@ -15,7 +15,8 @@ The account overview states it: `riskRatio`, "Cross margin risk rate"
 fraction. A pool's ratio is that figure as stated: equity = the currency's `accountEquity` less
 its isolated positions' margin (`maintMargin`, their margin with their unrealised PnL), and
 maintenance = `riskRatio` × that equity (the open orders and fees included, as KuCoin counts them).
-An overview without `riskRatio` while cross positions are open in its currency is refused.
+An overview without `riskRatio`, or stating it 0, while cross positions are open in its currency
+is refused.
 
 Isolated: "If the margin balance falls below the maintenance margin, the position will be
 liquidated" (the Cross Margin page). Each isolated position is its own scope: `posMaint` ÷
@@ -185,6 +186,8 @@ def _pool(code: str, data: Mapping, rows: list[dict]) -> tuple[Pool, list[Positi
         maintenance = 0.0
     elif risk < 0:
         raise SourceError("data", f"{where}.riskRatio: must not be negative, got {risk!r}")
+    elif risk == 0 and cross:
+        raise SourceError("data", f"{where}.riskRatio is 0 while {code} cross positions are open: the answers disagree")
     elif equity > 0:
         maintenance = risk * equity
     else:  # at or past liquidation: what the positions state keeps the ratio infinite

@@ -66,6 +66,11 @@ class Profile:
     # ccxt's implicit method (papiGetAccount) whose answer becomes balance["info"], for an account
     # with these ccxt options (None: fetch_balance())
     balance_method: Callable[[Mapping[str, Any]], str | None] | None = None
+    # where the account answer names further requests the figure needs (Binance isolated margin:
+    # each indebted pair's leverage tiers): given the raw account answer (balance["info"], any
+    # shape), the (ccxt implicit method, params) calls to make after it; `normalise` then finds
+    # balance["follow_up"] = [(method, params, raw answer), ...] in that order
+    balance_follow_up: Callable[[Any], tuple[tuple[str, Mapping[str, Any]], ...]] | None = None
 
     # where the positions calls depend on the account's ccxt options (Bitget: one per UTA category)
     position_params_for: Callable[[Mapping[str, Any]], tuple[Mapping[str, Any], ...]] | None = None

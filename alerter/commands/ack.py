@@ -1,0 +1,77 @@
+"""`alerter ack`: "I'm on it" — hold back the repeats of a scope's current level; `--list` shows
+the acknowledgements in force. The work is alerter.acks'; this prints it."""
+
+from __future__ import annotations
+
+from alerter import commands
+from alerter.commands import add_config
+
+MAX_NOTE = 200
+HELP = "acknowledge a scope's alert: its repeats stop until it resolves, rises, or --for runs out; --list shows them"
+
+
+def add_arguments(parser) -> None:
+    add_config(parser)
+    parser.add_argument("account", nargs="?", metavar="ACCOUNT", help="the account")
+    parser.add_argument("scope", nargs="?", metavar="SCOPE",
+                        help="the scope as status shows it, e.g. 'BTC/USDT long' or 'BTC cross' (default: the account)")
+    parser.add_argument("--for", dest="duration", metavar="DURATION", help="hold the repeats back this long at most: 30m, 2h, 1d (default: until resolved)")
+    parser.add_argument("--note", default="", metavar="TEXT", help="a note for the announcement and status, e.g. 'adding margin'")
+    parser.add_argument("--list", action="store_true", help="list the acknowledgements in force")
+
+
+def run(args) -> int:
+    from alerter import acks, display
+    from alerter.config import load_settings, parse_positive_duration
+
+    if args.list:
+        if args.account or args.duration or args.note:
+            return commands.error("--list takes no ACCOUNT, SCOPE, --for or --note", commands.EXIT_CONFIG)
+        return list_acks(load_settings(args.config))
+    if not args.account:
+        return commands.error("name the ACCOUNT to acknowledge (or --list)", commands.EXIT_CONFIG)
+    duration = None
+    if args.duration is not None:
+        try:
+            duration = parse_positive_duration(args.duration)
+        except ValueError as e:
+            return commands.error(f"--for: {e}", commands.EXIT_CONFIG)
+    if len(args.note) > MAX_NOTE:
+        return commands.error(f"--note: at most {MAX_NOTE} characters (it goes into every channel's message), got {len(args.note)}",
+                              commands.EXIT_CONFIG)
+    settings = load_settings(args.config)
+    now = commands.now()
+    try:
+        done = acks.acknowledge_scope(settings, args.account, args.scope, duration=duration, note=args.note.strip(), now=now)
+    except ValueError as e:
+        return commands.error(str(e), commands.EXIT_RUNTIME)
+    ack = done.ack
+    held = f"until {display.time_of_day(ack.until_at, now)} or the resolution" if ack.until_at else "until the resolution"
+    print(f"acknowledged {acks.where(ack.account, ack.scope)} at {ack.level.name}: its repeats are held back {held}; "
+          "a higher level still alerts at once")
+    if not done.channels:
+        print("announced to no channel (none hears this level)")
+    elif done.daemon:
+        print(f"announcement for {', '.join(done.channels)}: the running daemon sends it")
+    else:
+        for channel in done.channels:
+            error = done.sent.get(channel)
+            print(f"announced to {channel}" if error is None else f"announcement to {channel} FAILED: {error} (it stays in the outbox)")
+    return commands.EXIT_OK
+
+
+def list_acks(settings) -> int:
+    from alerter import acks
+
+    now = commands.now()
+    rows = acks.listing(settings, now)
+    if not rows:
+        print("no acknowledgements in force")
+        return commands.EXIT_OK
+    table = commands.table(f"acknowledgements · {now:%Y-%m-%d %H:%M:%S} UTC")
+    for name in ("account · scope", "acknowledged", "level now", "ack"):
+        table.add_column(name)
+    for ack, level in rows:
+        table.add_row(acks.where(ack.account, ack.scope), ack.level.label, level.label if level is not None else "—", acks.ack_text(ack, now))
+    commands.console().print(table)
+    return commands.EXIT_OK
