@@ -687,10 +687,11 @@ class Daemon:
         """Apply a validated configuration while running. Kept: the store (state, history, outbox),
         the sources of accounts whose connection settings did not change, the scheduled polls of
         unchanged accounts. Closed: the sources of removed accounts and of accounts whose
-        exchange, keys or ccxt options changed (rebuilt). Rebuilt: the notifier; channel workers
-        start for added channels and end for removed ones (whose pending deliveries stay in the
-        outbox, see note_removed_channels). Accounts added, changed, or with new thresholds are
-        polled at once. Returns False when refused (the database cannot change without a restart)."""
+        exchange, keys, ccxt options or streams (on or off) changed (rebuilt). Rebuilt: the
+        notifier; channel workers start for added channels and end for removed ones (whose
+        pending deliveries stay in the outbox, see note_removed_channels). Accounts added,
+        changed, or with new thresholds are polled at once. Returns False when refused (the
+        database cannot change without a restart)."""
         from alerter.changes import describe_changes
 
         old = self.settings
@@ -702,11 +703,13 @@ class Daemon:
         changes = describe_changes(old, new, self.plans, new_plans)
         before, after = {a.name: a for a in old.accounts}, {a.name: a for a in new.accounts}
 
-        def connection(settings: Settings, account) -> tuple:
-            return settings.daemon.request_timeout, account.model_dump(include={"exchange", "api_key", "secret", "password", "uid", "ccxt"})
+        def connection(settings: Settings, account, plans: dict[str, AccountPlan]) -> tuple:
+            # streams: a streaming account's source is built from ccxt.pro's class (runtime.Parts.source)
+            return (settings.daemon.request_timeout, plans[account.name].streams,
+                    account.model_dump(include={"exchange", "api_key", "secret", "password", "uid", "ccxt"}))
 
         fresh = {name: self.parts.source(new, account) for name, account in after.items()
-                 if name not in before or connection(old, before[name]) != connection(new, account)}
+                 if name not in before or connection(old, before[name], self.plans) != connection(new, account, new_plans)}
         retired = [name for name in before if name not in after or name in fresh]
         scheduler = self.scheduler
         if scheduler is not None and retired:

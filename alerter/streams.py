@@ -303,8 +303,9 @@ class AccountStream:
         while True:
             account = self.daemon.account_config(self.name)
             hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret")) if s is not None]
-            self.feed = AccountFeed(account, self.on_message,
-                                    timeout_s=connect_timeout, keepalive_s=self.streams.timeout_s)
+            # on the account's own instance, which its polls use too (see AccountFeed)
+            self.feed = AccountFeed(self.daemon.sources[self.name].exchange, self.name, self.on_message,
+                                    keepalive_s=self.streams.timeout_s)
             watch = asyncio.ensure_future(self.feed.next())
             try:
                 connected = asyncio.ensure_future(self.feed.connected.wait())

@@ -168,6 +168,85 @@ def test_exchange_margin_call_is_forwarded_once_and_polls_at_once(tmp_path, webh
     assert latency < 1.0
 
 
+def test_account_stream_shares_the_polls_instance_and_reconnects_on_it(tmp_path, webhook, caplog):
+    """The private stream runs on the instance the account's polls use (one session, one TLS
+    context, one rate limiter): a dropped connection comes back with the same listen key, the
+    exchange's expiry event makes the next connection ask for a new one, events after each still
+    poll at once, and stopping leaves no session open."""
+    caplog.set_level(logging.WARNING)
+
+    def listen_key_requests(sim) -> int:
+        return sim.request_counts().get(("main-key", "/fapi/v1/listenKey"), 0)
+
+    async def reconnect(sim, daemon) -> None:
+        await sim.ws_fault("drop", "private")
+        await until(lambda: up("account", "main") == 0, 2)
+        polled = daemon.confirmed["main"][0]
+        await until(lambda: up("account", "main") == 1, 5)
+        await until(lambda: daemon.confirmed["main"][0] > polled, 5)  # the catch-up poll for events missed meanwhile
+
+    async def event_polls(sim, daemon, wallet: float) -> float:
+        polled = daemon.confirmed["main"][0]
+        sim.set_account("main-key", wallet_balance=wallet)  # ACCOUNT_UPDATE
+        return await until(lambda: daemon.confirmed["main"][0] > polled, 5)
+
+    async def scenario():
+        async with streaming(tmp_path, webhook) as (sim, daemon):
+            await until(lambda: up("account", "main") == 1, 5)
+            exchange = daemon.sources["main"].exchange
+            shared = [url for url in exchange.clients if "listenKey=" in url]
+            keys = [listen_key_requests(sim)]
+            await reconnect(sim, daemon)
+            keys.append(listen_key_requests(sim))
+            latencies = [await event_polls(sim, daemon, 15_000)]
+            (key,) = [k for k, owner in sim.ws.listen_keys.items() if owner == "main-key"]
+            await sim.ws.push_account("main-key", {"e": "listenKeyExpired", "E": 1, "listenKey": key})
+            await until(lambda: not any(isinstance(b, dict) and b.get("listenKey") for b in exchange.options.values()), 2)
+            sim.ws.end_listen_key("main-key")  # expired at the exchange: the old key is refused from now on
+            await reconnect(sim, daemon)
+            keys.append(listen_key_requests(sim))
+            latencies.append(await event_polls(sim, daemon, 16_000))
+            return shared, keys, latencies, exchange
+
+    shared, keys, latencies, exchange = run(scenario())
+    assert shared  # the account's websocket was the source's own instance's
+    assert keys == [1, 1, 2]  # reused after a drop; asked again after the exchange expired it
+    assert all(latency < 1.0 for latency in latencies)
+    assert exchange.session is None and not exchange.clients  # closed with its source
+    import gc
+
+    gc.collect()
+    leaks = [r.getMessage() for r in caplog.records if "nclosed" in r.getMessage() or "release all resources" in r.getMessage()]
+    assert leaks == []
+
+
+def test_streams_turned_off_and_on_by_reload_rebuild_the_accounts_sources(tmp_path, webhook):
+    """A streaming account's source is ccxt.pro's class (its stream opens on it); turned off by
+    a reload, the account gets a plain REST source and no socket, and back on, a streaming one."""
+    def settings(streams: bool):
+        return settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}], poll_interval="60s",
+                            price_interval="0.5s", stream_timeout="0.3s", streams=streams)
+
+    async def scenario():
+        nonlocal sim
+        async with streaming(tmp_path, webhook) as (sim, daemon):
+            await until(lambda: up("account", "main") == 1, 5)
+            first = daemon.sources["main"].exchange
+            assert await daemon.reload(settings(False))
+            off = daemon.sources["main"].exchange
+            accounts_off = dict(daemon.streams.accounts)
+            assert await daemon.reload(settings(True))
+            await until(lambda: up("account", "main") == 1, 5)
+            on = daemon.sources["main"].exchange
+            return first, off, accounts_off, on, [url for url in on.clients if "listenKey=" in url]
+
+    sim = None
+    first, off, accounts_off, on, sockets = run(scenario())
+    assert first.has["watchBalance"] and first.session is None  # closed when retired
+    assert not off.has.get("watchBalance") and accounts_off == {}
+    assert on.has["watchBalance"] and sockets
+
+
 @pytest.mark.parametrize("fault", ["drop", "stall", "refuse"])
 def test_prices_fall_back_to_rest_while_the_stream_is_down(tmp_path, webhook, caplog, fault):
     caplog.set_level(logging.INFO, logger="alerter.streams")

@@ -363,13 +363,18 @@ def check_body(exchange_id: str, path: str, body: Any, shape: BodyCheck | None =
     return data
 
 
-def exchange_class(exchange_id: str) -> Any:
-    """ccxt's async exchange class for an id, or None."""
-    import ccxt.async_support as ccxt_async
+def exchange_class(exchange_id: str, *, streaming: bool = False) -> Any:
+    """ccxt's async exchange class for an id, or None. With `streaming`, ccxt.pro's class for it:
+    the same REST methods plus the websocket ones, so that one instance (one HTTP session, one
+    TLS context, one rate limiter) serves both an account's polls and its private stream."""
+    if streaming:
+        import ccxt.pro as module
+    else:
+        import ccxt.async_support as module
 
-    if exchange_id not in ccxt_async.exchanges:
+    if exchange_id not in module.exchanges:
         return None
-    return getattr(ccxt_async, exchange_id, None)
+    return getattr(module, exchange_id, None)
 
 
 def ccxt_config(account: AccountConfig, timeout_s: float) -> dict[str, Any]:
@@ -404,14 +409,22 @@ def build_source(
     markets_ttl_s: float = MARKETS_TTL_S,
     shared: SharedMarkets | None = None,
     market_key: str | None = None,
+    streaming: bool = False,
 ) -> Source:
     """A Source for the account: ccxt's async exchange with the account's keys, rate limiting, the
     timeout, its profile's defaults and the account's `ccxt` table deep-merged over them, read by
     its profile's normaliser. With `shared`, its markets are shared with every source of the same
-    `market_key` (alerter.plan.market_key: the exchange and how it is reached)."""
-    cls = exchange_class(account.exchange)
+    `market_key` (alerter.plan.market_key: the exchange and how it is reached). With `streaming`
+    (the account streams, alerter.sources.stream), the exchange is ccxt.pro's class with the
+    stream's options, and the account's private stream opens on this same instance."""
+    cls = exchange_class(account.exchange, streaming=streaming)
     if cls is None:
         raise ConfigError(f"account {account.name!r}: unknown ccxt exchange id {account.exchange!r}")
+    config = ccxt_config(account, timeout_s)
+    if streaming:
+        from alerter.sources.stream import STREAMS
+
+        config = deep_merge(config, {"options": dict(STREAMS[account.exchange].options)})
     profile = account_profile(account)
     options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else {}
     normaliser = profile.normalise
@@ -420,7 +433,7 @@ def build_source(
     options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else None
     return Source(
         account.name,
-        cls(ccxt_config(account, timeout_s)),
+        cls(config),
         normaliser,
         secrets=secrets.of(account),
         retry=retry or RetryPolicy(),

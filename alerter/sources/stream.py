@@ -3,8 +3,9 @@
 
     feed = PriceFeed(account, markets, keepalive_s=1)
     marks = await feed.next(["BTC/USDT:USDT"])   # the latest mark of every watched symbol
-    feed = AccountFeed(account, markets, on_event, keepalive_s=1)
+    feed = AccountFeed(source.exchange, "main", on_event, keepalive_s=1)  # on the account's Source's instance
     await feed.next()                            # returns when the account changed; raises when the socket is lost
+    await feed.close()                           # the connection only: the Source closes the instance
 
 Which exchanges stream, and how each one's events read, is the explicit registry `STREAMS`
 (binanceusdm for now). Like the rest of alerter.sources this is the only place that imports
@@ -20,8 +21,6 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from alerter import secrets
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +64,15 @@ def binance_margin_call(message: Mapping[str, Any]) -> Notice | None:
     return Notice("Binance margin call: " + "; ".join(parts), "margin-call:" + ",".join(sorted(keys)))
 
 
+def forget_listen_keys(exchange: Any) -> None:
+    """Drop the listen keys ccxt.pro's binance keeps in its options (one per market type), so
+    that the next connection asks the exchange for one (it answers with the live key, or a new
+    one when that has expired)."""
+    for kind, bucket in list(exchange.options.items()):
+        if isinstance(bucket, dict) and bucket.get("listenKey"):
+            exchange.options[kind] = {**bucket, "listenKey": None, "lastAuthenticatedTime": 0}
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """How one exchange streams through ccxt.pro."""
@@ -73,6 +81,8 @@ class StreamSpec:
     account_events: frozenset[str]  # raw event types that mean "positions or balance changed"
     notice: Callable[[Mapping[str, Any]], Notice | None]  # the exchange's own margin-call event, parsed
     options: Mapping[str, Any]  # ccxt.pro options over the account's
+    expired_events: frozenset[str] = frozenset()  # raw event types that end the private stream's session
+    forget_session: Callable[[Any], None] = lambda exchange: None  # so that the next connection starts a new one
 
 
 STREAMS: dict[str, StreamSpec] = {
@@ -88,6 +98,8 @@ STREAMS: dict[str, StreamSpec] = {
             "watchPositions": {"fetchPositionsSnapshot": False},
             "listenKeyRefreshRate": 30 * 60 * 1000,  # Binance keeps a listen key 60 min after a keepalive
         },
+        expired_events=frozenset({"listenKeyExpired"}),
+        forget_session=forget_listen_keys,
     ),
 }
 
@@ -110,15 +122,15 @@ def describe(error: BaseException, hidden: Iterable[str] = ()) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-def _pro_exchange(account, timeout_s: float, keepalive_s: float, *, keys: bool) -> Any:
+def _public_exchange(account, timeout_s: float, keepalive_s: float) -> Any:
+    """A keyless ccxt.pro instance for an exchange's public streams."""
     import ccxt.pro
 
     from alerter.sources.exchange import ccxt_config, deep_merge
 
     config = ccxt_config(account, timeout_s)
-    if not keys:
-        for key in ("apiKey", "secret", "password", "uid", "walletAddress"):
-            config.pop(key, None)
+    for key in ("apiKey", "secret", "password", "uid", "walletAddress"):
+        config.pop(key, None)
     spec = STREAMS[account.exchange]
     config = deep_merge(config, {"options": dict(spec.options), "streaming": {"keepAlive": int(keepalive_s * 1000)}})
     return getattr(ccxt.pro, account.exchange)(config)
@@ -129,7 +141,7 @@ class PriceFeed:
     may change between calls (subscribed and unsubscribed as it does)."""
 
     def __init__(self, account, markets: dict | None, *, timeout_s: float, keepalive_s: float) -> None:
-        self.exchange = _pro_exchange(account, timeout_s, keepalive_s, keys=False)
+        self.exchange = _public_exchange(account, timeout_s, keepalive_s)
         if markets:
             self.exchange.set_markets(markets)
         self.watched: tuple[str, ...] = ()
@@ -158,38 +170,56 @@ class PriceFeed:
 
 
 class AccountFeed:
-    """One private connection for one account (Binance: the listen-key user-data stream).
-    `on_message(event)` sees every raw message first: the account-change events and the
-    exchange's notices that ccxt.pro does not parse."""
+    """One private connection for one account (Binance: the listen-key user-data stream), opened
+    on the account's own exchange instance: its Source's, built from ccxt.pro's class
+    (`build_source(streaming=True)`), so the polls and the stream share one HTTP session, TLS
+    context and rate limiter, and a listen key lives as long as ccxt keeps it alive (reconnections
+    reuse it; a failed keepalive or the exchange's expiry event drops it). `close()` ends the
+    connection only: the instance is the Source's to close. `on_message(event)` sees every raw
+    message first: the account-change events and the exchange's notices that ccxt.pro does not
+    parse."""
 
-    def __init__(self, account, on_message: Callable[[Mapping[str, Any]], None], *,
-                 timeout_s: float, keepalive_s: float) -> None:
-        self.exchange = _pro_exchange(account, timeout_s, keepalive_s, keys=True)
-        # no markets: the events are read raw (on_message), and a copy of an exchange's markets per
-        # account costs megabytes; an empty table only stops ccxt.pro from downloading them
-        self.exchange.markets = {}
-        self.secrets = tuple(secrets.of(account))
+    def __init__(self, exchange: Any, name: str, on_message: Callable[[Mapping[str, Any]], None], *,
+                 keepalive_s: float) -> None:
+        spec = STREAMS.get(exchange.id)
+        if spec is None or not exchange.has.get("watchBalance"):
+            raise TypeError(f"{name}: the source's exchange ({type(exchange).__module__}) cannot stream; build it with streaming=True")
+        self.exchange = exchange
+        # read when a connection is made: the ping cadence that finds a silent socket
+        exchange.streaming = {**exchange.streaming, "keepAlive": int(keepalive_s * 1000)}
+        if exchange.markets is None:
+            # the Source loads (or shares) the markets at its first poll; an empty table keeps
+            # ccxt.pro from downloading a copy of its own first (the events are read raw)
+            exchange.markets = {}
         self.connected = asyncio.Event()
-        original_message, original_connected = self.exchange.handle_message, self.exchange.on_connected
+        handle, connected = type(exchange).handle_message, type(exchange).on_connected
 
         def handle_message(client, message):
             if isinstance(message, Mapping):
+                if message.get("e") in spec.expired_events:
+                    spec.forget_session(exchange)  # the next connection asks for a new listen key
                 try:
                     on_message(message)
                 except Exception:  # a bug here must not cut the connection
-                    logger.exception("%s: stream message hook failed", account.name)
-            return original_message(client, message)
+                    logger.exception("%s: stream message hook failed", name)
+            return handle(exchange, client, message)
 
         def on_connected(client, message=None):
             self.connected.set()
-            return original_connected(client, message)
+            return connected(exchange, client, message)
 
-        self.exchange.handle_message = handle_message  # the Client is built with these bound callbacks
-        self.exchange.on_connected = on_connected
+        exchange.handle_message = handle_message  # the Client is built with these bound callbacks
+        exchange.on_connected = on_connected
 
     async def next(self) -> None:
         """Return after the next balance/position event; raise when the connection is lost."""
         await self.exchange.watch_balance()
 
     async def close(self) -> None:
-        await self.exchange.close()
+        """Close the connection (and any other websocket of the instance); its session stays open
+        for the polls."""
+        try:
+            await self.exchange.close_ws_clients()
+        finally:
+            for hook in ("handle_message", "on_connected"):
+                self.exchange.__dict__.pop(hook, None)
