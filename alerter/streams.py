@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from alerter.daemon import Daemon
     from alerter.sources.stream import Notice
 
+TICK_SPREAD_S = 0.5  # the longest wait for the rest of a tick's marks (a sixth of stream_timeout when shorter)
+TICK_WAITS = 5  # looks at the marks within that wait
 logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 30.0
@@ -175,6 +178,8 @@ class PriceStream:
         self.changed = asyncio.Event()
         self.dirty = asyncio.Event()
         self.marks: dict[str, float] = {}
+        self.stamps: dict[str, float] = {}  # the exchange's time of each symbol's last mark seen
+        self.cadence = math.inf  # the shortest gap seen between two marks of one symbol
         self.sent: dict[str, tuple] = {}  # account → (its basis, its marks) last re-priced
         self.feed = None
 
@@ -228,8 +233,34 @@ class PriceStream:
                 await self.fail(describe(e), fallback)
                 continue
             self.link.set_up(f"{len(symbols)} symbol{'s' if len(symbols) != 1 else ''}")
-            self.marks = marks
+            self.marks = await self.one_tick(marks, symbols)
             self.dirty.set()
+
+    async def one_tick(self, marks: dict[str, float], symbols: list[str]) -> dict[str, float]:
+        """The marks of one tick, to be re-priced together. Each symbol's mark comes in a message
+        of its own: re-pricing a hedged book with one leg at this tick's mark and the other at the
+        last one's makes a leveraged pair look far worse (or better) than it is. So while the
+        exchange's time stamps of the marks lie further apart than a small part of the cadence,
+        the rest of the tick is waited for (a symbol whose mark is late holds the others up for
+        that long at most)."""
+        spread = min(TICK_SPREAD_S, self.streams.timeout_s / 6)
+        for _ in range(TICK_WAITS):
+            stamps = self.feed.stamped
+            self.learn_cadence(stamps)
+            tolerance = min(spread, self.cadence) / 2  # marks of one tick lie closer than half a tick apart
+            if len(stamps) < 2 or max(stamps.values()) - min(stamps.values()) <= tolerance:
+                break
+            await asyncio.sleep(spread / TICK_WAITS)
+            marks = self.feed.latest(symbols)
+        return marks
+
+    def learn_cadence(self, stamps: dict[str, float]) -> None:
+        """The exchange's cadence, from the gap between two marks of one symbol (the shortest seen)."""
+        for symbol, stamp in stamps.items():
+            last = self.stamps.get(symbol)
+            if last is not None and stamp > last:
+                self.cadence = min(self.cadence, stamp - last)
+            self.stamps[symbol] = stamp
 
     async def fail(self, why: str, fallback: str) -> None:
         if self.link.set_down(why, fallback):

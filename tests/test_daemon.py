@@ -150,3 +150,7 @@ def test_demo_command_shows_every_level():
         assert tag in heads, summary
     assert heads.index("WARNING") < heads.index("CALL") < heads.index("CRITICAL") < heads.index("RESOLVED")
     assert "sent" in summary and "pending" not in summary
+    # each level of the crash is raised once: the mark-price stream's estimates agree with the
+    # polls that confirm them (a hedged pair re-priced with one leg a tick behind flapped here)
+    raised = [line.split("·")[0].strip().split()[-1] for line in summary.splitlines() if "· demo ·" in line and "still active" not in line]
+    assert raised == ["WARNING", "CALL", "CRITICAL", "RESOLVED"], summary

@@ -86,6 +86,7 @@ def exported() -> dict[str, set[str]]:
     m.observe_poll_error("a", "transient")
     m.observe_delivery("c", True)
     m.observe_heartbeat(True)
+    m.observe_stream("binanceusdm", "prices", "", True, age=lambda: 1.0)
     for family in m.registry.collect():
         for sample in family.samples:
             names.setdefault(sample.name, set()).update(sample.labels)

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 HELP = "run the daemon against the built-in simulator's scripted crash (no account needed)"
 DEMO_SPEEDS = (0.01, 100.0)  # a poll every 500 s … every 50 ms (the whole crash in about a second)
 POLL_SECONDS = 5.0  # at speed 1
+READY_TIMEOUT = 30.0  # the longest the crash waits for the daemon's first poll of every account
 TAIL_SECONDS = 10.0  # after the scenario's last keyframe, so the recovery is polled
 
 
@@ -96,9 +97,18 @@ async def run_demo(*, speed: float = 1.0, channels: list[str] = (), database: Pa
             path = sim.state.scenario.path
             seconds = duration if duration is not None else ((path[-1].at if path else 60) + TAIL_SECONDS) / speed
             logger.info("demo: %s — running for %.0f s (simulated price crash, alerts below)", sim.state.scenario.description, seconds)
-            stopper = asyncio.get_running_loop().call_later(seconds, daemon.stop)
+            loop = asyncio.get_running_loop()
+            running = asyncio.create_task(daemon.run())
+            # the crash starts once the daemon watches every account: a slow start (a busy machine,
+            # ccxt loading markets) must not eat the scenario, so the prices stay at its start until then
+            ready_by = loop.time() + READY_TIMEOUT
+            while len(daemon.confirmed) < len(daemon.plans) and not running.done() and loop.time() < ready_by:
+                sim.set_elapsed(0.0)
+                await asyncio.sleep(0.02)
+            sim.set_elapsed(0.0)
+            stopper = loop.call_later(seconds, daemon.stop)
             try:
-                await daemon.run()
+                await running
             finally:
                 stopper.cancel()
             from alerter.store import Store

@@ -185,6 +185,7 @@ class WsHub:
         self.connections: set[Connection] = set()
         self.listen_keys: dict[str, str] = {}  # listen key → API key
         self.counts: Counter[str] = Counter()  # "public" / "private" connections accepted, "refused"
+        self._tick_prices: tuple[int, dict[str, float], int] | None = None  # (tick, prices, time stamp ms)
 
     def stalled(self, stream: str) -> bool:
         return self.faults.has("stall", stream)
@@ -285,15 +286,23 @@ class WsHub:
         else:
             await conn.send({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": request_id})
 
+    def _tick(self, index: int) -> tuple[dict[str, float], int]:
+        """The prices of tick `index` and their time stamp, the same for every connection: the
+        exchange computes its mark prices once a tick (Binance: each second) for every symbol."""
+        if self._tick_prices is None or self._tick_prices[0] != index:
+            self._tick_prices = (index, self.state.prices(), now_ms())
+        return self._tick_prices[1], self._tick_prices[2]
+
     async def _push_marks(self, conn: Connection) -> None:
-        """Every `cadence` seconds, one markPriceUpdate per subscribed symbol (an array for
-        `!markPrice@arr`), unless the public streams are stalled."""
+        """Every `cadence` seconds, on one tick grid for all connections, one markPriceUpdate per
+        subscribed symbol (an array for `!markPrice@arr`), unless the public streams are stalled."""
+        loop = asyncio.get_running_loop()
         while not conn.ws.closed:
-            await asyncio.sleep(self.cadence)
+            await asyncio.sleep(self.cadence - loop.time() % self.cadence)
+            index = round(loop.time() / self.cadence)
             if self.stalled("public") or not conn.subscriptions:
                 continue
-            prices = self.state.prices()
-            at = now_ms()
+            prices, at = self._tick(index)
             for name in sorted(conn.subscriptions):
                 if name.startswith("!markPrice@arr"):
                     await conn.send([mark_price_update(s, p, at) for s, p in sorted(prices.items())], name)

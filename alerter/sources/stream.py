@@ -145,6 +145,7 @@ class PriceFeed:
         if markets:
             self.exchange.set_markets(markets)
         self.watched: tuple[str, ...] = ()
+        self.stamped: dict[str, float] = {}  # the exchange's time (s) of each mark `next` returned, where it states one
 
     async def next(self, symbols: Iterable[str]) -> dict[str, float]:
         """Wait for the next mark-price message of any of `symbols`; returns the latest mark of
@@ -158,11 +159,19 @@ class PriceFeed:
                 logger.debug("unsubscribing %s: %s", ", ".join(gone), describe(e))
         self.watched = wanted
         await self.exchange.watch_mark_prices(list(wanted))
-        marks = {}
-        for symbol in wanted:
-            mark = _number((self.exchange.tickers.get(symbol) or {}).get("markPrice"))
+        return self.latest(wanted)
+
+    def latest(self, symbols: Iterable[str]) -> dict[str, float]:
+        """The latest mark of each of `symbols` known so far (no wait); their time stamps, read
+        at the same moment, in `stamped`."""
+        marks, self.stamped = {}, {}
+        for symbol in symbols:
+            ticker = self.exchange.tickers.get(symbol) or {}
+            mark, stamp = _number(ticker.get("markPrice")), _number(ticker.get("timestamp"))
             if mark is not None and mark > 0:
                 marks[symbol] = mark
+                if stamp is not None:
+                    self.stamped[symbol] = stamp / 1000.0
         return marks
 
     async def close(self) -> None:
