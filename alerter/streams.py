@@ -291,8 +291,8 @@ class AccountStream:
             logger.warning("%s: %s", self.name, notice.text)
             self.notices.append(notice)
             self.wake.set()
-        elif message.get("e") in self.spec.account_events:
-            logger.info("%s: %s from the exchange: polling now", self.name, message.get("e"))
+        elif (event := self.spec.event(message)) is not None:
+            logger.info("%s: %s from the exchange: polling now", self.name, event)
             self.wake.set()
 
     async def run(self) -> None:
