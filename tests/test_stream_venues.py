@@ -199,6 +199,42 @@ def test_account_push_polls_at_once_and_alerts_before_the_next_poll(tmp_path, we
     assert counts["login failed"] == 0 and counts["private"] == 1
 
 
+def rest_marks(exchange: str, mark: float) -> dict:
+    """The public REST mark-price answer (the fast path's, while the stream is down)."""
+    if exchange == "okx":  # GET /api/v5/public/mark-price
+        return {"/api/v5/public/mark-price": {"code": "0", "msg": "", "data": [
+            {"instType": "SWAP", "instId": "BTC-USDT-SWAP", "markPx": repr(mark), "ts": "1773837554158"}]}}
+    return {"/v5/market/tickers": {"retCode": 0, "retMsg": "OK", "retExtInfo": {}, "time": 1759432560944, "result": {  # GET /v5/market/tickers
+        "category": "linear", "list": [{"symbol": "BTCUSDT", "markPrice": repr(mark), "indexPrice": repr(mark), "lastPrice": repr(mark)}]}}}
+
+
+@pytest.mark.parametrize("exchange", ["okx", "bybit"])
+@pytest.mark.parametrize("fault", ["stall", "drop"])
+def test_prices_fall_back_to_rest_while_the_stream_is_down_and_come_back(tmp_path, webhook, exchange, fault):
+    async def scenario():
+        async with streaming(tmp_path, webhook, exchange) as (replay, ws, daemon):
+            await until(lambda: up(exchange) == 1, 5)
+            if fault == "stall":  # open but silent, pings unanswered
+                ws.stalled = True
+            else:  # closed, and reconnections refused
+                ws.refuse = True
+                await ws.drop("public")
+            await until(lambda: up(exchange) == 0, 3)
+            mark = mark_for(0.78)
+            for path, body in rest_marks(exchange, mark).items():
+                replay.routes[path] = json.dumps(body).encode()
+            ws.set_marks({EXCHANGE_IDS[exchange]: mark})
+            latency = await until(lambda: webhook.bodies, 5)  # from REST mark prices
+            rest = public_rest(replay)
+            ws.stalled = ws.refuse = False
+            await until(lambda: up(exchange) == 1, 10)
+            return latency, rest
+
+    latency, rest = run(scenario())
+    assert titles(webhook) == [ESTIMATED_CALL[exchange]]
+    assert latency < 1.5 and rest >= 1
+
+
 # OKX's documented push of the liquidation-warning channel (docs-v5, "Position risk warning
 # channel", Push Data Example), its field values as published
 OKX_DOC_WARNING = {"arg": {"channel": "liquidation-warning", "uid": "77982378738415879", "instType": "FUTURES"}, "data": [{
