@@ -302,7 +302,8 @@ class AccountStream:
         fallback = f"positions and balances at the full polls (every {self.daemon.plans[self.name].poll_interval.total_seconds():g} s)"
         while True:
             account = self.daemon.account_config(self.name)
-            hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret")) if s is not None]
+            # OKX's error for a refused login quotes the request: key and passphrase included
+            hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret", "password")) if s is not None]
             self.feed = AccountFeed(account, self.on_message,
                                     timeout_s=connect_timeout, keepalive_s=self.streams.timeout_s)
             watch = asyncio.ensure_future(self.feed.next())
