@@ -322,8 +322,8 @@ class AccountStream:
             logger.warning("%s: %s", self.name, notice.text)
             self.notices.append(notice)
             self.wake.set()
-        elif message.get("e") in self.spec.account_events:
-            logger.info("%s: %s from the exchange: polling now", self.name, message.get("e"))
+        elif (event := self.spec.event(message)) is not None:
+            logger.info("%s: %s from the exchange: polling now", self.name, event)
             self.wake.set()
 
     async def run(self) -> None:
@@ -333,7 +333,8 @@ class AccountStream:
         fallback = f"positions and balances at the full polls (every {self.daemon.plans[self.name].poll_interval.total_seconds():g} s)"
         while True:
             account = self.daemon.account_config(self.name)
-            hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret")) if s is not None]
+            # OKX's error for a refused login quotes the request: key and passphrase included
+            hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret", "password")) if s is not None]
             self.feed = AccountFeed(account, self.on_message,
                                     timeout_s=connect_timeout, keepalive_s=self.streams.timeout_s)
             watch = asyncio.ensure_future(self.feed.next())

@@ -7,7 +7,7 @@
     await feed.next()                            # returns when the account changed; raises when the socket is lost
 
 Which exchanges stream, and how each one's events read, is the explicit registry `STREAMS`
-(binanceusdm for now). Like the rest of alerter.sources this is the only place that imports
+(binanceusdm, okx, bybit). Like the rest of alerter.sources this is the only place that imports
 ccxt (ccxt.pro here), inside functions; the parsers are pure.
 """
 
@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,20 +65,91 @@ def binance_margin_call(message: Mapping[str, Any]) -> Notice | None:
     return Notice("Binance margin call: " + "; ".join(parts), "margin-call:" + ",".join(sorted(keys)))
 
 
+def okx_liquidation_warning(message: Mapping[str, Any]) -> Notice | None:
+    """A push of OKX's private `liquidation-warning` channel as one line, or None for any other
+    message: "OKX liquidation warning: BTC-USDT-SWAP cross, margin ratio 108 % (liquidation at 100 %)".
+    The ratio is OKX's `mgnRatio` as OKX shows it: adjusted equity ÷ maintenance (plus the fee to
+    close) in percent, higher is safer, liquidation at 100 % or below (alerter's own margin ratio
+    is its inverse).
+    https://www.okx.com/docs-v5/en/#trading-account-websocket-position-risk-warning"""
+    if not isinstance(message, Mapping) or not isinstance(message.get("arg"), Mapping):
+        return None
+    if message["arg"].get("channel") != "liquidation-warning":
+        return None
+    parts, keys = [], []
+    for row in message.get("data") or []:
+        if not isinstance(row, Mapping):
+            continue
+        side = str(row.get("posSide") or "net").lower()
+        text = f"{row.get('instId') or '?'}{'' if side == 'net' else ' ' + side} {row.get('mgnMode') or '?'}"
+        ratio = _number(row.get("mgnRatio"))
+        parts.append(text + (f", margin ratio {ratio * 100:,.0f} % (liquidation at 100 %)" if ratio is not None else ""))
+        keys.append(text)
+    if not parts:
+        return None  # the channel's subscription answer, or a push naming no position
+    return Notice("OKX liquidation warning: " + "; ".join(parts), "liquidation-warning:" + ",".join(sorted(keys)))
+
+
+def _no_notice(message: Mapping[str, Any]) -> Notice | None:
+    return None
+
+
+def binance_event(message: Mapping[str, Any]) -> str | None:
+    """"ACCOUNT_UPDATE" when Binance's user-data stream says positions or balances changed."""
+    return "ACCOUNT_UPDATE" if message.get("e") == "ACCOUNT_UPDATE" else None
+
+
+def okx_event(message: Mapping[str, Any]) -> str | None:
+    """A push (not a subscription answer) of OKX's `account` or `positions` channel."""
+    arg = message.get("arg")
+    if "event" in message or not isinstance(arg, Mapping) or "data" not in message:
+        return None
+    channel = arg.get("channel")
+    return f"{channel} push" if channel in ("account", "positions") else None
+
+
+def bybit_event(message: Mapping[str, Any]) -> str | None:
+    """A push of Bybit's private `wallet` or `position` topic."""
+    topic = message.get("topic")
+    return f"{topic} push" if topic in ("wallet", "position") and "data" in message else None
+
+
+def _watch_balance(exchange: Any) -> Awaitable[Any]:
+    return exchange.watch_balance()
+
+
+def _watch_positions(exchange: Any) -> Awaitable[Any]:
+    return exchange.watch_positions()
+
+
+async def _okx_watch_liquidation_warnings(exchange: Any) -> Any:
+    """Subscribe OKX's `liquidation-warning` channel on the private connection (ccxt.pro has no
+    method for it and parses none of its pushes: they are read raw, by the message hook). The
+    future never resolves; it fails with the connection."""
+    await exchange.authenticate()
+    url = exchange.get_url("liquidation-warning", "private")
+    request = {"op": "subscribe", "args": [{"channel": "liquidation-warning", "instType": "ANY"}]}
+    return await exchange.watch(url, "liquidation-warning", request, "liquidation-warning")
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """How one exchange streams through ccxt.pro."""
 
     name: str  # as the exchange calls itself in a notice
-    account_events: frozenset[str]  # raw event types that mean "positions or balance changed"
+    event: Callable[[Mapping[str, Any]], str | None]  # a raw message that means "positions or balance changed": its name
     notice: Callable[[Mapping[str, Any]], Notice | None]  # the exchange's own margin-call event, parsed
     options: Mapping[str, Any]  # ccxt.pro options over the account's
+    watch_prices: str = "watch_mark_prices"  # the ccxt.pro method whose tickers carry `markPrice`
+    unwatch_prices: str | None = "un_watch_mark_prices"  # None: ccxt.pro cannot unsubscribe them
+    # what keeps the private connection subscribed; each resolves on its events, fails with the socket
+    account_watches: tuple[Callable[[Any], Awaitable[Any]], ...] = (_watch_balance,)
 
 
 STREAMS: dict[str, StreamSpec] = {
     "binanceusdm": StreamSpec(
         name="Binance",
-        account_events=frozenset({"ACCOUNT_UPDATE"}),
+        event=binance_event,
         notice=binance_margin_call,
         options={
             # every mark-price subscription on one connection (ccxt opens one per symbol set otherwise)
@@ -88,6 +159,35 @@ STREAMS: dict[str, StreamSpec] = {
             "watchPositions": {"fetchPositionsSnapshot": False},
             "listenKeyRefreshRate": 30 * 60 * 1000,  # Binance keeps a listen key 60 min after a keepalive
         },
+    ),
+    # OKX: the `mark-price` channel on /ws/v5/public; on /ws/v5/private (after `login`) the
+    # `account` and `positions` channels, and `liquidation-warning`, OKX's own notice
+    "okx": StreamSpec(
+        name="OKX",
+        event=okx_event,
+        notice=okx_liquidation_warning,
+        options={},
+        # ccxt.pro okx's un_watch_tickers would wait for an answer it only matches for `tickers`:
+        # a symbol no longer held stays subscribed (its pushes ignored) until the next connection
+        unwatch_prices=None,
+        account_watches=(_watch_balance, _watch_positions, _okx_watch_liquidation_warnings),
+    ),
+    # Bybit: linear `tickers.<symbol>` on /v5/public/linear carry markPrice (ccxt.pro bybit has no
+    # watch_mark_prices); `wallet` and `position` on /v5/private after `auth`. No margin-call push.
+    "bybit": StreamSpec(
+        name="Bybit",
+        event=bybit_event,
+        notice=_no_notice,
+        options={
+            # a unified trading account (as the bybit source reads it): no REST look-up of the
+            # account type before subscribing, no REST positions snapshot behind the stream
+            "enableUnifiedAccount": True,
+            "enableUnifiedMargin": False,
+            "watchPositions": {"fetchPositionsSnapshot": False, "awaitPositionsSnapshot": False},
+        },
+        watch_prices="watch_tickers",
+        unwatch_prices="un_watch_tickers",
+        account_watches=(_watch_balance, _watch_positions),
     ),
 }
 
@@ -130,6 +230,7 @@ class PriceFeed:
 
     def __init__(self, account, markets: dict | None, *, timeout_s: float, keepalive_s: float) -> None:
         self.exchange = _pro_exchange(account, timeout_s, keepalive_s, keys=False)
+        self.spec = STREAMS[account.exchange]
         if markets:
             self.exchange.set_markets(markets)
         self.watched: tuple[str, ...] = ()
@@ -140,13 +241,13 @@ class PriceFeed:
         every one of them known so far. Raises ccxt's errors (the connection lost, refused…)."""
         wanted = tuple(sorted(set(symbols)))
         gone = [s for s in self.watched if s not in wanted]
-        if gone:
+        if gone and self.spec.unwatch_prices is not None:
             try:
-                await self.exchange.un_watch_mark_prices(gone)
+                await getattr(self.exchange, self.spec.unwatch_prices)(gone)
             except Exception as e:  # not fatal: their messages are ignored below
                 logger.debug("unsubscribing %s: %s", ", ".join(gone), describe(e))
         self.watched = wanted
-        await self.exchange.watch_mark_prices(list(wanted))
+        await getattr(self.exchange, self.spec.watch_prices)(list(wanted))
         return self.latest(wanted)
 
     def latest(self, symbols: Iterable[str]) -> dict[str, float]:
@@ -178,6 +279,8 @@ class AccountFeed:
         # account costs megabytes; an empty table only stops ccxt.pro from downloading them
         self.exchange.markets = {}
         self.secrets = tuple(secrets.of(account))
+        self.watches = STREAMS[account.exchange].account_watches
+        self.pending: dict[int, asyncio.Future] = {}  # watch → its call under way (kept across next())
         self.connected = asyncio.Event()
         original_message, original_connected = self.exchange.handle_message, self.exchange.on_connected
 
@@ -198,7 +301,19 @@ class AccountFeed:
 
     async def next(self) -> None:
         """Return after the next balance/position event; raise when the connection is lost."""
-        await self.exchange.watch_balance()
+        for n, watch in enumerate(self.watches):
+            if n not in self.pending:
+                self.pending[n] = asyncio.ensure_future(watch(self.exchange))
+        done, _ = await asyncio.wait(self.pending.values(), return_when=asyncio.FIRST_COMPLETED)
+        for n, task in list(self.pending.items()):
+            if task in done:
+                del self.pending[n]
+        for task in done:
+            task.result()
 
     async def close(self) -> None:
+        for task in self.pending.values():
+            task.cancel()
+        await asyncio.gather(*self.pending.values(), return_exceptions=True)
+        self.pending.clear()
         await self.exchange.close()
