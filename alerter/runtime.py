@@ -108,14 +108,17 @@ class Parts:
         return load_checked(self.config)
 
     def source(self, settings: Settings, account):
-        """The account's Source; for an account that streams, on ccxt.pro's class, whose one
-        instance also carries the account's private stream (alerter.sources.stream.AccountFeed)."""
+        """The account's Source; for an account that streams (where its exchange's stream can
+        share it), on ccxt.pro's class, whose one instance also carries the account's private
+        stream (alerter.sources.stream.AccountFeed)."""
         from alerter.plan import plan
         from alerter.sources import build_source
 
+        from alerter.sources.stream import shares_source
+
         account_plan = plan(settings, account)
         return build_source(account, timeout_s=settings.daemon.request_timeout.total_seconds(), shared=self.markets,
-                            market_key=account_plan.market_key, streaming=account_plan.streams)
+                            market_key=account_plan.market_key, streaming=account_plan.streams and shares_source(account.exchange))
 
     def notifier(self, settings: Settings):
         from alerter.notify import Notifier

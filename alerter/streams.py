@@ -322,8 +322,8 @@ class AccountStream:
             logger.warning("%s: %s", self.name, notice.text)
             self.notices.append(notice)
             self.wake.set()
-        elif message.get("e") in self.spec.account_events:
-            logger.info("%s: %s from the exchange: polling now", self.name, message.get("e"))
+        elif (event := self.spec.event(message)) is not None:
+            logger.info("%s: %s from the exchange: polling now", self.name, event)
             self.wake.set()
 
     async def run(self) -> None:
@@ -333,10 +333,11 @@ class AccountStream:
         fallback = f"positions and balances at the full polls (every {self.daemon.plans[self.name].poll_interval.total_seconds():g} s)"
         while True:
             account = self.daemon.account_config(self.name)
-            hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret")) if s is not None]
-            # on the account's own instance, which its polls use too (see AccountFeed)
-            self.feed = AccountFeed(self.daemon.sources[self.name].exchange, self.name, self.on_message,
-                                    keepalive_s=self.streams.timeout_s)
+            # OKX's error for a refused login quotes the request: key and passphrase included
+            hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret", "password")) if s is not None]
+            # on the account's own instance, which its polls use too, where the exchange allows (see AccountFeed)
+            self.feed = AccountFeed(account, self.on_message, getattr(self.daemon.sources.get(self.name), "exchange", None),
+                                    timeout_s=connect_timeout, keepalive_s=self.streams.timeout_s)
             watch = asyncio.ensure_future(self.feed.next())
             try:
                 connected = asyncio.ensure_future(self.feed.connected.wait())
