@@ -140,8 +140,7 @@ class Daemon:
         self.jobs: set[asyncio.Task] = set()  # scheduled polls and price checks in flight
         self.store_blind_at: datetime | None = None
         self.account_locks: dict[str, asyncio.Lock] = {}  # one decision per account at a time
-        # accounts whose full poll is in flight, with the marks that came meanwhile (see reprice_from)
-        self.in_flight: dict[str, dict[str, float]] = {}
+        self.in_flight: set[str] = set()  # accounts whose full poll is in flight (see reprice_from)
         # reload (SIGHUP) and signals: see "reload and signals" below
         self.parts = None  # runtime.Parts: rebuilds sources and the notifier on reload
         self.scheduler = None
@@ -170,13 +169,11 @@ class Daemon:
             return await self.handle(Poll(name, error=f"transient: {note}", error_kind="transient", notices=tuple(notices)))
         self.paused.pop(name, None)
         plan = self.plans[name]
-        self.in_flight.setdefault(name, {})
+        self.in_flight.add(name)
         try:
             return await self._poll_account(name, plan, notices)
         finally:
-            held = self.in_flight.pop(name, None)
-            if held:  # prices newer than the poll's answer: their estimate comes after it, not before
-                await self.reprice_from([name], held)
+            self.in_flight.discard(name)
 
     async def _poll_account(self, name: str, plan: AccountPlan, notices) -> list[Alert]:
         poll = replace(await fetch_health(plan, self.sources[name]), notices=tuple(notices))
@@ -234,12 +231,10 @@ class Daemon:
         """Re-price these accounts' last confirmed snapshots at `marks` (from REST or a stream) and
         run each estimate through the policy. Returns how many were evaluated.
 
-        An account whose full poll is in flight is not estimated now: the poll's answer may be
-        older than these marks, and recorded after an estimate it would take the level back down
-        (and the next estimate would raise it again, a duplicate). Its marks are held and
-        estimated as soon as the poll is recorded."""
-        for name in [n for n in names if n in self.in_flight]:
-            self.in_flight[name].update(marks)
+        An account whose full poll is in flight is not estimated: whether these marks or the
+        poll's answer is the newer cannot be told, and the older one recorded last would take the
+        level back down (and the next one raise it again, a duplicate). The poll answers for them;
+        the next marks are estimated on its answer."""
         names = [n for n in names if n not in self.in_flight]
         fresh = self.fresh_snapshots(names)
         estimates = []

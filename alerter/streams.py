@@ -240,15 +240,16 @@ class PriceStream:
         """The marks of one tick, to be re-priced together. Each symbol's mark comes in a message
         of its own: re-pricing a hedged book with one leg at this tick's mark and the other at the
         last one's makes a leveraged pair look far worse (or better) than it is. So while the
-        exchange's time stamps of the marks lie further apart than a small part of the cadence,
-        the rest of the tick is waited for (a symbol whose mark is late holds the others up for
-        that long at most)."""
+        exchange's time stamps of the marks lie further apart than half a tick, or a symbol has no
+        mark yet, the rest of the tick is waited for (a symbol whose mark is late holds the others
+        up for that long at most; an account is re-priced only when all its symbols have one)."""
         spread = min(TICK_SPREAD_S, self.streams.timeout_s / 6)
         for _ in range(TICK_WAITS):
             stamps = self.feed.stamped
             self.learn_cadence(stamps)
             tolerance = min(spread, self.cadence) / 2  # marks of one tick lie closer than half a tick apart
-            if len(stamps) < 2 or max(stamps.values()) - min(stamps.values()) <= tolerance:
+            if len(marks) == len(symbols) and (len(stamps) < len(symbols)  # no time stamps to compare: as they come
+                                               or max(stamps.values()) - min(stamps.values()) <= tolerance):
                 break
             await asyncio.sleep(spread / TICK_WAITS)
             marks = self.feed.latest(symbols)
@@ -277,7 +278,9 @@ class PriceStream:
             marks, names = self.marks, []
             for name, snapshot in self.daemon.fresh_snapshots(self.names).items():
                 key = (id(snapshot), tuple(marks.get(p.symbol) for p in snapshot.positions))
-                if self.sent.get(name) != key and any(p.symbol in marks for p in snapshot.positions):
+                # every position at this tick's mark, or none: one leg at a fresh mark and another
+                # at the poll's older one is the mixed tick one_tick keeps out
+                if self.sent.get(name) != key and snapshot.positions and all(p.symbol in marks for p in snapshot.positions):
                     self.sent[name] = key
                     names.append(name)
             if names:
