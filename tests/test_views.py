@@ -543,32 +543,41 @@ def test_move_to_ratio_edges():
 
 
 # ---------------------------------------------------------------- the exchange's own figure
-
-def test_status_whatif_and_validate_show_the_exchanges_own_figure(tmp_path, capsys, monkeypatch):
-    """An OKX account: OKX states mgnRatio (1 ÷ alerter's ratio), so every view shows it beside the ratio."""
+def one_account(tmp_path, monkeypatch, name: str, exchange: str, credentials: str = 'api_key = "k"\n        secret = "s"'):
+    """A configuration with one account (and a channel), the clock at NOW; returns (config path, db)."""
     db = tmp_path / "alerter.db"
     path = tmp_path / "alerter.toml"
     path.write_text(textwrap.dedent(f"""
         [daemon]
         database = "{db}"
         [[accounts]]
-        name = "okx-main"
-        exchange = "okx"
-        api_key = "k"
-        secret = "s"
-        password = "p"
+        name = "{name}"
+        exchange = "{exchange}"
+        {credentials}
         [[channels]]
         name = "phone"
         url = "json://127.0.0.1:9/hook"
     """))
     path.chmod(0o600)
     monkeypatch.setattr(commands, "now", lambda: NOW)
-    snapshot = AccountSnapshot(**{**demo_snapshot(51_000, 2_600, NOW - timedelta(seconds=30)).__dict__, "account": "okx-main", "exchange": "okx"})
+    return path, db
+
+
+def record_poll(db, snapshot):
+    """One full poll of `snapshot` through health, policy and the store, as the daemon records it."""
     healths = evaluate(snapshot, 0.4)
     with Store(db) as store:
         states, alerts = decide_account({}, healths, Thresholds(), RepeatSchedule(), snapshot.fetched_at)
-        store.commit_poll("okx-main", states, healths, alerts, {}, snapshot.fetched_at)
+        store.commit_poll(snapshot.account, states, healths, alerts, {}, snapshot.fetched_at)
         save_snapshot(store.db, snapshot)
+    return healths
+
+
+def test_status_whatif_and_validate_show_the_exchanges_own_figure(tmp_path, capsys, monkeypatch):
+    """An OKX account: OKX states mgnRatio (1 ÷ alerter's ratio), so every view shows it beside the ratio."""
+    path, db = one_account(tmp_path, monkeypatch, "okx-main", "okx", 'api_key = "k"\n        secret = "s"\n        password = "p"')
+    snapshot = AccountSnapshot(**{**demo_snapshot(51_000, 2_600, NOW - timedelta(seconds=30)).__dict__, "account": "okx-main", "exchange": "okx"})
+    healths = record_poll(db, snapshot)
     own = f"OKX margin ratio {100 / healths[0].margin_ratio:,.0f} %"  # 1 ÷ ratio, as OKX states mgnRatio
     code, out, err = run(["status", "--config", str(path), "--json"], capsys)
     assert code == 0, err
@@ -590,27 +599,12 @@ def test_status_names_the_account_on_each_of_its_margin_coins(tmp_path, capsys, 
     carries the account's name, and none is hidden among the isolated positions."""
     from alerter.models import Pool, cross_scope
 
-    db = tmp_path / "alerter.db"
-    path = tmp_path / "alerter.toml"
-    path.write_text(textwrap.dedent(f"""
-        [daemon]
-        database = "{db}"
-        [[accounts]]
-        name = "coinm"
-        exchange = "binancecoinm"
-        api_key = "k"
-        secret = "s"
-    """))
-    path.chmod(0o600)
-    monkeypatch.setattr(commands, "now", lambda: NOW)
+    path, db = one_account(tmp_path, monkeypatch, "coinm", "binancecoinm")
     at = NOW - timedelta(seconds=30)
     snapshot = AccountSnapshot(account="coinm", exchange="binancecoinm", equity=2.0, maintenance_margin=1.5, wallet_balance=2.0,
                                currency="ETH", fetched_at=at,
                                pools=(Pool(cross_scope("BTC"), 0.5, 0.1, "BTC"), Pool(cross_scope("ETH"), 2.0, 1.5, "ETH")))
-    healths = evaluate(snapshot, 0.4)
-    with Store(db) as store:
-        states, alerts = decide_account({}, healths, Thresholds(), RepeatSchedule(), at)
-        store.commit_poll("coinm", states, healths, alerts, {}, at)
+    record_poll(db, snapshot)
     monkeypatch.setenv("COLUMNS", "200")
     code, out, err = run(["status", "--config", str(path)], capsys)
     assert code == 0, err
