@@ -157,6 +157,16 @@ def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
         conn.close()
 
 
+async def until(condition, timeout: float) -> float:
+    """Seconds until `condition()` holds; fails the test after `timeout`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: Callable[[], str] | str = "") -> Any:
     """Poll `predicate` every 50 ms until it returns something truthy (returned) or fail."""
     deadline = time.monotonic() + timeout

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from helpers import run, titles
+from helpers import run, titles, until
 
 from alerter.config import build_settings
 from alerter.daemon import utcnow
@@ -133,14 +132,6 @@ async def streaming(tmp_path, webhook, exchange: str):
                 daemon.stop()
                 await asyncio.wait_for(runner, 10)
 
-
-async def until(condition, timeout: float) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout} s")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
 
 
 def up(exchange: str, kind: str = "prices", account: str = "") -> float:

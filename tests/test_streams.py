@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import SCENARIO, Clock, Harness, price_for, run, settings_for, titles
+from helpers import SCENARIO, Clock, Harness, price_for, run, settings_for, titles, until
 
 from alerter import display
 from alerter.config import ConfigError, build_settings
@@ -48,15 +47,6 @@ async def streaming(tmp_path, webhook, *, before=None, **daemon):
             h.daemon.stop()
             await asyncio.wait_for(runner, 10)
 
-
-async def until(condition, timeout: float) -> float:
-    """Seconds until `condition()` holds; fails the test after `timeout`."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout} s")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
 
 
 def up(kind: str = "prices", account: str = "") -> float:
