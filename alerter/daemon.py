@@ -85,6 +85,21 @@ def pause_note(asked_s: float, until: datetime) -> str:
     return f"rate limited by the exchange: it asked for a pause of {span(asked_s)}; no poll before {until:%H:%M:%S} UTC{capped}"
 
 
+async def cancel_all(tasks, what: str, *, patience: float = 2.0) -> None:
+    """Cancel `tasks` and wait for them to end. A task that lets a cancel pass (a library that
+    catches it; Python 3.11's wait_for when its awaitable completes at the same moment) is
+    cancelled again, and one still running after that is logged and left: a stop must end."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(3):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=patience)
+    if pending:
+        logger.warning("stopping: %d %s task(s) did not end when cancelled; left behind", len(pending), what)
+
+
 @dataclass(frozen=True)
 class Poll:
     """What one poll of one account found: its healths, or why there are none."""
@@ -408,7 +423,8 @@ class Daemon:
                 logger.exception("delivery to %s failed; the alerts stay in the outbox", channel)
             wake.clear()
             try:
-                await asyncio.wait_for(wake.wait(), timeout=idle)
+                async with asyncio.timeout(idle):  # not wait_for (see PriceStream.run)
+                    await wake.wait()
             except TimeoutError:
                 pass
 
@@ -601,10 +617,7 @@ class Daemon:
                 await self.streams.close()
             if self.jobs:  # polls in flight end (cancelled, bounded) before their exchanges close
                 await asyncio.wait(set(self.jobs), timeout=self.settings.daemon.request_timeout.total_seconds() + 1)
-            tasks = (delivery, watchdog, *self.reloads, *self.workers.values())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all((delivery, watchdog, *self.reloads, *self.workers.values()), "delivery")
             await asyncio.gather(*(s.close() for s in self.sources.values()), return_exceptions=True)
             if self.metrics_server is not None:
                 await self.metrics_server.close()

@@ -417,12 +417,10 @@ class Notifier:
         body_format = NotifyFormat.MARKDOWN if target.markdown else NotifyFormat.TEXT
         try:
             # apprise's own deadline first; ours a little later in case a plugin ignores it
-            result = await asyncio.wait_for(
-                target.apprise.async_notify(
+            async with asyncio.timeout(self.timeout + 2):  # not wait_for: it can lose a stop's cancel on 3.11
+                result = await target.apprise.async_notify(
                     body=body, title=title, body_format=body_format, notify_type=notify_type, timeout=self.timeout
-                ),
-                self.timeout + 2,
-            )
+                )
         except TimeoutError:
             return Outcome(False, f"timed out after {self.timeout:g} s")
         except Exception as e:  # noqa: BLE001 — a failed delivery is an outcome, never an exception into the scheduler

@@ -140,9 +140,9 @@ class Streams:
             logger.info("streams: %d mark-price stream(s), %d account stream(s)", len(self.prices), len(self.accounts))
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        from alerter.daemon import cancel_all
+
+        await cancel_all(self.tasks, "stream")
         streams = (*self.prices.values(), *self.accounts.values())
         await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
         for stream in streams:
@@ -213,7 +213,8 @@ class PriceStream:
                 await self.close()
                 self.changed.clear()
                 try:
-                    await asyncio.wait_for(self.changed.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self.changed.wait()
                 except TimeoutError:
                     pass
                 continue
@@ -222,7 +223,11 @@ class PriceStream:
                 self.feed = PriceFeed(account, self.markets(), timeout_s=connect_timeout, keepalive_s=timeout)
             try:
                 wait = timeout if self.link.up else connect_timeout
-                marks = await asyncio.wait_for(self.feed.next(symbols), wait)
+                # asyncio.timeout, never wait_for: on Python 3.11 wait_for loses a cancel that lands
+                # as its awaitable completes (a mark arrives just as the daemon stops), and the
+                # stream would outlive the stop
+                async with asyncio.timeout(wait):
+                    marks = await self.feed.next(symbols)
             except TimeoutError:
                 why = f"no mark price for {timeout:g} s (stalled)" if self.link.up else f"no mark price within {wait:g} s of connecting"
                 await self.fail(why, fallback)

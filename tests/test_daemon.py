@@ -4,6 +4,7 @@ stepped by hand so every alert is exact."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import pytest
@@ -154,3 +155,40 @@ def test_demo_command_shows_every_level():
     # polls that confirm them (a hedged pair re-priced with one leg a tick behind flapped here)
     raised = [line.split("·")[0].strip().split()[-1] for line in summary.splitlines() if "· demo ·" in line and "still active" not in line]
     assert raised == ["WARNING", "CALL", "CRITICAL", "RESOLVED"], summary
+
+
+def test_a_stop_ends_a_task_that_let_the_first_cancel_pass():
+    """What hung a demo on a busy machine: a stream task on Python 3.11's wait_for lost the stop's
+    cancel (its awaitable completed at that moment) and went on; the stop waited for it forever."""
+    from alerter.daemon import cancel_all
+
+    async def scenario():
+        swallowed = []
+
+        async def stubborn():
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if swallowed:
+                        raise
+                    swallowed.append(True)
+
+        task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        async with asyncio.timeout(5):
+            await cancel_all([task], "test", patience=0.05)
+        return task.cancelled(), swallowed
+
+    assert asyncio.run(scenario()) == (True, [True])
+
+
+def test_no_wait_for_in_the_daemon():
+    """asyncio.wait_for loses a cancel on Python 3.11 when its awaitable completes at the same
+    moment; asyncio.timeout does not. The daemon must run on 3.11, so it uses timeout only."""
+    from pathlib import Path
+
+    import alerter
+
+    users = [str(p) for p in Path(alerter.__file__).parent.rglob("*.py") if "asyncio.wait_for(" in p.read_text()]
+    assert users == []

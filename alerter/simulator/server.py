@@ -123,7 +123,8 @@ class Simulator:
         """Sleep `seconds` (None: forever), cut short when the simulator stops."""
         closing = self._closing or asyncio.Event()
         try:
-            await asyncio.wait_for(closing.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: it can lose a cancel on 3.11
+                await closing.wait()
         except TimeoutError:
             pass
 
