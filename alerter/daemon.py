@@ -156,6 +156,7 @@ class Daemon:
         self.store_blind_at: datetime | None = None
         self.account_locks: dict[str, asyncio.Lock] = {}  # one decision per account at a time
         self.in_flight: set[str] = set()  # accounts whose full poll is in flight (see reprice_from)
+        self.priced_at: dict[str, float] = {}  # account → how new (loop time) the marks of its last estimate were
         # reload (SIGHUP) and signals: see "reload and signals" below
         self.parts = None  # runtime.Parts: rebuilds sources and the notifier on reload
         self.scheduler = None
@@ -235,22 +236,30 @@ class Daemon:
         if not symbols:
             return 0
         asker = next(iter(fresh))  # an account with a fresh poll: never one the exchange paused
+        asked_at = asyncio.get_running_loop().time()
         try:
             marks = await self.sources[asker].fetch_marks(symbols)
         except SourceError as e:  # full polls decide about blindness; a missed price check is logged
             logger.info("mark prices for %s: %s", ", ".join(names), e)
             return 0
-        return await self.reprice_from(list(fresh), marks)
+        return await self.reprice_from(list(fresh), marks, asked_at)
 
-    async def reprice_from(self, names: list[str], marks: dict[str, float]) -> int:
+    async def reprice_from(self, names: list[str], marks: dict[str, float], as_of: float) -> int:
         """Re-price these accounts' last confirmed snapshots at `marks` (from REST or a stream) and
         run each estimate through the policy. Returns how many were evaluated.
+
+        `as_of`: the loop time the marks are at least as new as (a REST request's start, a stream
+        tick's arrival). Marks older than the ones an account was last estimated at are dropped:
+        a REST answer asked for before a stream's tick arrived, taken after it, would take the
+        level back to where the market was (a false RESOLVED, and the CALL again at the next tick).
 
         An account whose full poll is in flight is not estimated: whether these marks or the
         poll's answer is the newer cannot be told, and the older one recorded last would take the
         level back down (and the next one raise it again, a duplicate). The poll answers for them;
         the next marks are estimated on its answer."""
-        names = [n for n in names if n not in self.in_flight]
+        names = [n for n in names if n not in self.in_flight and self.priced_at.get(n, as_of) <= as_of]
+        for name in names:
+            self.priced_at[name] = as_of
         fresh = self.fresh_snapshots(names)
         estimates = []
         for name, snapshot in fresh.items():

@@ -178,6 +178,7 @@ class PriceStream:
         self.changed = asyncio.Event()
         self.dirty = asyncio.Event()
         self.marks: dict[str, float] = {}
+        self.marks_at = 0.0  # loop time the marks arrived (Daemon.reprice_from's as_of)
         self.stamps: dict[str, float] = {}  # the exchange's time of each symbol's last mark seen
         self.cadence = math.inf  # the shortest gap seen between two marks of one symbol
         self.sent: dict[str, tuple] = {}  # account → (its basis, its marks) last re-priced
@@ -239,6 +240,7 @@ class PriceStream:
                 continue
             self.link.set_up(f"{len(symbols)} symbol{'s' if len(symbols) != 1 else ''}")
             self.marks = await self.one_tick(marks, symbols)
+            self.marks_at = asyncio.get_running_loop().time()
             self.dirty.set()
 
     async def one_tick(self, marks: dict[str, float], symbols: list[str]) -> dict[str, float]:
@@ -280,7 +282,7 @@ class PriceStream:
         while True:
             await self.dirty.wait()
             self.dirty.clear()
-            marks, names = self.marks, []
+            marks, marks_at, names = self.marks, self.marks_at, []
             for name, snapshot in self.daemon.fresh_snapshots(self.names).items():
                 key = (id(snapshot), tuple(marks.get(p.symbol) for p in snapshot.positions))
                 # every position at this tick's mark, or none: one leg at a fresh mark and another
@@ -290,7 +292,7 @@ class PriceStream:
                     names.append(name)
             if names:
                 try:
-                    await self.daemon.reprice_from(names, marks)
+                    await self.daemon.reprice_from(names, marks, marks_at)
                 except Exception:  # a bug here must not end the stream
                     logger.exception("re-pricing from the mark-price stream failed")
 

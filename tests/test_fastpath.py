@@ -39,6 +39,30 @@ def test_estimate_alerts_first_and_the_full_poll_confirms_without_duplicate(tmp_
     assert requests == {"/fapi/v1/premiumIndex": 1}
 
 
+def test_marks_older_than_the_last_estimates_are_dropped(tmp_path, webhook):
+    """A REST price check asked for just before a stream tick arrived, answered just after it:
+    its marks are the market before the move. Taken last, they would announce a RESOLVED that is
+    not true (and the CALL again at the next tick)."""
+    async def scenario():
+        async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
+            sim, loop = h.sim, asyncio.get_running_loop()
+            await h.step(0.30)
+            source = h.daemon.sources["main"]
+            symbols = sorted({p.symbol for p in h.daemon.confirmed["main"][1].positions})
+            stale_at = loop.time()
+            stale = await source.fetch_marks(symbols)                # asked for before the move
+            sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})
+            tick_at = loop.time()
+            tick = await source.fetch_marks(symbols)                 # the stream's tick after it
+            assert await h.daemon.reprice_from(["main"], tick, tick_at) == 1
+            assert await h.daemon.reprice_from(["main"], stale, stale_at) == 0  # arrives last, is older
+            await h.daemon.deliver_once()
+            return sim.state.risk("main-key").cross_margin_ratio
+
+    ratio = run(scenario())
+    assert titles(webhook) == [f"CALL · main · margin ratio {round(ratio * 100)} % (call at 70 %) (estimated)"]
+
+
 def test_estimate_uses_the_same_numbers_as_a_full_poll(tmp_path, webhook):
     async def scenario():
         async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
