@@ -112,7 +112,7 @@ async def streaming(tmp_path, webhook, exchange: str):
             ws.set_marks({EXCHANGE_IDS[exchange]: ENTRY})
             settings = build_settings({
                 "daemon": {"database": str(tmp_path / "alerter.db"), "request_timeout": "3s", "poll_interval": "60s",
-                           "price_interval": "0.5s", "stream_timeout": "0.3s"},
+                           "price_interval": "0.5s", "stream_timeout": "0.8s"},  # a busy machine's pause is no stall
                 "repeat": {"warning": "6h", "call": "30m", "critical": "5m"},
                 "accounts": [{"name": "acct", "exchange": exchange, "api_key": KEY, "secret": SECRET,
                               "password": PASSPHRASE if exchange == "okx" else None,

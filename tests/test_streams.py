@@ -1,6 +1,8 @@
 """Stream mode end to end: the simulator's Binance websockets → the real ccxt.pro class → the real
 daemon (scheduler, SQLite, apprise) → a loopback webhook. Mark prices are pushed every 0.1 s and
-a stream silent for 0.3 s counts as stalled, so each test runs in a few seconds."""
+a stream silent for 0.8 s counts as stalled (short enough for a test of a few seconds, long
+enough that a busy CI machine starving the loop for a moment is no stall), so each test runs in
+a few seconds."""
 
 from __future__ import annotations
 
@@ -27,13 +29,14 @@ from alerter.sources.stream import binance_margin_call
 from alerter.streams import backoff, notice_due
 
 CADENCE = 0.1
+STREAM_TIMEOUT = "0.8s"
 
 
 @asynccontextmanager
 async def streaming(tmp_path, webhook, *, before=None, **daemon):
     """The simulator pushing every 0.1 s and a running daemon with streams on (full polls every
     60 s unless told), its first full polls done; `before(sim)` runs before the daemon starts."""
-    options = {"poll_interval": "60s", "price_interval": "0.5s", "stream_timeout": "0.3s", **daemon}
+    options = {"poll_interval": "60s", "price_interval": "0.5s", "stream_timeout": STREAM_TIMEOUT, **daemon}
     async with run_simulator(SCENARIO, mark_cadence=CADENCE) as sim:
         if before is not None:
             await before(sim)
@@ -108,6 +111,7 @@ def test_price_step_alerted_from_the_stream_and_confirmed_by_the_poll_without_du
     async def scenario():
         async with streaming(tmp_path, webhook) as (sim, daemon):
             await until(lambda: up() == 1, 5)
+            await until(lambda: not daemon.jobs, 5)  # a REST price check asked for before the stream was up
             sim.reset_counts()
             sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})
             latency = await until(lambda: webhook.bodies, 5)
@@ -215,7 +219,7 @@ def test_streams_turned_off_and_on_by_reload_rebuild_the_accounts_sources(tmp_pa
     a reload, the account gets a plain REST source and no socket, and back on, a streaming one."""
     def settings(streams: bool):
         return settings_for(sim, tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}], poll_interval="60s",
-                            price_interval="0.5s", stream_timeout="0.3s", streams=streams)
+                            price_interval="0.5s", stream_timeout=STREAM_TIMEOUT, streams=streams)
 
     async def scenario():
         nonlocal sim
@@ -258,7 +262,7 @@ def test_prices_fall_back_to_rest_while_the_stream_is_down(tmp_path, webhook, ca
             rest = public_rest(sim)
             sim.clear_ws_faults()  # the stream comes back; REST price checks stop
             await until(lambda: up() == 1, 10)
-            await asyncio.sleep(0.2)
+            await until(lambda: not daemon.jobs, 5)  # a REST price check asked for while it was down
             sim.reset_counts()
             await asyncio.sleep(1.2)
             states = daemon.store.load_states("main")
@@ -273,7 +277,7 @@ def test_prices_fall_back_to_rest_while_the_stream_is_down(tmp_path, webhook, ca
     down = [line for line in lines if "down" in line or "not connected" in line]
     assert down and "REST every 0.5 s" in down[0]
     if fault == "stall":
-        assert "no mark price for 0.3 s (stalled)" in down[0]
+        assert "no mark price for 0.8 s (stalled)" in down[0]
     assert lines[-1].startswith("mark-price (binanceusdm) stream up")
 
 
