@@ -205,8 +205,8 @@ def test_prices_fall_back_to_rest_while_the_stream_is_down_and_come_back(tmp_pat
     async def scenario():
         async with streaming(tmp_path, webhook, exchange) as (replay, ws, daemon):
             await until(lambda: up(exchange) == 1, 5)
-            if fault == "stall":  # open but silent, pings unanswered
-                ws.stalled = True
+            if fault == "stall":  # open but silent, pings unanswered (the account stream stays up)
+                ws.stalled = {"public"}
             else:  # closed, and reconnections refused
                 ws.refuse = True
                 await ws.drop("public")
@@ -217,7 +217,7 @@ def test_prices_fall_back_to_rest_while_the_stream_is_down_and_come_back(tmp_pat
             ws.set_marks({EXCHANGE_IDS[exchange]: mark})
             latency = await until(lambda: webhook.bodies, 5)  # from REST mark prices
             rest = public_rest(replay)
-            ws.stalled = ws.refuse = False
+            ws.stalled, ws.refuse = set(), False
             await until(lambda: up(exchange) == 1, 10)
             return latency, rest
 

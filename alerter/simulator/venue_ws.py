@@ -23,8 +23,8 @@ Bybit (https://bybit-exchange.github.io/docs/v5/ws/connect):
                      subscribe `wallet`, `position`
   {"op": "ping"} is answered {"success": true, "ret_msg": "pong", "op": "ping", …}.
 
-Faults: `drop()` closes every open socket (or one kind's: "public", "private"); `stalled` holds every
-push and answer (pings included) while True; `refuse` answers new connections with HTTP 503.
+Faults: `drop()` closes every open socket (or one kind's: "public", "private"); `stalled` (a set of
+kinds) holds every push and answer (pings included) on the sockets of those kinds; `refuse` answers new connections with HTTP 503.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class VenueWs:
         self.sockets: set[Socket] = set()
         self.counts: Counter[str] = Counter()  # connections accepted per kind, "refused", "login failed"
         self.received: list[dict[str, Any]] = []  # every JSON request, in order (login/auth args masked)
-        self.stalled = False
+        self.stalled: set[str] = set()  # "public", "private"
         self.refuse = False
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -136,7 +136,7 @@ class VenueWs:
             message = {"id": secrets.token_hex(8), "topic": channel, "creationTime": now_ms(), "data": data, **extra}
         sent = 0
         for sock in list(self.sockets):
-            if sock.kind == "private" and sock.api_key == api_key and channel in sock.channels and not self.stalled:
+            if sock.kind == "private" and sock.api_key == api_key and channel in sock.channels and sock.kind not in self.stalled:
                 await sock.send(message)
                 sent += 1
         return sent
@@ -164,7 +164,7 @@ class VenueWs:
         pusher = asyncio.create_task(self._push_marks(sock)) if kind == "public" else None
         try:
             async for msg in sock.ws:
-                if msg.type != WSMsgType.TEXT or self.stalled:
+                if msg.type != WSMsgType.TEXT or sock.kind in self.stalled:
                     continue  # a stalled exchange answers nothing, not even a ping
                 if msg.data == "ping":  # OKX's text ping
                     await sock.send("pong")
@@ -262,7 +262,7 @@ class VenueWs:
     async def _push_marks(self, sock: Socket) -> None:
         while not sock.ws.closed:
             await asyncio.sleep(self.cadence)
-            if not self.stalled:
+            if sock.kind not in self.stalled:
                 await self._send_marks(sock)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
