@@ -8,7 +8,8 @@ Schema (version 1, kept in ``PRAGMA user_version``):
 
 - ``scope_state`` (account, scope) PK + the `ScopeState` fields (levels as labels).
 - ``samples`` (id, account, scope, at, margin_ratio, margin_ratio_inf, equity,
-  maintenance_margin, liquidation_move, level, estimated). An infinite ratio (equity ≤ 0 with
+  maintenance_margin, liquidation_move, level, estimated, currency). ``currency``: of equity and
+  maintenance (version 5; NULL in rows written before). An infinite ratio (equity ≤ 0 with
   exposure) is stored as ``margin_ratio = NULL, margin_ratio_inf = 1`` so the table stays valid
   JSON for any reader; indexes on (account, scope, at) and (at).
 - ``alerts`` (id, key UNIQUE, created_at, kind, level, account, scope, payload): ``payload`` is
@@ -149,6 +150,7 @@ class Sample:
     liquidation_move: float | None
     level: Level | None
     estimated: bool
+    currency: str | None = None  # of equity and maintenance; None in samples older than schema 5
 
 
 @dataclass(frozen=True)
@@ -226,8 +228,14 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
     db["poll_errors"].create_index(["at"], index_name="poll_errors_at")
 
 
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    """samples.currency: a coin's cross pool or a coin-margined position is in the coin, not the
+    account's settle currency, and `status` must say which."""
+    db["samples"].add_column("currency", str)
+
+
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3, _migrate_4, _migrate_5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -462,7 +470,7 @@ class Store:
                     "equity": health.equity, "maintenance_margin": health.maintenance_margin,
                     "liquidation_move": health.liquidation_move,
                     "level": state.level.label if state else None,
-                    "estimated": int(health.estimated),
+                    "estimated": int(health.estimated), "currency": health.currency,
                 })
             if sample_rows:
                 _insert_rows(self.db, "samples", sample_rows)
@@ -729,6 +737,7 @@ class Store:
             equity=row["equity"], maintenance_margin=row["maintenance_margin"],
             liquidation_move=row["liquidation_move"],
             level=Level.parse(row["level"]) if row["level"] else None, estimated=bool(row["estimated"]),
+            currency=row.get("currency"),
         )
 
     def samples(self, account: str | None = None, scope: str | None = None, since: datetime | None = None) -> list[Sample]:

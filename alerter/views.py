@@ -9,7 +9,8 @@ its data (`read_*`, `load_snapshots`), turns it into plain records with pure fun
 as JSON (`*_json` here).
 
 JSON conventions (all three commands): ratios and moves are fractions (0.42 = 42 %), money is
-in the account's settle currency, times are UTC ISO-8601, an infinite margin ratio (equity ≤ 0
+in the scope's "currency" (the account's settle currency, or the coin of a coin's cross pool or
+a coin-margined position; null for a sample recorded before alerter kept it), times are UTC ISO-8601, an infinite margin ratio (equity ≤ 0
 with exposure) is the string "inf", an unknown value is null. Keys are only ever added.
 
 ``status --json``::
@@ -20,7 +21,7 @@ with exposure) is the string "inf", an unknown value is null. Keys are only ever
                    "last_poll_at", "last_poll_age_seconds", "stale", "failures", "blind",
                    "pending_deliveries",
                    "scopes": [{"scope", "at", "margin_ratio", "level", "since_at", "trend_1h",
-                               "equity", "maintenance_margin", "deposit_needed",
+                               "equity", "maintenance_margin", "deposit_needed", "currency",
                                "liquidation_move", "estimated",
                                "ack": null | {"level", "acked_at", "until_at", "note"}}]}]}
 
@@ -28,7 +29,7 @@ with exposure) is the string "inf", an unknown value is null. Keys are only ever
 
     {"since", "until",
      "series": [{"account", "scope", "thresholds": {…},
-                 "samples": [{"at", "margin_ratio", "equity", "maintenance_margin",
+                 "samples": [{"at", "margin_ratio", "equity", "maintenance_margin", "currency",
                               "liquidation_move", "level", "estimated"}],
                  "alerts": [{"id", every `Alert` field as stored (kind, level, created_at,
                              margin_ratio, …), "deliveries": {channel: status}}]}]}
@@ -103,6 +104,7 @@ class ScopeStatus:
     estimated: bool
     ack: Ack | None = None  # an acknowledgement in force: the level's repeats are held back
     figure: str = ""  # the exchange's own figure at this ratio ("margin level 1.24"), where it has one
+    currency: str | None = None  # of equity, maintenance and the deposit; None: recorded before it was
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def build_status(settings, plans: dict, latest, bases, states, pending: dict[str
                 deposit_needed=deposit_needed(s.maintenance_margin, s.equity, thresholds.target),
                 liquidation_move=s.liquidation_move, estimated=s.estimated, ack=(acks or {}).get((name, s.scope)),
                 figure=own_figure_text(plan.own_figure if plan is not None else None, s.scope, s.margin_ratio),
+                currency=s.currency,
             ))
         out.append(AccountStatus(
             account=name, exchange=plan.exchange if plan else None, thresholds=thresholds, poll_interval=interval,
@@ -226,6 +229,7 @@ def status_json(accounts: list[AccountStatus], now: datetime, database: str) -> 
                         "equity": s.equity,
                         "maintenance_margin": s.maintenance_margin,
                         "deposit_needed": json_float(s.deposit_needed),
+                        "currency": s.currency,
                         "liquidation_move": s.liquidation_move,
                         "estimated": s.estimated,
                         "ack": ack_json(s.ack),
@@ -314,7 +318,7 @@ def history_json(series: list[HistorySeries], since: datetime, now: datetime) ->
                 "samples": [
                     {
                         "at": json_at(x.at), "margin_ratio": json_float(x.margin_ratio),
-                        "equity": x.equity, "maintenance_margin": x.maintenance_margin,
+                        "equity": x.equity, "maintenance_margin": x.maintenance_margin, "currency": x.currency,
                         "liquidation_move": x.liquidation_move,
                         "level": x.level.label if x.level is not None else None, "estimated": x.estimated,
                     }

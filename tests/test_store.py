@@ -46,7 +46,7 @@ def store(db_path):
 
 def test_new_file_gets_schema_and_wal(db_path):
     with Store(db_path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 4
+        assert s.schema_version == SCHEMA_VERSION == 5
         assert set(s.db.table_names()) >= {"scope_state", "samples", "alerts", "deliveries", "snapshots", "acks", "digests", "poll_errors"}
         assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert {i.name for i in s.db["samples"].indexes} >= {"samples_account_scope_at", "samples_at"}

@@ -611,3 +611,8 @@ def test_status_names_the_account_on_each_of_its_margin_coins(tmp_path, capsys, 
     assert "coinm · BTC cross" in out and "coinm · ETH cross" in out
     rows = [line for line in out.splitlines() if "coinm" in line]
     assert "20 %" in rows[0] and "75 %" in rows[1]  # 0.1 ÷ 0.5 and 1.5 ÷ 2.0, in coin order
+    # the deposit in the coin the pool is margined in: 1.5 ÷ 40 % − 2.0 ETH
+    assert "1.75 ETH" in rows[1] and "—" in rows[0]
+    code, out, err = run(["status", "--config", str(path), "--json"], capsys)
+    scopes = json.loads(out)["accounts"][0]["scopes"]
+    assert [(s["scope"], s["currency"], s["deposit_needed"]) for s in scopes] == [("cross:BTC", "BTC", 0), ("cross:ETH", "ETH", pytest.approx(1.75))]

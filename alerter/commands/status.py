@@ -95,7 +95,7 @@ def render_status(accounts: list[AccountStatus], now: datetime):
                 label = Text(f" └ {display.scope_label(s.scope, short=True)}")
             else:  # a cross scope of its own (one margin coin's): the account's name and the coin
                 label = name + Text(f" · {display.scope_label(s.scope, short=True)}")
-            deposit = display.money(s.deposit_needed, "") if s.deposit_needed > 0 else Text("—", style="dim")
+            deposit = display.money(s.deposit_needed, s.currency or "").strip() if s.deposit_needed > 0 else Text("—", style="dim")
             ratio = Text(("≈" if a.approximate else "") + display.ratio(s.margin_ratio) + ("*" if s.estimated else ""),
                          style=display.LEVEL_STYLES.get(s.level, "") if s.level is not None else "")
             if s.figure:  # the exchange's own figure, to check against its app
