@@ -1,7 +1,7 @@
 """Concurrency: one polling cycle of N accounts at 200 ms exchange latency.
 
-    /work/venv/bin/python bench/concurrency.py            # N = 1, 10, 50; 5 timed cycles each (~1 min)
-    /work/venv/bin/python bench/concurrency.py --quick    # N = 1, 5; 2 timed cycles each (~5 s)
+    python bench/concurrency.py            # N = 1, 10, 50; 5 timed cycles each (~1 min)
+    python bench/concurrency.py --quick    # N = 1, 5; 2 timed cycles each (~5 s)
 
 One simulator (real ccxt binanceusdm → aiohttp on 127.0.0.1) holds 50 accounts with distinct API
 keys, each with BTC + ETH cross and SOL isolated positions; every exchange request is delayed

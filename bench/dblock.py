@@ -1,7 +1,7 @@
 """A locked database: time from a price move to CRITICAL at a webhook, and the watchdog's longest silence.
 
-    /work/venv/bin/python bench/dblock.py            # 16 accounts, lock 60 s, poll 60 s, price 5 s (~2 min)
-    /work/venv/bin/python bench/dblock.py --quick    # 16 accounts, lock 15 s, poll 10 s, price 2 s (~40 s)
+    python bench/dblock.py            # 16 accounts, lock 60 s, poll 60 s, price 5 s (~2 min)
+    python bench/dblock.py --quick    # 16 accounts, lock 15 s, poll 10 s, price 2 s (~40 s)
     options: --accounts N, --lock SECONDS, --move-at SECONDS (into the lock), --poll S, --price S, --watchdog S
 
 The real daemon (`python -m alerter run`, a subprocess, as systemd runs it: $NOTIFY_SOCKET and

@@ -3,8 +3,8 @@ to CRITICAL) to the alert arriving at a webhook, in three modes side by side: st
 prices and account events pushed over websockets, the default where supported), the REST fast
 path (streams off), and full polls only.
 
-    /work/venv/bin/python bench/detection.py            # real defaults: poll 60 s, price 5 s, marks pushed every 1 s; 20 trials per mode (~20 min)
-    /work/venv/bin/python bench/detection.py --quick    # poll 4 s, price 1 s; 3 trials per mode, footprint 20 s (~2 min)
+    python bench/detection.py            # real defaults: poll 60 s, price 5 s, marks pushed every 1 s; 20 trials per mode (~20 min)
+    python bench/detection.py --quick    # poll 4 s, price 1 s; 3 trials per mode, footprint 20 s (~2 min)
     options: --trials N (per mode), --seed S, --poll SECONDS, --price SECONDS, --lanes-on L, --lanes-off L,
              --footprint SECONDS (the CPU/RSS daemons' run; 0 skips them)
 
@@ -122,6 +122,8 @@ async def lane(index: int, trials: int, poll_s: float, price: str, seed: int, we
                     sim.set_account(key, positions=big)
                 arrived, title = await wait_for_title(webhook, path, index_before, "CALL" if kind == "price" else "CRITICAL", 3 * poll_s + 10)
                 out["latencies"].append(arrived - moved_at)
+                print(f"    {'streams' if streams else 'price ' + price} {kind}, lane {index}: trial {len(out['latencies'])}/{trials} "
+                      f"{arrived - moved_at:.2f} s", file=sys.stderr, flush=True)  # a mode runs for minutes: show it moving
                 out["estimated"] += "(estimated)" in title
                 out["titles"].append(title)
                 index_before = webhook.count()

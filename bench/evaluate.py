@@ -1,7 +1,7 @@
 """Evaluate: health + policy and the history write for 10 000 positions across 1 000 accounts.
 
-    /work/venv/bin/python bench/evaluate.py            # 1 000 accounts, 9 cycles per measurement (~1-2 min)
-    /work/venv/bin/python bench/evaluate.py --quick    # 1 000 accounts, 3 cycles; store variants on 200 accounts
+    python bench/evaluate.py            # 1 000 accounts, 9 cycles per measurement (~1-2 min)
+    python bench/evaluate.py --quick    # 1 000 accounts, 3 cycles; store variants on 200 accounts
 
 Synthetic AccountSnapshots (seeded): 10 positions per account on 10 symbols, 7 cross + 3
 isolated in most accounts, 10 cross or 6/4 in others; wallets chosen so that ~70 % of accounts are

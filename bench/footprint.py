@@ -1,7 +1,7 @@
 """Footprint: CLI start-up time and the daemon's memory, against the simulator.
 
-    /work/venv/bin/python bench/footprint.py            # full run, ~11-12 min
-    /work/venv/bin/python bench/footprint.py --quick    # ~40 s: 3 start-ups each, daemons for 30 s
+    python bench/footprint.py            # full run, ~11-12 min
+    python bench/footprint.py --quick    # ~40 s: 3 start-ups each, daemons for 30 s
     --keep DIR: work in DIR (kept) to read the daemon logs afterwards
     --minutes M: run the daemons M minutes instead of 10 (a soak test for RSS creep)
 

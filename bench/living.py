@@ -1,7 +1,7 @@
 """Living with it: what acknowledgements add to every poll, and what the daily digest costs.
 
-    /work/main/.venv/bin/python bench/living.py            # 100 accounts × 10 scopes, 24 h of polls a minute apart
-    /work/main/.venv/bin/python bench/living.py --quick    # 20 accounts, 6 h
+    python bench/living.py            # 100 accounts × 10 scopes, 24 h of polls a minute apart
+    python bench/living.py --quick    # 20 accounts, 6 h
 
 1. Per poll, the daemon now reads the account's acknowledgements (`Store.acks(account)`) before it
    decides: the median time of that read, with no acknowledgement and with one per scope.

@@ -1,7 +1,7 @@
 """Status with 5,000 positions: how long `alerter status` takes, and how long the poll log line is.
 
-    /work/venv/bin/python bench/status.py            # 5 000 isolated positions, a poll a minute for an hour (~1 min)
-    /work/venv/bin/python bench/status.py --quick    # the same positions, 12 polls
+    python bench/status.py            # 5 000 isolated positions, a poll a minute for an hour (~1 min)
+    python bench/status.py --quick    # the same positions, 12 polls
 
 One account holds POSITIONS isolated positions (plus a few cross ones) on synthetic symbols. The
 real pipeline records POLLS full polls of it, a minute apart (the default poll interval), ending
