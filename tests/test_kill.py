@@ -102,7 +102,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_little(tmp_path, we
         kills = 0
         began = time.monotonic()
         while kills < MIN_KILLS or elapsed() < END_AT:
-            assert time.monotonic() - began < 120, f"{kills} kills in 120 s, scenario at {elapsed():.0f} s\n{daemons.tail()}"
+            assert time.monotonic() - began < 180, f"{kills} kills in 180 s, scenario at {elapsed():.0f} s\n{daemons.tail()}"
             proc = daemons.start()
             if rng.random() < 0.2:  # while it starts: imports, schema migration, first poll
                 time.sleep(rng.uniform(0.05, 0.7))
