@@ -26,7 +26,8 @@ from alerter.store import alert_from_json
 
 SEED = 20260301
 MIN_KILLS = 12  # each at a random moment: while starting (1 in 5), or while polling, recording, delivering
-SPEED = 10.0  # the crash (scenario t = 60 s … 150 s) takes 9 s of daemon uptime
+SPEED = 8.0  # the crash (scenario t = 60 s … 150 s) takes 11 s of daemon uptime; its CALL band
+# (t = 90 … 97.5 s) lasts 0.94 s, a few polls 0.3 s apart even on a loaded machine
 START_AT = 60.0  # scenario seconds: skip most of the calm before the crash
 END_AT = 150.0  # the last keyframe: prices hold from here on (ratio ≈ 32 %)
 GROUPED = re.compile(r"^\d+ alerts: ")
