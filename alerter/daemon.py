@@ -192,6 +192,7 @@ class Daemon:
             self.in_flight.discard(name)
 
     async def _poll_account(self, name: str, plan: AccountPlan, notices) -> list[Alert]:
+        started = asyncio.get_running_loop().time()
         poll = replace(await fetch_health(plan, self.sources[name]), notices=tuple(notices))
         if poll.retry_after_s is not None and poll.retry_after_s > plan.poll_interval.total_seconds():
             until = self.clock() + min(timedelta(seconds=poll.retry_after_s), MAX_PAUSE)
@@ -200,6 +201,8 @@ class Daemon:
             poll = replace(poll, error=f"{poll.error}; {note}")
         if poll.snapshot is not None:
             self.confirmed[name] = (self.clock(), poll.snapshot)
+            # its marks are at least as new as its request: marks asked for before are older
+            self.priced_at[name] = max(self.priced_at.get(name, started), started)
             if self.streams is not None:
                 self.streams.polled(name)
         else:  # a failed full poll: no estimates until one succeeds (they would "restore" a blind account)
@@ -249,9 +252,10 @@ class Daemon:
         run each estimate through the policy. Returns how many were evaluated.
 
         `as_of`: the loop time the marks are at least as new as (a REST request's start, a stream
-        tick's arrival). Marks older than the ones an account was last estimated at are dropped:
-        a REST answer asked for before a stream's tick arrived, taken after it, would take the
-        level back to where the market was (a false RESOLVED, and the CALL again at the next tick).
+        tick's arrival). Marks older than the ones an account was last estimated or polled at are
+        dropped: a REST answer asked for before a stream's tick arrived (or before a full poll
+        started), taken after it, would take the level back to where the market was (a false
+        RESOLVED, and the CALL again at the next tick).
 
         An account whose full poll is in flight is not estimated: whether these marks or the
         poll's answer is the newer cannot be told, and the older one recorded last would take the

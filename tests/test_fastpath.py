@@ -63,6 +63,25 @@ def test_marks_older_than_the_last_estimates_are_dropped(tmp_path, webhook):
     assert titles(webhook) == [f"CALL · main · margin ratio {round(ratio * 100)} % (call at 70 %) (estimated)"]
 
 
+def test_marks_older_than_the_last_full_poll_are_dropped(tmp_path, webhook):
+    """A price check asked for before a full poll started and answered after it: the poll's
+    figures are the newer; re-pricing its positions at the older marks would read a RESOLVED."""
+    async def scenario():
+        async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
+            loop = asyncio.get_running_loop()
+            await h.step(0.30)
+            symbols = sorted({p.symbol for p in h.daemon.confirmed["main"][1].positions})
+            stale_at = loop.time()
+            stale = await h.daemon.sources["main"].fetch_marks(symbols)  # asked for before the move and the poll
+            await h.step(0.78)                                          # the full poll sees the CALL
+            assert await h.daemon.reprice_from(["main"], stale, stale_at) == 0
+            await h.daemon.deliver_once()
+            return h.sim.state.risk("main-key").cross_margin_ratio
+
+    ratio = run(scenario())
+    assert titles(webhook) == [f"CALL · main · margin ratio {round(ratio * 100)} % (call at 70 %)"]
+
+
 def test_estimate_uses_the_same_numbers_as_a_full_poll(tmp_path, webhook):
     async def scenario():
         async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
