@@ -5,6 +5,7 @@ process, with `alerter ack` beside it, where the daemon must pick up what a comm
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -127,6 +128,11 @@ def test_status_shows_the_ack(tmp_path, webhook):
     assert re.search(r"^main · account: acked \d\d:\d\d, (59m|1h00m) left, adding margin$", out.stdout, re.M), out.stdout
     listed = alerter("ack", "--list", "--config", str(config))
     assert re.search(r"main · account\s+call\s+call\s+acked \d\d:\d\d, (59m|1h00m) left, adding margin", listed.stdout), listed.stdout
+    listed = alerter("ack", "--list", "--json", "--config", str(config))
+    [row] = json.loads(listed.stdout)["acks"]
+    held = datetime.fromisoformat(row.pop("until_at")) - datetime.fromisoformat(row.pop("acked_at"))
+    assert row == {"account": "main", "scope": "account", "level": "call", "note": "adding margin", "level_now": "call"}
+    assert held == timedelta(hours=1)
 
 
 def alerter(*args):
@@ -310,6 +316,7 @@ def test_the_running_daemon_holds_back_repeats_of_an_ack_written_beside_it(tmp_p
     (["ack"], "error: name the ACCOUNT to acknowledge (or --list)"),
     (["ack", "main", "--note", "x" * 201], "error: --note: at most 200 characters (it goes into every channel's message), got 201"),
     (["ack", "--list", "main"], "error: --list takes no ACCOUNT, SCOPE, --for or --note"),
+    (["ack", "main", "--json"], "error: --json goes with --list"),
 ])
 def test_a_wrong_name_is_one_line_and_exit_2(tmp_path, args, message, capsys):
     """The command's own code path (in-process): one line on stderr, never a traceback."""

@@ -18,6 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--for", dest="duration", metavar="DURATION", help="hold the repeats back this long at most: 30m, 2h, 1d (default: until resolved)")
     parser.add_argument("--note", default="", metavar="TEXT", help="a note for the announcement and status, e.g. 'adding margin'")
     parser.add_argument("--list", action="store_true", help="list the acknowledgements in force")
+    parser.add_argument("--json", action="store_true", help="with --list: print them as JSON")
 
 
 def run(args) -> int:
@@ -27,7 +28,9 @@ def run(args) -> int:
     if args.list:
         if args.account or args.duration or args.note:
             return commands.error("--list takes no ACCOUNT, SCOPE, --for or --note", commands.EXIT_CONFIG)
-        return list_acks(load_settings(args.config))
+        return list_acks(load_settings(args.config), as_json=args.json)
+    if args.json:
+        return commands.error("--json goes with --list", commands.EXIT_CONFIG)
     if not args.account:
         return commands.error("name the ACCOUNT to acknowledge (or --list)", commands.EXIT_CONFIG)
     duration = None
@@ -60,11 +63,20 @@ def run(args) -> int:
     return commands.EXIT_OK
 
 
-def list_acks(settings) -> int:
+def list_acks(settings, *, as_json: bool = False) -> int:
     from alerter import acks
 
     now = commands.now()
     rows = acks.listing(settings, now)
+    if as_json:  # status --json's "ack" object, with the account, the scope and its level now
+        import json
+
+        from alerter.views import ack_json, json_at
+
+        print(json.dumps({"generated_at": json_at(now), "acks": [
+            {"account": ack.account, "scope": ack.scope, **ack_json(ack), "level_now": level.label if level is not None else None}
+            for ack, level in rows]}, indent=2))
+        return commands.EXIT_OK
     if not rows:
         print("no acknowledgements in force")
         return commands.EXIT_OK
