@@ -193,7 +193,7 @@ def main() -> int:
         print(table(["command", "median s", "min s", "max s", "goal s", "verdict"], rows))
 
         baselines = {label: baseline_hwm_kb(code, 3) for label, code in BASELINES.items()}
-        print(f"\nbaseline peak RSS (VmHWM, median of 3)")
+        print("\nbaseline peak RSS (VmHWM, median of 3)")
         print(table(["process", "VmHWM MB"], [[label, mb(kb)] for label, kb in baselines.items()]))
         base = baselines["import ccxt.async_support + binanceusdm()  (baseline)"]
 
@@ -202,7 +202,7 @@ def main() -> int:
         result = asyncio.run(run_daemons(workdir, duration, sample_every))
         d1, d20 = result["daemons"]["1 account"], result["daemons"]["20 accounts"]
 
-        print(f"\nVmRSS over the run (MB)")
+        print("\nVmRSS over the run (MB)")
         rows = []
         for (t, s1), (_, s20) in zip(d1["samples"], d20["samples"]):
             if args.quick or round(t) % 60 == 0:
