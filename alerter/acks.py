@@ -157,11 +157,14 @@ async def _deliver(settings, channels: list[str], now: datetime) -> dict[str, st
     return out
 
 
-def remove(settings, account: str, scope_text: str | None) -> Ack:
-    """Delete a scope's acknowledgement. Raises ConfigError (unknown account or scope, or none there)."""
+def remove(settings, account: str, scope_text: str | None, now: datetime) -> Acked:
+    """Delete a scope's acknowledgement and announce that its repeats resume, to the channels that
+    hear its level. Raises ConfigError (unknown account or scope, or none there), StoreError."""
     from alerter import views
+    from alerter.notify import route
+    from alerter.policy import unacknowledge
 
-    _configured(settings, account)
+    plan = _configured(settings, account)
     with views.open_store(settings) as store:
         acks = {a.scope: a for a in store.acks(account)}
         scopes = list(dict.fromkeys([*store.load_states(account), *acks]))
@@ -169,10 +172,16 @@ def remove(settings, account: str, scope_text: str | None) -> Ack:
             scope = resolve_scope(account, scope_text, scopes)
         except LookupError as e:
             raise ConfigError(str(e)) from None
-        removed = store.remove_ack(account, scope)
+        removed, channels = None, []
+        if scope in acks:
+            latest = next((s for s in store.latest_samples() if (s.account, s.scope) == (account, scope)), None)
+            announcement = unacknowledge(acks[scope], now, margin_ratio=latest.margin_ratio if latest else None, thresholds=plan.thresholds)
+            channels = route(announcement, [c for c in settings.channels if c.name in plan.channels])
+            removed = store.remove_ack(account, scope, announcement, channels)
     if removed is None:
         raise ConfigError(f"{where(account, scope)} is not acknowledged" + (f" (acknowledged: {', '.join(shown(s) for s in acks)})" if acks else ""))
-    return removed
+    sent, daemon = send_now(settings, channels, now)
+    return Acked(removed, tuple(channels), sent, daemon)
 
 
 def listing(settings, now: datetime) -> list[tuple[Ack, Level | None]]:

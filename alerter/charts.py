@@ -26,10 +26,10 @@ MARKERS = {
     AlertKind.RAISED: {Level.WARNING: "W", Level.CALL: "C", Level.CRITICAL: "X"},
     AlertKind.REPEAT: {Level.WARNING: "w", Level.CALL: "c", Level.CRITICAL: "x"},
 }
-OTHER_MARKERS = {AlertKind.RESOLVED: "R", AlertKind.BLIND: "B", AlertKind.RESTORED: "+", AlertKind.ACKNOWLEDGED: "A"}
+OTHER_MARKERS = {AlertKind.RESOLVED: "R", AlertKind.BLIND: "B", AlertKind.RESTORED: "+", AlertKind.ACKNOWLEDGED: "A", AlertKind.UNACKNOWLEDGED: "a"}
 LEGEND = {
     "W": "warning", "C": "call", "X": "critical", "w": "warning again", "c": "call again", "x": "critical again",
-    "R": "resolved", "B": "blind", "+": "restored", "A": "acknowledged", "*": "several",
+    "R": "resolved", "B": "blind", "+": "restored", "A": "acknowledged", "a": "acknowledgement removed", "*": "several",
 }
 
 

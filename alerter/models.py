@@ -91,6 +91,7 @@ class AlertKind(StrEnum):
     BLIND = "blind"  # data could not be fetched: the scope is not known to be safe
     RESTORED = "restored"  # data flows again after a blind alert
     ACKNOWLEDGED = "acknowledged"  # someone is on it: the level's repeats are held back (`Ack`)
+    UNACKNOWLEDGED = "unacknowledged"  # the acknowledgement was removed (`alerter unack`): the repeats resume
     NOTICE = "notice"  # the exchange's own margin-call event, quoted (reason), at `level`
 
 

@@ -68,7 +68,7 @@ def message_level(alerts: Iterable[Alert | Folded]) -> Level:
     user just did, so it never pages. Alerts folded under a newer one of their scope do not count:
     they are no longer true."""
     current = (item.alert if isinstance(item, Folded) else item for item in alerts)
-    return max((Level.OK if a.kind == AlertKind.ACKNOWLEDGED else a.level for a in current), default=Level.OK)
+    return max((Level.OK if a.kind in ACK_KINDS else a.level for a in current), default=Level.OK)
 
 
 def markdown_for(url: str) -> bool:
@@ -101,13 +101,15 @@ def _qualifiers(alert: Alert) -> str:
 
 def tag(alert: Alert) -> str:
     """The short word a message starts with: CRITICAL, CALL, WARNING, RESOLVED, BLIND, RESTORED,
-    EXCHANGE (the exchange's own notice), or "CALL acknowledged"."""
+    EXCHANGE (the exchange's own notice), "CALL acknowledged" or "CALL acknowledgement removed"."""
     if alert.kind in (AlertKind.RAISED, AlertKind.REPEAT):
         return alert.level.name
     if alert.kind == AlertKind.NOTICE:
         return "EXCHANGE"
     if alert.kind == AlertKind.ACKNOWLEDGED:
         return f"{alert.level.name} acknowledged"
+    if alert.kind == AlertKind.UNACKNOWLEDGED:
+        return f"{alert.level.name} acknowledgement removed"
     return alert.kind.name
 
 
@@ -138,6 +140,8 @@ def headline(alert: Alert) -> str:
         return f"BLIND · {where} · no data for {polls}" + (f": {alert.reason}" if alert.reason else "")
     if alert.kind == AlertKind.ACKNOWLEDGED:
         return f"{tag(alert)} · {where} · {_ratio_text(alert)} · repeats held back {ack_terms(alert)}"
+    if alert.kind == AlertKind.UNACKNOWLEDGED:
+        return f"{tag(alert)} · {where} · {_ratio_text(alert)} · repeats resume"
     return f"RESTORED · {where} · {alert.reason or 'data flowing again'}"
 
 
@@ -162,6 +166,9 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
         lines.append(f"Acknowledged at {display.time_of_day(alert.created_at)}: {alert.level.label} is not repeated {ack_terms(alert)}; "
                      "a higher level still alerts at once and ends the acknowledgement.")
         return lines
+    if alert.kind == AlertKind.UNACKNOWLEDGED:  # since_at: when it had been acknowledged
+        return [f"Acknowledged at {display.time_of_day(alert.since_at, alert.created_at)}, removed at "
+                f"{display.time_of_day(alert.created_at)}: {alert.level.label} is repeated again on its schedule."]
     if alert.kind == AlertKind.RESTORED:
         if alert.margin_ratio is not None:
             lines.append(f"Margin ratio {display.ratio(alert.margin_ratio)}{_qualifiers(alert)}")
@@ -193,7 +200,8 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
 
 
 GOOD_NEWS = (AlertKind.RESOLVED, AlertKind.RESTORED)
-QUIET = (*GOOD_NEWS, AlertKind.ACKNOWLEDGED)  # listed after the alerts that call for action
+ACK_KINDS = (AlertKind.ACKNOWLEDGED, AlertKind.UNACKNOWLEDGED)  # what the user did: never pages
+QUIET = (*GOOD_NEWS, *ACK_KINDS)  # listed after the alerts that call for action
 
 
 # ---------------------------------------------------------------- folding
@@ -315,7 +323,7 @@ def notify_type(alerts: Iterable[Alert | Folded]) -> str:
     top = _entries(alerts)[0].alert
     if top.kind in (AlertKind.RESOLVED, AlertKind.RESTORED):
         return "success"
-    if top.kind == AlertKind.ACKNOWLEDGED:
+    if top.kind in ACK_KINDS:
         return "info"
     if top.kind == AlertKind.BLIND or top.level == Level.WARNING:
         return "warning"

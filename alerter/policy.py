@@ -293,3 +293,13 @@ def acknowledge(
         since_at=state.since_at, until_at=until_at, reason=note,
     )
     return ack, announcement
+
+
+def unacknowledge(ack: Ack, now: datetime, *, margin_ratio: float | None = None, thresholds: Thresholds | None = None) -> Alert:
+    """The announcement that `ack` was removed: its level's repeats resume. For the channels that
+    heard the acknowledgement (the same level's), never paging (it is what the user just did)."""
+    return Alert(
+        kind=AlertKind.UNACKNOWLEDGED, level=ack.level, account=ack.account, scope=ack.scope, created_at=now,
+        margin_ratio=margin_ratio, threshold=thresholds.threshold(ack.level) if thresholds is not None else None,
+        since_at=ack.acked_at, reason=ack.note,
+    )

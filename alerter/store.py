@@ -526,14 +526,23 @@ class Store:
             )
             self._insert_alert(announcement, channels, format_at(announcement.created_at))
 
-    def remove_ack(self, account: str, scope: str) -> Ack | None:
-        """Delete a scope's acknowledgement; returns it (None when there was none)."""
+    def remove_ack(self, account: str, scope: str, announcement: Alert | None = None, channels: Iterable[str] = ()) -> Ack | None:
+        """Delete a scope's acknowledgement; returns it (None when there was none). `announcement`
+        (of the acknowledgement read before, `since_at` its acked_at) is recorded with one pending
+        delivery per channel in the same transaction, only if that acknowledgement is the one
+        deleted (the daemon may have ended it, or another written a newer one, meanwhile)."""
         self.ensure_file()
         with self._guard("remove the acknowledgement"), self.db.atomic():
             row = next(iter(self.db.query("SELECT * FROM acks WHERE account = ? AND scope = ?", [account, scope])), None)
-            if row is not None:
-                self.db.execute("DELETE FROM acks WHERE account = ? AND scope = ?", [account, scope])
-            return self._ack(row) if row is not None else None
+            if row is None:
+                return None
+            ack = self._ack(row)
+            if announcement is not None and announcement.since_at != ack.acked_at:
+                return None
+            self.db.execute("DELETE FROM acks WHERE account = ? AND scope = ?", [account, scope])
+            if announcement is not None:
+                self._insert_alert(announcement, channels, format_at(announcement.created_at))
+            return ack
 
     # ------------------------------------------------------------ daily digest
 

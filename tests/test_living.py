@@ -98,18 +98,20 @@ def test_an_ack_that_runs_out_lets_the_overdue_repeat_through_and_unack_lets_the
             assert acks.listing(h.settings, h.clock()) == []
             await ack(h, "main", None, duration=None, note="", now=h.clock())
             await h.step(0.78, minutes=35)                       # held back
-            removed = acks.remove(h.settings, "main", None)
-            assert removed.until_at is None
+            done = await asyncio.to_thread(acks.remove, h.settings, "main", None, h.clock())  # announced like the ack
+            assert done.ack.until_at is None and done.channels == ("hook",) and done.sent == {"hook": None}
             with pytest.raises(ConfigError, match="main · account is not acknowledged"):
-                acks.remove(h.settings, "main", None)
+                acks.remove(h.settings, "main", None, h.clock())
             await h.step(0.78)                                   # repeats resume at once
             await h.step(0.20)                                   # resolved
 
     run(scenario())
     assert [t.split(" · ")[0] for t in titles(webhook)] == [
-        "CALL", "CALL acknowledged", "CALL still active", "CALL acknowledged", "CALL still active", "RESOLVED"]
+        "CALL", "CALL acknowledged", "CALL still active", "CALL acknowledged", "CALL acknowledgement removed", "CALL still active", "RESOLVED"]
     assert titles(webhook)[1].endswith("repeats held back until 12:41 UTC or the resolution")
     assert titles(webhook)[3].endswith("repeats held back until the resolution")
+    assert titles(webhook)[4] == "CALL acknowledgement removed · main · margin ratio 78 % (call at 70 %) · repeats resume"
+    assert webhook.bodies[4]["message"] == "Acknowledged at 12:46 UTC, removed at 13:21 UTC: call is repeated again on its schedule."
 
 
 def test_status_shows_the_ack(tmp_path, webhook):

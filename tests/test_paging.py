@@ -73,6 +73,7 @@ def alert(kind, level, scope="account", minutes=0):
     ([alert(AlertKind.BLIND, Level.CALL)], Level.CALL),      # blind while at call: call's URL
     ([alert(AlertKind.RESTORED, Level.CRITICAL)], Level.CRITICAL),
     ([alert(AlertKind.ACKNOWLEDGED, Level.CRITICAL)], Level.OK),  # your own "I'm on it" never pages you
+    ([alert(AlertKind.UNACKNOWLEDGED, Level.CRITICAL)], Level.OK),  # nor does taking it back
     # a critical superseded before delivery (folded under the warning it fell back to) is not paged
     ([Folded(alert(AlertKind.RAISED, Level.WARNING, minutes=2), (alert(AlertKind.RAISED, Level.CRITICAL),))], Level.WARNING),
 ])

@@ -52,6 +52,12 @@ def run(args) -> int:
     held = f"until {display.time_of_day(ack.until_at, now)} or the resolution" if ack.until_at else "until the resolution"
     print(f"acknowledged {acks.where(ack.account, ack.scope)} at {ack.level.name}: its repeats are held back {held}; "
           "a higher level still alerts at once")
+    print_announcement(done)
+    return commands.EXIT_OK
+
+
+def print_announcement(done) -> None:
+    """Where the announcement of an ack or unack (`acks.Acked`) went."""
     if not done.channels:
         print("announced to no channel (none hears this level)")
     elif done.daemon:
@@ -60,7 +66,6 @@ def run(args) -> int:
         for channel in done.channels:
             error = done.sent.get(channel)
             print(f"announced to {channel}" if error is None else f"announcement to {channel} FAILED: {error} (it stays in the outbox)")
-    return commands.EXIT_OK
 
 
 def list_acks(settings, *, as_json: bool = False) -> int:

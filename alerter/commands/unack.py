@@ -1,4 +1,5 @@
-"""`alerter unack`: remove an acknowledgement; the scope's repeats resume at the daemon's next poll."""
+"""`alerter unack`: remove an acknowledgement; the scope's repeats resume at the daemon's next poll,
+and the channels that hear its level are told."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from alerter import acks
+    from alerter.commands.ack import print_announcement
     from alerter.config import load_settings
 
-    ack = acks.remove(load_settings(args.config), args.account, args.scope)
-    print(f"{acks.where(ack.account, ack.scope)}: acknowledgement removed; {ack.level.label} repeats resume")
+    done = acks.remove(load_settings(args.config), args.account, args.scope, commands.now())
+    print(f"{acks.where(done.ack.account, done.ack.scope)}: acknowledgement removed; {done.ack.level.label} repeats resume")
+    print_announcement(done)
     return commands.EXIT_OK
