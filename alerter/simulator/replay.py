@@ -43,6 +43,7 @@ from typing import Any
 from aiohttp import web
 
 from alerter.simulator.server import API_PATHS as BINANCE_API_PATHS
+from alerter.simulator.server import listen
 
 logger = logging.getLogger(__name__)
 
@@ -419,11 +420,7 @@ class Replay:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound_host, bound_port = self._runner.addresses[0][:2]
-        self.url = f"http://{bound_host}:{bound_port}"
+        self._runner, self.url = await listen(app, host, port)
 
     async def stop(self) -> None:
         if self._runner is not None:

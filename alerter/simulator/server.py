@@ -69,6 +69,16 @@ def as_scenario(source: Scenario | str | Path | dict[str, Any] | None) -> Scenar
     return load_scenario(source)
 
 
+async def listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Serve `app` on host:port (0: any free port); the runner (to clean up) and its base URL.
+    The simulators' servers (this one, the replay host, the OKX/Bybit websocket fake) start so."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    return runner, f"http://{bound_host}:{bound_port}"
+
+
 class Simulator:
     """The running simulator; Python equivalents of the control API for in-process tests."""
 
@@ -103,12 +113,7 @@ class Simulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._closing = asyncio.Event()
-        self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound_host, bound_port = self._runner.addresses[0][:2]
-        self.url = f"http://{bound_host}:{bound_port}"
+        self._runner, self.url = await listen(self.make_app(), host, port)
         logger.info("simulator listening on %s", self.url)
 
     async def stop(self) -> None:

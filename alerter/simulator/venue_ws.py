@@ -45,6 +45,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from alerter.simulator.server import listen
+from alerter.simulator.websocket import end_pusher
+
 EXCHANGES = ("okx", "bybit")
 OKX_PUBLIC, OKX_PRIVATE = "/ws/v5/public", "/ws/v5/private"
 BYBIT_PUBLIC, BYBIT_PRIVATE = "/v5/public/linear", "/v5/private"
@@ -177,10 +180,7 @@ class VenueWs:
                 await (self._okx if self.exchange == "okx" else self._bybit)(sock, data)
         finally:
             self.sockets.discard(sock)
-            if pusher is not None:
-                pusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pusher
+            await end_pusher(pusher)
         return sock.ws
 
     def _note(self, data: dict[str, Any]) -> None:
@@ -269,11 +269,7 @@ class VenueWs:
         app = web.Application()
         for path in (OKX_PUBLIC, OKX_PRIVATE) if self.exchange == "okx" else (BYBIT_PUBLIC, BYBIT_PRIVATE):
             app.router.add_get(path, self.handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound_host, bound_port = self._runner.addresses[0][:2]
-        self.url = f"http://{bound_host}:{bound_port}"
+        self._runner, self.url = await listen(app, host, port)
 
     async def stop(self) -> None:
         await self.drop()

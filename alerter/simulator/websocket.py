@@ -113,6 +113,14 @@ def stream_symbol(stream: str) -> str | None:
     return None
 
 
+async def end_pusher(pusher: asyncio.Task | None) -> None:
+    """Stop a socket's mark-price pusher when the socket ends (this server's and venue_ws's)."""
+    if pusher is not None:
+        pusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pusher
+
+
 # ---------------------------------------------------------------- faults
 
 @dataclass
@@ -251,10 +259,7 @@ class WsHub:
             await self._read(conn)
         finally:
             self.connections.discard(conn)
-            if pusher is not None:
-                pusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pusher
+            await end_pusher(pusher)
         return conn.ws
 
     async def _read(self, conn: Connection) -> None:
