@@ -168,6 +168,15 @@ class Streams:
             stream.changed.set()
 
 
+async def close_feed(feed, what: str) -> None:
+    """Close a stream's ccxt.pro feed (None: none open); a failure to close is only logged."""
+    if feed is not None:
+        try:
+            await feed.close()
+        except Exception as e:
+            logger.debug("closing the %s stream: %s", what, e)
+
+
 class PriceStream:
     """The one public mark-price connection of a group of accounts on one exchange."""
 
@@ -298,11 +307,7 @@ class PriceStream:
 
     async def close(self) -> None:
         feed, self.feed = self.feed, None
-        if feed is not None:
-            try:
-                await feed.close()
-            except Exception as e:
-                logger.debug("closing the mark-price stream: %s", e)
+        await close_feed(feed, self.link.what)
 
 
 class AccountStream:
@@ -397,8 +402,4 @@ class AccountStream:
 
     async def close(self) -> None:
         feed, self.feed = self.feed, None
-        if feed is not None:
-            try:
-                await feed.close()
-            except Exception as e:
-                logger.debug("closing the account stream of %s: %s", self.name, e)
+        await close_feed(feed, self.link.what)
