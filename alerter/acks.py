@@ -91,6 +91,12 @@ def _configured(settings, account: str):
     return account_plans[account]
 
 
+def _last_ratio(store, account: str, scope: str) -> float | None:
+    """The scope's margin ratio at its last sample, for an announcement (None: never sampled)."""
+    latest = next((s for s in store.latest_samples() if (s.account, s.scope) == (account, scope)), None)
+    return latest.margin_ratio if latest else None
+
+
 def acknowledge_scope(settings, account: str, scope_text: str | None, *, duration: timedelta | None, note: str, now: datetime) -> Acked:
     """Record the acknowledgement of a scope at its current level and announce it. Raises
     ConfigError (unknown account or scope), ValueError (nothing to acknowledge), StoreError."""
@@ -107,10 +113,9 @@ def acknowledge_scope(settings, account: str, scope_text: str | None, *, duratio
             scope = resolve_scope(account, scope_text, list(states))
         except LookupError as e:
             raise ConfigError(str(e)) from None
-        latest = next((s for s in store.latest_samples() if (s.account, s.scope) == (account, scope)), None)
         try:
             ack, announcement = acknowledge(states[scope], now, until_at=now + duration if duration else None, note=note,
-                                            margin_ratio=latest.margin_ratio if latest else None, thresholds=plan.thresholds)
+                                            margin_ratio=_last_ratio(store, account, scope), thresholds=plan.thresholds)
         except ValueError as e:
             raise ValueError(f"{where(account, scope)} {e}") from None
         channels = route(announcement, [c for c in settings.channels if c.name in plan.channels])
@@ -174,8 +179,7 @@ def remove(settings, account: str, scope_text: str | None, now: datetime) -> Ack
             raise ConfigError(str(e)) from None
         removed, channels = None, []
         if scope in acks:
-            latest = next((s for s in store.latest_samples() if (s.account, s.scope) == (account, scope)), None)
-            announcement = unacknowledge(acks[scope], now, margin_ratio=latest.margin_ratio if latest else None, thresholds=plan.thresholds)
+            announcement = unacknowledge(acks[scope], now, margin_ratio=_last_ratio(store, account, scope), thresholds=plan.thresholds)
             channels = route(announcement, [c for c in settings.channels if c.name in plan.channels])
             removed = store.remove_ack(account, scope, announcement, channels)
     if removed is None:
