@@ -94,7 +94,7 @@ def test_refusing_channel_gets_its_alerts_later_and_the_other_is_not_delayed(tmp
             assert len(smtp_server.messages) == 2 and webhook.bodies == []
             webhook.start()                  # back on the same port
             h.clock.advance(minutes=30)      # past the backoff
-            await h.daemon.deliver_once()
+            await h.daemon.delivery.deliver_once()
 
     run(scenario())
     # both alerts arrive in one message, headed by the current state, the superseded one folded
@@ -160,7 +160,7 @@ def test_demo_command_shows_every_level():
 def test_a_stop_ends_a_task_that_let_the_first_cancel_pass():
     """What hung a demo on a busy machine: a stream task on Python 3.11's wait_for lost the stop's
     cancel (its awaitable completed at that moment) and went on; the stop waited for it forever."""
-    from alerter.daemon import cancel_all
+    from alerter.streams import cancel_all
 
     async def scenario():
         swallowed = []

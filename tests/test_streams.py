@@ -20,13 +20,14 @@ from helpers import SCENARIO, Clock, Harness, price_for, run, settings_for, titl
 
 from alerter import display
 from alerter.config import ConfigError, build_settings
-from alerter.daemon import utcnow
+from alerter.pipeline import utcnow
 from alerter.metrics import METRICS
 from alerter.models import Level
 from alerter.simulator import run_simulator
 from alerter.simulator.market import Position
 from alerter.sources.stream import binance_margin_call
-from alerter.streams import backoff, notice_due
+from alerter.policy import notice_due
+from alerter.streams import backoff
 
 CADENCE = 0.1
 STREAM_TIMEOUT = "0.8s"
@@ -44,7 +45,7 @@ async def streaming(tmp_path, webhook, *, before=None, **daemon):
         h.daemon.clock = utcnow  # the scheduler and the streams run in real time
         runner = asyncio.create_task(h.daemon.run())
         try:
-            await until(lambda: {"main", "second"} <= h.daemon.confirmed.keys(), 10)
+            await until(lambda: {"main", "second"} <= h.daemon.pipeline.confirmed.keys(), 10)
             yield sim, h.daemon
         finally:
             h.daemon.stop()
@@ -116,7 +117,7 @@ def test_price_step_alerted_from_the_stream_and_confirmed_by_the_poll_without_du
             sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})
             latency = await until(lambda: webhook.bodies, 5)
             rest = public_rest(sim)
-            await daemon.poll_account("main")  # the full poll that confirms the estimate
+            await daemon.pipeline.poll_account("main")  # the full poll that confirms the estimate
             await asyncio.sleep(0.3)  # more stream updates at the same price: nothing new either
             return latency, rest, sim.state.risk("main-key").cross_margin_ratio
 
@@ -146,12 +147,12 @@ def test_exchange_margin_call_is_forwarded_once_and_polls_at_once(tmp_path, webh
     async def scenario():
         async with streaming(tmp_path, webhook) as (sim, daemon):
             await until(lambda: up("account", "main") == 1, 5)
-            polled = daemon.confirmed["main"][0]
+            polled = daemon.pipeline.confirmed["main"][0]
             call = await sim.margin_call("main-key")
             latency = await until(lambda: webhook.bodies, 5)
-            await until(lambda: daemon.confirmed["main"][0] > polled, 5)
+            await until(lambda: daemon.pipeline.confirmed["main"][0] > polled, 5)
             await sim.margin_call("main-key")  # Binance repeats it: not another message before the call repeat
-            await until(lambda: daemon.confirmed["main"][0] > polled + timedelta(seconds=0.01), 5)
+            await until(lambda: daemon.pipeline.confirmed["main"][0] > polled + timedelta(seconds=0.01), 5)
             await asyncio.sleep(0.3)
             return latency, call
 
@@ -175,14 +176,14 @@ def test_account_stream_shares_the_polls_instance_and_reconnects_on_it(tmp_path,
     async def reconnect(sim, daemon) -> None:
         await sim.ws_fault("drop", "private")
         await until(lambda: up("account", "main") == 0, 2)
-        polled = daemon.confirmed["main"][0]
+        polled = daemon.pipeline.confirmed["main"][0]
         await until(lambda: up("account", "main") == 1, 5)
-        await until(lambda: daemon.confirmed["main"][0] > polled, 5)  # the catch-up poll for events missed meanwhile
+        await until(lambda: daemon.pipeline.confirmed["main"][0] > polled, 5)  # the catch-up poll for events missed meanwhile
 
     async def event_polls(sim, daemon, wallet: float) -> float:
-        polled = daemon.confirmed["main"][0]
+        polled = daemon.pipeline.confirmed["main"][0]
         sim.set_account("main-key", wallet_balance=wallet)  # ACCOUNT_UPDATE
-        return await until(lambda: daemon.confirmed["main"][0] > polled, 5)
+        return await until(lambda: daemon.pipeline.confirmed["main"][0] > polled, 5)
 
     async def scenario():
         async with streaming(tmp_path, webhook) as (sim, daemon):
@@ -349,7 +350,7 @@ def test_backoff_doubles_to_a_cap():
 
 def test_notice_alert_routes_like_a_call():
     from alerter.sources.stream import Notice
-    from alerter.streams import notice_alert
+    from alerter.policy import notice_alert
 
     alert = notice_alert("main", "Binance", Notice("Binance margin call: ETHUSDT cross, maint 1.61", "k"), T)
     assert alert.level == Level.CALL and alert.scope == "exchange"
