@@ -354,3 +354,35 @@ def test_notice_alert_routes_like_a_call():
 
     alert = notice_alert("main", "Binance", Notice("Binance margin call: ETHUSDT cross, maint 1.61", "k"), T)
     assert alert.level == Level.CALL and alert.scope == "exchange"
+
+
+def test_a_restarted_daemon_does_not_tell_a_notice_again_before_its_repeat(tmp_path, webhook):
+    """The exchange's margin call is told once per call repeat (30 min here), also across a
+    restart: when it was told is read back from the alerts in the database."""
+    from helpers import harness
+
+    from alerter.sources.stream import Notice
+
+    notice = Notice("Binance margin call: BTCUSDT cross, maint 1.61", "margin-call:BTCUSDT cross")
+
+    async def told(h) -> list[str]:
+        alerts = await h.daemon.pipeline.notices_due("main", "Binance", [notice])
+        await h.daemon.pipeline.poll_account("main", notices=alerts)
+        await h.daemon.delivery.deliver_once()
+        return [a.reason for a in alerts]
+
+    async def scenario():
+        async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
+            first = await told(h)
+            h.clock.advance(minutes=1)
+            again = await told(h)                 # the same run: held back
+            await h.restart()
+            h.clock.advance(minutes=1)
+            restarted = await told(h)             # a new daemon: still held back
+            h.clock.advance(minutes=30)
+            due = await told(h)                   # the call repeat has passed
+            return first, again, restarted, due
+
+    first, again, restarted, due = run(scenario())
+    assert first == due == [notice.text] and again == restarted == []
+    assert [t for t in titles(webhook) if t.startswith("EXCHANGE")] == [f"EXCHANGE · main · {notice.text}"] * 2
