@@ -192,3 +192,35 @@ def test_no_wait_for_in_the_daemon():
 
     users = [str(p) for p in Path(alerter.__file__).parent.rglob("*.py") if "asyncio.wait_for(" in p.read_text()]
     assert users == []
+
+
+def test_the_daemon_parts_import_in_one_direction():
+    """runtime → daemon → streams/digest/delivery → pipeline (and check → pipeline): the parts
+    the daemon composes never import it, nor the pipeline the parts that use it (imports under
+    TYPE_CHECKING are types only)."""
+    import ast
+    from pathlib import Path
+
+    import alerter
+
+    parts = ("daemon", "runtime", "check", "streams", "digest", "delivery", "pipeline")
+    root = Path(alerter.__file__).parent
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                       for stmt in node.body for n in ast.walk(stmt)}
+        found = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        return {p for p in parts if f"alerter.{p}" in found}
+
+    graph = {p: imports(p) for p in parts}
+    assert graph["pipeline"] == set()
+    assert [p for p in parts if "daemon" in graph[p]] == ["runtime"]
+    assert "runtime" not in graph["daemon"] | graph["streams"] | graph["digest"] | graph["delivery"]
