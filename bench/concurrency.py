@@ -8,10 +8,10 @@ keys, each with BTC + ETH cross and SOL isolated positions; every exchange reque
 200 ms (`sim.set_latency(0.2)`). For each N a fresh daemon is built with `build_daemon` (real
 sources, SQLite store in a temporary directory, no channels), then:
 
-  warm-up   one cycle: asyncio.gather(Daemon.poll_account(name) for every account) — loads
+  warm-up   one cycle: asyncio.gather(Pipeline.poll_account(name) for every account) — loads
             the markets (each account has its own ccxt instance) and creates the states;
   fetch     timed cycles of asyncio.gather(fetch_health(...)) — the exchange part only;
-  poll      timed cycles of asyncio.gather(Daemon.poll_account(...)) — fetch + health + policy +
+  poll      timed cycles of asyncio.gather(Pipeline.poll_account(...)) — fetch + health + policy +
             the SQLite commit, i.e. what the daemon's poll jobs do when they coincide.
 
 Reported: median cycle seconds per N, its ratio to N = 1, and exchange API requests per account
