@@ -12,7 +12,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from alerter import metrics, sdnotify
+from alerter import display, metrics, sdnotify
 from alerter.config import Settings
 from alerter.delivery import Workers
 from alerter.digest import Digests
@@ -359,8 +359,6 @@ class Daemon:
         """A removed channel's pending deliveries are neither sent elsewhere nor dropped: they stay
         in the outbox, go out if a channel of that name comes back before they expire
         (alert_expiry), and expire as usual otherwise. Say so when there are some."""
-        from alerter.changes import show
-
         names = {c.name for c in self.settings.channels}
         for channel in old.channels:
             if channel.name in names:
@@ -372,7 +370,7 @@ class Daemon:
                 continue
             if pending:
                 logger.warning("reload: %d alert(s) pending for the removed channel %s stay in the outbox: sent if it is "
-                               "configured again within %s (alert_expiry), else they expire", pending, channel.name, show(self.settings.daemon.alert_expiry))
+                               "configured again within %s (alert_expiry), else they expire", pending, channel.name, display.duration(self.settings.daemon.alert_expiry))
 
     async def serve_metrics(self) -> None:
         address = self.settings.daemon.metrics
