@@ -10,11 +10,9 @@ import asyncio
 import json
 import logging
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from helpers import SCENARIO, Clock, Harness, price_for, run, settings_for, titles, until
 
@@ -22,11 +20,9 @@ from alerter import display
 from alerter.config import ConfigError, build_settings
 from alerter.pipeline import utcnow
 from alerter.metrics import METRICS
-from alerter.models import Level
 from alerter.simulator import run_simulator
 from alerter.simulator.market import Position
 from alerter.sources.stream import binance_margin_call
-from alerter.policy import notice_due
 from alerter.streams import backoff
 
 CADENCE = 0.1
@@ -332,28 +328,10 @@ def test_other_messages_are_not_margin_calls():
     assert binance_margin_call({"result": None, "id": 1}) is None
 
 
-T = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-@given(st.integers(0, 10_000), st.integers(1, 10_000))
-def test_a_notice_is_told_again_only_after_the_repeat(seconds, every):
-    last, now, repeat = T, T + timedelta(seconds=seconds), timedelta(seconds=every)
-    assert notice_due(None, now, repeat)
-    assert notice_due(last, now, repeat) == (seconds >= every)
-    assert not notice_due(last, now, None)
-
 
 def test_backoff_doubles_to_a_cap():
     assert [backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1, 2, 4]
     assert backoff(50) == 30
-
-
-def test_notice_alert_routes_like_a_call():
-    from alerter.sources.stream import Notice
-    from alerter.policy import notice_alert
-
-    alert = notice_alert("main", "Binance", Notice("Binance margin call: ETHUSDT cross, maint 1.61", "k"), T)
-    assert alert.level == Level.CALL and alert.scope == "exchange"
 
 
 def test_a_restarted_daemon_does_not_tell_a_notice_again_before_its_repeat(tmp_path, webhook):
