@@ -102,6 +102,7 @@ def acknowledge_scope(settings, account: str, scope_text: str | None, *, duratio
     ConfigError (unknown account or scope), ValueError (nothing to acknowledge), StoreError."""
     from alerter import views
     from alerter.notify import route
+    from alerter.pipeline import channels_of
     from alerter.policy import acknowledge
 
     plan = _configured(settings, account)
@@ -118,7 +119,7 @@ def acknowledge_scope(settings, account: str, scope_text: str | None, *, duratio
                                             margin_ratio=_last_ratio(store, account, scope), thresholds=plan.thresholds)
         except ValueError as e:
             raise ValueError(f"{where(account, scope)} {e}") from None
-        channels = route(announcement, [c for c in settings.channels if c.name in plan.channels])
+        channels = route(announcement, channels_of(plan, settings.channels))
         store.save_ack(ack, announcement, channels)
     sent, daemon = send_now(settings, channels, now)
     return Acked(ack, tuple(channels), sent, daemon)
@@ -167,6 +168,7 @@ def remove(settings, account: str, scope_text: str | None, now: datetime) -> Ack
     hear its level. Raises ConfigError (unknown account or scope, or none there), StoreError."""
     from alerter import views
     from alerter.notify import route
+    from alerter.pipeline import channels_of
     from alerter.policy import unacknowledge
 
     plan = _configured(settings, account)
@@ -180,7 +182,7 @@ def remove(settings, account: str, scope_text: str | None, now: datetime) -> Ack
         removed, channels = None, []
         if scope in acks:
             announcement = unacknowledge(acks[scope], now, margin_ratio=_last_ratio(store, account, scope), thresholds=plan.thresholds)
-            channels = route(announcement, [c for c in settings.channels if c.name in plan.channels])
+            channels = route(announcement, channels_of(plan, settings.channels))
             removed = store.remove_ack(account, scope, announcement, channels)
     if removed is None:
         raise ConfigError(f"{where(account, scope)} is not acknowledged" + (f" (acknowledged: {', '.join(shown(s) for s in acks)})" if acks else ""))

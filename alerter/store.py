@@ -808,3 +808,13 @@ class Store:
             except (ValueError, TypeError, KeyError) as e:
                 raise StoreError(f"{self.path}: a stored snapshot cannot be read ({type(e).__name__}: {e}); "
                                  f"the next full poll replaces it") from None
+
+    # ------------------------------------------------------------ notices
+
+    def last_notice_at(self, account: str, reason: str) -> datetime | None:
+        """When an exchange's notice saying `reason` was last recorded for `account` (None:
+        never), so a restarted daemon does not tell it again before its repeat is due."""
+        with self._guard("read the history"):
+            rows = self.db.execute("SELECT created_at, payload FROM alerts WHERE account = ? AND kind = ? ORDER BY created_at DESC",
+                                   [account, str(AlertKind.NOTICE)]).fetchall()
+        return next((parse_at(at) for at, payload in rows if alert_from_json(payload).reason == reason), None)

@@ -144,7 +144,7 @@ def test_check_marks_an_approximate_account_in_its_json_and_its_table(capsys):
     from alerter.check import rows_for
     from alerter.commands.check import render_table
     from alerter.config import build_settings
-    from alerter.daemon import Poll
+    from alerter.pipeline import Poll
     from alerter.models import Health
     from alerter.plan import plans
 

@@ -234,18 +234,18 @@ def test_reload_rebuilds_changed_sources_closes_removed_ones_and_holds_a_removed
     async def scenario():
         daemon = build_daemon(build_settings(first))
         try:
-            await daemon.poll_account("a")  # WARNING, recorded for both channels, not yet delivered
-            await daemon.poll_account("b")
+            await daemon.pipeline.poll_account("a")  # WARNING, recorded for both channels, not yet delivered
+            await daemon.pipeline.poll_account("b")
             old = dict(daemon.sources)
             assert await daemon.reload(build_settings(second))
             assert daemon.sources["a"] is not old["a"] and "b" not in daemon.sources
             assert old["a"].exchange.session is None and old["b"].exchange.session is None  # closed
             pending = [d.channel for d in daemon.store.deliveries(status="pending")]
-            await daemon.deliver_once("hook")  # as the daemon's workers: one per configured channel
-            assert await daemon.poll_account("a") == []  # the new source works; the state was kept
+            await daemon.delivery.deliver_once("hook")  # as the daemon's workers: one per configured channel
+            assert await daemon.pipeline.poll_account("a") == []  # the new source works; the state was kept
             assert other.bodies == [] and len(webhook.bodies) == 1
             assert await daemon.reload(build_settings(first))  # "other" is back: its alerts go out
-            await daemon.deliver_once("other")
+            await daemon.delivery.deliver_once("other")
             refused = await daemon.reload(build_settings({**first, "daemon": {**first["daemon"], "database": str(tmp_path / "x.db")}}))
             return pending, refused
         finally:
@@ -285,12 +285,12 @@ def test_a_reload_with_new_thresholds_rebuilds_the_plan_and_the_next_poll_uses_i
     async def scenario():
         daemon = build_daemon(build_settings(first))
         try:
-            before = await daemon.poll_account("a")
-            await daemon.deliver_once()
+            before = await daemon.pipeline.poll_account("a")
+            await daemon.delivery.deliver_once()
             source, plan = daemon.sources["a"], daemon.plans["a"]
             assert await daemon.reload(build_settings(second))
-            after = await daemon.poll_account("a")
-            await daemon.deliver_once()
+            after = await daemon.pipeline.poll_account("a")
+            await daemon.delivery.deliver_once()
             return before, after, plan, daemon.plans["a"], daemon.sources["a"] is source
         finally:
             await asyncio.gather(*(s.close() for s in daemon.sources.values()))

@@ -300,6 +300,10 @@ class Source:
 
     # ------------------------------------------------------------ public
 
+    def markets(self) -> dict | None:
+        """The exchange's markets table once loaded (a price stream starts from it); else None."""
+        return self.exchange.markets or None
+
     async def fetch_snapshot(self) -> AccountSnapshot:
         """Balance and positions, fetched concurrently, normalised; `fetched_at` is now (UTC)."""
         balance, positions = await self._with_retry(self._fetch_raw)
