@@ -29,8 +29,9 @@ until 2025-05-22 03:00 UTC it was "Average Entry Price × Position Size × Contr
 (Maintenance Margin Rate + (1 + 1/Leverage) × Taker Fee Rate + Funding Rate)", fixed while the
 mark moves (the two recorded rows reproduce it exactly: XBTUSDTM 26.821 × (0.004 + 1.2 × 0.0006
 + 0.0001) = 0.12927722, ADAUSDTM 2.4977 × (0.01 + 2 × 0.0006 + 0.0001) = 0.02822401), so an
-answer stamped (`currentTimestamp`) before then keeps `posMaint` as it is; since then "Entry Price is replaced with Mark Price", with the liquidation fee and funding
-rate in the same product, so `posMaint` grows with the mark value at `posMaint` ÷ `markValue`.
+answer stamped (`currentTimestamp`) before then keeps `posMaint` as it is; since then "Entry
+Price is replaced with Mark Price", with the liquidation fee and funding rate in the same
+product, so `posMaint` grows with the mark value at `posMaint` ÷ `markValue`.
 
 Positions (https://www.kucoin.com/docs-new/rest/futures-trading/positions/get-position-list):
 `currentQty` counts contracts (× the contract's `multiplier`: 0.001 XBT for XBTUSDTM, 1 USD for
