@@ -37,8 +37,10 @@ Classic account (ccxt `options.uta` false, the default here; productType USDT-FU
 - Isolated positions are scopes of their own, at Bitget's own `marginRatio`: collateral =
   `marginSize` + `unrealizedPL`, maintenance = `marginRatio` × collateral. Bitget's documented
   example reproduces it: (0.004 + 0.0006 taker fee) × 0.01 × 25100 ÷ (9.6695 + 1) = 0.10821,
-  its `marginRatio`, and its `liquidationPrice` 24144.11 is where that ratio reaches 100 %. An
-  isolated position without a `marginRatio` is left blind on its own (`unreadable`).
+  its `marginRatio`, and its `liquidationPrice` 24144.11 is where that ratio reaches 100 %. The
+  maintenance grows with the notional at that same rate (keepMarginRate plus the fee, here
+  0.46 %), so a re-priced position (`alerter whatif`) reaches 100 % there too. An isolated
+  position without a `marginRatio` is left blind on its own (`unreadable`).
 - Completeness: a `crossedRiskRate` above 0 with no cross position listed, or cross positions
   with a `crossedRiskRate` of 0, make the poll blind (one of the two answers is partial).
 
@@ -159,6 +161,9 @@ def parse_position(raw: Mapping, markets: Mapping) -> tuple[Position | None, tup
         collateral = margin + pnl
         if collateral > 0:  # Bitget's own figure, with its fee to close (past liquidation: the ratio is ∞ anyway)
             maintenance = stated * collateral
+            # it grows with the notional at (keepMarginRate + the taker fee), not at keepMarginRate alone:
+            # re-priced at the row's liquidationPrice it then reads 100 % (24144.11 in Bitget's example)
+            rate = maintenance / notional if notional > 0 else rate
     entry_key = "avgPrice" if uta else "openPriceAvg"
     return make_position(
         where=where,

@@ -23,6 +23,15 @@ liquidated" (the Cross Margin page). Each isolated position is its own scope: `p
 `maintMargin` (= `posMargin` + `unrealisedPnl`). On KuCoin's documented example that ratio reaches
 100 % exactly at the stated `liquidationPrice` (posMargin + PnL at 45704.44 = posMaint, to 1e-5),
 which is the distance shown. An isolated position without `posMaint` is refused.
+How that maintenance moves with the mark (for `alerter whatif`) is KuCoin's formula of the
+answer's time (https://www.kucoin.com/announcement/update-to-the-isolated-margin-calculation-formula):
+until 2025-05-22 03:00 UTC it was "Average Entry Price × Position Size × Contract Multiplier ×
+(Maintenance Margin Rate + (1 + 1/Leverage) × Taker Fee Rate + Funding Rate)", fixed while the
+mark moves (the two recorded rows reproduce it exactly: XBTUSDTM 26.821 × (0.004 + 1.2 × 0.0006
++ 0.0001) = 0.12927722, ADAUSDTM 2.4977 × (0.01 + 2 × 0.0006 + 0.0001) = 0.02822401), so an
+answer stamped (`currentTimestamp`) before then keeps `posMaint` as it is; since then "Entry
+Price is replaced with Mark Price", with the liquidation fee and funding rate in the same
+product, so `posMaint` grows with the mark value at `posMaint` ÷ `markValue`.
 
 Positions (https://www.kucoin.com/docs-new/rest/futures-trading/positions/get-position-list):
 `currentQty` counts contracts (× the contract's `multiplier`: 0.001 XBT for XBTUSDTM, 1 USD for
@@ -51,6 +60,15 @@ from alerter.sources.fields import make_position, make_snapshot, mapping, number
 
 ID = "kucoinfutures"
 DEFAULT_CURRENCY = "USDT"  # ccxt's options.fetchBalance.code
+# KuCoin's isolated maintenance margin is on the mark price from this moment (ms), on the entry price before
+ISOLATED_MARK_PRICED_SINCE_MS = 1747882800000  # 2025-05-22 03:00 UTC, the announced start of the upgrade
+
+
+def entry_priced(info: Mapping, where: str) -> bool:
+    """The answer was made under KuCoin's isolated formula before 2025-05-22: its `posMaint` is on the
+    entry price and does not move with the mark. An answer without `currentTimestamp` is today's."""
+    stamp = optional_number(info.get("currentTimestamp"), f"{where}.currentTimestamp")
+    return stamp is not None and stamp < ISOLATED_MARK_PRICED_SINCE_MS
 
 
 def _ok(data: Any) -> bool:
@@ -131,6 +149,9 @@ def _row(raw: Mapping, markets: Mapping) -> dict | None:
         collateral = optional_number(info.get("maintMargin"), f"{where}.maintMargin")
         if collateral is None:
             collateral = number(info.get("posMargin"), f"{where}.posMargin") + pnl
+        # the rate posMaint grows at with the notional: 0 on the entry price (before 2025-05-22), else
+        # posMaint ÷ the notional (None: health derives it), as the fees and funding grow with it too
+        rate = 0.0 if entry_priced(info, where) else None
     elif maintenance is None and rate is not None and value is not None:
         maintenance = rate * abs(value)
     return dict(
