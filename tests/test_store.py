@@ -11,8 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alerter.codec import alert_from_json, alert_to_json
+from alerter.errors import StoreError
 from alerter.models import Alert, AlertKind, Health, Level, PositionRisk, ScopeState
-from alerter.store import SCHEMA_VERSION, Store, StoreError, alert_from_json, alert_to_json
+from alerter.schema import SCHEMA_VERSION
+from alerter.store import Store
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ISO = "isolated:ETH/USDT:USDT:short"
@@ -64,7 +67,7 @@ def test_migrates_an_existing_empty_file(db_path):
 def test_migrates_a_first_release_database_keeping_its_data(db_path):
     import sqlite_utils
 
-    from alerter.store import MIGRATIONS
+    from alerter.schema import MIGRATIONS
 
     db = sqlite_utils.Database(db_path)
     MIGRATIONS[0](db)  # the schema as the first release wrote it
@@ -325,3 +328,4 @@ def test_replaced_file_is_moved_aside_not_overwritten(db_path):
 
 def test_a_database_without_notes_has_none(store):
     assert store.notes() == []
+
