@@ -4,8 +4,9 @@ sqlite-utils only; no decisions. Every public method either works or raises `Sto
 with one line naming the file. The tables and their migrations are in `alerter.schema`, how a
 value is written in `alerter.codec`, the outbox's statements in `alerter.outbox`.
 
-The file deleted (or replaced) under an open store: `ensure_file`, called before every write,
-notices it (the path's inode is not the one opened), copies what the open
+Every write goes through `Store._write`: it checks that the file at the path is still the one
+opened (`ensure_file`), then runs one transaction. The file deleted (or replaced) under an open
+store: `ensure_file` notices it (the path's inode is not the one opened), copies what the open
 connection still sees into a new file at the path, and writes a note there.
 """
 
@@ -107,6 +108,14 @@ class Store:
             yield
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"{self.path}: cannot {action}: {_reason(e)}") from e
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[None]:
+        """The one way to write: first make sure the file at the path is still the one opened
+        (`ensure_file`), then one transaction under `_guard`."""
+        self.ensure_file()
+        with self._guard(action), self.db.atomic():
+            yield
 
     @property
     def busy_timeout(self) -> float:
@@ -235,8 +244,7 @@ class Store:
         Returns the ids of the alerts that were new."""
         at_text = format_at(at)
         new_ids: list[int] = []
-        self.ensure_file()
-        with self._guard("record the poll"), self.db.atomic():
+        with self._write("record the poll"):
             if snapshot is not None:
                 save_snapshot(self.db, snapshot, at)
             self.db.execute("DELETE FROM scope_state WHERE account = ?", [account])
@@ -279,8 +287,7 @@ class Store:
     def save_ack(self, ack: Ack, announcement: Alert, channels: Iterable[str]) -> None:
         """Record an acknowledgement (replacing one of the same scope) and its announcement with
         one pending delivery per channel, in one transaction."""
-        self.ensure_file()
-        with self._guard("record the acknowledgement"), self.db.atomic():
+        with self._write("record the acknowledgement"):
             self.db.execute(
                 "INSERT OR REPLACE INTO acks (account, scope, level, acked_at, until_at, note) VALUES (?, ?, ?, ?, ?, ?)",
                 [ack.account, ack.scope, ack.level.label, format_at(ack.acked_at), ack.until_at and format_at(ack.until_at), ack.note],
@@ -292,8 +299,7 @@ class Store:
         (of the acknowledgement read before, `since_at` its acked_at) is recorded with one pending
         delivery per channel in the same transaction, only if that acknowledgement is the one
         deleted (the daemon may have ended it, or another written a newer one, meanwhile)."""
-        self.ensure_file()
-        with self._guard("remove the acknowledgement"), self.db.atomic():
+        with self._write("remove the acknowledgement"):
             row = next(iter(self.db.query("SELECT * FROM acks WHERE account = ? AND scope = ?", [account, scope])), None)
             if row is None:
                 return None
@@ -314,8 +320,7 @@ class Store:
             return parse_at(row[0]) if row else None
 
     def record_digest(self, channel: str, day: str, at: datetime) -> None:
-        self.ensure_file()
-        with self._guard("record the digest"), self.db.atomic():
+        with self._write("record the digest"):
             self.db.execute("INSERT OR REPLACE INTO digests (channel, day, sent_at) VALUES (?, ?, ?)", [channel, day, format_at(at)])
 
     def poll_errors(self, since: datetime) -> dict[str, dict[str, int]]:
@@ -337,8 +342,7 @@ class Store:
         """Record alerts that went out while the database could not take them, with each routed
         channel's outcome: sent at that time, or None (pending, due at `at`: the outbox retries
         it). An alert whose key exists is skipped. Returns the ids of the alerts recorded."""
-        self.ensure_file()
-        with self._guard("record the alerts sent without the database"), self.db.atomic():
+        with self._write("record the alerts sent without the database"):
             return outbox.record_sent(self.db, alerts, at)
 
     # ------------------------------------------------------------ outbox (its statements: alerter.outbox)
@@ -361,7 +365,7 @@ class Store:
         alert_ids, folded = list(alert_ids), list(folded)
         if not alert_ids and not folded:
             return
-        with self._guard("record a delivery"), self.db.atomic():
+        with self._write("record a delivery"):
             outbox.mark_sent(self.db, alert_ids, channel, at, folded)
 
     def mark_failed(self, alert_ids: Iterable[int], channel: str, error: str, next_attempt_at: datetime | None) -> None:
@@ -370,14 +374,12 @@ class Store:
         alert_ids = list(alert_ids)
         if not alert_ids:
             return
-        self.ensure_file()
-        with self._guard("record a failed delivery"), self.db.atomic():
+        with self._write("record a failed delivery"):
             outbox.mark_failed(self.db, alert_ids, channel, error, next_attempt_at)
 
     def expire(self, now: datetime, expiry: timedelta) -> list[Delivery]:
         """Pending deliveries of alerts created before now − expiry become expired; returns them."""
-        self.ensure_file()
-        with self._guard("expire old deliveries"), self.db.atomic():
+        with self._write("expire old deliveries"):
             return outbox.expire(self.db, now, expiry)
 
     def expired_unreported(self, channel: str) -> list[Delivery]:
@@ -389,8 +391,7 @@ class Store:
         alert_ids = list(alert_ids)
         if not alert_ids:
             return
-        self.ensure_file()
-        with self._guard("record a report"), self.db.atomic():
+        with self._write("record a report"):
             outbox.mark_reported(self.db, alert_ids, channel)
 
     def pending_count(self) -> int:
@@ -421,8 +422,7 @@ class Store:
             return sample_table.trend_bases(self.db, since, keys)
 
     def prune_samples(self, before: datetime) -> int:
-        self.ensure_file()
-        with self._guard("prune old samples"), self.db.atomic():
+        with self._write("prune old samples"):
             self.db.execute("DELETE FROM poll_errors WHERE at < ?", [format_at(before)])
             return self.db.execute("DELETE FROM samples WHERE at < ?", [format_at(before)]).rowcount
 
