@@ -1,19 +1,26 @@
-"""The delivery outbox: the alerts recorded and one (alert, channel) row per message owed.
+"""The delivery outbox: the alerts recorded, one (alert, channel) row per message owed, and
+what is laid over those rows while the database refuses outcomes.
 
 The statements here run on the connection of a `Store`, inside the transaction its write path
 opened (the `Store` checks the file and turns SQLite errors into `StoreError`); the outbox's
 tables are described in `alerter.schema`.
+
+`Overlay` holds the delivery outcomes the database refused (locked, full, …), in order, and lays
+them over the outbox's reads until they are written: the messages did go out, so they are
+neither lost nor sent again. It sits here, beside the statements it mirrors: an outcome laid
+over a read must look as it will once written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlite_utils
 
 from alerter.codec import alert_from_json, alert_to_json, format_at, parse_at
+from alerter.errors import StoreError
 from alerter.models import Alert
 
 
@@ -186,3 +193,80 @@ def history(db: sqlite_utils.Database, account: str | None, since: datetime | No
         if row["channel"] is not None:
             entry.deliveries[row["channel"]] = row["status"]
     return list(entries.values())
+
+
+# ---------------------------------------------------------------- outcomes the database refused
+
+OUTCOMES = ("mark_sent", "mark_failed", "mark_reported")  # the `Store` methods an `Overlay` keeps
+
+
+class Overlay:
+    """Delivery outcomes not yet written, in order, and what they change in the outbox's reads.
+
+    Each outcome is a `Store` method name of `OUTCOMES` with its arguments by name; `pending`
+    and `unreported` lay them over `Store.pending_deliveries` and `Store.expired_unreported`."""
+
+    def __init__(self) -> None:
+        self.deferred: list[tuple[str, dict]] = []  # in the order they happened
+        self.changes: dict[tuple[int, str], dict] = {}  # (alert_id, channel) → what those outcomes changed
+
+    def __bool__(self) -> bool:
+        return bool(self.deferred)
+
+    def __len__(self) -> int:
+        return len(self.deferred)
+
+    def add(self, name: str, arguments: dict) -> None:
+        """Keep one outcome; `arguments` is every argument by name, iterables as lists."""
+        self.deferred.append((name, arguments))
+        channel = arguments["channel"]
+        for alert_id in arguments.get("folded") or ():  # told as "earlier: …" in the same message
+            self.changes.setdefault((alert_id, channel), {"attempts": 0})["sent"] = True
+        for alert_id in arguments["alert_ids"]:
+            entry = self.changes.setdefault((alert_id, channel), {"attempts": 0})
+            if name == "mark_sent":
+                entry["sent"] = True
+                entry["attempts"] += 1
+            elif name == "mark_failed":
+                entry["next_attempt_at"] = arguments["next_attempt_at"]  # None: given up for good
+                entry["attempts"] += 1
+            else:
+                entry["reported"] = True
+
+    def flush(self, store) -> bool:
+        """Write the outcomes through `store`, in order; stop at the first refusal. True when
+        this call wrote the last of them."""
+        wrote = False
+        while self.deferred:
+            name, arguments = self.deferred[0]
+            try:
+                getattr(store, name)(**arguments)
+            except StoreError:
+                return False
+            self.deferred.pop(0)
+            wrote = True
+        self.changes.clear()
+        return wrote
+
+    def pending(self, deliveries: list[Delivery], due_by: datetime | None) -> list[Delivery]:
+        """A channel's pending deliveries as they stand with the outcomes: sent (or folded) ones
+        are gone, a recorded failure moves the row's next attempt; a channel is still due only
+        if one of its remaining rows is."""
+        if not self.changes:
+            return deliveries
+        rows = []
+        for d in deliveries:
+            entry = self.changes.get((d.alert_id, d.channel))
+            if entry is None:
+                rows.append(d)
+            elif not entry.get("sent") and not ("next_attempt_at" in entry and entry["next_attempt_at"] is None):
+                rows.append(replace(d, attempts=d.attempts + entry["attempts"],
+                                    next_attempt_at=entry.get("next_attempt_at", d.next_attempt_at)))
+        if due_by is None:
+            return rows
+        due = {d.channel for d in rows if d.next_attempt_at is not None and d.next_attempt_at <= due_by}
+        return [d for d in rows if d.channel in due]
+
+    def unreported(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Expired deliveries not yet mentioned, without the ones an outcome reported."""
+        return [d for d in deliveries if not self.changes.get((d.alert_id, d.channel), {}).get("reported")]

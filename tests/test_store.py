@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from alerter.codec import alert_from_json, alert_to_json
 from alerter.errors import StoreError
 from alerter.models import Ack, Alert, AlertKind, Health, Level, PositionRisk, ScopeState
+from alerter.outbox import Overlay
 from alerter.schema import SCHEMA_VERSION
 from alerter.store import Store
 
@@ -413,3 +414,39 @@ def test_reads_write_nothing(tmp_path, name):
     finally:
         s.close()
 
+
+# ---------------------------------------------------------------- the overlay reads as the outbox once written
+
+def test_outcomes_laid_over_the_outbox_read_as_they_do_once_written(tmp_path):
+    """The store thread's overlay (outcomes the database refused) must show the outbox as it
+    will be: compare, for the same outcomes, the overlay's view with the written one."""
+    def outbox_with_outcomes(path, write: bool):
+        s = Store(path)
+        alerts = [make_alert(scope=f"s{i}", at=T0 + timedelta(seconds=i)) for i in range(5)]
+        routes = {a.key: ["hook", "mail"] for a in alerts}
+        ids = s.commit_poll("binance-main", {}, [], alerts, routes, T0)
+        with s.db.conn:
+            s.db.execute("UPDATE deliveries SET status = 'expired' WHERE alert_id = ?", [ids[4]])
+        outcomes = [
+            ("mark_sent", {"alert_ids": [ids[0]], "channel": "hook", "at": T0, "folded": [ids[1]]}),
+            ("mark_failed", {"alert_ids": [ids[2]], "channel": "hook", "error": "refused", "next_attempt_at": T0 + timedelta(minutes=5)}),
+            ("mark_failed", {"alert_ids": [ids[3]], "channel": "mail", "error": "refused", "next_attempt_at": None}),
+            ("mark_sent", {"alert_ids": [ids[2]], "channel": "mail", "at": T0}),
+            ("mark_reported", {"alert_ids": [ids[4]], "channel": "hook"}),
+        ]
+        overlay = Overlay()
+        for name, arguments in outcomes:
+            if write:
+                getattr(s, name)(**arguments)
+            else:
+                overlay.add(name, arguments)
+        views = {}
+        for due_by in (None, T0, T0 + timedelta(minutes=5)):
+            views[due_by] = [(d.alert_id, d.channel, d.attempts, d.next_attempt_at)
+                             for d in overlay.pending(s.pending_deliveries(due_by), due_by)]
+        views["unreported"] = [(d.alert_id, d.channel) for channel in ("hook", "mail")
+                               for d in overlay.unreported(s.expired_unreported(channel))]
+        s.close()
+        return views
+
+    assert outbox_with_outcomes(tmp_path / "laid.db", write=False) == outbox_with_outcomes(tmp_path / "written.db", write=True)
