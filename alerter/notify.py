@@ -61,7 +61,7 @@ def route_all(alerts: Iterable[Alert], channels: Sequence) -> dict[str, list[str
 
 
 def message_level(alerts: Iterable[Alert | Folded]) -> Level:
-    """The level that picks a message's URL (`url_by_level`, ChannelConfig.url_for): the highest
+    """The level that picks a message's URL (`url_by_level`, picked by `Notifier.send`): the highest
     level among its entries' current alerts — a raised or repeated alert's level, a resolved
     alert's episode peak (the all-clear reaches the device that was paged), a blind or restored
     alert's scope level (ok when the scope was ok). An acknowledgement counts as ok: it is what the
