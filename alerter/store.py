@@ -27,7 +27,7 @@ from alerter import samples as sample_table
 from alerter.codec import format_at, parse_at
 from alerter.codec import alert_from_json, alert_to_dict, alert_to_json  # noqa: F401 (the alert codec, for callers that import it from here)
 from alerter.errors import StoreError
-from alerter.models import AccountSnapshot, Ack, Alert, Health, Level, ScopeState
+from alerter.models import AccountSnapshot, Ack, Alert, AlertKind, Health, Level, ScopeState
 from alerter.outbox import Delivery, HistoryEntry
 from alerter.samples import Sample
 from alerter.schema import SCHEMA_VERSION, migrate

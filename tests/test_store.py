@@ -365,6 +365,7 @@ def _calls(alert_id: int) -> dict[str, tuple[tuple, dict]]:
         "trend_bases": ((T0, keys), {}), "pending_deliveries": ((later,), {}), "deliveries": ((), {}),
         "expired_unreported": (("hook",), {}), "pending_count": ((), {}), "history": ((), {}), "samples": ((), {}),
         "latest_samples": ((), {}), "snapshots": ((), {}), "notes": ((), {}),
+        "last_notice_at": (("binance-main", "Binance margin call"), {}),
     }
     return {"writes": writes, "reads": reads}
 
