@@ -616,6 +616,7 @@ class Daemon:
         self.streams.start()
         delivery = asyncio.create_task(self.delivery_loop(), name="delivery")
         watchdog = asyncio.create_task(self.watchdog(scheduler), name="watchdog")
+        bot = self.start_bot()
         logger.info("watching %d account(s), delivering to %d channel(s)", len(self.plans), len(self.settings.channels))
         sdnotify.notify("READY=1")
         if on_ready:
@@ -630,11 +631,21 @@ class Daemon:
                 await self.streams.close()
             if self.jobs:  # polls in flight end (cancelled, bounded) before their exchanges close
                 await asyncio.wait(set(self.jobs), timeout=self.settings.daemon.request_timeout.total_seconds() + 1)
-            await cancel_all((delivery, watchdog, *self.reloads, *self.workers.values()), "delivery")
+            await cancel_all((delivery, watchdog, *self.reloads, *self.workers.values(), *bot), "delivery")
             await asyncio.gather(*(s.close() for s in self.sources.values()), return_exceptions=True)
             if self.metrics_server is not None:
                 await self.metrics_server.close()
             await self.store_thread.close()
+
+    def start_bot(self) -> tuple[asyncio.Task, ...]:
+        """The Telegram bot's task (alerter.telegram.bot), with [telegram] set: one more loop on
+        this event loop, which never holds up a poll or an alert. Its token and chats are those
+        at start."""
+        if self.settings.telegram is None:
+            return ()
+        from alerter.telegram.bot import Bot
+
+        return (asyncio.create_task(Bot(self.settings.telegram, self).run(), name="telegram bot"),)
 
     def alive(self, scheduler, now: datetime) -> bool:
         """The scheduler runs and the delivery loop came round recently."""

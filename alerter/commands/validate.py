@@ -53,6 +53,15 @@ def run(args) -> int:
     data = read_toml(path)
     settings = build_settings(data)
     preflight(settings)  # what `run` checks at start-up: refuse all of it here too
+    if settings.telegram is not None:  # beyond `run`'s checks: ask Telegram whether it takes the bot's token
+        import asyncio
+
+        from alerter.errors import ConfigError
+        from alerter.telegram.api import token_problem
+
+        problem = asyncio.run(token_problem(settings.telegram))
+        if problem:
+            raise ConfigError([f"telegram.token: {problem}"])
     warning = permission_warning(path, data)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
