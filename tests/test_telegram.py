@@ -360,3 +360,38 @@ def test_parse_ack_reads_scope_duration_and_note():
     assert parse_ack(["main", "BTC/USDT", "long"]) == ("main", "BTC/USDT long", None, "")
     assert parse_ack(["main", "2h", "adding", "margin"]) == ("main", None, timedelta(hours=2), "adding margin")
     assert parse_ack(["main", "BTC", "cross", "30m"]) == ("main", "BTC cross", timedelta(minutes=30), "")
+
+
+# ---------------------------------------------------------------- inside the running daemon
+
+def test_the_running_daemon_starts_the_bot_alerts_through_it_and_stops_it(tmp_path):
+    """`Daemon.run()` as `alerter run` runs it: the bot is one more task on its loop; the CALL goes
+    out through the bot with its button, one tap acknowledges it (the daemon's channel worker
+    announces it), and a stop ends the bot with the daemon."""
+    from alerter import metrics
+    from alerter.runtime import build_daemon
+    from alerter.simulator import run_simulator
+    from alerter.simulator.telegram_api import run_telegram_api
+
+    async def go():
+        async with run_simulator(SCENARIO) as sim, run_telegram_api(TOKEN) as tg:
+            sim.set_prices({"BTCUSDT": price_for(sim, 0.75)})
+            settings = settings_with_bot(sim, tmp_path, tg.url)
+            settings.daemon.poll_interval = __import__("datetime").timedelta(seconds=1)
+            daemon = build_daemon(settings)
+            running = asyncio.create_task(daemon.run())
+            try:
+                call = await tg.wait_sent(lambda s: s.text.startswith("CALL"), timeout=30)
+                assert tg.commands  # the bot told Telegram its commands
+                up = metrics.METRICS.exposition().decode()
+                assert 'alerter_stream_up{account="",exchange="telegram",kind="bot"} 1.0' in up
+                tg.press(call)
+                await tg.wait_sent(lambda s: s.text.startswith("CALL acknowledged"), timeout=15)  # sent by the channel worker
+                status = await command(tg, "/status")
+                assert "CALL*" in status.text
+            finally:
+                daemon.stop()
+                await asyncio.wait_for(running, 30)
+            assert 'exchange="telegram"' not in metrics.METRICS.exposition().decode()
+
+    run(go())

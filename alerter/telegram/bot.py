@@ -11,7 +11,8 @@ needed), each update answered in turn.
   and shows as a stream in the metrics (alerter_stream_up{exchange="telegram",kind="bot"}).
 
 `host` is the daemon (anything with `settings`, `plans`, `store_thread`, `clock()`, `wake()`):
-the bot reads the settings it has now, so a reload's accounts are known at once.
+the bot reads the settings it has now, so a reload's accounts and chats apply at once; its token
+and api_url are those it started with.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ class Bot:
     def __init__(self, config, host) -> None:
         self.config = config
         self.host = host
-        self.chats = frozenset(config.chats)
         self.api = BotApi(config.token.get_secret_value(), config.api_url)
         self.offset: int | None = None
         self.up: bool | None = None  # None: not connected yet
@@ -134,6 +134,12 @@ class Bot:
             await self.on_button(update["callback_query"])
         elif isinstance(update.get("message"), dict):
             await self.on_message(update["message"])
+
+    @property
+    def chats(self) -> frozenset[int]:
+        """The chats obeyed: the current settings' (a reload changes them; without [telegram], none)."""
+        config = self.host.settings.telegram
+        return frozenset(config.chats) if config is not None else frozenset()
 
     def obeyed(self, chat_id) -> bool:
         if chat_id in self.chats:
