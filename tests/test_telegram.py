@@ -9,6 +9,7 @@ import logging
 from contextlib import asynccontextmanager
 
 import pytest
+from hypothesis import given, strategies as st
 
 from helpers import Clock, Harness, SCENARIO, price_for, query, run, until
 
@@ -331,7 +332,7 @@ def test_validate_says_when_telegram_refuses_the_token(tmp_path):
     results = run(go())
     code, out, err = results[TOKEN]
     assert code == 0, err
-    assert "telegram" in out and TOKEN not in out + err
+    assert "telegram             the bot, 1 chat(s)  warning and above, all accounts" in out and TOKEN not in out + err
     code, out, err = results["999:refused-token-of-nobody"]
     assert code != 0
     assert err.strip().splitlines() == [
@@ -395,3 +396,53 @@ def test_the_running_daemon_starts_the_bot_alerts_through_it_and_stops_it(tmp_pa
             assert 'exchange="telegram"' not in metrics.METRICS.exposition().decode()
 
     run(go())
+
+
+@given(st.text(alphabet=st.sampled_from("ab \n€"), max_size=300), st.integers(min_value=1, max_value=40))
+def test_split_property(text, limit):
+    from alerter.telegram.sender import split
+
+    parts = split(text, limit)
+    assert all(len(p) <= limit for p in parts)
+    assert "".join(parts).replace("\n", "") == text.replace("\n", "").replace("\r", "")
+
+
+def test_every_command_is_documented():
+    from pathlib import Path
+
+    from alerter.telegram.commands import COMMANDS, USAGE
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "telegram.md").read_text()
+    for name, _, _ in COMMANDS:
+        assert f"### {USAGE[name]}" in page, name
+
+
+def test_the_telegram_section_is_checked_like_every_section(monkeypatch):
+    from alerter.config import build_settings, literal_secret_paths
+    from alerter.errors import ConfigError
+
+    monkeypatch.setenv("TG_TOKEN", TOKEN)
+    account = {"name": "main", "exchange": "binanceusdm", "api_key": "k", "secret": "s"}
+
+    def problems(telegram, channels=()):
+        try:
+            build_settings({"accounts": [account], "channels": list(channels), "telegram": telegram})
+        except ConfigError as e:
+            return e.problems
+        return []
+
+    assert problems({"token": "env:TG_TOKEN", "chats": [OWNER]}) == []
+    assert problems({"token": "env:TG_TOKEN", "chats": []}) == ["telegram.chats: List should have at least 1 item after validation, not 0"]
+    assert problems({"token": "env:TG_TOKEN", "chats": [True]}) == ["telegram.chats[0]: expected a whole number, got True"]
+    assert problems({"token": "env:NOPE", "chats": [1]}) == ["telegram.token: environment variable NOPE is not set"]
+    assert problems({"token": "env:TG_TOKEN", "chats": [1], "chat": 1}) == ["telegram.chat: unknown key (did you mean 'chats'?)"]
+    assert problems({"token": "env:TG_TOKEN", "chats": [1], "api_url": "api.telegram.org"}) == [
+        "telegram.api_url: expected an http(s) URL such as 'https://api.telegram.org', got 'api.telegram.org'"]
+    assert problems({"token": "env:TG_TOKEN", "chats": [1], "accounts": ["nobody"]}) == ["telegram.accounts: no account named 'nobody'"]
+    assert problems({"token": "env:TG_TOKEN", "chats": [1]}, [{"name": "telegram", "url": "json://127.0.0.1/x"}]) == [
+        "channels: the name 'telegram' is [telegram]'s channel: rename the [[channels]] entry"]
+
+    settings = build_settings({"accounts": [account], "telegram": {"token": "env:TG_TOKEN", "chats": [1], "min_level": "call"}})
+    assert [(c.name, c.min_level) for c in settings.channels] == [("telegram", "call")]
+    assert literal_secret_paths({"telegram": {"token": TOKEN}}) == ["telegram.token"]
+    assert literal_secret_paths({"telegram": {"token": "env:TG_TOKEN"}}) == []

@@ -170,6 +170,9 @@ class Bot:
             await self.tell_limit(chat_id)
             return
         name, args = parsed
+        addressed = text.split()[0].partition("@")[2]
+        if addressed and self.username and addressed.lower() != self.username.lower():
+            return  # "/status@another_bot" in a group: not ours
         if name == "digest":
             reply = await self.digest(args)
         else:
