@@ -146,7 +146,8 @@ class TelegramApi:
                 raise AssertionError(f"the bot sent no matching message within {timeout:g} s; it sent:\n{shown}")
             self._sent_event.clear()
             try:
-                await asyncio.wait_for(self._sent_event.wait(), min(left, 0.2))
+                async with asyncio.timeout(min(left, 0.2)):
+                    await self._sent_event.wait()
             except TimeoutError:
                 pass
 
@@ -198,11 +199,11 @@ class TelegramApi:
             fresh = [u for u in self._updates if u["update_id"] > self._confirmed]
             if fresh or time.monotonic() >= deadline:
                 return _ok(fresh[: int(params.get("limit") or 100)])
-            async with self._changed:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-                except TimeoutError:
-                    pass
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())), self._changed:
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
 
     async def _m_sendMessage(self, params: dict) -> web.Response:  # noqa: N802
         text = str(params.get("text") or "")

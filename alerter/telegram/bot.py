@@ -35,6 +35,7 @@ BACKOFF_MAX_S = 60.0
 TOKEN_RETRY_S = 300.0  # a refused token is retried this often (it may be fixed by a reload or at BotFather)
 BURST = 6  # commands in a row before the rate limit bites
 REFILL_S = 5.0  # then one command every REFILL_S seconds
+MAX_STRANGERS = 1000  # chats logged once each; beyond, a spammer's chats are not logged at all
 
 
 class Bucket:
@@ -89,11 +90,19 @@ class Bot:
                     delay = BACKOFF_FIRST_S
                     for update in updates:
                         self.offset = max(self.offset or 0, int(update.get("update_id", 0)) + 1)  # confirmed even if it fails
-                        await self.handle(update)
+                        try:
+                            await self.handle(update)
+                        except Exception:  # a bug in one answer must not end the bot
+                            logger.exception("telegram: an update could not be handled")
                 except TelegramError as e:
                     wait = self.down(e, delay)
                     delay = min(delay * 2, BACKOFF_MAX_S)
                     await asyncio.sleep(wait)
+                except Exception:  # an answer Telegram never gives (not JSON as documented): log, back off, go on
+                    logger.exception("telegram bot: unexpected failure; retrying in %g s", delay)
+                    self.up = False
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, BACKOFF_MAX_S)
         finally:
             metrics.observe_stream("telegram", "bot", "", None)
             await self.api.close()
@@ -144,7 +153,7 @@ class Bot:
     def obeyed(self, chat_id) -> bool:
         if chat_id in self.chats:
             return True
-        if chat_id not in self.strangers:
+        if chat_id not in self.strangers and len(self.strangers) < MAX_STRANGERS:
             self.strangers.add(chat_id)
             logger.warning("telegram: ignored a message from chat %s, which is not in [telegram] chats "
                            "(add it there to let it command alerter)", chat_id)
