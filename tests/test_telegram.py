@@ -313,7 +313,6 @@ def test_validate_says_when_telegram_refuses_the_token(tmp_path):
     import sys
 
     from alerter.simulator.telegram_api import run_telegram_api
-    from helpers import simulator_thread  # noqa: F401
 
     async def go():
         async with run_telegram_api(TOKEN) as tg:

@@ -172,7 +172,7 @@ class Bot:
             await self.ack_reply(chat_id, replied)
             return
         if parsed is None:
-            if text:
+            if text and self.allowed(chat_id):
                 await self.say(chat_id, commands.Reply("send a command, e.g. /status; /help lists them"))
             return
         if not self.allowed(chat_id):
