@@ -445,3 +445,37 @@ def test_the_telegram_section_is_checked_like_every_section(monkeypatch):
     assert [(c.name, c.min_level) for c in settings.channels] == [("telegram", "call")]
     assert literal_secret_paths({"telegram": {"token": TOKEN}}) == ["telegram.token"]
     assert literal_secret_paths({"telegram": {"token": "env:TG_TOKEN"}}) == []
+
+
+def test_alerter_run_with_a_refused_token_says_so_in_one_line_and_keeps_polling(tmp_path, webhook):
+    """`alerter run` as a process: Telegram (the loopback receiver answering 401 as Telegram does)
+    refuses the token; the daemon logs one clear line, no traceback, and polls on."""
+    import signal
+
+    from helpers import DaemonRuns, simulator_thread, to_toml, wait_until
+
+    webhook.fail_next(50, status=401, body=b'{"ok": false, "error_code": 401, "description": "Unauthorized"}')
+    with simulator_thread(SCENARIO) as sim:
+        path = tmp_path / "alerter.toml"
+        path.write_text(to_toml({
+            "daemon": {"database": str(tmp_path / "alerter.db"), "poll_interval": "0.5s", "price_interval": "0", "request_timeout": "2s"},
+            "accounts": [{"name": "main", "exchange": "binanceusdm", "api_key": "main-key", "secret": "main-secret",
+                          "ccxt": sim.sim.ccxt_config()}],
+            "telegram": {"token": "env:TG_TOKEN", "chats": [OWNER], "api_url": f"http://{webhook.url}"},
+        }))
+        daemons = DaemonRuns(path, tmp_path / "logs", env={"TG_TOKEN": "999:refused-token-of-nobody"})
+        proc = daemons.start()
+        try:
+            daemons.wait_ready(proc)
+            wait_until(lambda: len(query(tmp_path / "alerter.db", "SELECT DISTINCT at FROM samples")) >= 3, 20, daemons.tail)
+            wait_until(lambda: "Telegram refused" in daemons.stderr().read_text(), 10, daemons.tail)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
+    log = daemons.stderr().read_text()
+    lines = [line for line in log.splitlines() if "telegram" in line.lower()]
+    assert len(lines) == 1 and lines[0].endswith(
+        "telegram bot not connected: Telegram refused the bot token (401 Unauthorized): check [telegram] token "
+        "(BotFather's /token); retrying in 300 s (polls and other channels are not affected)"), log
+    assert "Traceback" not in log and "refused-token-of-nobody" not in log
+    assert webhook.requests[0]["path"].endswith("/getMe")
