@@ -479,3 +479,14 @@ def test_alerter_run_with_a_refused_token_says_so_in_one_line_and_keeps_polling(
         "(BotFather's /token); retrying in 300 s (polls and other channels are not affected)"), log
     assert "Traceback" not in log and "refused-token-of-nobody" not in log
     assert webhook.requests[0]["path"].endswith("/getMe")
+
+
+def test_a_message_with_several_calls_has_one_button_per_scope_naming_it():
+    from alerter.telegram.sender import ACK_PREFIX, ack_buttons, scope_key
+
+    one = ack_buttons([("main", "account")])
+    assert one == [("Acknowledge 1h", ACK_PREFIX + scope_key("main", "account"))]
+    two = ack_buttons([("main", "account"), ("main", "isolated:BTC/USDT:USDT:long")])
+    assert [label for label, _ in two] == ["Acknowledge 1h · main · account", "Acknowledge 1h · main · BTC/USDT long"]
+    assert all(len(data.encode()) <= 64 for _, data in two)  # Telegram's limit on a button's data
+    assert len({data for _, data in two}) == 2
