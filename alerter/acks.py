@@ -97,9 +97,11 @@ def _last_ratio(store, account: str, scope: str) -> float | None:
     return latest.margin_ratio if latest else None
 
 
-def acknowledge_scope(settings, account: str, scope_text: str | None, *, duration: timedelta | None, note: str, now: datetime) -> Acked:
+def acknowledge_scope(settings, account: str, scope_text: str | None, *, duration: timedelta | None, note: str, now: datetime,
+                      in_daemon: bool = False) -> Acked:
     """Record the acknowledgement of a scope at its current level and announce it. Raises
-    ConfigError (unknown account or scope), ValueError (nothing to acknowledge), StoreError."""
+    ConfigError (unknown account or scope), ValueError (nothing to acknowledge), StoreError.
+    `in_daemon`: asked from inside the running daemon (its Telegram bot), whose workers send it."""
     from alerter import views
     from alerter.notify import route
     from alerter.pipeline import channels_of
@@ -121,7 +123,7 @@ def acknowledge_scope(settings, account: str, scope_text: str | None, *, duratio
             raise ValueError(f"{where(account, scope)} {e}") from None
         channels = route(announcement, channels_of(plan, settings.channels))
         store.save_ack(ack, announcement, channels)
-    sent, daemon = send_now(settings, channels, now)
+    sent, daemon = send_now(settings, channels, now) if not in_daemon else ({}, True)
     return Acked(ack, tuple(channels), sent, daemon)
 
 
@@ -163,9 +165,10 @@ async def _deliver(settings, channels: list[str], now: datetime) -> dict[str, st
     return out
 
 
-def remove(settings, account: str, scope_text: str | None, now: datetime) -> Acked:
+def remove(settings, account: str, scope_text: str | None, now: datetime, *, in_daemon: bool = False) -> Acked:
     """Delete a scope's acknowledgement and announce that its repeats resume, to the channels that
-    hear its level. Raises ConfigError (unknown account or scope, or none there), StoreError."""
+    hear its level. Raises ConfigError (unknown account or scope, or none there), StoreError.
+    `in_daemon`: as for `acknowledge_scope`."""
     from alerter import views
     from alerter.notify import route
     from alerter.pipeline import channels_of
@@ -186,7 +189,7 @@ def remove(settings, account: str, scope_text: str | None, now: datetime) -> Ack
             removed = store.remove_ack(account, scope, announcement, channels)
     if removed is None:
         raise ConfigError(f"{where(account, scope)} is not acknowledged" + (f" (acknowledged: {', '.join(shown(s) for s in acks)})" if acks else ""))
-    sent, daemon = send_now(settings, channels, now)
+    sent, daemon = send_now(settings, channels, now) if not in_daemon else ({}, True)
     return Acked(removed, tuple(channels), sent, daemon)
 
 

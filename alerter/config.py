@@ -32,6 +32,7 @@ from alerter.models import Level, RepeatSchedule, Thresholds
 from alerter.sources.registry import GENERIC_NAME, PROFILES, profile_for, refusals
 from alerter.sources.stream import STREAMS
 from alerter.sources.stream import supports as streaming
+from alerter.telegram import BOT_URL, CHANNEL as TELEGRAM_CHANNEL
 from alerter.textfile import read_text_file
 
 SEARCH_PATHS = ("./alerter.toml", "/etc/alerter/config.toml")
@@ -319,6 +320,36 @@ class ChannelConfig(Section):
         return {"url": self.url, **{f"url_by_level.{k}": v for k, v in self.url_by_level if v is not None}}
 
 
+class TelegramConfig(Section):
+    """[telegram]: the bot (alerter.telegram) that obeys only `chats`, and alerts them as the
+    channel named "telegram", with a channel's routing keys."""
+
+    token: Secret
+    chats: list[Annotated[int, BeforeValidator(_not_bool)]] = Field(min_length=1)
+    api_url: str = "https://api.telegram.org"  # a self-hosted Bot API server may stand here
+    min_level: LevelName = "warning"
+    accounts: list[str] | None = Field(None, min_length=1)
+    digest: Annotated[str, BeforeValidator(parse_clock_time)] | None = None
+    timezone: Annotated[str, BeforeValidator(parse_timezone)] = "UTC"
+
+    @field_validator("api_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value.strip()):
+            raise ValueError(f"expected an http(s) URL such as 'https://api.telegram.org', got {value!r}")
+        return value.strip().rstrip("/")
+
+    def channel(self) -> TelegramChannel:
+        return TelegramChannel(name=TELEGRAM_CHANNEL, url=SecretStr(BOT_URL), min_level=self.min_level,
+                               accounts=self.accounts, digest=self.digest, timezone=self.timezone, bot=self)
+
+
+class TelegramChannel(ChannelConfig):
+    """[telegram]'s chats as a channel: routed like any other, delivered by the bot (`bot`)."""
+
+    bot: TelegramConfig
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", env_prefix="ALERTER_", env_nested_delimiter="__")
 
@@ -326,7 +357,8 @@ class Settings(BaseSettings):
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
     repeat: RepeatConfig = Field(default_factory=RepeatConfig)
     accounts: list[AccountConfig] = []
-    channels: list[ChannelConfig] = []
+    channels: list[ChannelConfig] = []  # with [telegram], its channel last (build_settings)
+    telegram: TelegramConfig | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
@@ -426,6 +458,10 @@ def semantic_problems(settings: Settings) -> list[str]:
         for name in channel.accounts or []:
             if name not in names:
                 problems.append(f"{where}.accounts: no account named {name!r}")
+    if settings.telegram is not None:
+        if TELEGRAM_CHANNEL in channel_names:
+            problems.append(f"channels: the name {TELEGRAM_CHANNEL!r} is [telegram]'s channel: rename the [[channels]] entry")
+        problems += [f"telegram.accounts: no account named {n!r}" for n in settings.telegram.accounts or [] if n not in names]
     return problems
 
 
@@ -521,6 +557,8 @@ def build_settings(data: dict) -> Settings:
     problems = semantic_problems(settings)
     if problems:
         raise ConfigError(problems)
+    if settings.telegram is not None:  # its chats are one more channel, routed like any other
+        settings.channels.append(settings.telegram.channel())
     return settings
 
 
@@ -535,6 +573,9 @@ def literal_secret_paths(data: dict) -> list[str]:
         for i, entry in enumerate(data.get(section) or []):
             if isinstance(entry, dict):
                 found += [f"{section}[{i}].{k}" for k in keys if isinstance(entry.get(k), str) and not is_reference(entry[k])]
+    token = data["telegram"].get("token") if isinstance(data.get("telegram"), dict) else None
+    if isinstance(token, str) and not is_reference(token):
+        found.append("telegram.token")
     for i, entry in enumerate(data.get("channels") or []):
         by_level = entry.get("url_by_level") if isinstance(entry, dict) else None
         if isinstance(by_level, dict):

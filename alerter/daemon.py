@@ -145,7 +145,14 @@ class Daemon:
     def tasks(self, scheduler) -> dict[str, Callable[[], Awaitable]]:
         """The long-running tasks beside the scheduler and the streams, by name: each runs until
         the stop cancels it."""
-        return {"delivery": self.delivery.run, "watchdog": lambda: self.watchdog(scheduler)}
+        tasks = {"delivery": self.delivery.run, "watchdog": lambda: self.watchdog(scheduler)}
+        if self.settings.telegram is not None:
+            # the Telegram bot (alerter.telegram.bot): one more loop on this event loop, which never
+            # holds up a poll or an alert; its token and api_url are those at start
+            from alerter.telegram.bot import Bot
+
+            tasks["telegram bot"] = Bot(self.settings.telegram, self).run
+        return tasks
 
     async def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -177,6 +184,11 @@ class Daemon:
             if self.metrics_server is not None:
                 await self.metrics_server.close()
             await self.store_thread.close()
+
+    def wake(self) -> None:
+        """Wake the channel workers: something outside a poll (the Telegram bot's acknowledgement)
+        put an announcement in the outbox."""
+        self.delivery.wake()
 
     def alive(self, scheduler, now: datetime) -> bool:
         """The scheduler runs and the delivery loop came round recently."""

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from alerter.display import time_of_day
-from alerter.models import Level
+from alerter.models import AlertKind, Level
 from alerter.metrics import observe_delivery
 from alerter.notify import Notifier, Outcome, fold, message_level, notify_type, render
 
@@ -72,6 +72,7 @@ class Plan:
     sent: tuple[int, ...]  # alert ids told in full
     folded: tuple[int, ...]  # alert ids only mentioned ("earlier: …"), under a newer alert of their scope
     reported: tuple[int, ...]  # expired alert ids, now reported (the note names them when one was critical)
+    ackable: tuple[tuple[str, str], ...] = ()  # (account, scope) of its CALL/CRITICAL alerts: the Telegram bot's buttons
 
     @property
     def alert_ids(self) -> tuple[int, ...]:
@@ -94,6 +95,8 @@ def plan(channel: str, pending: Sequence[Delivery], expired: Sequence[Delivery],
         sent=tuple(ids[e.alert.key] for e in entries),
         folded=tuple(ids[a.key] for e in entries for a in e.earlier),
         reported=tuple(d.alert_id for d in expired),
+        ackable=tuple(dict.fromkeys((e.alert.account, e.alert.scope) for e in entries
+                                    if e.alert.kind in (AlertKind.RAISED, AlertKind.REPEAT) and e.alert.level >= Level.CALL)),
     )
 
 
@@ -131,7 +134,7 @@ async def deliver_due(
         if name not in plans:
             return Outcome(False, f"channel {name!r} is no longer configured")
         p = plans[name]
-        return await notifier.send(name, p.title, p.body, notify_type=p.notify_type, level=p.level)
+        return await notifier.send(name, p.title, p.body, notify_type=p.notify_type, level=p.level, ackable=p.ackable)
 
     names = list(pending)
     outcomes = await asyncio.gather(*(send(name) for name in names))
