@@ -29,9 +29,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from alerter.display import ratio as _pct
 from alerter.errors import ConfigError
 from alerter.models import Level, RepeatSchedule, Thresholds
-from alerter.sources.registry import GENERIC_NAME, PROFILES, profile_for, refusals
-from alerter.sources.stream import STREAMS
-from alerter.sources.stream import supports as streaming
+from alerter.sources.profile import options_of
+from alerter.sources.registry import GENERIC_NAME, PROFILES, profile_for, refusals, streaming_ids
 from alerter.textfile import read_text_file
 
 SEARCH_PATHS = ("./alerter.toml", "/etc/alerter/config.toml")
@@ -258,6 +257,17 @@ class AccountConfig(Section):
     def approximate(self) -> bool:
         return self.profile == GENERIC_NAME
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """Its ccxt options (the `ccxt.options` table; {} when unset or not a table)."""
+        return options_of(self.ccxt)
+
+    def credentials(self) -> dict[str, str]:
+        """The credentials it sets (api_key, secret, password, uid, wallet_address), by key, as
+        plain text: every SecretStr field of the account (alerter.sources.profile.Account)."""
+        return {name: value.get_secret_value() for name in type(self).model_fields
+                if isinstance(value := getattr(self, name), SecretStr)}
+
 
 _CLOCK_TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
 
@@ -362,15 +372,13 @@ def threshold_problems(t: Thresholds, where: str) -> list[str]:
 
 
 CREDENTIALS = {"password": "the API key's passphrase", "wallet_address": "the account's wallet address (0x…; no API key)"}
-WALLET_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 def account_problems(account: AccountConfig, where: str, known: tuple[str, ...]) -> list[str]:
     """What the profiles say against an account: no profile (or the wrong one) for its exchange
     and ccxt options, the generic profile without its balance convention, missing credentials,
     re-pricing where it is not faithful."""
-    options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else {}
-    problems = [f"{where}.{key}: {text}" for key, text in refusals(account.exchange, options, generic=account.approximate, known_ids=known)]
+    problems = [f"{where}.{key}: {text}" for key, text in refusals(account.exchange, account.options, generic=account.approximate, known_ids=known)]
     if account.approximate and account.balance_includes_pnl is None:
         problems.append(f'{where}.balance_includes_pnl: required with profile = "generic": true if ccxt\'s balance total for '
                         f"{account.exchange} already includes the unrealised PnL (a margin balance), false if it is the wallet balance without it")
@@ -386,11 +394,11 @@ def account_problems(account: AccountConfig, where: str, known: tuple[str, ...])
     for key in ("api_key", "secret", "wallet_address"):
         if getattr(account, key, None) is not None and key not in profile.credentials:
             problems.append(f"{where}.{key}: not used by {account.exchange} ({profile.name} reads the account with {', '.join(profile.credentials)}): remove it")
-    address = account.wallet_address.get_secret_value() if account.wallet_address is not None else None
-    if address is not None and "wallet_address" in profile.credentials and not WALLET_ADDRESS.fullmatch(address):
-        problems.append(f"{where}.wallet_address: not a wallet address (expected 0x and 40 hex digits, got {len(address)} characters)")
-    if account.streams and not streaming(account.exchange):
-        problems.append(f"{where}.streams: alerter does not stream {account.exchange} (streams: {', '.join(sorted(STREAMS))}); "
+    if profile.check_credentials is not None:
+        credentials = {key: value for key, value in account.credentials().items() if key in profile.credentials}
+        problems += [f"{where}.{key}: {text}" for key, text in profile.check_credentials(credentials)]
+    if account.streams and profile.stream is None:
+        problems.append(f"{where}.streams: alerter does not stream {account.exchange} (streams: {', '.join(streaming_ids())}); "
                         "remove the key or set it to false")
     if account.between_polls == "reprice" and not profile.reprice:
         faithful = ", ".join(sorted(i for i, p in PROFILES.items() if p.reprice))

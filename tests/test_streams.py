@@ -25,7 +25,7 @@ from alerter.metrics import METRICS
 from alerter.models import Level
 from alerter.simulator import run_simulator
 from alerter.simulator.market import Position
-from alerter.sources.stream import binance_margin_call
+from alerter.sources.binanceusdm import binance_margin_call
 from alerter.streams import backoff, notice_due
 
 CADENCE = 0.1
