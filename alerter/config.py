@@ -232,6 +232,10 @@ class RepeatConfig(Section):
         return RepeatSchedule(warning=self.warning, call=self.call, critical=self.critical, blind=self.blind)
 
 
+# the account fields that say what the daemon does with its figures, not how its source is built
+NOT_CONNECTION = frozenset({"name", "thresholds", "poll_interval", "between_polls"})
+
+
 class AccountConfig(Section):
     name: str = Field(min_length=1)
     exchange: str
@@ -261,6 +265,12 @@ class AccountConfig(Section):
     def options(self) -> dict[str, Any]:
         """Its ccxt options (the `ccxt.options` table; {} when unset or not a table)."""
         return options_of(self.ccxt)
+
+    def connection(self) -> dict[str, Any]:
+        """Every setting that builds its source: all of its fields but NOT_CONNECTION (so a field
+        added later counts), secrets as SecretStr (equal when their values are). Reload builds a
+        new source for an account whose connection changed."""
+        return self.model_dump(exclude=set(NOT_CONNECTION))
 
     def credentials(self) -> dict[str, str]:
         """The credentials it sets (api_key, secret, password, uid, wallet_address), by key, as

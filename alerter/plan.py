@@ -42,7 +42,7 @@ class AccountPlan:
 def market_key(account: AccountConfig) -> str:
     """The exchange and how it is reached (its URLs and options): the markets it lists and the
     mark prices it quotes are the same for every account with the same key."""
-    return json.dumps([account.exchange, account.ccxt.get("urls"), account.ccxt.get("options")], sort_keys=True, default=str)
+    return json.dumps([account.exchange, account.ccxt.get("urls"), account.options], sort_keys=True, default=str)
 
 
 def plan(settings: Settings, account: AccountConfig) -> AccountPlan:
