@@ -265,11 +265,16 @@ class Source:
 
     # ------------------------------------------------------------ public
 
+    @property
+    def markets(self) -> dict:
+        """ccxt's markets as last loaded ({} before, and for a venue reached by its own client)."""
+        return (self.exchange.markets or {}) if self.profile.connect is None else {}
+
     async def fetch_snapshot(self) -> AccountSnapshot:
         """Balance and positions, fetched concurrently, normalised; `fetched_at` is now (UTC)."""
         balance, positions = await self._with_retry(self._fetch_raw)
         try:
-            snapshot = self.normaliser(self.account_name, self.exchange_id, balance, positions, self.exchange.markets or {})
+            snapshot = self.normaliser(self.account_name, self.exchange_id, balance, positions, self.markets)
         except SourceError:
             raise
         except (KeyError, ValueError, TypeError, ArithmeticError, IndexError, AttributeError) as e:

@@ -66,7 +66,9 @@ class FetchContext(Protocol):
 
 
 Fetch = Callable[[FetchContext], Awaitable[Raw]]
-# connect(account, timeout_s) -> the venue's own client: an object with `id` and `async close()`
+# connect(account, timeout_s) -> the venue's own client, in place of a ccxt exchange: an object
+# with `id` (the venue's id) and `async close()`, which the profile's `fetch` reads through
+# ctx.exchange and ctx.call; no markets are loaded for it (its normaliser gets {})
 Connect = Callable[[Account, float], Any]
 
 
