@@ -1,4 +1,7 @@
-"""The ccxt side: build an exchange for an account, fetch balance + positions, retry what is transient.
+"""The Source: one account on its venue, built by `build_source` from the account's profile (ccxt's
+async class, or the venue's own client), fetched by the profile's `fetch` (the Source is its
+FetchContext: calls classified and scrubbed, answers checked, retries of what is transient, the
+markets loaded once and shared), normalised by the profile into an AccountSnapshot.
 
 ccxt is imported only inside functions (``import ccxt`` costs ~0.5 s and ~80 MB), so importing
 this module is cheap and commands that never talk to an exchange never pay for it.

@@ -41,7 +41,8 @@ class Account(Protocol):
     exchange: str  # the venue's id (a ccxt id, or a venue's own)
     ccxt: Mapping[str, Any]  # the ccxt constructor's table, over the profile's defaults
     profile: str | None  # "generic": read from ccxt's unified fields
-    balance_includes_pnl: bool | None  # the generic profile's balance convention
+    # and the settings a normaliser takes by name as keyword-only parameters (the generic
+    # profile's `balance_includes_pnl`; alerter.sources.exchange.bound_normaliser passes them)
 
     def credentials(self) -> dict[str, str]:
         """The credentials it sets, by key ("api_key", "wallet_address", …), as plain text."""
