@@ -50,7 +50,7 @@ from alerter.sources.fields import (
     shape_error,
 )
 from alerter.sources.profile import FetchContext, Profile, Raw, Redirect, fetch_account
-from alerter.sources.stream import Notice, StreamSpec, message_number
+from alerter.sources.streamspec import Notice, StreamSpec, message_number
 
 # totalMaintMargin above this (USDT, or USD in multi-assets mode) needs an open position
 MAINTENANCE_WITHOUT_POSITIONS = 0.01

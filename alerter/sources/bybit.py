@@ -63,7 +63,7 @@ from alerter.sources.fields import (
     wallet_snapshot,
 )
 from alerter.sources.profile import FetchContext, Profile, Raw, fetch_account
-from alerter.sources.stream import StreamSpec, no_notice, watch_balance, watch_positions
+from alerter.sources.streamspec import StreamSpec, no_notice, watch_balance, watch_positions
 
 GAP = 0.01  # a cent: margin figures at or below this are rounding, not a position
 CHECKED_COINS = ("USDT",)  # coins whose position maintenance belongs to linear positions only

@@ -66,7 +66,7 @@ from alerter.sources.fields import (
     shape_error,
 )
 from alerter.sources.profile import Profile
-from alerter.sources.stream import Notice, StreamSpec, message_number, watch_balance, watch_positions
+from alerter.sources.streamspec import Notice, StreamSpec, message_number, watch_balance, watch_positions
 
 logger = logging.getLogger(__name__)
 

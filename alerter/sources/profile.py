@@ -8,7 +8,7 @@ questions, and a quirk of one venue lives in that venue's module, in the functio
 - how its account is fetched: `fetch` (None: `fetch_account`, balance and positions through ccxt),
   and `connect` for a venue that is not a ccxt exchange (its own client);
 - what its figures mean: `normalise`, `check_body`, `own_figure`/`figure_for`, `reprice`;
-- its stream (`stream`: the spec and parsers, alerter.sources.stream), if it streams;
+- its stream (`stream`: the spec and parsers, alerter.sources.streamspec), if it streams;
 - which accounts and credentials it takes: `credentials`, `check_credentials`, `options`, `redirects`;
 - what its rows in the docs say: the text fields and `permissions`.
 
@@ -27,7 +27,7 @@ from alerter.models import OwnFigure
 from alerter.sources.fields import BodyCheck, Normaliser
 
 if TYPE_CHECKING:
-    from alerter.sources.stream import StreamSpec
+    from alerter.sources.streamspec import StreamSpec
 
 # the raw answers a fetch hands to `normalise`: (balance, positions), as ccxt's fetch_balance()
 # and fetch_positions() return them (a venue's own fetch may shape `balance` as its normaliser reads it)
@@ -139,7 +139,7 @@ class Profile:
     check_credentials: Callable[[Mapping[str, str]], list[tuple[str, str]]] | None = None
     options: Mapping[str, tuple] = field(default_factory=dict)  # ccxt options an account may set only to these values
     redirects: tuple[Redirect, ...] = ()  # accounts on other ids that belong here (or nowhere yet)
-    stream: StreamSpec | None = None  # its websocket streams (alerter.sources.stream), if it has them
+    stream: StreamSpec | None = None  # its websocket streams (alerter.sources.streamspec), if it has them
     permissions: str = ""  # what the account's API key needs (the docs' permissions table)
 
     def figure_of(self, options: Mapping[str, Any] | None = None) -> OwnFigure | None:

@@ -7,9 +7,9 @@
     await feed.next()                            # returns when the account changed; raises when the socket is lost
     await feed.close()                           # the connection (the Source closes a shared instance)
 
-Which exchanges stream, and how each one's messages read, is each venue's `StreamSpec` (its
-profile's `stream`, with its parsers, in its module: binanceusdm, okx, bybit); `STREAMS` reads
-them by exchange id. This module holds the machinery they share. Like the rest of alerter.sources
+Which exchanges stream, and how each one's messages read, is each venue's `StreamSpec`
+(alerter.sources.streamspec: its profile's `stream`, with its parsers, in its module:
+binanceusdm, okx, bybit); `STREAMS` reads them by exchange id. This module runs the feeds. Like the rest of alerter.sources
 it imports ccxt (ccxt.pro here) only inside functions.
 """
 
@@ -17,76 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from alerter.sources.registry import PROFILES, streaming_ids, streams
+from alerter.sources.streamspec import Notice, StreamSpec, message_number
+
+__all__ = ["STREAMS", "AccountFeed", "Notice", "PriceFeed", "StreamSpec", "describe", "shares_source", "supports"]
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Notice:
-    """An exchange's own margin-call event, quoted: `text` as the alert says it, `key` the
-    positions it is about (repeats of one notice share it)."""
-
-    text: str
-    key: str
-
-
-def message_number(text: Any) -> float | None:
-    """A finite float from a message's field, else None."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def no_notice(message: Mapping[str, Any]) -> Notice | None:
-    return None
-
-
-def never(message: Mapping[str, Any]) -> bool:
-    return False
-
-
-def nothing(exchange: Any) -> None:
-    return None
-
-
-def watch_balance(exchange: Any) -> Awaitable[Any]:
-    return exchange.watch_balance()
-
-
-def watch_positions(exchange: Any) -> Awaitable[Any]:
-    return exchange.watch_positions()
-
-
-@dataclass(frozen=True)
-class StreamSpec:
-    """How one exchange streams through ccxt.pro (its profile's `stream`, in its module)."""
-
-    name: str  # as the exchange calls itself in a notice
-    event: Callable[[Mapping[str, Any]], str | None]  # a raw message that means "positions or balance changed": its name
-    notice: Callable[[Mapping[str, Any]], Notice | None]  # the exchange's own margin-call event, parsed
-    options: Mapping[str, Any]  # ccxt.pro options over the account's
-    # the docs' streams table: what the public connection carries, what the private one reacts
-    # to, and the exchange's own notice it forwards
-    prices: str = ""
-    events: str = ""
-    notices: str = "none"
-    watch_prices: str = "watch_mark_prices"  # the ccxt.pro method whose tickers carry `markPrice`
-    unwatch_prices: str | None = "un_watch_mark_prices"  # None: ccxt.pro cannot unsubscribe them
-    # what keeps the private connection subscribed; each resolves on its events, fails with the socket
-    account_watches: tuple[Callable[[Any], Awaitable[Any]], ...] = (watch_balance,)
-    # the private connection opens on the account's Source's instance (built from ccxt.pro's class
-    # with `options`): one HTTP session, TLS context and rate limiter. False where `options` would
-    # change what the REST calls do: the stream then has an instance of its own (~1 MB more).
-    shares_source: bool = True
-    session_expired: Callable[[Mapping[str, Any]], bool] = never  # a raw message that ends the private session
-    forget_session: Callable[[Any], None] = nothing  # so that the next connection starts a new one
 
 
 class _Streams(Mapping[str, StreamSpec]):
@@ -94,16 +34,12 @@ class _Streams(Mapping[str, StreamSpec]):
     when asked for)."""
 
     def __getitem__(self, exchange_id: str) -> StreamSpec:
-        from alerter.sources.registry import PROFILES
-
         spec = PROFILES[exchange_id].stream if exchange_id in PROFILES else None
         if spec is None:
             raise KeyError(exchange_id)
         return spec
 
     def __iter__(self) -> Iterator[str]:
-        from alerter.sources.registry import streaming_ids
-
         return iter(streaming_ids())
 
     def __len__(self) -> int:
@@ -114,8 +50,6 @@ STREAMS: Mapping[str, StreamSpec] = _Streams()
 
 
 def supports(exchange_id: str) -> bool:
-    from alerter.sources.registry import streams
-
     return streams(exchange_id)
 
 
