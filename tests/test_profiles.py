@@ -12,8 +12,19 @@ import pytest
 from alerter.config import AccountConfig, ConfigError
 from alerter.health import evaluate
 from alerter.sources import build_source, bybit, generic
-from alerter.sources.registry import GENERIC, PROFILES, profile_for
-from alerter.sources.tables import BLOCKS, MATRIX_BEGIN, MATRIX_END, main, markers, permissions_table, streams_table, support_matrix
+from alerter.sources.registry import (
+    BLOCKS,
+    GENERIC,
+    MATRIX_BEGIN,
+    MATRIX_END,
+    PROFILES,
+    main,
+    markers,
+    permissions_table,
+    profile_for,
+    streams_table,
+    support_matrix,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"api_key": "key-AbCdEf123456", "secret": "secret-ZyXwVu987654"}

@@ -20,8 +20,7 @@ from alerter.config import ConfigError, build_settings
 from alerter.models import AccountSnapshot
 from alerter.sources.fields import make_snapshot, mapping, number
 from alerter.sources.profile import Account, FetchContext, Profile, Raw
-from alerter.sources.registry import register, unregister
-from alerter.sources.tables import permissions_table, support_matrix
+from alerter.sources.registry import permissions_table, register, support_matrix, unregister
 
 WALLET = "0x" + "ab" * 20
 

@@ -1,11 +1,12 @@
 """The venue profiles, keyed by exchange id, and what follows from them: which account is refused,
-and the generated tables of docs/exchanges.md.
+and the tables of docs/exchanges.md that describe them (the support matrix, the API key
+permissions, the streams), which a test compares with the page.
 
     PROFILES["okx"]                      # a venue's Profile (its module imported on first ask)
     profile_for(account)                 # the account's profile (GENERIC only where it asks for it)
     refusals(exchange, options, ...)     # why an account has no profile: (key, one line) each
     register(profile) / unregister(profile)   # a venue defined elsewhere (a test's)
-    python -m alerter.sources.registry [--write docs/exchanges.md]   # the generated tables
+    python -m alerter.sources.registry [--write docs/exchanges.md]   # prints the tables, or replaces them there
 
 A venue's module is imported only when something asks for its profile: a one-account daemon
 imports its own venue's module, not the others. `VENUES` is the light index that lets the config
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from alerter.sources import generic
+from alerter.sources.generic import PROFILE as GENERIC
 from alerter.sources.profile import Profile
 
 
@@ -49,7 +52,6 @@ VENUES: tuple[Venue, ...] = (
     Venue("gate", ("gate",)),
     Venue("bitget", ("bitget",)),
 )
-GENERIC: Profile = generic.PROFILE
 GENERIC_NAME = "generic"  # the account's `profile = "generic"`
 
 
@@ -186,9 +188,130 @@ def closest_profile(exchange: str) -> str | None:
     return close[0] if close else None
 
 
+# ---------------------------------------------------------------- the tables of docs/exchanges.md
+
+REAL_RECORDINGS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "real"
+COMMAND = "`python -m alerter.sources.registry --write docs/exchanges.md`"
+
+
+def markers(what: str) -> tuple[str, str]:
+    """The comments around a generated block in the page."""
+    return f"<!-- {what}: generated from the profiles by {COMMAND}; do not edit -->", f"<!-- end of {what} -->"
+
+
+MATRIX_BEGIN, MATRIX_END = markers("support matrix")
+
+
+def recordings(profile: Profile, root: Path = REAL_RECORDINGS) -> list[str]:
+    """The real recorded cases of a profile: the entries of tests/fixtures/real/<id>/ (a file's
+    name without its suffix, a folder's name), without PROVENANCE.md and README.md."""
+    found: set[str] = set()
+    for folder in (root / name for name in (profile.ids or (GENERIC_NAME,))):
+        if folder.is_dir():
+            found |= {p.name if p.is_dir() else p.stem for p in folder.iterdir()
+                      if p.name not in ("PROVENANCE.md", "README.md") and not p.name.startswith(".")}
+    return sorted(found)
+
+
+def proof(case: str) -> str:
+    """A recording as the matrix names it: a documentation example (`doc-…`) says so."""
+    return f"`{case}` (doc example)" if case.startswith("doc-") else f"`{case}`"
+
+
+def own_figure_cell(profile: Profile) -> str:
+    """The venue's own figure as the matrix describes it, with its trigger and notices."""
+    figure = profile.own_figure
+    if figure is None:
+        return "the ratio itself" + (" (by mode: see the account modes)" if profile.figure_for else "")
+
+    def at(ratio: float) -> str:
+        return figure.text(ratio).removeprefix(figure.name).strip()
+    text = f"{figure.name}: liquidation at {at(1.0)}"
+    for label, ratio in figure.notice_ratios():
+        text += f"; {label} at {at(ratio)} (= {ratio * 100:.1f} %)"
+    return text + (" (other modes: other figures)" if profile.figure_for else "")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _named(profile: Profile) -> str:
+    ids = ", ".join(f"`{i}`" for i in profile.ids) or f'`profile = "{GENERIC_NAME}"`'
+    return f"{profile.name} ({ids})"
+
+
+def _table(what: str, header: list[str], rows: list[list[str]]) -> str:
+    begin, end = markers(what)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
+    return "\n".join([begin, *lines, end])
+
+
+def support_matrix(root: Path = REAL_RECORDINGS) -> str:
+    """The support matrix (markdown), one row per profile, generic last."""
+    rows = []
+    for profile in [*PROFILES.distinct(), GENERIC]:
+        cases = recordings(profile, root)
+        rows.append([
+            _named(profile),
+            profile.modes,
+            profile.figure,
+            profile.currency,
+            f"{profile.liquidation} ([source]({profile.liquidation_url}))",
+            own_figure_cell(profile),
+            "yes" if profile.reprice else "no (full polls only, or `between_polls = \"poll\"`)",
+            ", ".join(proof(c) for c in cases) if cases else "—",
+        ])
+    return _table("support matrix", ["exchange", "account modes", "figure used", "currency", "liquidation rule",
+                                     "the exchange's own figure", "re-pricing between polls", "what proves it (recordings tested)"], rows)
+
+
+def permissions_table() -> str:
+    """What each venue's API key needs, one row per profile with credentials."""
+    rows = [[_named(p), ", ".join(f"`{key}`" for key in p.credentials), p.permissions or "—"] for p in PROFILES.distinct()]
+    return _table("permissions table", ["exchange", "account keys", "permission"], rows)
+
+
+def streams_table() -> str:
+    """What each streaming venue's websockets carry, one row per profile with a stream."""
+    rows = [[_named(p), p.stream.prices, p.stream.events, p.stream.notices]
+            for p in PROFILES.distinct() if p.stream is not None]
+    return _table("streams table", ["exchange", "public connection: mark prices", "private connection: triggers a full poll",
+                                    "the exchange's own notice, forwarded"], rows)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {"support matrix": support_matrix, "permissions table": permissions_table, "streams table": streams_table}
+
+
+def with_block(text: str, block: str) -> str:
+    """`text` (the page) with the generated block of the same markers replaced by `block`."""
+    begin, end = block.splitlines()[0], block.splitlines()[-1]
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"no generated block ({begin} … {end})")
+    return text[:start] + block + text[stop + len(end):]
+
+
+def generated(text: str) -> str:
+    """`text` with every generated block brought up to date."""
+    for make in BLOCKS.values():
+        text = with_block(text, make())
+    return text
+
+
+def main(argv: list[str]) -> int:
+    """Prints the blocks; `--write PAGE` replaces them in PAGE."""
+    if argv[:1] == ["--write"] and len(argv) == 2:
+        path = Path(argv[1])
+        path.write_text(generated(path.read_text(encoding="utf-8")), encoding="utf-8")
+    elif argv:
+        print("usage: python -m alerter.sources.registry [--write docs/exchanges.md]", file=sys.stderr)
+        return 2
+    else:
+        print("\n\n".join(make() for make in BLOCKS.values()))
+    return 0
+
+
 if __name__ == "__main__":
-    import sys
-
-    from alerter.sources.tables import main
-
     sys.exit(main(sys.argv[1:]))
