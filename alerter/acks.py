@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from alerter import display
+from alerter.display import shown, where
 from alerter.errors import ConfigError
 from alerter.models import ACCOUNT_SCOPE, Ack, Level, ScopeState
 
@@ -30,14 +31,6 @@ def names_of(scope: str) -> set[str]:
     names = {scope, display.scope_label(scope) or ACCOUNT_SCOPE, display.scope_label(scope, short=True) or ACCOUNT_SCOPE}
     return {_norm(n) for n in names}
 
-
-def shown(scope: str) -> str:
-    """A scope as `status` shows it."""
-    return display.scope_label(scope, short=True) or ACCOUNT_SCOPE
-
-
-def where(account: str, scope: str) -> str:
-    return f"{account} · {shown(scope)}"
 
 
 def resolve_scope(account: str, text: str | None, scopes: list[str]) -> str:

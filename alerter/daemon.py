@@ -296,7 +296,7 @@ class Daemon:
         def connection(settings: Settings, account, plans: dict[str, AccountPlan]) -> tuple:
             # streams: a streaming account's source is built from ccxt.pro's class (runtime.Parts.source)
             return (settings.daemon.request_timeout, plans[account.name].streams,
-                    account.model_dump(include={"exchange", "api_key", "secret", "password", "uid", "ccxt"}))
+                    account.connection())
 
         fresh = {name: self.parts.source(new, account) for name, account in after.items()
                  if name not in before or connection(old, before[name], self.plans) != connection(new, account, new_plans)}

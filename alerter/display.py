@@ -109,3 +109,13 @@ def own_levels(figure, thresholds) -> str:
     "warning 50 % = margin level 2.20 · call 70 % = margin level 1.57 · … · liquidation 100 % = margin level 1.10"."""
     levels = (("warning", thresholds.warning), ("call", thresholds.call), ("critical", thresholds.critical), ("liquidation", 1.0))
     return " · ".join(f"{name} {ratio(value)} = {figure.text(value)}" for name, value in levels)
+
+
+def shown(scope: str) -> str:
+    """A scope as `status` shows it ("account" for the account scope)."""
+    return scope_label(scope, short=True) or ACCOUNT_SCOPE
+
+
+def where(account: str, scope: str) -> str:
+    """An account's scope as the commands name it: "main · BTC/USDT isolated"."""
+    return f"{account} · {shown(scope)}"

@@ -198,7 +198,7 @@ class PriceStream:
     def markets(self) -> dict | None:
         """The group's markets table, from the first of its sources that has loaded one."""
         sources = (self.pipeline.sources.get(name) for name in self.names)
-        return next((markets for source in sources if source is not None and (markets := source.markets())), None)
+        return next((markets for source in sources if source is not None and (markets := source.markets)), None)
 
     async def run(self) -> None:
         from alerter.sources.stream import PriceFeed, describe

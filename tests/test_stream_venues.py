@@ -27,7 +27,7 @@ from alerter.metrics import METRICS
 from alerter.simulator.replay import Contract, run_replay
 from alerter.simulator.venue_ws import run_venue_ws
 from alerter.sources import deep_merge
-from alerter.sources.stream import okx_liquidation_warning
+from alerter.sources.okx import okx_liquidation_warning
 
 CADENCE = 0.1
 KEY, SECRET, PASSPHRASE = "venue-key-0123456789", "venue-secret-0123456789", "venue-pass-42"

@@ -22,7 +22,7 @@ from alerter.pipeline import utcnow
 from alerter.metrics import METRICS
 from alerter.simulator import run_simulator
 from alerter.simulator.market import Position
-from alerter.sources.stream import binance_margin_call
+from alerter.sources.binanceusdm import binance_margin_call
 from alerter.streams import backoff
 
 CADENCE = 0.1

@@ -96,6 +96,7 @@ from alerter.sources.fields import (
     price_or_none,
     shape_error,
 )
+from alerter.sources.profile import Profile
 
 ID = "gate"
 # Gate's maintenance margin ratio (MMR): margin balance ÷ maintenance margin, liquidation at ≤ 100 %
@@ -303,9 +304,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     return futures_snapshot(account_name, exchange_id, info, parsed)
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
-
-from alerter.sources.profile import Profile  # noqa: E402
+# ---------------------------------------------------------------- profile
 
 PROFILE = Profile(
     name="Gate",
@@ -332,5 +331,9 @@ PROFILE = Profile(
     options={"unifiedAccount": (True, False), "defaultType": ("swap",)},
     own_figure=MMR,
     figure_for=figure_for,
+    permissions='a read-only APIv4 key (`api_key`, `secret`) with read access to "Perpetual Futures" and, for a unified account, '
+                '"Unified Account"; alerter reads the USDT perpetual futures account unless the account sets '
+                '`ccxt = { options = { unifiedAccount = true } }` (then Gate\'s unified account: multi-currency, portfolio or '
+                'single-currency margin)',
     reprice=False,  # unified figures mix spot collateral and borrowing; tiered maintenance follows the value
 )

@@ -57,6 +57,7 @@ from typing import Any
 from alerter.models import AccountSnapshot, OwnFigure, Pool, Position, cross_scope
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot, mapping, number, optional_number, price_or_none, shape_error
+from alerter.sources.profile import FetchContext, Profile, Raw
 
 ID = "kucoinfutures"
 DEFAULT_CURRENCY = "USDT"  # ccxt's options.fetchBalance.code
@@ -108,6 +109,16 @@ def balance_params(positions: list) -> tuple[dict[str, str], ...]:
     """One account-overview per currency: USDT and the settle currency of every open position."""
     codes = {DEFAULT_CURRENCY} | {_settle_of(raw) for raw in positions if _is_open(raw)}
     return tuple({"code": code} for code in sorted(codes))
+
+
+async def fetch(ctx: FetchContext) -> Raw:
+    """One balance call cannot cover the account (KuCoin answers per settle currency): the
+    positions first, then one fetch_balance({"code": …}) per currency `balance_params` names for
+    them; `normalise` gets {"info": [each balance call's raw answer, in that order]}."""
+    exchange = ctx.exchange
+    positions = await ctx.call(exchange.fetch_positions, None, {}, check=True)
+    balances = await ctx.gather(*(ctx.call(exchange.fetch_balance, dict(params), check=True) for params in balance_params(positions)))
+    return {"info": [balance.get("info") for balance in balances]}, positions
 
 
 def _row(raw: Mapping, markets: Mapping) -> dict | None:
@@ -258,9 +269,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     return replace(snapshot, pools=tuple(pools))
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
-
-from alerter.sources.profile import Profile  # noqa: E402
+# ---------------------------------------------------------------- profile
 
 PROFILE = Profile(
     name="KuCoin futures",
@@ -279,8 +288,11 @@ PROFILE = Profile(
     # load_markets() reads the contracts (and, with keys, ccxt's spot margin-pair lists) but not the
     # spot currency list; no unified-account probe before each private call, no spot hf-account probe
     ccxt_defaults={"options": {"uta": False, "hf": False}, "has": {"fetchCurrencies": False}},
-    balance_params_for=balance_params,
+    fetch=fetch,
     credentials=("api_key", "secret", "password"),
+    permissions="a key without trading, transfer or withdrawal rights; KuCoin's API documentation lists the two calls alerter makes "
+                "(account overview, position list) under its \"Futures\" permission; the API passphrase goes in `password`. Each settle "
+                "currency (USDT, USDC, XBT, …) is a cross scope of its own (`cross:USDT`); unified trading accounts are not read",
     options={"uta": (False,), "defaultType": ("swap", "future", "contract")},
     # the risk rate is the cross account's; KuCoin states none for an isolated position
     own_figure=OwnFigure("risk rate", 1.0, percent=True, notices=(("KuCoin's order cancellation", 0.95),), cross_only=True),

@@ -108,7 +108,7 @@ def status(settings, args: list[str], now: datetime) -> Reply:
             age = f" (last poll {display.age(a.age)} ago)" if a.age is not None else ""
             rows.append(((9, 0.0), _row(a.account, "—", why, "", "") + age))
         for s in a.scopes:
-            name = acks.where(a.account, s.scope) if s.scope != ACCOUNT_SCOPE else a.account
+            name = display.where(a.account, s.scope) if s.scope != ACCOUNT_SCOPE else a.account
             level = (s.level.name if s.level is not None else "—") + ("*" if s.ack is not None else "")
             deposit = display.money(s.deposit_needed, s.currency or "").strip() if s.deposit_needed > 0 else "—"
             ratio = ("≈" if a.approximate else "") + display.ratio(s.margin_ratio).replace(" ", "")
@@ -152,12 +152,10 @@ def parse_ack(args: list[str]) -> tuple[str, str | None, timedelta | None, str]:
 
 def acked_text(done, now: datetime) -> str:
     """What `alerter ack` prints, in one message."""
-    from alerter import acks
-
     ack = done.ack
     held = f"until {display.time_of_day(ack.until_at, now)} or the resolution" if ack.until_at else "until the resolution"
     told = f" Announced to {', '.join(done.channels)}." if done.channels else ""
-    return (f"Acknowledged {acks.where(ack.account, ack.scope)} at {ack.level.name}: its repeats are held back {held}; "
+    return (f"Acknowledged {display.where(ack.account, ack.scope)} at {ack.level.name}: its repeats are held back {held}; "
             f"a higher level still alerts at once.{told}")
 
 
@@ -176,7 +174,7 @@ def unack(settings, args: list[str], now: datetime) -> Reply:
         return Reply(usage("unack"))
     done = acks.remove(settings, args[0], " ".join(args[1:]) or None, now, in_daemon=True)
     told = f" Announced to {', '.join(done.channels)}." if done.channels else ""
-    return Reply(f"{acks.where(done.ack.account, done.ack.scope)}: acknowledgement removed; {done.ack.level.label} repeats resume.{told}",
+    return Reply(f"{display.where(done.ack.account, done.ack.scope)}: acknowledgement removed; {done.ack.level.label} repeats resume.{told}",
                  wake=True)
 
 

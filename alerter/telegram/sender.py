@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 
 from alerter import secrets
+from alerter.display import where
 from alerter.models import Level
 
 MAX_TEXT = 4096  # Telegram's limit on one message's text
@@ -27,8 +28,6 @@ def scope_key(account: str, scope: str) -> str:
 
 def ack_buttons(ackable: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """(label, callback data) per scope: "Acknowledge 1h", naming the scope when there are several."""
-    from alerter.acks import where
-
     label = f"Acknowledge {ACK_FOR_H}h"
     return [(label if len(ackable) == 1 else f"{label} · {where(account, scope)}", ACK_PREFIX + scope_key(account, scope))
             for account, scope in ackable]
