@@ -397,10 +397,6 @@ class Notifier:
         own = self._levels.get(channel, {}).get(level)
         return own if own is not None else self._targets.get(channel)
 
-    @property
-    def names(self) -> list[str]:
-        return list(self._targets)
-
     def markdown(self, channel: str, level: Level = Level.OK) -> bool:
         target = self._for(channel, level)
         return target.markdown if target else True
@@ -442,9 +438,6 @@ class Notifier:
             else:
                 error = "; ".join(dict.fromkeys(m.strip() for m in messages)) or f"apprise status {result.status.name.lower()}"
             return Outcome(False, secrets.mask(error), parse_retry_after(messages))
-
-    def close(self) -> None:
-        """Nothing to release today: apprise holds no connection open between sends."""
 
 
 def check_url(url: str) -> str | None:
