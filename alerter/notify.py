@@ -2,7 +2,9 @@
 thin wrapper around apprise that sends it (`Notifier`).
 
 This is the only module that imports apprise, and only inside the functions and classes that
-send or check URLs, so `render` and `route` cost nothing to import.
+send or check URLs, so `render` and `route` cost nothing to import. Before apprise looks a
+channel's scheme up, alerter.lazy registers the one plugin that serves it (apprise would import all
+of its plugins, 9 MB).
 
 Secrets: a channel URL usually *is* a credential (a bot token, a webhook path, a password).
 apprise masks passwords when it logs a URL but not tokens in the host or path, and at DEBUG
@@ -383,9 +385,14 @@ class Notifier:
     def _target(self, url: str, label: str) -> _Target:
         import apprise
 
+        from alerter.lazy import load_apprise_scheme
+
         if url.startswith(CONSOLE):
             return _Target(None, markdown=False, console=True)
         _hide(url)
+        scheme, sep, _ = url.partition("://")
+        if sep:
+            load_apprise_scheme(scheme)
         asset = apprise.AppriseAsset(app_id="alerter", app_desc="alerter margin alerts", storage_mode="memory", service_timeout=self.timeout)
         target = apprise.Apprise(asset=asset)
         if target.add(url):
@@ -443,7 +450,8 @@ class Notifier:
 def check_url(url: str) -> str | None:
     """None when apprise can load `url`; else a one-line reason without the URL's secrets."""
     import apprise
-    from apprise.manager_plugins import NotificationManager
+
+    from alerter.lazy import apprise_schemes, load_apprise_scheme
 
     if url.startswith(CONSOLE):
         return None
@@ -451,8 +459,8 @@ def check_url(url: str) -> str | None:
     scheme, sep, _ = url.partition("://")
     if not sep:
         return "not an apprise URL (expected scheme://…, e.g. json://host/path or tgram://token/chat)"
-    known = NotificationManager().schemas()
-    if scheme.lower() not in known:
+    if not load_apprise_scheme(scheme):
+        known = apprise_schemes()
         close = difflib.get_close_matches(scheme.lower(), known, n=3, cutoff=0.6)
         return f"unknown apprise scheme {scheme}://" + (f" (did you mean {', '.join(c + '://' for c in close)}?)" if close else "")
 
