@@ -1,10 +1,10 @@
 """Channels: which alert goes where (`route`), what the message says (`render`), and the
 thin wrapper around apprise that sends it (`Notifier`).
 
-This is the only module that imports apprise, and only inside the functions and classes that
-send or check URLs, so `render` and `route` cost nothing to import. Before apprise looks a
-channel's scheme up, alerter.lazy registers the one plugin that serves it (apprise would import all
-of its plugins, 9 MB).
+This is the only module that sends through apprise, and it imports apprise only inside the
+functions and classes that send or check URLs, so `render` and `route` cost nothing to import.
+Before apprise looks a channel's scheme up, alerter.lazy registers the one plugin that serves it
+(apprise itself would import all of its plugins, 9 MB).
 
 Secrets: a channel URL usually *is* a credential (a bot token, a webhook path, a password).
 apprise masks passwords when it logs a URL but not tokens in the host or path, and at DEBUG
