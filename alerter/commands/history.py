@@ -7,11 +7,14 @@ matplotlib is imported only for --plot.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from alerter import commands, display, views
+from alerter import commands, display
 from alerter.commands import add_config
 from alerter.models import ACCOUNT_SCOPE
-from alerter.views import HistorySeries, build_history, history_json
+
+if TYPE_CHECKING:
+    from alerter.views import HistorySeries
 
 HELP = "the margin ratio over time, with the thresholds and the alerts that fired"
 PLOT_MISSING = "matplotlib is not installed: pip install 'alerter[plot]'"
@@ -80,10 +83,12 @@ def plot_history(series: list[HistorySeries], path, title: str):
 
 
 def run(args) -> int:
+    from alerter import views
     from alerter.charts import PlotUnavailable
     from alerter.config import load_settings, parse_duration
-    from alerter.plan import plans
     from alerter.errors import StoreError
+    from alerter.plan import plans
+    from alerter.views import build_history, history_json
 
     settings = load_settings(args.config)
     account_plans = plans(settings)
