@@ -195,8 +195,10 @@ def test_whatif_runs_the_stress_test_on_the_last_snapshot(tmp_path):
             answer = await command(tg, "/whatif main -10%")
             text = answer.text.removeprefix("<pre>").removesuffix("</pre>")
             assert text.startswith("what if · main")
-            assert "BTC/USDT" in text and "→" in text
-            assert "CALL" in text or "CRITICAL" in text or "WARNING" in text or "LIQUIDATED" in text
+            lines = text.splitlines()
+            assert lines[1].startswith("BTC/USDT ") and "→" in lines[1]
+            # the test account at 30 %: a 10 % fall of BTC takes it past its liquidation
+            assert lines[3].split() == ["account", "30%", "∞", "LIQUIDATED"]
             assert (await command(tg, "/whatif main")).text.startswith("usage: /whatif ACCOUNT -10%")
             assert (await command(tg, "/whatif main fall")).text.startswith("expected a move like -20% or +5%")
 
