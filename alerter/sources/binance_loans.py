@@ -134,3 +134,17 @@ def normalise_loans(account_name: str, orders: Any, collateral: Any) -> AccountS
         if pool is not None:
             pools.append(pool)
     return loans_snapshot(account_name, ID, pools, unreadable, NO_LOAN_CURRENCY)
+
+
+def loan_mode(options: Mapping[str, Any]) -> bool:
+    """An account reads its flexible loans with ccxt option `defaultType = "loan"`."""
+    return options.get("defaultType") == "loan"
+
+
+async def fetch_loans(ctx: Any) -> tuple[dict, list]:
+    """Both loan answers, concurrently (a FetchContext: ctx.exchange, ctx.call, ctx.gather), each
+    checked against its documented shape; `normalise` finds them in balance["loans"]. No positions."""
+    exchange = ctx.exchange
+    orders, collateral = await ctx.gather(ctx.call(getattr(exchange, ORDERS_METHOD), dict(ORDERS_PARAMS), check=True),
+                                          ctx.call(getattr(exchange, COLLATERAL_METHOD), check=True))
+    return {"loans": {"orders": orders, "collateral": collateral}}, []

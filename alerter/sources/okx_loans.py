@@ -81,3 +81,9 @@ def normalise_loan(account_name: str, answer: Any) -> AccountSnapshot:
     snapshot = make_snapshot(account=account_name, exchange=ID, equity=pool.equity, maintenance_margin=pool.maintenance_margin,
                              wallet_balance=pool.wallet_balance, currency=CURRENCY)
     return replace(snapshot, lender_trigger=pool.lender_trigger, own_figure=pool.own_figure)
+
+
+async def fetch_loan(ctx: Any) -> tuple[dict, list]:
+    """The loan-info answer (a FetchContext: ctx.exchange, ctx.call), checked against its
+    documented shape; `normalise` finds it in balance["loan"]. No positions."""
+    return {"loan": await ctx.call(getattr(ctx.exchange, LOAN_METHOD), check=True)}, []
