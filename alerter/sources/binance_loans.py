@@ -40,6 +40,7 @@ from alerter.models import AccountSnapshot, Pool
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import is_blank, mapping, number, shape_error
 from alerter.sources.loans import loan_pool, loans_snapshot
+from alerter.sources.profile import FetchContext, Profile, Raw
 
 ID = "binance"
 ORDERS_PATH = "/sapi/v2/loan/flexible/ongoing/orders"
@@ -141,10 +142,40 @@ def loan_mode(options: Mapping[str, Any]) -> bool:
     return options.get("defaultType") == "loan"
 
 
-async def fetch_loans(ctx: Any) -> tuple[dict, list]:
-    """Both loan answers, concurrently (a FetchContext: ctx.exchange, ctx.call, ctx.gather), each
-    checked against its documented shape; `normalise` finds them in balance["loans"]. No positions."""
+async def fetch_loans(ctx: FetchContext) -> Raw:
+    """Both loan answers, concurrently, each checked against its documented shape; `normalise`
+    finds them in balance["loans"]. No positions."""
     exchange = ctx.exchange
     orders, collateral = await ctx.gather(ctx.call(getattr(exchange, ORDERS_METHOD), dict(ORDERS_PARAMS), check=True),
                                           ctx.call(getattr(exchange, COLLATERAL_METHOD), check=True))
     return {"loans": {"orders": orders, "collateral": collateral}}, []
+
+
+def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Mapping) -> AccountSnapshot:
+    """The mode's normaliser: the two answers `fetch_loans` put in balance["loans"]."""
+    loans = mapping(balance.get("loans"), f"{ID} flexible loan answers")
+    return normalise_loans(account_name, loans.get("orders"), loans.get("collateral"))
+
+
+# ---------------------------------------------------------------- the mode's profile (binance.PROFILE lists it)
+
+PROFILE = Profile(
+    name="Binance flexible loans",
+    ids=(ID,),
+    modes='flexible-rate crypto loans (`defaultType = "loan"`): each ongoing loan (one loan coin against one collateral '
+          "coin) a scope of its own, `loan:USDT/BTC`",
+    figure="per loan: `currentLTV` of /sapi/v2/loan/flexible/ongoing/orders ÷ its collateral coin's `liquidationLTV` of "
+           "/sapi/v2/loan/flexible/collateral/data",
+    currency="each loan's loan coin",
+    liquidation="A loan is liquidated when its LTV (debt with interest ÷ collateral value at the index price) reaches its "
+                "liquidation LTV; Binance sends a margin call at the margin-call LTV (both per collateral coin).",
+    liquidation_url="https://www.binance.com/en/support/faq/what-is-binance-flexible-loan-and-frequently-asked-questions-1c9dddb774054983992b8977ae36577a",
+    normalise=normalise,
+    check_body=check_loan_body,
+    fetch=fetch_loans,
+    # load_markets() reads the spot exchangeInfo only (no figure comes from the markets)
+    ccxt_defaults={"options": {"fetchCurrencies": False, "fetchMargins": False, "fetchMarkets": {"types": ["spot"]}}},
+    reprice=False,  # an LTV moves with the collateral's index price, which no position carries
+    permissions='"Enable Reading" only',
+    recording_mark="flexible-loan",
+)

@@ -32,6 +32,7 @@ from alerter.models import AccountSnapshot
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_snapshot, mapping, number, optional_number, shape_error
 from alerter.sources.loans import loan_pool
+from alerter.sources.profile import FetchContext, Profile, Raw
 
 ID = "okx"
 LOAN_PATH = "/api/v5/finance/flexible-loan/loan-info"
@@ -83,7 +84,34 @@ def normalise_loan(account_name: str, answer: Any) -> AccountSnapshot:
     return replace(snapshot, lender_trigger=pool.lender_trigger, own_figure=pool.own_figure)
 
 
-async def fetch_loan(ctx: Any) -> tuple[dict, list]:
-    """The loan-info answer (a FetchContext: ctx.exchange, ctx.call), checked against its
-    documented shape; `normalise` finds it in balance["loan"]. No positions."""
+async def fetch_loan(ctx: FetchContext) -> Raw:
+    """The loan-info answer, checked against its documented shape; `normalise` finds it in
+    balance["loan"]. No positions."""
     return {"loan": await ctx.call(getattr(ctx.exchange, LOAN_METHOD), check=True)}, []
+
+
+def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Mapping) -> AccountSnapshot:
+    """The mode's normaliser: the answer `fetch_loan` put in balance["loan"]."""
+    return normalise_loan(account_name, balance.get("loan"))
+
+
+# ---------------------------------------------------------------- the mode's profile (okx.PROFILE lists it)
+
+PROFILE = Profile(
+    name="OKX flexible loan",
+    ids=(ID,),
+    modes='flexible loan (`defaultType = "loan"`): the account\'s one loan, all its loan and collateral currencies',
+    figure="`curLTV` ÷ `liqLTV` of /api/v5/finance/flexible-loan/loan-info",
+    currency="USD",
+    liquidation="The loan is liquidated when its LTV (loan ÷ collateral value) reaches `liqLTV`; OKX sends a margin call "
+                "at `marginCallLTV` (both stated with the loan).",
+    liquidation_url="https://www.okx.com/docs-v5/en/#financial-product-flexible-loan-get-loan-info",
+    normalise=normalise,
+    check_body=check_loan_body,
+    fetch=fetch_loan,
+    ccxt_defaults={"options": {"fetchMarkets": {"types": ["swap", "future"]}}, "has": {"fetchCurrencies": False}},
+    credentials=("api_key", "secret", "password"),
+    reprice=False,  # an LTV moves with every collateral's price, which no position carries
+    permissions='"Read" permission only; the API passphrase goes in `password`',
+    recording_mark="flexible-loan",
+)
