@@ -96,3 +96,36 @@ def test_a_cut_loan_answer_makes_the_account_blind_never_ok(tmp_path, webhook):
     assert [t.split(" · ")[0] for t in titles(webhook)] == ["BLIND", "RESTORED"]
     assert webhook.bodies[0]["title"].startswith("BLIND · loan · no data for 1 poll: data: binance /sapi/v2/loan/flexible/ongoing/orders: "
                                                  "the answer is not complete JSON")
+
+
+def test_validate_places_the_thresholds_against_each_loans_margin_call(tmp_path):
+    """`alerter validate` asks the exchange for each loan's levels (they come with the loan, per
+    collateral coin) and says where the user's thresholds fall against Binance's margin call."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from helpers import simulator_thread, to_toml
+
+    from alerter.cli import main
+
+    with simulator_thread(SCENARIO) as running:
+        ccxt = running.sim.ccxt_config()
+        loan = {**ccxt, "options": {**ccxt["options"], "defaultType": "loan"}}
+        config = {"daemon": {"database": str(tmp_path / "a.db")},
+                  "accounts": [{"name": "loan", "exchange": "binance", "api_key": "loan-key", "secret": "loan-secret", "ccxt": loan},
+                               {"name": "none", "exchange": "binance", "api_key": "none-key", "secret": "none-secret", "ccxt": loan}]}
+        path = tmp_path / "alerter.toml"
+        path.write_text(to_toml(config))
+        path.chmod(0o600)
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["validate", "--config", str(path)])
+    assert code == 0, err.getvalue()
+    lines = [line.strip() for line in out.getvalue().splitlines()]
+    # BTC's levels: margin call at LTV 0.75 = 0.75 ÷ 0.83 = 90.4 % of the way to liquidation at 0.83
+    assert ("loan:USDT/BTC: exchange's own figure: LTV, liquidation at 0.83; your warning 50 % = LTV 0.415 · call 70 % = LTV 0.581 · "
+            "critical 85 % = LTV 0.705 · liquidation 100 % = LTV 0.83") in lines
+    assert ("loan:USDT/BTC: Binance's margin call (LTV 0.75) is at 90.4 %: your warning at 50 % and call at 70 % and critical at 85 % "
+            "come before it") in lines
+    assert "its levels: nothing borrowed now (the exchange states them with each loan)" in lines
+    assert "loan-secret" not in out.getvalue() + err.getvalue()

@@ -178,4 +178,5 @@ PROFILE = Profile(
     reprice=False,  # an LTV moves with the collateral's index price, which no position carries
     permissions='"Enable Reading" only',
     recording_mark="flexible-loan",
+    live_levels=True,
 )

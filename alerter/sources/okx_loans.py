@@ -114,4 +114,5 @@ PROFILE = Profile(
     reprice=False,  # an LTV moves with every collateral's price, which no position carries
     permissions='"Read" permission only; the API passphrase goes in `password`',
     recording_mark="flexible-loan",
+    live_levels=True,
 )

@@ -146,6 +146,9 @@ class Profile:
     mode_profiles: tuple[tuple[str, Any, Profile], ...] = ()
     # a mode's own recordings among its venue's (tests/fixtures/real/<id>/): those whose name holds this
     recording_mark: str = ""
+    # its own figure's levels come with each answer, per scope (a loan's margin-call and liquidation
+    # LTVs), not with the profile: `alerter validate` polls the account once to place them
+    live_levels: bool = False
 
     def for_options(self, options: Mapping[str, Any] | None = None) -> Profile:
         """The profile that reads an account with these ccxt `options`: one of its modes, or itself."""
