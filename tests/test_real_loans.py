@@ -1,7 +1,7 @@
 """Binance and OKX flexible loans: the exchanges' documented answers (tests/fixtures/real/, see
 PROVENANCE.md; doc examples, no recorded answer exists) served byte for byte by the replay
-server to ccxt's real `binance` and `okx` classes through their implicit methods, normalised,
-evaluated, and rendered as the user reads them.
+server to ccxt's real `binance` and `okx` classes, read by the loan mode's source (its fetch,
+the answers' shape checks, its normaliser), evaluated, and rendered as the user reads them.
 
 Expected figures are the ones the answers state: Binance's `currentLTV` 0.57 against BNB's
 `liquidationLTV` 0.83 and `marginCallLTV` 0.75; OKX's `curLTV` 0.5742 against `liqLTV` 0.8374 and
@@ -16,29 +16,23 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import ccxt.async_support as ccxt_async
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alerter.config import build_settings
 from alerter.display import money
+from alerter.errors import ConfigError
 from alerter.health import evaluate
 from alerter.models import ACCOUNT_SCOPE, AccountSnapshot, Level, RepeatSchedule, Thresholds
 from alerter.notify import details, headline
 from alerter.policy import decide
-from alerter.simulator.replay import run_replay
-from alerter.sources.binance_loans import (
-    COLLATERAL_METHOD,
-    COLLATERAL_PATH,
-    ORDERS_METHOD,
-    ORDERS_PARAMS,
-    ORDERS_PATH,
-    check_loan_body,
-    normalise_loans,
-)
-from alerter.sources.errors import SourceError
+from alerter.simulator.replay import Contract, run_replay
+from alerter.sources import RetryPolicy, SourceError, build_source
+from alerter.sources.binance_loans import COLLATERAL_PATH, ORDERS_PATH
 from alerter.sources.loans import loan_pool
-from alerter.sources.okx_loans import LOAN_METHOD, LOAN_PATH, check_loan_body as okx_check, normalise_loan
+from alerter.sources.okx_loans import LOAN_PATH
+from alerter.sources.registry import profile_for
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 ORDERS = REAL / "binance" / "doc-flexible-loan-ongoing-orders-v2.json"
@@ -47,47 +41,40 @@ OKX_LOAN = REAL / "okx" / "doc-flexible-loan-loan-info.json"
 REL = 1e-12
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SCOPE = "loan:BUSD/BNB"
+LOAN_MODE = {"defaultType": "loan"}
+ONCE = RetryPolicy(attempts=1)
+# the markets ccxt loads on the way (synthetic, no figure comes from them)
+MARKETS = {"binance": [Contract("BNBUSDT", "BNB", "USDT", "USDT")], "okx": [Contract("BTC-USDT-SWAP", "BTC", "USDT", "USDT")]}
 
 
 def doc(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-async def binance_answers(bodies: dict) -> tuple[object, object, list]:
-    """The two loan answers as ccxt's real binance class reads them from the replay server."""
-    async with run_replay("binance", bodies) as replay:
-        exchange = ccxt_async.binance({"apiKey": "replay-key-0123456789", "secret": "replay-secret-0123456789", **replay.ccxt_config()})
-        try:
-            orders = await getattr(exchange, ORDERS_METHOD)(dict(ORDERS_PARAMS))
-            collateral = await getattr(exchange, COLLATERAL_METHOD)()
-        finally:
-            await exchange.close()
-        return orders, collateral, replay.requests
+async def read(exchange_id: str, bodies: dict) -> tuple[AccountSnapshot, list]:
+    """The loan account's snapshot as its source reads it from the replay server, and the requests made."""
+    async with run_replay(exchange_id, bodies, MARKETS[exchange_id]) as replay:
+        account = replay.account(f"{exchange_id}-loan", options=LOAN_MODE)
+        async with build_source(account, retry=ONCE) as source:
+            snapshot = await source.fetch_snapshot()
+        return snapshot, replay.requests
 
 
-async def okx_answer(body) -> object:
-    async with run_replay("okx", {LOAN_PATH: body}) as replay:
-        exchange = ccxt_async.okx({"apiKey": "replay-key-0123456789", "secret": "replay-secret-0123456789",
-                                   "password": "replay-pass-42", **replay.ccxt_config()})
-        try:
-            return await getattr(exchange, LOAN_METHOD)()
-        finally:
-            await exchange.close()
+def binance_snapshot(orders=ORDERS, collateral=COLLATERAL) -> AccountSnapshot:
+    return asyncio.run(read("binance", {ORDERS_PATH: orders, COLLATERAL_PATH: collateral}))[0]
 
 
-def binance_snapshot(orders=ORDERS, collateral=COLLATERAL):
-    got_orders, got_collateral, _ = asyncio.run(binance_answers({ORDERS_PATH: orders, COLLATERAL_PATH: collateral}))
-    return normalise_loans("loan", got_orders, got_collateral)
+def okx_snapshot(body=OKX_LOAN) -> AccountSnapshot:
+    return asyncio.run(read("okx", {LOAN_PATH: body}))[0]
 
 
 # ---------------------------------------------------------------- Binance
 
 def test_binance_doc_loan_reads_binance_ltv_against_its_liquidation_ltv():
-    orders, collateral, requests = asyncio.run(binance_answers({ORDERS_PATH: ORDERS, COLLATERAL_PATH: COLLATERAL}))
-    assert [(path, query.get("limit")) for _, path, query in requests] == [(ORDERS_PATH, "100"), (COLLATERAL_PATH, None)]
-    check_loan_body(ORDERS_PATH, orders)
-    check_loan_body(COLLATERAL_PATH, collateral)
-    snapshot = normalise_loans("loan", orders, collateral)
+    snapshot, requests = asyncio.run(read("binance", {ORDERS_PATH: ORDERS, COLLATERAL_PATH: COLLATERAL}))
+    # the spot markets once (ccxt's load_markets), then both loan answers, the orders' largest page
+    assert sorted((path, query.get("limit")) for _, path, query in requests) == [
+        ("/api/v3/exchangeInfo", None), (COLLATERAL_PATH, None), (ORDERS_PATH, "100")]
     [pool] = snapshot.pools
     assert pool.scope == SCOPE and pool.currency == "BUSD"  # loanCoin
     [health] = evaluate(snapshot, target=0.40)
@@ -105,7 +92,7 @@ def test_binance_doc_loan_alert_names_both_levers():
     [health] = evaluate(snapshot, target=0.40)
     _, [alert] = decide(None, health, Thresholds(), RepeatSchedule(), NOW)
     assert alert.level == Level.WARNING  # 68.7 % is past the 50 % warning
-    assert headline(alert) == "WARNING · loan · loan:BUSD/BNB · margin ratio 68.7 % = LTV 0.57 (warning at 50 % = LTV 0.415)"
+    assert headline(alert) == "WARNING · binance-loan · loan:BUSD/BNB · margin ratio 68.7 % = LTV 0.57 (warning at 50 % = LTV 0.415)"
     lines = details(alert, markdown=False)
     # to 40 %: collateral worth 10000 ÷ (0.40 × 0.83) − 10000 ÷ 0.57 BUSD more, or that much of the
     # debt repaid out of the collateral: (10000 − 0.40 × 0.83 × 10000 ÷ 0.57) ÷ (1 − 0.40 × 0.83)
@@ -179,19 +166,30 @@ def test_binance_one_unreadable_loan_is_blind_on_its_own_scope():
     assert scope == "loan:USDT/SOL" and "no row for SOL" in reason
 
 
-@pytest.mark.parametrize("body", [b'{"rows": [{"loanCoin": "BUSD", "totalDe', b"[]", b'{"total": 1}'])
-def test_binance_cut_or_misshapen_orders_answer_fails_the_shape_check(body):
+@pytest.mark.parametrize(("body", "reason"), [
+    (b'{"rows": [{"loanCoin": "BUSD", "totalDe', "the answer is not complete JSON"),  # cut short
+    (b"[]", "expected the ongoing flexible loans (rows, total), got a list of 0"),
+    (b'{"total": 1}', "expected the ongoing flexible loans (rows, total), got an object with keys total"),
+])
+def test_binance_cut_or_misshapen_orders_answer_is_blind(body, reason):
     with pytest.raises(SourceError) as caught:
-        check_loan_body(ORDERS_PATH, json.loads(body) if body.endswith((b"]", b"}")) else body.decode())
-    assert caught.value.kind == "data" and "the ongoing flexible loans (rows, total)" in str(caught.value)
+        binance_snapshot(orders=body)  # synthetic bodies
+    assert caught.value.kind == "data" and reason in str(caught.value)
+
+
+def test_binance_loan_mode_is_refused_with_a_margin_mode():
+    with pytest.raises(ConfigError) as caught:
+        build_settings({"accounts": [{"name": "l", "exchange": "binance", "api_key": "k-0123456789", "secret": "s-0123456789",
+                                      "ccxt": {"options": {"defaultType": "loan", "marginMode": "isolated"}}}]})
+    assert "the flexible loans are read on their own" in str(caught.value)
 
 
 # ---------------------------------------------------------------- OKX
 
 def test_okx_doc_loan_reads_okx_curltv_against_its_liqltv():
-    answer = asyncio.run(okx_answer(OKX_LOAN))
-    okx_check(LOAN_PATH, answer)
-    snapshot = normalise_loan("okx-loan", answer)
+    snapshot, requests = asyncio.run(read("okx", {LOAN_PATH: OKX_LOAN}))
+    assert [path for _, path, _ in requests][-1] == LOAN_PATH  # after the markets: the loan, and nothing of the trading account
+    assert not any("/account/" in path for _, path, _ in requests)
     assert not snapshot.pools and snapshot.currency == "USD"
     [health] = evaluate(snapshot, target=0.40)
     assert health.scope == ACCOUNT_SCOPE
@@ -211,7 +209,7 @@ def test_okx_loan_at_its_stated_liquidation_ltv_is_100_percent():
     loan = body["data"][0]
     loan["curLTV"] = loan["liqLTV"]
     loan["collateralNotionalUsd"] = str(float(loan["loanNotionalUsd"]) / float(loan["liqLTV"]))
-    [health] = evaluate(normalise_loan("okx-loan", asyncio.run(okx_answer(body))), target=0.40)
+    [health] = evaluate(okx_snapshot(body), target=0.40)
     assert health.margin_ratio == pytest.approx(1.0, rel=REL)
 
 
@@ -221,7 +219,7 @@ def test_okx_loan_at_its_stated_liquidation_ltv_is_100_percent():
                             "loanNotionalUsd": "0", "marginCallLTV": "", "riskWarningData": {"instId": "", "liqPx": ""}}], "msg": ""},
 ])
 def test_okx_without_a_loan_is_ok_at_zero(body):
-    [health] = evaluate(normalise_loan("okx-loan", asyncio.run(okx_answer(body))), target=0.40)
+    [health] = evaluate(okx_snapshot(body), target=0.40)
     assert health.margin_ratio == 0.0
 
 
@@ -236,17 +234,33 @@ def test_okx_partial_or_inconsistent_loan_answers_are_blind(change, reason):
     body = doc(OKX_LOAN)
     change(body["data"][0])  # synthetic: one documented field changed
     with pytest.raises(SourceError) as caught:
-        normalise_loan("okx-loan", asyncio.run(okx_answer(body)))
+        okx_snapshot(body)
     assert caught.value.kind == "data" and reason in str(caught.value)
 
 
-def test_okx_two_loans_or_an_error_code_are_blind():
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda body: body.update(data=body["data"] * 2), "2 loans where OKX states one per account"),
+    (lambda body: body.update(data=["cut"]), "expected the flexible loan"),
+])
+def test_okx_two_loans_or_a_misshapen_answer_are_blind(change, reason):
     body = doc(OKX_LOAN)
-    two = {**body, "data": body["data"] * 2}  # synthetic: OKX states one loan per account
-    with pytest.raises(SourceError, match="2 loans where OKX states one per account"):
-        normalise_loan("okx-loan", two)
-    with pytest.raises(SourceError, match="expected the flexible loan"):
-        okx_check(LOAN_PATH, {**body, "data": ["cut"]})
+    change(body)  # synthetic
+    with pytest.raises(SourceError) as caught:
+        okx_snapshot(body)
+    assert caught.value.kind == "data" and reason in str(caught.value)
+
+
+def test_okx_loan_mode_has_no_stream_and_no_repricing():
+    """OKX's trading account streams and is re-priced between polls; its loan mode does neither
+    (its LTV moves with every collateral's price, which no position carries)."""
+    settings = build_settings({"accounts": [{"name": "l", "exchange": "okx", "api_key": "k-0123456789", "secret": "s-0123456789",
+                                             "password": "p-0123456789", "ccxt": {"options": LOAN_MODE}}]})
+    profile = profile_for(settings.accounts[0])
+    assert profile.name == "OKX flexible loan" and profile.stream is None and not profile.reprice
+    with pytest.raises(ConfigError) as caught:
+        build_settings({"accounts": [{"name": "l", "exchange": "okx", "api_key": "k-0123456789", "secret": "s-0123456789",
+                                      "password": "p-0123456789", "streams": True, "ccxt": {"options": LOAN_MODE}}]})
+    assert "accounts[0].streams: alerter does not stream okx" in str(caught.value)
 
 
 # ---------------------------------------------------------------- the loan arithmetic
