@@ -129,3 +129,31 @@ def test_validate_places_the_thresholds_against_each_loans_margin_call(tmp_path)
             "come before it") in lines
     assert "its levels: nothing borrowed now (the exchange states them with each loan)" in lines
     assert "loan-secret" not in out.getvalue() + err.getvalue()
+
+
+def test_an_okx_loan_account_is_alerted_by_okx_s_own_ltv(tmp_path, webhook):
+    """OKX's documented loan-info example (tests/fixtures/real/okx/, a doc example) replayed to the
+    daemon: one WARNING, by OKX's curLTV 0.5742 against its liqLTV 0.8374."""
+    from pathlib import Path
+
+    from alerter.simulator.replay import Contract, run_replay
+
+    body = Path(__file__).parent / "fixtures" / "real" / "okx" / "doc-flexible-loan-loan-info.json"
+
+    async def scenario():
+        async with run_replay("okx", {"/api/v5/finance/flexible-loan/loan-info": body}, [Contract("BTC-USDT-SWAP", "BTC", "USDT", "USDT")]) as replay:
+            account = replay.account("okx-loan", options={"defaultType": "loan"}).model_dump(exclude_none=True)
+            for key in ("api_key", "secret", "password"):
+                account[key] = account[key].get_secret_value()
+            settings = build_settings({"daemon": {"database": str(tmp_path / "alerter.db"), "request_timeout": "3s"},
+                                       "accounts": [account], "channels": [{"name": "hook", "url": f"json://{webhook.url}/hook"}]})
+            h = Harness(None, settings, Clock())
+            try:
+                await step(h, account="okx-loan")
+                await step(h, account="okx-loan")  # the same loan a minute later: no repeat for 6 h
+            finally:
+                await h.close()
+
+    run(scenario())
+    assert titles(webhook) == ["WARNING · okx-loan · margin ratio 68.6 % = LTV 0.574 (warning at 50 % = LTV 0.419)"]
+    assert "of collateral or repay" in webhook.bodies[0]["message"] and "USD of the loan to get back to 40 %" in webhook.bodies[0]["message"]
