@@ -131,12 +131,15 @@ def check_finite(snapshot: AccountSnapshot) -> None:
         raise ValueError(f"{snapshot.account}: {p.symbol}: figures too large to add up")
 
 
-def repay_needed(maintenance: float, equity: float, target: float, trigger: float) -> float:
-    """A lender's account (maintenance = trigger × debt, equity = assets): the debt to repay out of
-    the assets so that trigger × (debt − R) ÷ (assets − R) = `target` (never negative).
-    R = (maintenance − target × equity) ÷ (trigger − target); the trigger (a margin level of 1.1)
-    is above 1 and the target below it, so the divisor is positive."""
-    return max(0.0, (maintenance - target * equity) / (trigger - target))
+def repay_needed(maintenance: float, equity: float, target: float, trigger: float, *, from_assets: bool = True) -> float:
+    """A lender's account (maintenance = trigger × debt, equity = assets): the debt R to repay so
+    that the ratio is `target` (never negative).
+    - Out of the assets (spot margin): trigger × (debt − R) ÷ (assets − R) = target, so
+      R = (maintenance − target × equity) ÷ (trigger − target); the trigger (a margin level of
+      1.1, or 1 ÷ a liquidation LTV) is above 1 and the target below it, so the divisor is positive.
+    - From outside (a loan repaid in its loan coin): trigger × (debt − R) ÷ assets = target, so
+      R = (maintenance − target × equity) ÷ trigger."""
+    return max(0.0, (maintenance - target * equity) / ((trigger - target) if from_assets else trigger))
 
 
 def _cross_health(snapshot: AccountSnapshot, scope: str, equity: float, maintenance: float, currency: str,
@@ -150,6 +153,7 @@ def _cross_health(snapshot: AccountSnapshot, scope: str, equity: float, maintena
     elif not any(p.inverse for p in cross):  # the uniform-move model holds for linear positions only
         move = liquidation_move(equity, maintenance, cross)
     trigger = (pool.lender_trigger if pool is not None else None) or snapshot.lender_trigger
+    from_assets = pool.repay_from_assets if pool is not None and pool.lender_trigger else snapshot.repay_from_assets
     return Health(
         account=snapshot.account,
         exchange=snapshot.exchange,
@@ -163,7 +167,7 @@ def _cross_health(snapshot: AccountSnapshot, scope: str, equity: float, maintena
         currency=currency,
         estimated=snapshot.estimated,
         approximate=snapshot.approximate,
-        repay_needed=repay_needed(maintenance, equity, target, trigger) if trigger else None,
+        repay_needed=repay_needed(maintenance, equity, target, trigger, from_assets=from_assets) if trigger else None,
         own_figure=(pool.own_figure if pool is not None else None) or snapshot.own_figure,
     )
 

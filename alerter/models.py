@@ -153,6 +153,7 @@ class Pool:
     # leverage tier of its own): its own trigger and figure; None = the snapshot's
     lender_trigger: float | None = None
     own_figure: OwnFigure | None = None
+    repay_from_assets: bool = True  # a lender's debt repaid out of the assets (see AccountSnapshot)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,9 @@ class AccountSnapshot:
     # also says how much of the debt to repay out of the assets
     lender_trigger: float | None = None
     own_figure: OwnFigure | None = None  # the exchange's own figure (the source fills it in from the profile)
+    # how a lender's debt is repaid: out of the assets it holds (spot margin: both sides shrink), or
+    # from outside (a collateralised loan, repaid in its loan coin: only the debt shrinks)
+    repay_from_assets: bool = True
 
 
 @dataclass(frozen=True)

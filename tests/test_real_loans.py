@@ -95,16 +95,16 @@ def test_binance_doc_loan_alert_names_both_levers():
     assert headline(alert) == "WARNING · binance-loan · loan:BUSD/BNB · margin ratio 68.7 % = LTV 0.57 (warning at 50 % = LTV 0.415)"
     lines = details(alert, markdown=False)
     # to 40 %: collateral worth 10000 ÷ (0.40 × 0.83) − 10000 ÷ 0.57 BUSD more, or that much of the
-    # debt repaid out of the collateral: (10000 − 0.40 × 0.83 × 10000 ÷ 0.57) ÷ (1 − 0.40 × 0.83)
+    # debt repaid in BUSD (the collateral stays): 10000 − 0.40 × 0.83 × 10000 ÷ 0.57
     add = 10000 / (0.40 * 0.83) - 10000 / 0.57
-    repay = (10000 - 0.40 * 0.83 * 10000 / 0.57) / (1 - 0.40 * 0.83)
+    repay = 10000 - 0.40 * 0.83 * 10000 / 0.57
     assert health.deposit_needed == pytest.approx(add, rel=1e-9)
     assert health.repay_needed == pytest.approx(repay, rel=1e-9)
     assert lines[1] == (f"Add {money(health.deposit_needed, 'BUSD')} of collateral or repay "
                         f"{money(health.repay_needed, 'BUSD')} of the loan to get back to 40 %")
     # after either lever, Binance's own LTV arithmetic gives the target
     assert 10000 / (10000 / 0.57 + health.deposit_needed) / 0.83 == pytest.approx(0.40, rel=1e-9)
-    assert (10000 - health.repay_needed) / (10000 / 0.57 - health.repay_needed) / 0.83 == pytest.approx(0.40, rel=1e-9)
+    assert (10000 - health.repay_needed) / (10000 / 0.57) / 0.83 == pytest.approx(0.40, rel=1e-9)
 
 
 def test_binance_loan_at_its_stated_liquidation_ltv_is_100_percent():
@@ -279,7 +279,7 @@ def test_loan_ratio_is_the_lenders_ltv_over_its_liquidation_ltv_and_both_levers_
     if health.margin_ratio > target:
         assert debt / (collateral + health.deposit_needed) / liquidation == pytest.approx(target, rel=1e-9)
         repaid = health.repay_needed
-        assert (debt - repaid) / (collateral - repaid) / liquidation == pytest.approx(target, rel=1e-7)
+        assert (debt - repaid) / collateral / liquidation == pytest.approx(target, rel=1e-7)  # repaid in the loan coin
     else:
         assert health.deposit_needed == 0 and health.repay_needed == 0
 

@@ -39,7 +39,7 @@ def loan_pool(scope: str, *, debt: float, ltv: float, liquidation_ltv: float, ma
         raise SourceError("data", f"{where}: debt {debt:g} with LTV {ltv:g}: one without the other is a partial answer")
     collateral = debt / ltv
     return Pool(scope, equity=collateral, maintenance_margin=debt / liquidation_ltv, currency=currency,
-                wallet_balance=collateral - debt, lender_trigger=1.0 / liquidation_ltv,
+                wallet_balance=collateral - debt, lender_trigger=1.0 / liquidation_ltv, repay_from_assets=False,
                 own_figure=loan_figure(liquidation_ltv, margin_call_ltv, lender))
 
 
@@ -56,4 +56,4 @@ def loans_snapshot(account_name: str, exchange_id: str, pools: list[Pool], unrea
     snapshot = make_snapshot(account=account_name, exchange=exchange_id, equity=worst.equity,
                              maintenance_margin=worst.maintenance_margin, wallet_balance=worst.wallet_balance,
                              currency=worst.currency, pools=sorted(pools, key=lambda p: p.scope))
-    return replace(snapshot, unreadable=tuple(sorted(unreadable)))
+    return replace(snapshot, unreadable=tuple(sorted(unreadable)), repay_from_assets=False)

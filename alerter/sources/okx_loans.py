@@ -81,7 +81,7 @@ def normalise_loan(account_name: str, answer: Any) -> AccountSnapshot:
         return make_snapshot(account=account_name, exchange=ID, equity=0.0, maintenance_margin=0.0, wallet_balance=0.0, currency=CURRENCY)
     snapshot = make_snapshot(account=account_name, exchange=ID, equity=pool.equity, maintenance_margin=pool.maintenance_margin,
                              wallet_balance=pool.wallet_balance, currency=CURRENCY)
-    return replace(snapshot, lender_trigger=pool.lender_trigger, own_figure=pool.own_figure)
+    return replace(snapshot, lender_trigger=pool.lender_trigger, own_figure=pool.own_figure, repay_from_assets=False)
 
 
 async def fetch_loan(ctx: FetchContext) -> Raw:
