@@ -1,0 +1,266 @@
+"""A loopback JSON-RPC chain: answers eth_call from recorded result hex, serves blocks with
+timestamps, re-encodes Aave positions along a scripted ETH price, and breaks on request.
+
+    async with run_chain(CHAINS["base"]) as chain:
+        chain.answer(POOL, calldata, REAL / "aave/base-getUserAccountData-hf-below-1.json")
+        chain.aave(POOL, AavePosition(USER, collateral_eth=1.0, eth_price=3000.0, debt_usd=2000.0))
+        chain.set_price(2400.0)            # the ETH fall: a new block, every position re-encoded
+        chain.fault("revert", method="eth_call")
+        RpcClient(chain.url, CHAINS["base"])   # the client under test, over 127.0.0.1
+
+A recorded answer is served byte for byte: the `result` string of a recorded JSON-RPC answer
+(a .json file, its envelope dropped since each request has its own id) or a .txt holding the
+result hex, put into the answer unchanged. The state behind it is not simulated: the recorded
+answer is the Pool's answer at every block.
+
+Synthetic positions (`AavePosition`) are encoded by Aave V3.3's own arithmetic
+(GenericLogic.calculateUserAccountData with one collateral and one debt asset: percentMul and
+wadDiv, half-up), so their health factor is what the Pool would state for those amounts.
+
+Faults (`fault(kind, count=1, method=None, seconds=None)`; `method` limits it to requests of that
+JSON-RPC method, in a batch or alone):
+  error       the request's item answers the JSON-RPC error -32603 "internal error"
+  revert      eth_call answers error 3 "execution reverted"
+  empty       eth_call answers "0x"
+  truncated   eth_call answers the first half of its result
+  partial     the batch answer leaves out its last item
+  lag         the latest block's timestamp is `seconds` (default 120) old
+  wrong_chain eth_chainId answers 1 more than the chain's id
+  http500 / http401 / http429   the whole HTTP request answers that status
+  garbage     the whole HTTP request answers 200 with an HTML page
+  timeout     the whole HTTP request is held `seconds` (default 30) without an answer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from alerter.simulator.server import listen
+from alerter.sources.chains import Chain
+
+KINDS = ("error", "revert", "empty", "truncated", "partial", "lag", "wrong_chain", "http500", "http401", "http429", "garbage", "timeout")
+HTTP_KINDS = ("http500", "http401", "http429", "garbage", "timeout")
+WAD = 10**18
+MAX_UINT256 = 2**256 - 1
+GET_USER_ACCOUNT_DATA = "0xbf92857c"
+
+
+@dataclass
+class ChainFault:
+    kind: str
+    count: int | None = 1  # remaining; None: until cleared
+    method: str | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class AavePosition:
+    """One wallet on an Aave Pool: ETH collateral (at the chain's scripted price, 8-decimal USD)
+    against a USD stablecoin debt."""
+
+    user: str
+    collateral_eth: float
+    eth_price: float
+    debt_usd: float
+    liquidation_threshold_bps: int = 8300
+    ltv_bps: int = 8000
+
+    def account_data(self) -> str:
+        """getUserAccountData's answer for these amounts, as a V3.3 Pool computes it."""
+        collateral = round(self.collateral_eth * self.eth_price * 1e8)
+        debt = round(self.debt_usd * 1e8)
+        lt, ltv = (self.liquidation_threshold_bps, self.ltv_bps) if collateral else (0, 0)
+
+        def percent_mul(value: int, bps: int) -> int:
+            return (value * bps + 5_000) // 10_000
+
+        available = max(0, percent_mul(collateral, ltv) - debt)
+        hf = MAX_UINT256 if debt == 0 else (percent_mul(collateral, lt) * WAD + debt // 2) // debt
+        return "0x" + "".join(f"{w:064x}" for w in (collateral, debt, available, lt, ltv, hf))
+
+
+def recorded_result(path: Path) -> str:
+    """The result hex of a recorded answer, exactly as stored."""
+    text = path.read_text()
+    return json.loads(text)["result"] if path.suffix == ".json" else text.strip()
+
+
+class ChainSim:
+    def __init__(self, chain: Chain, *, clock: Callable[[], float] = time.time, block: int = 30_000_000) -> None:
+        self.chain = chain
+        self.clock = clock
+        self.head = block
+        self.head_timestamp = int(clock())
+        self.eth_price = 3000.0
+        self.answers: dict[tuple[str, str], str | Callable[[], str]] = {}
+        self.faults: list[ChainFault] = []
+        self.requests: list[tuple[str, list]] = []  # every JSON-RPC request, in order (batches flattened)
+        self.posts = 0  # HTTP requests
+        self.unknown: list[tuple[str, str]] = []  # eth_calls with no answer set (answered "0x")
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+
+    # ------------------------------------------------------------ the chain's state
+
+    def answer(self, to: str, data: str, result: str | Path | Callable[[], str]) -> None:
+        """What eth_call(to, data) returns at every block: result hex, a recorded answer's file, or
+        a function giving the hex at the moment of the call."""
+        self.answers[(to.lower(), data.lower())] = recorded_result(result) if isinstance(result, Path) else result
+
+    def aave(self, pool: str, position: AavePosition) -> None:
+        """Serve `position` on `pool`, re-encoded at the chain's ETH price at each call."""
+        data = GET_USER_ACCOUNT_DATA + "0" * 24 + position.user[2:].lower()
+
+        def encoded() -> str:
+            position.eth_price = self.eth_price
+            return position.account_data()
+
+        self.answer(pool, data, encoded)
+
+    def mine(self, count: int = 1) -> int:
+        """`count` new blocks, the newest stamped now; the new head's number."""
+        self.head += count
+        self.head_timestamp = int(self.clock())
+        return self.head
+
+    def set_price(self, eth_price: float) -> int:
+        """The scripted ETH price moves (an oracle update): in a new block."""
+        self.eth_price = eth_price
+        return self.mine()
+
+    def fault(self, kind: str, count: int | None = 1, method: str | None = None, seconds: float | None = None) -> ChainFault:
+        if kind not in KINDS:
+            raise ValueError(f"unknown chain fault {kind!r} (one of {', '.join(KINDS)})")
+        fault = ChainFault(kind, count, method, seconds)
+        self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def _take(self, kinds: tuple[str, ...], methods: list[str]) -> ChainFault | None:
+        """The first fault of `kinds` for a request of these methods, counted as used."""
+        for fault in self.faults:
+            if fault.kind in kinds and (fault.method is None or fault.method in methods):
+                if fault.count is not None:
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self.faults.remove(fault)
+                return fault
+        return None
+
+    # ------------------------------------------------------------ JSON-RPC
+
+    def _result(self, method: str, params: list) -> Any:
+        """The result of one request (a dict with "error" for an error)."""
+        fault = self._take(("error",), [method])
+        if fault:
+            return {"error": {"code": -32603, "message": "internal error"}}
+        if method == "eth_chainId":
+            wrong = self._take(("wrong_chain",), [method])
+            return hex(self.chain.chain_id + (1 if wrong else 0))
+        if method == "eth_blockNumber":
+            return hex(self.head)
+        if method == "eth_getBlockByNumber":
+            tag = params[0] if params else "latest"
+            number = self.head if tag == "latest" else int(tag, 16)
+            if number > self.head:
+                return None
+            lag = self._take(("lag",), [method])
+            stamp = int(self.clock() - (lag.seconds or 120.0)) if lag else self.head_timestamp - (self.head - number) * max(1, int(self.chain.block_time_s))
+            return {"number": hex(number), "timestamp": hex(stamp), "hash": "0x" + f"{number:064x}", "transactions": []}
+        if method == "eth_call":
+            call, tag = params[0], params[1] if len(params) > 1 else "latest"
+            if tag != "latest" and int(tag, 16) > self.head:
+                return {"error": {"code": -32000, "message": "header not found"}}
+            if self._take(("revert",), [method]):
+                return {"error": {"code": 3, "message": "execution reverted", "data": "0x"}}
+            key = (str(call.get("to", "")).lower(), str(call.get("data", "")).lower())
+            answer = self.answers.get(key)
+            if answer is None:
+                self.unknown.append(key)
+                return "0x"
+            result = answer() if callable(answer) else answer
+            if self._take(("empty",), [method]):
+                return "0x"
+            if self._take(("truncated",), [method]):
+                return result[: 2 + (len(result) - 2) // 2]
+            return result
+        return {"error": {"code": -32601, "message": f"the method {method} does not exist/is not available"}}
+
+    def _item(self, request: Any) -> dict:
+        if not isinstance(request, dict) or "method" not in request:
+            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "invalid request"}}
+        method, params = request["method"], request.get("params") or []
+        self.requests.append((method, params))
+        result = self._result(method, params)
+        out: dict[str, Any] = {"jsonrpc": "2.0", "id": request.get("id")}
+        if isinstance(result, dict) and "error" in result:
+            out["error"] = result["error"]
+        else:
+            out["result"] = result
+        return out
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.posts += 1
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return web.json_response({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}})
+        items = body if isinstance(body, list) else [body]
+        methods = [item.get("method") for item in items if isinstance(item, dict)]
+        fault = self._take(HTTP_KINDS, methods)
+        if fault and fault.kind == "timeout":
+            try:
+                await asyncio.wait_for(self._closing.wait(), fault.seconds or 30.0)
+            except TimeoutError:
+                pass
+            raise ConnectionResetError("held without an answer")
+        if fault and fault.kind == "garbage":
+            return web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+        if fault:
+            status = int(fault.kind[4:])
+            headers = {"Retry-After": "1"} if status == 429 else {}
+            return web.json_response({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": f"HTTP {status}"}},
+                                     status=status, headers=headers)
+        answers = [self._item(item) for item in items]
+        if isinstance(body, list):
+            if self._take(("partial",), methods):
+                answers = answers[:-1]
+            return web.Response(text=json.dumps(answers), content_type="application/json")
+        return web.Response(text=json.dumps(answers[0]), content_type="application/json")
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = web.Application()
+        app.router.add_post("/", self._handle)
+        app.router.add_post("/{tail:.*}", self._handle)  # providers put the API key in the path
+        self._runner, self.url = await listen(app, host, port)
+
+    async def stop(self) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+@asynccontextmanager
+async def run_chain(chain: Chain, *, clock: Callable[[], float] = time.time, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[ChainSim]:
+    """Start a loopback chain on host:port (0: any free port); yields it running."""
+    sim = ChainSim(chain, clock=clock)
+    await sim.start(host, port)
+    try:
+        yield sim
+    finally:
+        await sim.stop()

@@ -1,0 +1,169 @@
+"""Aave V3 and Spark (SparkLend, Aave V3's fork): a wallet's position, read on-chain.
+
+The account figure is the Pool's own `getUserAccountData(address user)` (selector 0xbf92857c,
+aave-dao/aave-v3-origin src/contracts/interfaces/IPool.sol), six uint256 words:
+`totalCollateralBase`, `totalDebtBase`, `availableBorrowsBase` (the oracle's base currency: USD
+with 8 decimals on every market listed here), `currentLiquidationThreshold` and `ltv` (basis
+points, the collateral-weighted averages, E-mode's where the user is in a category) and
+`healthFactor` (18 decimals; 2²⁵⁶ − 1 with no debt). A position may be liquidated when its health
+factor is below 1 (ValidationLogic.HEALTH_FACTOR_LIQUIDATION_THRESHOLD = 1e18).
+
+Normalised: the ratio is 1 ÷ health factor, taken from the word the Pool returned, never
+recomputed from the totals (Aave 3.5 computes it from unrounded per-asset sums, so the totals give
+other last digits). So equity = `totalCollateralBase` and maintenance = equity ÷ health factor,
+which is debt ÷ liquidation threshold, the collateral value at which liquidation starts (to the
+rounding of the stated threshold). With no debt the ratio is 0; with debt and no collateral ∞.
+The answer must hold together, else it is blind: no debt exactly when the health factor is the
+maximum, thresholds at most 100 %, and the health factor within the rounding of the stated
+threshold (a bit under 1e-4) of collateral × threshold ÷ debt, which a word from another call or a
+shifted answer fails.
+
+The way back names both levers (`lender_trigger`): collateral to add, or debt to repay, in USD.
+The repay figure is the one that also takes the repaid amount out of the collateral (repaying with
+the aTokens, or selling collateral), so repaying from the wallet needs no more than it says.
+
+Deployments, one Pool per chain, cited from the protocol's own address book:
+- Aave V3 (bgd-labs/aave-address-book @f61c97628307d387ca93a78578970fe6db885029,
+  src/AaveV3<Chain>.sol: POOL, AAVE_PROTOCOL_DATA_PROVIDER, ORACLE). Ethereum is the Core market
+  (the Lido and EtherFi markets have Pools of their own and are not read).
+- Spark (sparkdotfi/spark-address-registry @5348de20c16dc5174cbdede70ee959dd31f99ec1,
+  src/SparkLend.sol): Ethereum only, among the chains alerter knows.
+
+Proved on recordings (tests/fixtures/real/aave/, PROVENANCE.md): Aave on Base (HF 0.998, the
+protocol liquidated the position in the next block) and Aave on Ethereum (an E-mode position,
+block not recorded). Spark and Aave on the other chains read the same Pool interface but have no
+public recording: "not proved".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from alerter.models import AccountSnapshot, OwnFigure
+from alerter.sources.errors import SourceError
+from alerter.sources.fields import make_snapshot
+from alerter.sources.chains import CHAINS
+from alerter.sources.rpc import Call, RpcClient, words
+
+GET_USER_ACCOUNT_DATA = "0xbf92857c"  # getUserAccountData(address)
+MAX_UINT256 = 2**256 - 1
+WAD = 10**18
+BASE_UNIT = 10**8  # the base currency's unit on these markets: USD with 8 decimals
+BPS = 10_000
+CURRENCY = "USD"
+# the health factor against collateral × threshold ÷ debt: the stated threshold is rounded to a
+# basis point of the average (Aave 3.5: HF is computed before that rounding), 0.5 ÷ 5000 at most
+# for any threshold a market uses; a wrong or shifted word misses by far more
+AGREEMENT = 2e-4
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One protocol on one chain: the contracts alerter reads."""
+
+    protocol: str  # "Aave V3", "Spark"
+    chain: str
+    pool: str
+    data_provider: str
+    oracle: str
+    proved: bool = False  # a public recording of this Pool's answer backs it (PROVENANCE.md)
+
+
+_AAVE_L2 = ("0x794a61358D6845594F94dc1DB02A252b5b4814aD", "0x243Aa95cAC2a25651eda86e80bEe66114413c43b")
+AAVE: dict[str, Deployment] = {d.chain: d for d in (
+    Deployment("Aave V3", "ethereum", "0x87870Bca3F3fD6335C3F4ce8392D69350B4fA4E2", "0x0a16f2FCC0D44FaE41cc54e079281D84A363bECD",
+               "0x54586bE62E3c3580375aE3723C145253060Ca0C2", proved=True),
+    Deployment("Aave V3", "arbitrum", *_AAVE_L2, "0xb56c2F0B653B2e0b10C9b928C8580Ac5Df02C7C7"),
+    Deployment("Aave V3", "optimism", *_AAVE_L2, "0xD81eb3728a631871a7eBBaD631b5f424909f0c77"),
+    Deployment("Aave V3", "polygon", *_AAVE_L2, "0xb023e699F5a33916Ea823A16485e259257cA8Bd1"),
+    Deployment("Aave V3", "avalanche", *_AAVE_L2, "0xEBd36016B3eD09D4693Ed4251c67Bd858c3c7C9C"),
+    Deployment("Aave V3", "base", "0xA238Dd80C259a72e81d7e4664a9801593F98d1c5", "0x0F43731EB8d45A581f4a36DD74F5f358bc90C73A",
+               "0x2Cc0Fc26eD4563A5ce5e8bdcfe1A2878676Ae156", proved=True),
+)}
+SPARK: dict[str, Deployment] = {"ethereum": Deployment(
+    "Spark", "ethereum", "0xC13e21B648A5Ee794902342038FF3aDAB66BE987", "0xFc21d6d146E6086B8359705C8b28512a983db0cb",
+    "0x8105f69D9C41644c6A0803fDA7D03Aa70996cFD9")}
+DEPLOYMENTS: dict[str, dict[str, Deployment]] = {"aave": AAVE, "spark": SPARK}
+
+
+class HealthFactor(OwnFigure):
+    """Aave's health factor beside the ratio: "health factor 1.12"; below 1 it says what the
+    protocol may do at once, with no notice: "health factor 0.998, liquidatable now". Shown
+    rounded down (0.9999 is not "1.00"): two decimals from 1 up, three below."""
+
+    def text(self, ratio: float) -> str:
+        value = self.value(ratio)
+        if math.isinf(value):
+            return f"{self.name} ∞"
+        places = 2 if value >= 1 else 3
+        shown = f"{math.floor(value * 10**places) / 10**places:,.{places}f}"
+        return f"{self.name} {shown}" + (", liquidatable now" if value < 1 else "")
+
+
+HEALTH_FACTOR = HealthFactor("health factor", 1.0, inverse=True)
+
+
+@dataclass(frozen=True)
+class AccountData:
+    """getUserAccountData's six words, as the Pool returned them."""
+
+    collateral_base: int
+    debt_base: int
+    available_borrows_base: int
+    liquidation_threshold_bps: int
+    ltv_bps: int
+    health_factor_wad: int
+
+    @property
+    def health_factor(self) -> float:
+        return math.inf if self.health_factor_wad == MAX_UINT256 else self.health_factor_wad / WAD
+
+
+def account_call(deployment: Deployment, user: str) -> Call:
+    """The eth_call of `user`'s account figure on this deployment's Pool."""
+    data = GET_USER_ACCOUNT_DATA + "0" * 24 + user[2:].lower()
+    return Call(deployment.pool, data, f"{deployment.protocol} Pool.getUserAccountData")
+
+
+def decode(result: bytes | SourceError, where: str) -> AccountData:
+    """The six words, checked to hold together (module docstring); SourceError("data") if not."""
+    data = AccountData(*words(result, 6, where))
+    if data.liquidation_threshold_bps > BPS or data.ltv_bps > BPS:
+        raise SourceError("data", f"{where}: liquidation threshold {data.liquidation_threshold_bps} or LTV {data.ltv_bps} bps "
+                                  "above 100 %: not an account answer")
+    no_debt = data.debt_base == 0
+    if no_debt != (data.health_factor_wad == MAX_UINT256):
+        raise SourceError("data", f"{where}: debt {data.debt_base} with health factor word {data.health_factor_wad}: "
+                                  "the maximum means no debt, and only then")
+    if not no_debt:
+        expected = data.collateral_base * data.liquidation_threshold_bps / BPS / data.debt_base
+        if abs(data.health_factor - expected) > AGREEMENT * max(expected, 1e-9):
+            raise SourceError("data", f"{where}: health factor {data.health_factor:.6f} disagrees with collateral × liquidation "
+                                      f"threshold ÷ debt ({expected:.6f}): an inconsistent answer")
+    return data
+
+
+def snapshot(account_name: str, protocol_id: str, data: AccountData, fetched_at: datetime | None = None) -> AccountSnapshot:
+    """The account scope of one position, in USD: ratio = 1 ÷ the Pool's health factor."""
+    equity = data.collateral_base / BASE_UNIT
+    debt = data.debt_base / BASE_UNIT
+    if data.debt_base == 0:
+        maintenance = 0.0
+    elif data.health_factor_wad == 0:  # debt and no collateral: ratio ∞ (equity 0)
+        maintenance = debt
+    else:
+        maintenance = equity * (WAD / data.health_factor_wad)
+    trigger = maintenance / debt if debt > 0 and maintenance > 0 else None  # ≈ 1 ÷ the liquidation threshold
+    built = make_snapshot(account=account_name, exchange=protocol_id, equity=equity, maintenance_margin=maintenance,
+                          wallet_balance=equity - debt, currency=CURRENCY, lender_trigger=trigger, own_figure=HEALTH_FACTOR)
+    return replace(built, fetched_at=fetched_at)
+
+
+async def fetch(rpc: RpcClient, deployment: Deployment, user: str, account_name: str, protocol_id: str) -> AccountSnapshot:
+    """One position at the endpoint's newest block (refused when that block is stale)."""
+    head = await rpc.head()
+    (result,) = await rpc.calls([account_call(deployment, user)], head)
+    where = f"{deployment.protocol} Pool.getUserAccountData on {CHAINS[deployment.chain].title} at block {head.number}"
+    return snapshot(account_name, protocol_id, decode(result, where), datetime.fromtimestamp(rpc.clock(), UTC))
