@@ -14,7 +14,8 @@ other last digits). So equity = `totalCollateralBase` and maintenance = equity �
 which is debt ÷ liquidation threshold, the collateral value at which liquidation starts (to the
 rounding of the stated threshold). With no debt the ratio is 0; with debt and no collateral ∞.
 The answer must hold together, else it is blind: no debt exactly when the health factor is the
-maximum, thresholds at most 100 %, and the health factor within the rounding of the stated
+maximum, thresholds at most 100 %, collateral exactly when the threshold is not 0 (the Pool
+counts only collateral with a threshold), and the health factor within the rounding of the stated
 threshold (a bit under 1e-4) of collateral × threshold ÷ debt, which a word from another call or a
 shifted answer fails.
 
@@ -133,13 +134,16 @@ def decode(result: bytes | SourceError, where: str) -> AccountData:
     if data.liquidation_threshold_bps > BPS or data.ltv_bps > BPS:
         raise SourceError("data", f"{where}: liquidation threshold {data.liquidation_threshold_bps} or LTV {data.ltv_bps} bps "
                                   "above 100 %: not an account answer")
+    if (data.collateral_base == 0) != (data.liquidation_threshold_bps == 0):
+        raise SourceError("data", f"{where}: collateral {data.collateral_base} with liquidation threshold "
+                                  f"{data.liquidation_threshold_bps} bps: the Pool counts collateral only where the threshold is not 0")
     no_debt = data.debt_base == 0
     if no_debt != (data.health_factor_wad == MAX_UINT256):
         raise SourceError("data", f"{where}: debt {data.debt_base} with health factor word {data.health_factor_wad}: "
                                   "the maximum means no debt, and only then")
     if not no_debt:
         expected = data.collateral_base * data.liquidation_threshold_bps / BPS / data.debt_base
-        if abs(data.health_factor - expected) > AGREEMENT * max(expected, 1e-9):
+        if (expected == 0) != (data.health_factor_wad == 0) or abs(data.health_factor - expected) > AGREEMENT * expected:
             raise SourceError("data", f"{where}: health factor {data.health_factor:.6f} disagrees with collateral × liquidation "
                                       f"threshold ÷ debt ({expected:.6f}): an inconsistent answer")
     return data
@@ -151,7 +155,7 @@ def snapshot(account_name: str, protocol_id: str, data: AccountData, fetched_at:
     debt = data.debt_base / BASE_UNIT
     if data.debt_base == 0:
         maintenance = 0.0
-    elif data.health_factor_wad == 0:  # debt and no collateral: ratio ∞ (equity 0)
+    elif data.health_factor_wad == 0:  # debt and no collateral (decode checked it): ratio ∞, equity 0
         maintenance = debt
     else:
         maintenance = equity * (WAD / data.health_factor_wad)
