@@ -218,3 +218,52 @@ def test_every_cited_address_passes_its_own_checksum():
 def test_call_labels_name_the_contract():
     call = aave.account_call(aave.SPARK["ethereum"], USER)
     assert call == Call("0xC13e21B648A5Ee794902342038FF3aDAB66BE987", "0xbf92857c" + "0" * 24 + USER[2:], "Spark Pool.getUserAccountData")
+
+
+# ---------------------------------------------------------------- many accounts, one request per block
+
+def test_many_accounts_on_one_endpoint_share_one_head_and_one_batch():
+    from alerter.sources.blockreader import release, shared_reader
+
+    users = [f"0x{i:040x}" for i in range(1, 21)]
+
+    async def go():
+        async with run_chain(BASE) as chain:
+            for user in users:
+                chain.aave(POOL.pool, position(user))
+            chain.fault("revert", method="eth_call")  # the first account's call reverts: only its read fails
+            readers = [shared_reader(chain.url, BASE, timeout_s=5.0) for _ in users]
+            assert all(r is readers[0] for r in readers)
+            try:
+                results = await asyncio.gather(*(r.read(aave.account_call(POOL, u)) for r, u in zip(readers, users)))
+                return results, chain.posts, readers[0].rounds
+            finally:
+                for r in readers:
+                    await release(r)
+
+    results, posts, rounds = asyncio.run(go())
+    assert (posts, rounds) == (2, 1)  # eth_chainId + latest block, then the 20 calls at that block
+    assert len({head for head, _ in results}) == 1
+    failed = [r for _, r in results if isinstance(r, SourceError)]
+    assert len(failed) == 1 and "reverted" in failed[0].message
+    assert all(aave.decode(r, "x").health_factor == pytest.approx(2.075) for _, r in results if not isinstance(r, SourceError))
+
+
+def test_a_failed_round_fails_every_read_in_it():
+    from alerter.sources.blockreader import release, shared_reader
+
+    async def go():
+        async with run_chain(BASE) as chain:
+            chain.aave(POOL.pool, position())
+            chain.fault("lag")
+            reader = shared_reader(chain.url, BASE, timeout_s=5.0)
+            reader2 = shared_reader(chain.url, BASE, timeout_s=5.0)
+            try:
+                return await asyncio.gather(reader.read(aave.account_call(POOL, USER)), reader2.read(aave.account_call(POOL, OTHER)),
+                                            return_exceptions=True)
+            finally:
+                await release(reader)
+                await release(reader2)
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, SourceError) and "lags behind" in r.message for r in results)
