@@ -135,22 +135,24 @@ def test_the_eth_fall_walks_the_levels_up_to_liquidatable():
     async def go():
         seen = []
         async with run_chain(BASE) as chain:
-            chain.aave(POOL.pool, position())
+            chain.aave(POOL.pool, position(), data_provider=POOL.data_provider, oracle=POOL.oracle)
             async with RpcClient(chain.url, BASE) as rpc:
                 state = None
                 for i, price in enumerate((3000.0, 2400.0, 2000.0, 1700.0, 1440.0)):
                     chain.set_price(price)
                     health = evaluate(await aave.fetch(rpc, POOL, USER, "aave-base", "aave"), target=0.4)[0]
                     state, alerts = decide(state, health, Thresholds(), RepeatSchedule(), NOW + timedelta(seconds=i))
-                    seen.append((state.level, health.own_figure.text(health.margin_ratio)))
+                    (weth,) = health.top_positions
+                    seen.append((state.level, health.own_figure.text(health.margin_ratio), round(weth.liquidation_price, 2)))
         return seen
 
+    # 1 WETH against 1,200 USDC at an 83 % threshold liquidates at 1,200 ÷ 0.83 = 1,445.78 USD, whatever the price now
     assert asyncio.run(go()) == [
-        (Level.OK, "health factor 2.07"),
-        (Level.WARNING, "health factor 1.66"),
-        (Level.CALL, "health factor 1.38"),
-        (Level.CRITICAL, "health factor 1.17"),
-        (Level.CRITICAL, "health factor 0.996, liquidatable now"),
+        (Level.OK, "health factor 2.07", 1445.78),
+        (Level.WARNING, "health factor 1.66", 1445.78),
+        (Level.CALL, "health factor 1.38", 1445.78),
+        (Level.CRITICAL, "health factor 1.17", 1445.78),
+        (Level.CRITICAL, "health factor 0.996, liquidatable now", 1445.78),
     ]
 
 

@@ -15,7 +15,10 @@ answer is the Pool's answer at every block.
 
 Synthetic positions (`AavePosition`) are encoded by Aave V3.3's own arithmetic
 (GenericLogic.calculateUserAccountData with one collateral and one debt asset: percentMul and
-wadDiv, half-up), so their health factor is what the Pool would state for those amounts.
+wadDiv, half-up), so their health factor is what the Pool would state for those amounts. Given
+the deployment's data provider and oracle, the chain also serves the per-asset reads
+(getAllReservesTokens, getUserReserveData, getReserveConfigurationData, getAssetPrice) of a
+market of WETH (the collateral) and USDC (the debt).
 
 Faults (`fault(kind, count=1, method=None, seconds=None)`; `method` limits it to requests of that
 JSON-RPC method, in a batch or alone):
@@ -52,6 +55,13 @@ HTTP_KINDS = ("http500", "http401", "http429", "garbage", "timeout")
 WAD = 10**18
 MAX_UINT256 = 2**256 - 1
 GET_USER_ACCOUNT_DATA = "0xbf92857c"
+GET_ALL_RESERVES_TOKENS = "0xb316ff89"
+GET_USER_RESERVE_DATA = "0x28dd2d01"
+GET_RESERVE_CONFIGURATION_DATA = "0x3e150141"
+GET_ASSET_PRICE = "0xb3596f07"
+# the synthetic market's tokens (Base's WETH and USDC addresses, for realism; nothing is read from them)
+WETH = "0x4200000000000000000000000000000000000006"
+USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 
 
 @dataclass
@@ -88,6 +98,27 @@ class AavePosition:
         return "0x" + "".join(f"{w:064x}" for w in (collateral, debt, available, lt, ltv, hf))
 
 
+def _words(*values: int) -> str:
+    return "0x" + "".join(f"{v:064x}" for v in values)
+
+
+def _word_hex(address: str) -> str:
+    return "0" * 24 + address[2:].lower()
+
+
+def encode_reserves(reserves: list[tuple[str, str]]) -> str:
+    """`(string symbol, address tokenAddress)[]` in the ABI's layout (getAllReservesTokens)."""
+    heads, tails, at = [], [], 32 * len(reserves)
+    for symbol, address in reserves:
+        text = symbol.encode()
+        item = (64).to_bytes(32, "big") + int(address, 16).to_bytes(32, "big") + len(text).to_bytes(32, "big") + text.ljust(32 * ((len(text) + 31) // 32), b"\0")
+        heads.append(at.to_bytes(32, "big"))
+        tails.append(item)
+        at += len(item)
+    raw = (32).to_bytes(32, "big") + len(reserves).to_bytes(32, "big") + b"".join(heads) + b"".join(tails)
+    return "0x" + raw.hex()
+
+
 def recorded_result(path: Path) -> str:
     """The result hex of a recorded answer, exactly as stored."""
     text = path.read_text()
@@ -117,8 +148,9 @@ class ChainSim:
         a function giving the hex at the moment of the call."""
         self.answers[(to.lower(), data.lower())] = recorded_result(result) if isinstance(result, Path) else result
 
-    def aave(self, pool: str, position: AavePosition) -> None:
-        """Serve `position` on `pool`, re-encoded at the chain's ETH price at each call."""
+    def aave(self, pool: str, position: AavePosition, *, data_provider: str | None = None, oracle: str | None = None) -> None:
+        """Serve `position` on `pool`, re-encoded at the chain's ETH price at each call; with
+        `data_provider` and `oracle`, also its per-asset detail (a market of WETH and USDC)."""
         data = GET_USER_ACCOUNT_DATA + "0" * 24 + position.user[2:].lower()
 
         def encoded() -> str:
@@ -126,6 +158,19 @@ class ChainSim:
             return position.account_data()
 
         self.answer(pool, data, encoded)
+        if data_provider is None or oracle is None:
+            return
+        user = _word_hex(position.user)
+        self.answer(data_provider, GET_ALL_RESERVES_TOKENS, encode_reserves([("WETH", WETH), ("USDC", USDC)]))
+        self.answer(data_provider, GET_USER_RESERVE_DATA + _word_hex(WETH) + user,
+                    _words(round(position.collateral_eth * 1e18), 0, 0, 0, 0, 0, 0, 0, 1))
+        self.answer(data_provider, GET_USER_RESERVE_DATA + _word_hex(USDC) + user,
+                    _words(0, 0, round(position.debt_usd * 1e6), 0, 0, 0, 0, 0, 0))
+        self.answer(data_provider, GET_RESERVE_CONFIGURATION_DATA + _word_hex(WETH),
+                    _words(18, position.ltv_bps, position.liquidation_threshold_bps, 10500, 1500, 1, 1, 0, 1, 0))
+        self.answer(data_provider, GET_RESERVE_CONFIGURATION_DATA + _word_hex(USDC), _words(6, 7500, 7800, 10500, 1000, 1, 1, 0, 1, 0))
+        self.answer(oracle, GET_ASSET_PRICE + _word_hex(WETH), lambda: _words(round(self.eth_price * 1e8)))
+        self.answer(oracle, GET_ASSET_PRICE + _word_hex(USDC), _words(100_000_000))
 
     def mine(self, count: int = 1) -> int:
         """`count` new blocks, the newest stamped now; the new head's number."""

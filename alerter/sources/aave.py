@@ -38,15 +38,19 @@ public recording: "not proved".
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from alerter.models import AccountSnapshot, OwnFigure
+from alerter.models import AccountSnapshot, OwnFigure, Position
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_snapshot
 from alerter.sources.chains import CHAINS
-from alerter.sources.rpc import Call, RpcClient, words
+from alerter.sources import aavedetail
+from alerter.sources.rpc import Call, Head, RpcClient, words
+
+logger = logging.getLogger(__name__)
 
 GET_USER_ACCOUNT_DATA = "0xbf92857c"  # getUserAccountData(address)
 MAX_UINT256 = 2**256 - 1
@@ -89,21 +93,27 @@ SPARK: dict[str, Deployment] = {"ethereum": Deployment(
 DEPLOYMENTS: dict[str, dict[str, Deployment]] = {"aave": AAVE, "spark": SPARK}
 
 
+@dataclass(frozen=True)
 class HealthFactor(OwnFigure):
     """Aave's health factor beside the ratio: "health factor 1.12"; below 1 it says what the
     protocol may do at once, with no notice: "health factor 0.998, liquidatable now". Shown
-    rounded down (0.9999 is not "1.00"): two decimals from 1 up, three below."""
+    rounded down (0.9999 is not "1.00"): two decimals from 1 up, three below. `note` follows the
+    figure where the snapshot lacks something a reader would expect (the per-asset detail)."""
+
+    note: str = ""
 
     def text(self, ratio: float) -> str:
         value = self.value(ratio)
+        note = f" · {self.note}" if self.note else ""
         if math.isinf(value):
-            return f"{self.name} ∞"
+            return f"{self.name} ∞{note}"
         places = 2 if value >= 1 else 3
         shown = f"{math.floor(value * 10**places) / 10**places:,.{places}f}"
-        return f"{self.name} {shown}" + (", liquidatable now" if value < 1 else "")
+        return f"{self.name} {shown}" + (", liquidatable now" if value < 1 else "") + note
 
 
 HEALTH_FACTOR = HealthFactor("health factor", 1.0, inverse=True)
+NO_DETAIL = replace(HEALTH_FACTOR, note="per-asset detail unavailable")
 
 
 @dataclass(frozen=True)
@@ -149,8 +159,11 @@ def decode(result: bytes | SourceError, where: str) -> AccountData:
     return data
 
 
-def snapshot(account_name: str, protocol_id: str, data: AccountData, fetched_at: datetime | None = None) -> AccountSnapshot:
-    """The account scope of one position, in USD: ratio = 1 ÷ the Pool's health factor."""
+def snapshot(account_name: str, protocol_id: str, data: AccountData, fetched_at: datetime | None = None,
+             positions: tuple[Position, ...] | None = ()) -> AccountSnapshot:
+    """The account scope of one position, in USD: ratio = 1 ÷ the Pool's health factor.
+    `positions`: its collateral assets (alerter.sources.aavedetail); None: the detail could not be
+    read, which the figure says."""
     equity = data.collateral_base / BASE_UNIT
     debt = data.debt_base / BASE_UNIT
     if data.debt_base == 0:
@@ -161,13 +174,30 @@ def snapshot(account_name: str, protocol_id: str, data: AccountData, fetched_at:
         maintenance = equity * (WAD / data.health_factor_wad)
     trigger = maintenance / debt if debt > 0 and maintenance > 0 else None  # ≈ 1 ÷ the liquidation threshold
     built = make_snapshot(account=account_name, exchange=protocol_id, equity=equity, maintenance_margin=maintenance,
-                          wallet_balance=equity - debt, currency=CURRENCY, lender_trigger=trigger, own_figure=HEALTH_FACTOR)
+                          wallet_balance=equity - debt, currency=CURRENCY, lender_trigger=trigger, positions=positions or (),
+                          own_figure=HEALTH_FACTOR if positions is not None else NO_DETAIL)
     return replace(built, fetched_at=fetched_at)
 
 
-async def fetch(rpc: RpcClient, deployment: Deployment, user: str, account_name: str, protocol_id: str) -> AccountSnapshot:
-    """One position at the endpoint's newest block (refused when that block is stale)."""
+async def fetch(rpc: RpcClient, deployment: Deployment, user: str, account_name: str, protocol_id: str,
+                *, detail: bool = True) -> AccountSnapshot:
+    """One position at the endpoint's newest block (refused when that block is stale), with its
+    collateral assets read at the same block when `detail`; a failed detail read leaves the
+    account figure as it is and says so (NO_DETAIL)."""
     head = await rpc.head()
     (result,) = await rpc.calls([account_call(deployment, user)], head)
     where = f"{deployment.protocol} Pool.getUserAccountData on {CHAINS[deployment.chain].title} at block {head.number}"
-    return snapshot(account_name, protocol_id, decode(result, where), datetime.fromtimestamp(rpc.clock(), UTC))
+    data = decode(result, where)
+    positions = await read_positions(rpc, deployment, user, head, data) if detail else ()
+    return snapshot(account_name, protocol_id, data, datetime.fromtimestamp(rpc.clock(), UTC), positions)
+
+
+async def read_positions(rpc: RpcClient, deployment: Deployment, user: str, head: Head, data: AccountData) -> tuple[Position, ...] | None:
+    """The collateral assets at `head` (alerter.sources.aavedetail); None when they cannot be read."""
+    if data.collateral_base == 0 and data.debt_base == 0:
+        return ()
+    try:
+        return aavedetail.collateral_positions(await aavedetail.read_holdings(rpc, deployment, user, head), data)
+    except SourceError as e:
+        logger.info("%s on %s: per-asset detail unavailable: %s", deployment.protocol, deployment.chain, e.message)
+        return None

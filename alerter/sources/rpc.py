@@ -102,6 +102,7 @@ class RpcClient:
         self._session: aiohttp.ClientSession | None = None
         self._next_id = 0
         self.requests = 0  # HTTP requests sent (a batch is one)
+        self.memo: dict = {}  # slow-changing reads kept by the venues that use this endpoint (a market's reserve list)
 
     async def __aenter__(self) -> RpcClient:
         return self
