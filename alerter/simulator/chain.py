@@ -18,7 +18,8 @@ Synthetic positions (`AavePosition`) are encoded by Aave V3.3's own arithmetic
 wadDiv, half-up), so their health factor is what the Pool would state for those amounts. Given
 the deployment's data provider and oracle, the chain also serves the per-asset reads
 (getAllReservesTokens, getUserReserveData, getReserveConfigurationData, getAssetPrice) of a
-market of WETH (the collateral) and USDC (the debt).
+market of WETH (the collateral) and USDC (the debt). `CometPosition` does the same for a
+Compound V3 USDC market, its isLiquidatable by Comet's integer arithmetic.
 
 Faults (`fault(kind, count=1, method=None, seconds=None)`; `method` limits it to requests of that
 JSON-RPC method, in a batch or alone):
@@ -59,6 +60,11 @@ GET_ALL_RESERVES_TOKENS = "0xb316ff89"
 GET_USER_RESERVE_DATA = "0x28dd2d01"
 GET_RESERVE_CONFIGURATION_DATA = "0x3e150141"
 GET_ASSET_PRICE = "0xb3596f07"
+BASE_TOKEN_PRICE_FEED, BASE_SCALE, NUM_ASSETS, GET_ASSET_INFO = "0xe7dad6bd", "0x44c1e5eb", "0xa46fe83b", "0xc8c7fe6b"
+COLLATERAL_BALANCE_OF, GET_PRICE, BORROW_BALANCE_OF, IS_LIQUIDATABLE = "0x5c2549ee", "0x41976e09", "0x374c49b4", "0x042e02cf"
+SYMBOL = "0x95d89b41"
+WETH_FEED = "0x71041dddad3595F9CEd3DcCFBe3D1F4b0a16Bb70"  # Base's ETH/USD Chainlink feed (nothing is read from it)
+USDC_FEED = "0x7e860098F58bBFC8648a4311b374B1D669a2bc6B"  # Base's USDC/USD Chainlink feed
 # the synthetic market's tokens (Base's WETH and USDC addresses, for realism; nothing is read from them)
 WETH = "0x4200000000000000000000000000000000000006"
 USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
@@ -98,12 +104,49 @@ class AavePosition:
         return "0x" + "".join(f"{w:064x}" for w in (collateral, debt, available, lt, ltv, hf))
 
 
+@dataclass
+class CometPosition:
+    """One wallet on a Compound V3 USDC market: WETH collateral (at the chain's ETH price)
+    against a USDC borrow; isLiquidatable computed by Comet's own integer arithmetic."""
+
+    user: str
+    collateral_eth: float
+    debt_usdc: float
+    liquidate_factor: float = 0.83
+    borrow_factor: float = 0.80
+
+    def answers(self, eth_price: float) -> dict[str, str]:
+        """The Comet's answers for this wallet at this ETH price, by calldata."""
+        balance, debt = round(self.collateral_eth * 1e18), round(self.debt_usdc * 1e6)
+        weth_price, usdc_price = round(eth_price * 1e8), 100_000_000
+        liquidity = -(debt * usdc_price // 10**6) + (balance * weth_price // 10**18) * round(self.liquidate_factor * 1e18) // 10**18
+        user = _word_hex(self.user)
+        return {
+            BORROW_BALANCE_OF + user: _words(debt),
+            IS_LIQUIDATABLE + user: _words(1 if debt and liquidity < 0 else 0),
+            COLLATERAL_BALANCE_OF + user + _word_hex(WETH): _words(balance),
+            GET_PRICE + _word_hex(WETH_FEED): _words(weth_price),
+            GET_PRICE + _word_hex(USDC_FEED): _words(usdc_price),
+            BASE_TOKEN_PRICE_FEED: _words(int(USDC_FEED, 16)),
+            BASE_SCALE: _words(10**6),
+            NUM_ASSETS: _words(1),
+            GET_ASSET_INFO + f"{0:064x}": _words(0, int(WETH, 16), int(WETH_FEED, 16), 10**18, round(self.borrow_factor * 1e18),
+                                                 round(self.liquidate_factor * 1e18), round(0.95e18), 10**24),
+        }
+
+
 def _words(*values: int) -> str:
     return "0x" + "".join(f"{v:064x}" for v in values)
 
 
 def _word_hex(address: str) -> str:
     return "0" * 24 + address[2:].lower()
+
+
+def encode_text(value: str) -> str:
+    """An ABI `string` return value."""
+    raw = value.encode()
+    return "0x" + ((32).to_bytes(32, "big") + len(raw).to_bytes(32, "big") + raw.ljust(32 * ((len(raw) + 31) // 32), b"\0")).hex()
 
 
 def encode_reserves(reserves: list[tuple[str, str]]) -> str:
@@ -171,6 +214,12 @@ class ChainSim:
         self.answer(data_provider, GET_RESERVE_CONFIGURATION_DATA + _word_hex(USDC), _words(6, 7500, 7800, 10500, 1000, 1, 1, 0, 1, 0))
         self.answer(oracle, GET_ASSET_PRICE + _word_hex(WETH), lambda: _words(round(self.eth_price * 1e8)))
         self.answer(oracle, GET_ASSET_PRICE + _word_hex(USDC), _words(100_000_000))
+
+    def comet(self, comet: str, position: CometPosition) -> None:
+        """Serve `position` on the Comet at `comet`, at the chain's ETH price at each call."""
+        for data in position.answers(self.eth_price):
+            self.answer(comet, data, lambda data=data: position.answers(self.eth_price)[data])
+        self.answer(WETH, SYMBOL, encode_text("WETH"))
 
     def mine(self, count: int = 1) -> int:
         """`count` new blocks, the newest stamped now; the new head's number."""

@@ -225,3 +225,20 @@ class RpcClient:
             except SourceError as e:
                 results.append(e)
         return results
+
+
+def text(result: bytes | SourceError, what: str) -> str:
+    """An ABI `string` result (ERC-20 symbol()), or a bytes32 one (a few old tokens), strictly."""
+    if isinstance(result, SourceError):
+        raise result
+    if len(result) == WORD:  # bytes32, zero-padded
+        return result.rstrip(b"\0").decode("utf-8", "replace")
+    if len(result) < 2 * WORD:
+        raise SourceError("data", f"{what} answered {len(result)} bytes: not a string")
+    start = int.from_bytes(result[:WORD], "big")
+    if start + WORD > len(result):
+        raise SourceError("data", f"{what}: string offset {start} beyond the answer's {len(result)} bytes")
+    length = int.from_bytes(result[start:start + WORD], "big")
+    if start + WORD + length > len(result):
+        raise SourceError("data", f"{what}: string of {length} bytes beyond the answer's end: a cut answer")
+    return result[start + WORD:start + WORD + length].decode("utf-8", "replace")
