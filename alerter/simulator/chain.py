@@ -19,7 +19,8 @@ wadDiv, half-up), so their health factor is what the Pool would state for those 
 the deployment's data provider and oracle, the chain also serves the per-asset reads
 (getAllReservesTokens, getUserReserveData, getReserveConfigurationData, getAssetPrice) of a
 market of WETH (the collateral) and USDC (the debt). `CometPosition` does the same for a
-Compound V3 USDC market, its isLiquidatable by Comet's integer arithmetic.
+Compound V3 USDC market, its isLiquidatable by Comet's integer arithmetic, and `MorphoPosition`
+for a Morpho Blue WETH/USDC market.
 
 Faults (`fault(kind, count=1, method=None, seconds=None)`; `method` limits it to requests of that
 JSON-RPC method, in a batch or alone):
@@ -65,6 +66,8 @@ COLLATERAL_BALANCE_OF, GET_PRICE, BORROW_BALANCE_OF, IS_LIQUIDATABLE = "0x5c2549
 SYMBOL = "0x95d89b41"
 WETH_FEED = "0x71041dddad3595F9CEd3DcCFBe3D1F4b0a16Bb70"  # Base's ETH/USD Chainlink feed (nothing is read from it)
 USDC_FEED = "0x7e860098F58bBFC8648a4311b374B1D669a2bc6B"  # Base's USDC/USD Chainlink feed
+POSITION, MARKET, ID_TO_MARKET_PARAMS, ORACLE_PRICE, DECIMALS = "0x93c52062", "0x5c60e39a", "0x2c3c9157", "0xa035b1fe", "0x313ce567"
+MORPHO_BLUE = "0xBBBBBbbBBb9cC5e90e3b3Af64bdAF62C37EEFFCb"
 # the synthetic market's tokens (Base's WETH and USDC addresses, for realism; nothing is read from them)
 WETH = "0x4200000000000000000000000000000000000006"
 USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
@@ -132,6 +135,31 @@ class CometPosition:
             NUM_ASSETS: _words(1),
             GET_ASSET_INFO + f"{0:064x}": _words(0, int(WETH, 16), int(WETH_FEED, 16), 10**18, round(self.borrow_factor * 1e18),
                                                  round(self.liquidate_factor * 1e18), round(0.95e18), 10**24),
+        }
+
+
+@dataclass
+class MorphoPosition:
+    """One wallet in one Morpho Blue market: WETH collateral (18 decimals, at the chain's ETH
+    price) against USDC (6 decimals); shares at Morpho's virtual-share rate (1e6 per asset)."""
+
+    user: str
+    market_id: str
+    collateral_eth: float
+    debt_usdc: float
+    lltv: float = 0.86
+    oracle: str = "0x" + "0a" * 20
+
+    def answers(self, eth_price: float) -> dict[tuple[str, str], str]:
+        """(to, calldata) → answer for this position at this ETH price."""
+        debt = round(self.debt_usdc * 1e6)
+        market = self.market_id[2:].lower()
+        return {
+            (MORPHO_BLUE, POSITION + market + _word_hex(self.user)): _words(0, debt * 10**6, round(self.collateral_eth * 1e18)),
+            (MORPHO_BLUE, MARKET + market): _words(10**15, 10**21, 10**13, 10**19, 0, 0),
+            (MORPHO_BLUE, ID_TO_MARKET_PARAMS + market): _words(int(USDC, 16), int(WETH, 16), int(self.oracle, 16), 0, round(self.lltv * 1e18)),
+            # loan units per collateral unit × 1e36: 1e-18 WETH → 1e-6 USDC at eth_price
+            (self.oracle, ORACLE_PRICE): _words(round(eth_price * 10**6) * 10**18),
         }
 
 
@@ -220,6 +248,14 @@ class ChainSim:
         for data in position.answers(self.eth_price):
             self.answer(comet, data, lambda data=data: position.answers(self.eth_price)[data])
         self.answer(WETH, SYMBOL, encode_text("WETH"))
+
+    def morpho(self, position: MorphoPosition) -> None:
+        """Serve `position` on Morpho Blue (its Ethereum/Base address), at the chain's ETH price at each call."""
+        for to, data in position.answers(self.eth_price):
+            self.answer(to, data, lambda key=(to, data): position.answers(self.eth_price)[key])
+        for token, symbol, decimals in ((WETH, "WETH", 18), (USDC, "USDC", 6)):
+            self.answer(token, SYMBOL, encode_text(symbol))
+            self.answer(token, DECIMALS, _words(decimals))
 
     def mine(self, count: int = 1) -> int:
         """`count` new blocks, the newest stamped now; the new head's number."""
