@@ -269,3 +269,22 @@ def test_a_failed_round_fails_every_read_in_it():
 
     results = asyncio.run(go())
     assert all(isinstance(r, SourceError) and "lags behind" in r.message for r in results)
+
+
+def test_more_calls_than_a_batch_holds_go_as_several_batches():
+    from alerter.sources.rpc import BATCH_LIMIT
+
+    users = [f"0x{i:040x}" for i in range(1, BATCH_LIMIT + 31)]
+
+    async def go():
+        async with run_chain(BASE) as chain:
+            for user in users:
+                chain.aave(POOL.pool, position(user))
+            async with RpcClient(chain.url, BASE) as rpc:
+                head = await rpc.head()
+                results = await rpc.calls([aave.account_call(POOL, u) for u in users], head)
+                return results, chain.posts
+
+    results, posts = asyncio.run(go())
+    assert posts == 1 + 2 and len(results) == len(users)
+    assert all(aave.decode(r, "x").health_factor == pytest.approx(2.075) for r in results)

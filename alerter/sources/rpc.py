@@ -7,8 +7,9 @@
 
 One `head()` asks for eth_chainId and the latest block in one batch, and refuses an endpoint on
 another chain or one whose newest block is older than the chain allows (alerter.sources.chains).
-`calls()` sends every eth_call of one poll in one JSON-RPC batch, pinned to that head's number,
-so many accounts on one chain cost one request per block and all read the same block. Each call
+`calls()` sends every eth_call of one poll in one JSON-RPC batch (BATCH_LIMIT calls each, more
+as several at once), pinned to that head's number, so many accounts on one chain cost one request
+per block and all read the same block. Each call
 gets its own result or its own SourceError: one account's revert does not blind the others.
 
 Errors are SourceError with the project's kinds: transient (timeouts, refused connections, 5xx,
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     import aiohttp
 
 TIMEOUT_S = 10.0
+# calls per JSON-RPC batch: endpoints limit a batch's size, and one refused batch would blind every
+# account in it; more calls go as several batches at once
+BATCH_LIMIT = 100
 WORD = 32  # bytes in an ABI word
 # JSON-RPC error codes that mean "this request is wrong", not "try again"
 NOT_TRANSIENT = {-32600: "invalid request", -32601: "method not found", -32602: "invalid params"}
@@ -210,11 +214,14 @@ class RpcClient:
         return head
 
     async def calls(self, calls: Sequence[Call], head: Head) -> list[bytes | SourceError]:
-        """Every call at `head`, in one batch: each one's returned bytes or its own SourceError."""
+        """Every call at `head`, BATCH_LIMIT to a batch (sent together): each one's returned bytes
+        or its own SourceError."""
         if not calls:
             return []
         block = hex(head.number)
-        answers = await self.batch([("eth_call", [{"to": c.to, "data": c.data}, block]) for c in calls])
+        requests = [("eth_call", [{"to": c.to, "data": c.data}, block]) for c in calls]
+        chunks = await asyncio.gather(*(self.batch(requests[i:i + BATCH_LIMIT]) for i in range(0, len(requests), BATCH_LIMIT)))
+        answers = [answer for chunk in chunks for answer in chunk]
         results: list[bytes | SourceError] = []
         for call, answer in zip(calls, answers):
             if isinstance(answer, dict) and "error" in answer:
