@@ -288,3 +288,31 @@ def test_more_calls_than_a_batch_holds_go_as_several_batches():
     results, posts = asyncio.run(go())
     assert posts == 1 + 2 and len(results) == len(users)
     assert all(aave.decode(r, "x").health_factor == pytest.approx(2.075) for r in results)
+
+
+# ---------------------------------------------------------------- newHeads
+
+def test_new_heads_arrive_as_blocks_are_mined_and_a_lost_socket_is_an_error():
+    from alerter.sources.heads import HeadFeed
+
+    async def go():
+        async with run_chain(BASE) as chain:
+            feed = HeadFeed(chain.url.replace("http://", "ws://") + "/ws", BASE, timeout_s=5.0)
+            try:
+                first = asyncio.create_task(feed.next())
+                while not chain.subscribers:
+                    await asyncio.sleep(0.01)
+                mined = chain.set_price(2500.0)
+                head = await asyncio.wait_for(first, 5)
+                second = asyncio.create_task(feed.next())
+                await asyncio.sleep(0.05)
+                await chain.drop_subscribers()
+                with pytest.raises(SourceError) as caught:
+                    await asyncio.wait_for(second, 5)
+                return mined, head, caught.value
+            finally:
+                await feed.close()
+
+    mined, head, lost = asyncio.run(go())
+    assert head.number == mined
+    assert lost.kind == "transient" and "closed" in lost.message and "127.0.0.1" not in lost.message

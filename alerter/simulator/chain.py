@@ -8,7 +8,8 @@ timestamps, re-encodes Aave positions along a scripted ETH price, and breaks on 
         chain.fault("revert", method="eth_call")
         RpcClient(chain.url, CHAINS["base"])   # the client under test, over 127.0.0.1
 
-A recorded answer is served byte for byte: the `result` string of a recorded JSON-RPC answer
+Blocks are pushed to websocket subscribers of `eth_subscribe("newHeads")` at ws://…/ws as they
+are mined. A recorded answer is served byte for byte: the `result` string of a recorded JSON-RPC answer
 (a .json file, its envelope dropped since each request has its own id) or a .txt holding the
 result hex, put into the answer unchanged. The state behind it is not simulated: the recorded
 answer is the Pool's answer at every block.
@@ -209,6 +210,8 @@ class ChainSim:
         self.posts = 0  # HTTP requests
         self.unknown: list[tuple[str, str]] = []  # eth_calls with no answer set (answered "0x")
         self.url = ""
+        self.subscribers: dict[web.WebSocketResponse, str] = {}  # newHeads sockets and their subscription ids
+        self._pushes: set[asyncio.Task] = set()
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
 
@@ -258,10 +261,40 @@ class ChainSim:
             self.answer(token, DECIMALS, _words(decimals))
 
     def mine(self, count: int = 1) -> int:
-        """`count` new blocks, the newest stamped now; the new head's number."""
+        """`count` new blocks, the newest stamped now (and pushed to the newHeads subscribers); the
+        new head's number."""
         self.head += count
         self.head_timestamp = int(self.clock())
+        header = {"number": hex(self.head), "timestamp": hex(self.head_timestamp), "hash": "0x" + f"{self.head:064x}"}
+        for ws, subscription in list(self.subscribers.items()):
+            message = {"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": subscription, "result": header}}
+            task = asyncio.get_running_loop().create_task(ws.send_str(json.dumps(message)))
+            self._pushes.add(task)
+            task.add_done_callback(self._pushes.discard)
         return self.head
+
+    async def drop_subscribers(self) -> None:
+        """Close every newHeads socket (the endpoint lost them)."""
+        for ws in list(self.subscribers):
+            await ws.close()
+        self.subscribers.clear()
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            try:
+                body = json.loads(message.data)
+            except ValueError:
+                continue
+            if body.get("method") == "eth_subscribe" and body.get("params") == ["newHeads"]:
+                subscription = f"0x{len(self.subscribers) + 1:032x}"
+                self.subscribers[ws] = subscription
+                await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": body.get("id"), "result": subscription}))
+            else:
+                await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": body.get("id"), "error": {"code": -32601, "message": "not supported"}}))
+        self.subscribers.pop(ws, None)
+        return ws
 
     def set_price(self, eth_price: float) -> int:
         """The scripted ETH price moves (an oracle update): in a new block."""
@@ -374,12 +407,14 @@ class ChainSim:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         app = web.Application()
+        app.router.add_get("/ws", self._websocket)  # newHeads, as ws://host:port/ws
         app.router.add_post("/", self._handle)
         app.router.add_post("/{tail:.*}", self._handle)  # providers put the API key in the path
         self._runner, self.url = await listen(app, host, port)
 
     async def stop(self) -> None:
         self._closing.set()
+        await self.drop_subscribers()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
