@@ -42,11 +42,13 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from alerter.models import AccountSnapshot, OwnFigure, Position
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_snapshot
 from alerter.sources.chains import CHAINS
+from alerter.sources.onchain import ChainClient
 from alerter.sources import aavedetail
 from alerter.sources.rpc import Call, Head, RpcClient, words
 
@@ -201,3 +203,26 @@ async def read_positions(rpc: RpcClient, deployment: Deployment, user: str, head
     except SourceError as e:
         logger.info("%s on %s: per-asset detail unavailable: %s", deployment.protocol, deployment.chain, e.message)
         return None
+
+
+# ---------------------------------------------------------------- the venue: client, fetch, normalise
+
+class AaveClient(ChainClient):
+    """One Aave V3 or Spark account: its Pool's figure through the endpoint's shared reader (one
+    round for every account on it), then its per-asset detail at the same block."""
+
+    def __init__(self, protocol_id: str, account: Any, timeout_s: float) -> None:
+        super().__init__(protocol_id, account, timeout_s)
+        self.deployment = DEPLOYMENTS[protocol_id][self.chain.name]
+
+    async def read(self) -> dict:
+        head, result = await self.reader.read(account_call(self.deployment, self.user))
+        data = decode(result, f"{self.deployment.protocol} Pool.getUserAccountData on {self.chain.title} at block {head.number}")
+        positions = await read_positions(self.reader.rpc, self.deployment, self.user, head, data)
+        return {"data": data, "positions": positions, "block": head.number}
+
+
+
+def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Any) -> AccountSnapshot:
+    info = balance["info"]
+    return snapshot(account_name, exchange_id, info["data"], positions=info["positions"])

@@ -30,10 +30,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from alerter.models import AccountSnapshot, OwnFigure
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot
+from alerter.sources.onchain import ChainClient
 from alerter.sources.rpc import Call, Head, RpcClient, text, words
 
 BASE_TOKEN_PRICE_FEED = "0xe7dad6bd"
@@ -203,3 +205,24 @@ def snapshot(account_name: str, protocol_id: str, market: Market, reading: Readi
 async def fetch(rpc: RpcClient, market: Market, user: str, account_name: str, protocol_id: str = "compound") -> AccountSnapshot:
     return snapshot(account_name, protocol_id, market, await read(rpc, market, user), datetime.fromtimestamp(rpc.clock(), UTC))
 
+
+
+# ---------------------------------------------------------------- the venue: client, fetch, normalise
+
+class CometClient(ChainClient):
+    """One account on one Comet (the account's `market`), read over its endpoint's session. Its
+    reads are several rounds (the market's asset list first), so they are not merged with other
+    accounts' rounds."""
+
+    def __init__(self, account: Any, timeout_s: float) -> None:
+        super().__init__("compound", account, timeout_s)
+        self.market = MARKETS[(self.chain.name, account.market)]
+
+    async def read(self) -> dict:
+        return {"reading": await read(self.reader.rpc, self.market, self.user), "market": self.market}
+
+
+
+def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Any) -> AccountSnapshot:
+    info = balance["info"]
+    return snapshot(account_name, exchange_id, info["market"], info["reading"])

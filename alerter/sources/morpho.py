@@ -29,10 +29,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from alerter.models import OwnFigure, Pool
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot
+from alerter.sources.onchain import ChainClient
 from alerter.sources.rpc import Call, Head, RpcClient, text, words
 
 POSITION = "0x93c52062"
@@ -200,3 +202,21 @@ async def fetch(rpc: RpcClient, chain: str, market_ids: list[str], user: str, ac
 
 def is_market_id(value: object) -> bool:
     return isinstance(value, str) and bool(MARKET_ID.match(value))
+
+
+# ---------------------------------------------------------------- the venue: client, fetch, normalise
+
+class MorphoClient(ChainClient):
+    """One wallet's positions in the markets the account names (`markets`), over its endpoint's session."""
+
+    def __init__(self, account: Any, timeout_s: float) -> None:
+        super().__init__("morpho", account, timeout_s)
+        self.market_ids = [m.lower() for m in account.markets]
+
+    async def read(self) -> dict:
+        return {"readings": await read(self.reader.rpc, self.chain.name, self.market_ids, self.user)}
+
+
+
+def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Any):
+    return snapshot(account_name, exchange_id, balance["info"]["readings"])
