@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from alerter import display
+from alerter.display import shown, where
 from alerter.errors import ConfigError
 from alerter.models import ACCOUNT_SCOPE, Ack, Level, ScopeState
 
@@ -30,14 +31,6 @@ def names_of(scope: str) -> set[str]:
     names = {scope, display.scope_label(scope) or ACCOUNT_SCOPE, display.scope_label(scope, short=True) or ACCOUNT_SCOPE}
     return {_norm(n) for n in names}
 
-
-def shown(scope: str) -> str:
-    """A scope as `status` shows it."""
-    return display.scope_label(scope, short=True) or ACCOUNT_SCOPE
-
-
-def where(account: str, scope: str) -> str:
-    return f"{account} · {shown(scope)}"
 
 
 def resolve_scope(account: str, text: str | None, scopes: list[str]) -> str:
@@ -97,11 +90,14 @@ def _last_ratio(store, account: str, scope: str) -> float | None:
     return latest.margin_ratio if latest else None
 
 
-def acknowledge_scope(settings, account: str, scope_text: str | None, *, duration: timedelta | None, note: str, now: datetime) -> Acked:
+def acknowledge_scope(settings, account: str, scope_text: str | None, *, duration: timedelta | None, note: str, now: datetime,
+                      in_daemon: bool = False) -> Acked:
     """Record the acknowledgement of a scope at its current level and announce it. Raises
-    ConfigError (unknown account or scope), ValueError (nothing to acknowledge), StoreError."""
+    ConfigError (unknown account or scope), ValueError (nothing to acknowledge), StoreError.
+    `in_daemon`: asked from inside the running daemon (its Telegram bot), whose workers send it."""
     from alerter import views
     from alerter.notify import route
+    from alerter.pipeline import channels_of
     from alerter.policy import acknowledge
 
     plan = _configured(settings, account)
@@ -118,9 +114,9 @@ def acknowledge_scope(settings, account: str, scope_text: str | None, *, duratio
                                             margin_ratio=_last_ratio(store, account, scope), thresholds=plan.thresholds)
         except ValueError as e:
             raise ValueError(f"{where(account, scope)} {e}") from None
-        channels = route(announcement, [c for c in settings.channels if c.name in plan.channels])
+        channels = route(announcement, channels_of(plan, settings.channels))
         store.save_ack(ack, announcement, channels)
-    sent, daemon = send_now(settings, channels, now)
+    sent, daemon = send_now(settings, channels, now) if not in_daemon else ({}, True)
     return Acked(ack, tuple(channels), sent, daemon)
 
 
@@ -162,11 +158,13 @@ async def _deliver(settings, channels: list[str], now: datetime) -> dict[str, st
     return out
 
 
-def remove(settings, account: str, scope_text: str | None, now: datetime) -> Acked:
+def remove(settings, account: str, scope_text: str | None, now: datetime, *, in_daemon: bool = False) -> Acked:
     """Delete a scope's acknowledgement and announce that its repeats resume, to the channels that
-    hear its level. Raises ConfigError (unknown account or scope, or none there), StoreError."""
+    hear its level. Raises ConfigError (unknown account or scope, or none there), StoreError.
+    `in_daemon`: as for `acknowledge_scope`."""
     from alerter import views
     from alerter.notify import route
+    from alerter.pipeline import channels_of
     from alerter.policy import unacknowledge
 
     plan = _configured(settings, account)
@@ -180,11 +178,11 @@ def remove(settings, account: str, scope_text: str | None, now: datetime) -> Ack
         removed, channels = None, []
         if scope in acks:
             announcement = unacknowledge(acks[scope], now, margin_ratio=_last_ratio(store, account, scope), thresholds=plan.thresholds)
-            channels = route(announcement, [c for c in settings.channels if c.name in plan.channels])
+            channels = route(announcement, channels_of(plan, settings.channels))
             removed = store.remove_ack(account, scope, announcement, channels)
     if removed is None:
         raise ConfigError(f"{where(account, scope)} is not acknowledged" + (f" (acknowledged: {', '.join(shown(s) for s in acks)})" if acks else ""))
-    sent, daemon = send_now(settings, channels, now)
+    sent, daemon = send_now(settings, channels, now) if not in_daemon else ({}, True)
     return Acked(removed, tuple(channels), sent, daemon)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from alerter.display import ratio
+from alerter.display import duration, ratio
 from alerter.config import Settings
 from alerter.plan import AccountPlan
 
@@ -25,11 +25,7 @@ def show(value: Any) -> str:
     if value is None:
         return "off"
     if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-            if seconds >= size and seconds % size == 0:
-                return f"{int(seconds // size)}{unit}"
-        return f"{seconds:g}s"
+        return duration(value)
     if isinstance(value, list):
         return ",".join(map(str, value))
     return str(value)

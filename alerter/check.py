@@ -1,8 +1,10 @@
 """`alerter check`'s work: one poll of every account, evaluated (alerter.commands.check prints it).
 
-Levels here are the thresholds' verdict on this one poll (no hysteresis, no history). With
-`--notify` the poll also goes through the daemon's policy and store, so what it decides is
-recorded and sent exactly as the daemon would (and not again by the daemon).
+Levels here are the thresholds' verdict on this one poll (no hysteresis, no history): the
+accounts' plans and sources go through `Pipeline.fetch` and nothing else, so no database is
+opened. With `--notify` the poll also goes through the daemon's policy and store
+(`Pipeline.handle`), so what it decides is recorded and sent exactly as the daemon would (and not
+again by the daemon).
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ import sys
 
 from alerter.codec import json_float
 from alerter.config import load_settings
-from alerter.lockfile import DatabaseInUse, hold_lock
-from alerter.daemon import Poll, fetch_health
-from alerter.runtime import build_daemon, preflight
-from alerter.secrets import of as secrets_of
 from alerter.logs import setup_logging
 from alerter.models import ACCOUNT_SCOPE
+from alerter.pipeline import Pipeline, Poll
 from alerter.plan import AccountPlan
 from alerter.policy import level_for
+from alerter.runtime import Parts, preflight
+from alerter.secrets import of as secrets_of
 
 ORDER = ["ok", "warning", "call", "critical", "blind"]
 
@@ -62,22 +63,42 @@ async def check_accounts(config_path, *, notify: bool = False) -> list[dict]:
     settings = load_settings(config_path)
     setup_logging("warning", secrets_of(settings))
     preflight(settings)
-    daemon = build_daemon(settings)
-    lock = None
+    parts = Parts()
+    sources = {a.name: parts.source(settings, a) for a in settings.accounts}
+    store = None
     try:
-        polls = await asyncio.gather(*(fetch_health(daemon.plans[name], source) for name, source in daemon.sources.items()))
         if notify:
-            for poll in polls:
-                await daemon.handle(poll)
-            try:  # a running daemon delivers what this recorded: two senders would send it twice
-                lock = hold_lock(settings.daemon.database)
-            except DatabaseInUse:
-                print("note: a daemon is running on this database: it delivers the alerts recorded here", file=sys.stderr)
-            else:
-                await daemon.deliver_once()
-        return rows_for(daemon.plans, list(polls))
+            from alerter.store import Store
+            from alerter.storethread import StoreThread
+
+            store = StoreThread(Store(settings.daemon.database))
+        pipeline = Pipeline(settings, sources=sources, store=store, notifier=parts.notifier(settings) if notify else None)
+        polls = await asyncio.gather(*(pipeline.fetch(name) for name in pipeline.plans))
+        if notify:
+            await record_and_send(pipeline, polls)
+        return rows_for(pipeline.plans, list(polls))
     finally:
-        if lock is not None:
-            os.close(lock)
-        await asyncio.gather(*(s.close() for s in daemon.sources.values()), return_exceptions=True)
-        await daemon.store_thread.close()
+        await asyncio.gather(*(s.close() for s in sources.values()), return_exceptions=True)
+        if store is not None:
+            await store.close()
+
+
+async def record_and_send(pipeline: Pipeline, polls: list[Poll]) -> None:
+    """`--notify`: decide and record each poll as the daemon does, then deliver what is due,
+    unless a daemon holds the database (it delivers what this recorded: two senders would send
+    it twice)."""
+    from alerter.delivery import deliver_due
+    from alerter.lockfile import DatabaseInUse, hold_lock
+
+    for poll in polls:
+        await pipeline.handle(poll)
+    settings = pipeline.settings
+    try:
+        lock = hold_lock(settings.daemon.database)
+    except DatabaseInUse:
+        print("note: a daemon is running on this database: it delivers the alerts recorded here", file=sys.stderr)
+        return
+    try:
+        await deliver_due(pipeline.store, pipeline.notifier, settings.channels, pipeline.clock(), expiry=settings.daemon.alert_expiry)
+    finally:
+        os.close(lock)

@@ -3,8 +3,9 @@
 Every problem is reported at once, one line each, named by its key path
 (``accounts[1].thresholds.call: …``). Secrets may be literal or references —
 ``env:NAME``, ``file:PATH``, ``cred:NAME`` (systemd credentials) — and are held as
-``SecretStr`` so they never print. This module imports neither ccxt nor apprise; what it knows
-about each exchange comes from the profiles (alerter.sources.registry).
+``SecretStr`` so they never print; the values' parsers are alerter.values. This module imports
+neither ccxt nor apprise; what it knows about each exchange comes from the profiles
+(alerter.sources.registry), which import only the venues the accounts name.
 """
 
 from __future__ import annotations
@@ -29,123 +30,27 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from alerter.display import ratio as _pct
 from alerter.errors import ConfigError
 from alerter.models import Level, RepeatSchedule, Thresholds
-from alerter.sources.registry import GENERIC_NAME, PROFILES, profile_for, refusals
-from alerter.sources.stream import STREAMS
-from alerter.sources.stream import supports as streaming
+from alerter.sources.profile import options_of
+from alerter.sources.registry import GENERIC_NAME, PROFILES, profile_for, refusals, streaming_ids
+from alerter.telegram import BOT_URL, CHANNEL as TELEGRAM_CHANNEL
 from alerter.textfile import read_text_file
+from alerter.values import (  # the parsers others read through alerter.config too
+    PositiveDuration,
+    Ratio,
+    Repeat,
+    Secret,
+    clock_time,
+    is_reference,
+    parse_clock_time,
+    parse_duration,
+    parse_positive_duration,
+    parse_ratio,
+    parse_timezone,
+)
 
 SEARCH_PATHS = ("./alerter.toml", "/etc/alerter/config.toml")
 
 
-# ---------------------------------------------------------------- value parsers
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"60s"``, ``"2m"``, ``"1h30m"``, ``"1d"`` or a number of seconds."""
-    try:
-        return _duration(value)
-    except OverflowError:  # beyond timedelta's ~2.7 million years; pydantic only maps ValueError
-        raise ValueError(f"too long a duration, got {value!r}") from None
-
-
-def parse_positive_duration(value: Any) -> timedelta:
-    """A duration that must be longer than 0 (a poll interval, a timeout, an expiry)."""
-    interval = parse_duration(value)
-    if interval <= timedelta(0):
-        raise ValueError(f"must be longer than 0, got {value!r}")
-    return interval
-
-
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like '60s' or '2m', got {value!r}")
-    if isinstance(value, int | float):
-        if value != value:  # NaN
-            raise ValueError(f"expected a duration like '60s' or '2m', got {value!r}")
-        if value < 0:
-            raise ValueError(f"must not be negative, got {value!r}")
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        if text and _DURATION.sub("", text) == "":
-            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            return timedelta(seconds=float(text))
-    raise ValueError(f"expected a duration like '60s', '2m' or '6h', got {value!r}")
-
-
-def parse_repeat(value: Any) -> timedelta | None:
-    """A repeat interval; ``0`` or ``"never"`` turns repeats off."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("never", "off")):
-        return None
-    interval = parse_duration(value)
-    return interval if interval > timedelta(0) else None
-
-
-def parse_ratio(value: Any) -> float:
-    """A fraction of 1 (``0.7``) or a percentage string (``"70%"``)."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-        except ValueError:
-            raise ValueError(f"expected a fraction like 0.7 or a percentage like '70%', got {value!r}") from None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        raise ValueError(f"expected a fraction like 0.7 or a percentage like '70%', got {value!r}")
-    if not 0 <= number <= 1:
-        raise ValueError(f"must be between 0 and 1 (or 0% and 100%), got {value!r}")
-    return number
-
-
-def resolve_secret(value: Any) -> SecretStr:
-    """A literal secret, or a reference: ``env:NAME``, ``file:PATH``, ``cred:NAME``; never empty."""
-    secret = _secret(value)
-    if not secret.get_secret_value().strip():
-        raise ValueError("is empty" + (f" (from {value})" if is_reference(value) else ""))
-    return secret
-
-
-def _secret(value: Any) -> SecretStr:
-    if isinstance(value, SecretStr):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {type(value).__name__}")
-    kind, _, ref = value.partition(":")
-    if kind == "env" and ref:
-        if ref not in os.environ:
-            raise ValueError(f"environment variable {ref} is not set")
-        return SecretStr(os.environ[ref])
-    if kind in ("file", "cred") and ref:
-        if kind == "cred":
-            directory = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not directory:
-                raise ValueError(f"credential {ref}: $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
-            ref = os.path.join(directory, ref)
-        try:
-            return SecretStr(read_text_file(ref).strip())
-        except OSError as e:
-            raise ValueError(f"cannot read secret file {ref}: {e.strerror}") from None
-        except ValueError as e:
-            raise ValueError(f"secret file {ref} {e}") from None
-    return SecretStr(value)
-
-
-def is_reference(value: Any) -> bool:
-    return isinstance(value, str) and value.partition(":")[0] in ("env", "file", "cred") and ":" in value
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[timedelta, BeforeValidator(parse_positive_duration)]
-Repeat = Annotated[timedelta | None, BeforeValidator(parse_repeat)]
-Ratio = Annotated[float, BeforeValidator(parse_ratio)]
-Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
 LevelName = Literal["warning", "call", "critical"]
 
 
@@ -233,6 +138,10 @@ class RepeatConfig(Section):
         return RepeatSchedule(warning=self.warning, call=self.call, critical=self.critical, blind=self.blind)
 
 
+# the account fields that say what the daemon does with its figures, not how its source is built
+NOT_CONNECTION = frozenset({"name", "thresholds", "poll_interval", "between_polls"})
+
+
 class AccountConfig(Section):
     name: str = Field(min_length=1)
     exchange: str
@@ -258,37 +167,22 @@ class AccountConfig(Section):
     def approximate(self) -> bool:
         return self.profile == GENERIC_NAME
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """Its ccxt options (the `ccxt.options` table; {} when unset or not a table)."""
+        return options_of(self.ccxt)
 
-_CLOCK_TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
+    def connection(self) -> dict[str, Any]:
+        """Every setting that builds its source: all of its fields but NOT_CONNECTION (so a field
+        added later counts), secrets as SecretStr (equal when their values are). Reload builds a
+        new source for an account whose connection changed."""
+        return self.model_dump(exclude=set(NOT_CONNECTION))
 
-
-def parse_clock_time(value: Any) -> str:
-    """A time of day, "08:00" or "08:00:30" (24-hour clock), returned as written."""
-    if not isinstance(value, str) or not _CLOCK_TIME.fullmatch(value.strip()):
-        raise ValueError(f"expected a time of day like '08:00' (24-hour clock, seconds optional: '08:00:30'), got {value!r}")
-    return value.strip()
-
-
-def clock_time(text: str) -> tuple[int, int, int]:
-    """(hour, minute, second) of a time `parse_clock_time` accepted."""
-    hour, minute, second = _CLOCK_TIME.fullmatch(text).groups()
-    return int(hour), int(minute), int(second or 0)
-
-
-def parse_timezone(value: Any) -> str:
-    """An IANA time zone name ("Europe/Berlin", "UTC"), checked against the tz database."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
-
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected an IANA time zone name like 'Europe/Berlin' or 'UTC', got {value!r}")
-    name = value.strip()
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(name, sorted(available_timezones()), n=1, cutoff=0.6)
-        raise ValueError(f"unknown time zone {name!r}" + (f" (did you mean {close[0]!r}?)" if close else
-                                                         " (expected an IANA name like 'Europe/Berlin' or 'UTC')")) from None
-    return name
+    def credentials(self) -> dict[str, str]:
+        """The credentials it sets (api_key, secret, password, uid, wallet_address), by key, as
+        plain text: every SecretStr field of the account (alerter.sources.profile.Account)."""
+        return {name: value.get_secret_value() for name in type(self).model_fields
+                if isinstance(value := getattr(self, name), SecretStr)}
 
 
 class LevelUrls(Section):
@@ -319,6 +213,36 @@ class ChannelConfig(Section):
         return {"url": self.url, **{f"url_by_level.{k}": v for k, v in self.url_by_level if v is not None}}
 
 
+class TelegramConfig(Section):
+    """[telegram]: the bot (alerter.telegram) that obeys only `chats`, and alerts them as the
+    channel named "telegram", with a channel's routing keys."""
+
+    token: Secret
+    chats: list[Annotated[int, BeforeValidator(_not_bool)]] = Field(min_length=1)
+    api_url: str = "https://api.telegram.org"  # a self-hosted Bot API server may stand here
+    min_level: LevelName = "warning"
+    accounts: list[str] | None = Field(None, min_length=1)
+    digest: Annotated[str, BeforeValidator(parse_clock_time)] | None = None
+    timezone: Annotated[str, BeforeValidator(parse_timezone)] = "UTC"
+
+    @field_validator("api_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value.strip()):
+            raise ValueError(f"expected an http(s) URL such as 'https://api.telegram.org', got {value!r}")
+        return value.strip().rstrip("/")
+
+    def channel(self) -> TelegramChannel:
+        return TelegramChannel(name=TELEGRAM_CHANNEL, url=SecretStr(BOT_URL), min_level=self.min_level,
+                               accounts=self.accounts, digest=self.digest, timezone=self.timezone, bot=self)
+
+
+class TelegramChannel(ChannelConfig):
+    """[telegram]'s chats as a channel: routed like any other, delivered by the bot (`bot`)."""
+
+    bot: TelegramConfig
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", env_prefix="ALERTER_", env_nested_delimiter="__")
 
@@ -326,7 +250,8 @@ class Settings(BaseSettings):
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
     repeat: RepeatConfig = Field(default_factory=RepeatConfig)
     accounts: list[AccountConfig] = []
-    channels: list[ChannelConfig] = []
+    channels: list[ChannelConfig] = []  # with [telegram], its channel last (build_settings)
+    telegram: TelegramConfig | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
@@ -362,15 +287,13 @@ def threshold_problems(t: Thresholds, where: str) -> list[str]:
 
 
 CREDENTIALS = {"password": "the API key's passphrase", "wallet_address": "the account's wallet address (0x…; no API key)"}
-WALLET_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 def account_problems(account: AccountConfig, where: str, known: tuple[str, ...]) -> list[str]:
     """What the profiles say against an account: no profile (or the wrong one) for its exchange
     and ccxt options, the generic profile without its balance convention, missing credentials,
     re-pricing where it is not faithful."""
-    options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else {}
-    problems = [f"{where}.{key}: {text}" for key, text in refusals(account.exchange, options, generic=account.approximate, known_ids=known)]
+    problems = [f"{where}.{key}: {text}" for key, text in refusals(account.exchange, account.options, generic=account.approximate, known_ids=known)]
     if account.approximate and account.balance_includes_pnl is None:
         problems.append(f'{where}.balance_includes_pnl: required with profile = "generic": true if ccxt\'s balance total for '
                         f"{account.exchange} already includes the unrealised PnL (a margin balance), false if it is the wallet balance without it")
@@ -386,11 +309,11 @@ def account_problems(account: AccountConfig, where: str, known: tuple[str, ...])
     for key in ("api_key", "secret", "wallet_address"):
         if getattr(account, key, None) is not None and key not in profile.credentials:
             problems.append(f"{where}.{key}: not used by {account.exchange} ({profile.name} reads the account with {', '.join(profile.credentials)}): remove it")
-    address = account.wallet_address.get_secret_value() if account.wallet_address is not None else None
-    if address is not None and "wallet_address" in profile.credentials and not WALLET_ADDRESS.fullmatch(address):
-        problems.append(f"{where}.wallet_address: not a wallet address (expected 0x and 40 hex digits, got {len(address)} characters)")
-    if account.streams and not streaming(account.exchange):
-        problems.append(f"{where}.streams: alerter does not stream {account.exchange} (streams: {', '.join(sorted(STREAMS))}); "
+    if profile.check_credentials is not None:
+        credentials = {key: value for key, value in account.credentials().items() if key in profile.credentials}
+        problems += [f"{where}.{key}: {text}" for key, text in profile.check_credentials(credentials)]
+    if account.streams and profile.stream is None:
+        problems.append(f"{where}.streams: alerter does not stream {account.exchange} (streams: {', '.join(streaming_ids())}); "
                         "remove the key or set it to false")
     if account.between_polls == "reprice" and not profile.reprice:
         faithful = ", ".join(sorted(i for i, p in PROFILES.items() if p.reprice))
@@ -426,6 +349,10 @@ def semantic_problems(settings: Settings) -> list[str]:
         for name in channel.accounts or []:
             if name not in names:
                 problems.append(f"{where}.accounts: no account named {name!r}")
+    if settings.telegram is not None:
+        if TELEGRAM_CHANNEL in channel_names:
+            problems.append(f"channels: the name {TELEGRAM_CHANNEL!r} is [telegram]'s channel: rename the [[channels]] entry")
+        problems += [f"telegram.accounts: no account named {n!r}" for n in settings.telegram.accounts or [] if n not in names]
     return problems
 
 
@@ -521,6 +448,8 @@ def build_settings(data: dict) -> Settings:
     problems = semantic_problems(settings)
     if problems:
         raise ConfigError(problems)
+    if settings.telegram is not None:  # its chats are one more channel, routed like any other
+        settings.channels.append(settings.telegram.channel())
     return settings
 
 
@@ -528,13 +457,26 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     return build_settings(read_toml(find_config(path)))
 
 
+def secret_keys(model: type[BaseModel]) -> tuple[str, ...]:
+    """The keys of a model that hold a secret (a SecretStr, optional or not)."""
+    def secret(annotation: Any) -> bool:
+        if typing.get_origin(annotation) in (Annotated, typing.Union, types.UnionType):
+            return any(secret(arg) for arg in typing.get_args(annotation))
+        return annotation is SecretStr
+
+    return tuple(name for name, field in model.model_fields.items() if secret(field.annotation))
+
+
 def literal_secret_paths(data: dict) -> list[str]:
     """Key paths in a raw config dict that hold a literal secret rather than a reference."""
     found = []
-    for section, keys in (("accounts", ("api_key", "secret", "password", "uid")), ("channels", ("url",))):
+    for section, keys in (("accounts", secret_keys(AccountConfig)), ("channels", secret_keys(ChannelConfig))):
         for i, entry in enumerate(data.get(section) or []):
             if isinstance(entry, dict):
                 found += [f"{section}[{i}].{k}" for k in keys if isinstance(entry.get(k), str) and not is_reference(entry[k])]
+    token = data["telegram"].get("token") if isinstance(data.get("telegram"), dict) else None
+    if isinstance(token, str) and not is_reference(token):
+        found.append("telegram.token")
     for i, entry in enumerate(data.get("channels") or []):
         by_level = entry.get("url_by_level") if isinstance(entry, dict) else None
         if isinstance(by_level, dict):

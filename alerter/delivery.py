@@ -8,7 +8,7 @@ folded into the newest one of its scope (`notify.fold`), never told after it. No
 until the alert expires.
 
 `deliver_due` reads the store at the top, plans without I/O (`plan`), sends, and records the
-outcomes at the bottom."""
+outcomes at the bottom. `Workers` runs it for every channel of the daemon."""
 
 from __future__ import annotations
 
@@ -17,13 +17,16 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from alerter.display import time_of_day
-from alerter.models import Level
+from alerter.models import AlertKind, Level
 from alerter.metrics import observe_delivery
 from alerter.notify import Notifier, Outcome, fold, message_level, notify_type, render
-from alerter.store import Delivery
-from alerter.storethread import StoreThread
+
+if TYPE_CHECKING:
+    from alerter.store import Delivery
+    from alerter.storethread import StoreThread
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class Plan:
     sent: tuple[int, ...]  # alert ids told in full
     folded: tuple[int, ...]  # alert ids only mentioned ("earlier: …"), under a newer alert of their scope
     reported: tuple[int, ...]  # expired alert ids, now reported (the note names them when one was critical)
+    ackable: tuple[tuple[str, str], ...] = ()  # (account, scope) of its CALL/CRITICAL alerts: the Telegram bot's buttons
 
     @property
     def alert_ids(self) -> tuple[int, ...]:
@@ -91,6 +95,8 @@ def plan(channel: str, pending: Sequence[Delivery], expired: Sequence[Delivery],
         sent=tuple(ids[e.alert.key] for e in entries),
         folded=tuple(ids[a.key] for e in entries for a in e.earlier),
         reported=tuple(d.alert_id for d in expired),
+        ackable=tuple(dict.fromkeys((e.alert.account, e.alert.scope) for e in entries
+                                    if e.alert.kind in (AlertKind.RAISED, AlertKind.REPEAT) and e.alert.level >= Level.CALL)),
     )
 
 
@@ -128,7 +134,7 @@ async def deliver_due(
         if name not in plans:
             return Outcome(False, f"channel {name!r} is no longer configured")
         p = plans[name]
-        return await notifier.send(name, p.title, p.body, notify_type=p.notify_type, level=p.level)
+        return await notifier.send(name, p.title, p.body, notify_type=p.notify_type, level=p.level, ackable=p.ackable)
 
     names = list(pending)
     outcomes = await asyncio.gather(*(send(name) for name in names))
@@ -155,6 +161,81 @@ async def deliver_due(
         logger.warning("could not deliver %d alert(s) to %s (attempt %d, retrying at %s): %s",
                        len(rows), name, attempts, retry_at.strftime("%H:%M:%S"), error)
     return summary
+
+
+class Workers:
+    """The channel workers of a daemon: one per configured channel, so a slow or failing channel
+    never holds up another, each woken at once when a poll records alerts (`wake`); and a tick
+    that shows the event loop turns (`last_loop_at`, the watchdog's proof of life). `live` holds
+    the running configuration (alerter.pipeline.Pipeline: `settings`, `notifier`, `store`,
+    `clock`), which a reload swaps."""
+
+    def __init__(self, live, stopping: asyncio.Event) -> None:
+        self.live = live
+        self.stopping = stopping
+        self.wakes: dict[str, asyncio.Event] = {}  # channel → its worker's wake
+        self.tasks: dict[str, asyncio.Task] = {}  # channel → its worker
+        self.last_loop_at = live.clock()
+
+    async def deliver_once(self, channel: str | None = None) -> DeliverySummary:
+        live = self.live
+        return await deliver_due(live.store, live.notifier, live.settings.channels, live.clock(),
+                                 expiry=live.settings.daemon.alert_expiry, channel=channel)
+
+    async def run(self, idle: float = 1.0) -> None:
+        """Every configured channel's worker, and the tick, until the stop."""
+        await asyncio.gather(self.tick(idle), *(self.channel_worker(c.name, idle) for c in self.live.settings.channels))
+
+    async def tick(self, idle: float) -> None:
+        while not self.stopping.is_set():
+            self.last_loop_at = self.live.clock()
+            await asyncio.sleep(idle)
+
+    async def channel_worker(self, channel: str, idle: float) -> None:
+        """Deliver what is due to one channel; wake at once when a poll records alerts."""
+        from alerter.errors import StoreError
+
+        wake = self.wakes.setdefault(channel, asyncio.Event())
+        self.tasks[channel] = asyncio.current_task()
+        while not self.stopping.is_set() and self.wakes.get(channel) is wake:  # `sync` removes a channel's wake
+            try:
+                await self.deliver_once(channel)
+            except StoreError as e:
+                logger.error("cannot read the outbox: %s", e)
+            except Exception:  # a delivery bug must not stop polling; the outbox keeps the alerts
+                logger.exception("delivery to %s failed; the alerts stay in the outbox", channel)
+            wake.clear()
+            try:
+                async with asyncio.timeout(idle):  # not wait_for (see streams.PriceStream.run)
+                    await wake.wait()
+            except TimeoutError:
+                pass
+
+    def wake(self) -> None:
+        for event in self.wakes.values():
+            event.set()
+
+    async def sync(self, previous: Iterable[str]) -> None:
+        """One worker per configured channel after a reload (`previous`: the channels before): a
+        removed channel's worker ends after its current round; an added channel gets one (after
+        the old one, if it was removed and added back, has ended: never two workers sending one
+        channel's alerts)."""
+        names = [c.name for c in self.live.settings.channels]
+        previous = set(previous)
+        for name in previous - set(names):
+            wake = self.wakes.pop(name, None)
+            if wake is not None:
+                wake.set()
+        for name in names:
+            if name in previous:
+                continue
+            worker = self.tasks.get(name)
+            if worker is not None and not worker.done():
+                await asyncio.wait({worker}, timeout=60)
+            if self.stopping.is_set():
+                return
+            self.wakes[name] = asyncio.Event()
+            self.tasks[name] = asyncio.create_task(self.channel_worker(name, 1.0), name=f"deliver {name}")
 
 
 async def test_notify(notifier: Notifier, channel_names: Iterable[str], level: Level = Level.OK) -> dict[str, Outcome]:

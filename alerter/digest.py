@@ -6,18 +6,21 @@ sent even when all is quiet, so it proves the daemon alive and gives a morning l
     good poll was; its isolated positions or pools that alert (the rest counted);
     the alerts of the last 24 h, newest last.
 
-`gather` reads the database (the I/O edge); `build` and `render` are pure. The daemon schedules
-it (APScheduler's cron trigger in the channel's time zone) and records each digest sent in the
-database by the channel's local date, so a restart never sends one twice.
+`gather` reads the database (the I/O edge); `build` and `render` are pure. `Digests` schedules
+it (APScheduler's cron trigger in the channel's time zone), sends it, and records each digest sent
+in the database by the channel's local date, so a restart never sends one twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from alerter import display
+from alerter import display, metrics
+from alerter.errors import StoreError
 from alerter.models import ACCOUNT_SCOPE, Ack, Alert, Level
 
 WINDOW = timedelta(hours=24)
@@ -25,6 +28,10 @@ MAX_SCOPES = 5  # isolated positions or pools named per account: those that aler
 MAX_ALERTS = 20  # alerts listed; the rest counted
 MAX_HEADLINE = 160  # characters of an alert's headline in the list (a blind reason can be long)
 MAX_BODY = 3_800  # characters of the message (Telegram refuses more than 4,096)
+GRACE = timedelta(hours=1)  # a digest up to this late (the daemon was down at its time) still goes out
+RETRY = timedelta(minutes=5)  # after a failed send, until the channel's day ends
+
+logger = logging.getLogger(__name__)
 
 
 def local_day(now: datetime, timezone: str) -> date:
@@ -239,3 +246,95 @@ async def gather(store, plans: dict, channel: str, timezone: str, now: datetime)
     shown = build(channel, timezone, accounts, latest, {}, states, acks, alerts, errors, now)  # which scopes it names
     ranges = await store.ratio_ranges(since, [(a.account, s.scope) for a in shown.accounts for s in a.scopes])
     return build(channel, timezone, accounts, latest, ranges, states, acks, alerts, errors, now)
+
+
+# ---------------------------------------------------------------- sending
+
+class Digests:
+    """The daily digest jobs of a daemon. `live`: the running configuration
+    (alerter.pipeline.Pipeline: `settings`, `plans`, `notifier`, `store`, `clock`); `run_job`
+    runs a scheduled coroutine (the daemon's, which ends it quietly at a stop); `jobs`: the
+    set of tasks a stop waits for."""
+
+    def __init__(self, live, run_job, jobs: set) -> None:
+        self.live, self.run_job, self.jobs = live, run_job, jobs
+        self.scheduler = None  # the daemon's, once `schedule` ran: retries go there
+
+    def schedule(self, scheduler, now: datetime) -> None:
+        """One cron job per channel with a digest, at its time in its time zone. A digest whose
+        time passed less than GRACE ago (the daemon was down, or restarted, or the digest was just
+        configured) runs at once: it is sent unless today's already was."""
+        from apscheduler.triggers.cron import CronTrigger
+
+        from alerter.config import clock_time
+
+        self.scheduler = scheduler
+        for job in scheduler.get_jobs():
+            if job.id.startswith("digest:"):
+                job.remove()
+        for channel in self.live.settings.channels:
+            if not channel.digest:
+                continue
+            hour, minute, second = clock_time(channel.digest)
+            tz = ZoneInfo(channel.timezone)
+            trigger = CronTrigger(hour=hour, minute=minute, second=second, timezone=tz)
+            local = now.astimezone(tz)
+            last = local.replace(hour=hour, minute=minute, second=second, microsecond=0)
+            if last > local:
+                last -= timedelta(days=1)
+            first = now if now - last < GRACE else trigger.get_next_fire_time(None, now)
+            scheduler.add_job(self.run_job, trigger, args=[self.send, channel.name], id=f"digest:{channel.name}",
+                              name=f"digest {channel.name}", next_run_time=first, max_instances=1, coalesce=True,
+                              misfire_grace_time=int(GRACE.total_seconds()))
+
+    async def send(self, name: str) -> bool:
+        """The channel's daily digest, unless today's (in the channel's time zone) was sent: a
+        restart or a late retry never sends it twice. A failed send is tried again every RETRY
+        until it goes out or the day ends. Returns whether it was sent."""
+        live = self.live
+        channel = next((c for c in live.settings.channels if c.name == name and c.digest), None)
+        if channel is None:  # removed by a reload
+            return False
+        now = live.clock()
+        day = local_day(now, channel.timezone).isoformat()
+        try:
+            sent_at = await live.store.digest_sent(name, day)
+            if sent_at is not None:
+                logger.info("digest for %s: already sent for %s (at %s)", name, day, display.time_of_day(sent_at))
+                return False
+            data = await gather(live.store, live.plans, name, channel.timezone, now)
+        except StoreError as e:
+            logger.error("digest for %s: cannot read the database: %s", name, e)
+            self.retry(channel, day)
+            return False
+        notifier = live.notifier
+        title, body = render(data, markdown=notifier.markdown(name))
+
+        async def send_and_record() -> bool:
+            outcome = await notifier.send(name, title, body, notify_type="info")
+            metrics.observe_delivery(name, outcome.ok)
+            if not outcome.ok:
+                logger.warning("digest for %s not delivered: %s", name, outcome.error)
+                self.retry(channel, day)
+                return False
+            try:
+                await live.store.record_digest(name, day, live.clock())
+            except StoreError as e:
+                logger.error("digest for %s sent but not recorded (a restart today may send it again): %s", name, e)
+            logger.info("digest sent to %s", name)
+            return True
+
+        # a stop while it is being sent waits for it to be recorded (the stop waits for `jobs`):
+        # cut between the two, a restart would send it again
+        task = asyncio.ensure_future(send_and_record())
+        self.jobs.add(task)
+        task.add_done_callback(self.jobs.discard)
+        return await asyncio.shield(task)
+
+    def retry(self, channel, day: str) -> None:
+        from apscheduler.triggers.date import DateTrigger
+
+        if self.scheduler is None or local_day(self.live.clock() + RETRY, channel.timezone).isoformat() != day:
+            return  # the next digest is the next day's
+        self.scheduler.add_job(self.run_job, DateTrigger(datetime.now(UTC) + RETRY), args=[self.send, channel.name],
+                               id=f"digest-retry:{channel.name}", replace_existing=True, misfire_grace_time=int(GRACE.total_seconds()))

@@ -78,14 +78,15 @@ def age(td: timedelta) -> str:
 
 
 def duration(td: timedelta | None) -> str:
-    """A configured interval as it would be written: "5m", "2h", "30s", "1.5s"; "never" for None."""
+    """A span of time as a configuration would write it: "5m", "2h", "1d", "30s", "1.5s", "90s"
+    (a whole number of the largest unit that divides it); "never" for None."""
     if td is None:
         return "never"
-    seconds = int(td.total_seconds())
+    seconds = td.total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{td.total_seconds():g}s"
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def scope_label(scope: str, *, short: bool = False) -> str | None:
@@ -108,3 +109,13 @@ def own_levels(figure, thresholds) -> str:
     "warning 50 % = margin level 2.20 · call 70 % = margin level 1.57 · … · liquidation 100 % = margin level 1.10"."""
     levels = (("warning", thresholds.warning), ("call", thresholds.call), ("critical", thresholds.critical), ("liquidation", 1.0))
     return " · ".join(f"{name} {ratio(value)} = {figure.text(value)}" for name, value in levels)
+
+
+def shown(scope: str) -> str:
+    """A scope as `status` shows it ("account" for the account scope)."""
+    return scope_label(scope, short=True) or ACCOUNT_SCOPE
+
+
+def where(account: str, scope: str) -> str:
+    """An account's scope as the commands name it: "main · BTC/USDT isolated"."""
+    return f"{account} · {shown(scope)}"

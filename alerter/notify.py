@@ -61,7 +61,7 @@ def route_all(alerts: Iterable[Alert], channels: Sequence) -> dict[str, list[str
 
 
 def message_level(alerts: Iterable[Alert | Folded]) -> Level:
-    """The level that picks a message's URL (`url_by_level`, ChannelConfig.url_for): the highest
+    """The level that picks a message's URL (`url_by_level`, picked by `Notifier.send`): the highest
     level among its entries' current alerts — a raised or repeated alert's level, a resolved
     alert's episode peak (the all-clear reaches the device that was paged), a blind or restored
     alert's scope level (ok when the scope was ok). An acknowledgement counts as ok: it is what the
@@ -361,6 +361,7 @@ class _Target:
     markdown: bool
     error: str | None = None
     console: bool = False
+    bot: object | None = None  # alerter.telegram.sender.BotSender: [telegram]'s channel, sent by the bot
 
 
 class Notifier:
@@ -372,6 +373,12 @@ class Notifier:
         self._targets: dict[str, _Target] = {}  # channel → its `url`
         self._levels: dict[str, dict[Level, _Target]] = {}  # channel → its `url_by_level`
         for channel in channels:
+            if getattr(channel, "bot", None) is not None:  # config.TelegramChannel
+                from alerter.telegram.sender import BotSender
+
+                self._targets[channel.name] = _Target(None, markdown=False, bot=BotSender(channel.bot))
+                self._levels[channel.name] = {}
+                continue
             self._targets[channel.name] = self._target(channel.url.get_secret_value(), channel.name)
             by_level = getattr(channel, "url_by_level", None)
             self._levels[channel.name] = {
@@ -409,9 +416,11 @@ class Notifier:
         """Which of the channel's URLs a message of `level` goes to: "url" or "url_by_level.critical"."""
         return f"url_by_level.{level.label}" if level in self._levels.get(channel, {}) else "url"
 
-    async def send(self, channel: str, title: str, body: str, *, notify_type: str = "info", level: Level = Level.OK) -> Outcome:
+    async def send(self, channel: str, title: str, body: str, *, notify_type: str = "info", level: Level = Level.OK,
+                   ackable: Sequence[tuple[str, str]] = ()) -> Outcome:
         """Send one message to `channel`, by the URL of `level` (`message_level`): the level's own
-        URL when the channel has one, else its `url`."""
+        URL when the channel has one, else its `url`. `ackable`: the (account, scope) of its CALL
+        and CRITICAL alerts, which the Telegram bot's message offers to acknowledge."""
         from apprise import AppriseResultStatus, NotifyFormat
 
         target = self._for(channel, level)
@@ -420,6 +429,9 @@ class Notifier:
         if target.console:
             print(f"\n┏━ {title}\n" + "\n".join(f"┃ {line}" for line in body.splitlines()), flush=True)
             return Outcome(True)
+        if target.bot is not None:
+            ok, error, retry_after = await target.bot.send(title, body, level=level, ackable=ackable, timeout_s=self.timeout)
+            return Outcome(ok, error, retry_after)
         if target.apprise is None:
             return Outcome(False, target.error)
         body_format = NotifyFormat.MARKDOWN if target.markdown else NotifyFormat.TEXT
@@ -452,7 +464,9 @@ def check_url(url: str) -> str | None:
     import apprise
     from apprise.manager_plugins import NotificationManager
 
-    if url.startswith(CONSOLE):
+    from alerter.telegram import BOT_URL
+
+    if url.startswith(CONSOLE) or url == BOT_URL:
         return None
     _hide(url)
     scheme, sep, _ = url.partition("://")

@@ -20,7 +20,6 @@ from alerter.config import AccountConfig, Settings
 from alerter.models import OwnFigure, RepeatSchedule, Thresholds
 from alerter.sources.profile import Profile
 from alerter.sources.registry import profile_for
-from alerter.sources.stream import supports
 
 
 @dataclass(frozen=True)
@@ -37,16 +36,13 @@ class AccountPlan:
     channels: tuple[str, ...]  # the channels that hear it (their `accounts` filter); levels are per alert
     streams: bool = False  # websocket streams (alerter.streams): asked for ([daemon] or its own) and supported
     own_figure: OwnFigure | None = None  # the exchange's own risk figure for this account's mode, if it has one
-
-    @property
-    def approximate(self) -> bool:
-        return self.profile.approximate
+    approximate: bool = False  # profile = "generic": ccxt's unified figures, not the exchange's own
 
 
 def market_key(account: AccountConfig) -> str:
     """The exchange and how it is reached (its URLs and options): the markets it lists and the
     mark prices it quotes are the same for every account with the same key."""
-    return json.dumps([account.exchange, account.ccxt.get("urls"), account.ccxt.get("options")], sort_keys=True, default=str)
+    return json.dumps([account.exchange, account.ccxt.get("urls"), account.options], sort_keys=True, default=str)
 
 
 def plan(settings: Settings, account: AccountConfig) -> AccountPlan:
@@ -67,8 +63,9 @@ def plan(settings: Settings, account: AccountConfig) -> AccountPlan:
         repricing=between == "reprice" and price_interval is not None,
         market_key=market_key(account),
         channels=tuple(c.name for c in settings.channels if c.accounts is None or account.name in c.accounts),
-        streams=(settings.daemon.streams if account.streams is None else account.streams) and supports(account.exchange),
-        own_figure=profile.figure_of(options if isinstance(options := account.ccxt.get("options"), dict) else None),
+        streams=(settings.daemon.streams if account.streams is None else account.streams) and profile.stream is not None,
+        own_figure=profile.figure_of(account.options),
+        approximate=account.approximate,
     )
 
 

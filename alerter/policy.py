@@ -22,9 +22,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from alerter.models import (
     ACCOUNT_SCOPE,
+    NOTICE_SCOPE,
     Ack,
     Alert,
     AlertKind,
@@ -34,6 +36,9 @@ from alerter.models import (
     ScopeState,
     Thresholds,
 )
+
+if TYPE_CHECKING:
+    from alerter.sources.stream import Notice
 
 RAISING = (Level.CRITICAL, Level.CALL, Level.WARNING)
 CONFIRM_ABSENT = 2  # consecutive full polls without an alerting scope before it is resolved
@@ -165,6 +170,25 @@ def decide_failure(
     if prev.blind and _due(state.blind_notified_at, repeat.blind, now):
         return replace(state, blind_notified_at=now), [blind]
     return state, []
+
+
+NOTICE_LEVEL = Level.CALL  # an exchange's margin call reaches the channels that hear a CALL
+
+
+def notice_due(last_at: datetime | None, now: datetime, every: timedelta | None) -> bool:
+    """Whether an exchange notice about the same positions is told again: the first one always;
+    a repeat once `every` (the call level's repeat interval) has passed; never when repeats are off."""
+    if last_at is None:
+        return True
+    if every is None:
+        return False
+    return now - last_at >= every or now < last_at  # a clock that went back: tell rather than hide
+
+
+def notice_alert(account: str, exchange: str, notice: Notice, now: datetime) -> Alert:
+    """The alert quoting an exchange's own notice (`exchange`: as the exchange calls itself)."""
+    return Alert(kind=AlertKind.NOTICE, level=NOTICE_LEVEL, account=account, scope=NOTICE_SCOPE, created_at=now,
+                 exchange=exchange, reason=notice.text)
 
 
 STORE_NOTICE_EVERY = timedelta(hours=1)  # the "database failing" notice when blind repeats are off

@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 import logging
 
+from typing import TYPE_CHECKING
+
 from alerter.config import Settings
-from alerter.daemon import Daemon, utcnow
 from alerter.models import Alert, AlertKind, Level
+from alerter.pipeline import utcnow
+
+if TYPE_CHECKING:
+    from alerter.daemon import Daemon
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +140,7 @@ class Parts:
 def build_daemon(settings: Settings, *, config=None, **kwargs) -> Daemon:
     """The daemon with its real parts: the SQLite store, apprise, one ccxt source per account.
     With `config` (the file it was loaded from), SIGHUP re-reads that file."""
+    from alerter.daemon import Daemon
     from alerter.store import Store
 
     parts = Parts(config)

@@ -11,9 +11,10 @@ wait for the lock, so a queue of calls behind a held lock fails fast instead of 
 
 Delivery outcomes the database refuses (locked, full, …) are not lost and not resent: the
 messages did go out. `mark_sent`, `mark_failed` and `mark_reported` are kept in memory, in
-order, and written before the next call once the database takes them; until then they are laid
-over what `pending_deliveries` and `expired_unreported` return. `expire` that fails expires nothing
-this round (it is retried on the next). Their failure is logged, never raised.
+order, in an `outbox.Overlay`, and written before the next call once the database takes them;
+until then the overlay is laid over what `pending_deliveries` and `expired_unreported` return.
+`expire` that fails expires nothing this round (it is retried on the next). Their failure is
+logged, never raised.
 """
 
 from __future__ import annotations
@@ -25,18 +26,15 @@ import logging
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from datetime import datetime
 
 from alerter.errors import StoreError
+from alerter.outbox import OUTCOMES, Overlay
 
 logger = logging.getLogger(__name__)
 
 BUDGET_S = 2.0  # per call, from the moment it is asked: well inside a poll's alert deadline
 BUSY_TIMEOUT_S = 0.5  # one attempt's wait for another process's lock
 ATTEMPTS = 4
-
-_DEFERRABLE = ("mark_sent", "mark_failed", "mark_reported")
 
 
 def locked(error: BaseException) -> bool:
@@ -57,9 +55,7 @@ class StoreThread:
         self.busy_timeout_s = busy_timeout_s
         self.attempts = attempts
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        # touched only on the store's thread:
-        self.deferred: list[tuple[str, dict]] = []  # delivery outcomes not yet written, in order
-        self.overlay: dict[tuple[int, str], dict] = {}  # (alert_id, channel) → what those outcomes changed
+        self.overlay = Overlay()  # delivery outcomes not yet written; touched only on the store's thread
 
     # ------------------------------------------------------------ calls
 
@@ -84,16 +80,17 @@ class StoreThread:
 
     def _run(self, name: str, args: tuple, kwargs: dict, deadline: float):
         self._flush()
-        if name == "close" and self.deferred:
+        if name == "close" and self.overlay:
             logger.error("%d delivery outcome(s) could not be recorded before closing: those alerts may be sent again",
-                         len(self.deferred))
-        if name in _DEFERRABLE:
-            if self.deferred:  # keep the order: behind the ones already waiting
-                return self._defer(name, args, kwargs, "earlier outcomes are still waiting")
+                         len(self.overlay))
+        if name in OUTCOMES:
+            arguments = self._arguments(name, args, kwargs)
+            if self.overlay:  # keep the order: behind the ones already waiting
+                return self._defer(name, arguments, "earlier outcomes are still waiting")
             try:
-                return self._attempt(name, args, kwargs, deadline)
+                return self._attempt(name, (), arguments, deadline)
             except StoreError as e:
-                return self._defer(name, args, kwargs, str(e))
+                return self._defer(name, arguments, str(e))
         if name == "expire":
             try:
                 return self._attempt(name, args, kwargs, deadline)
@@ -102,9 +99,9 @@ class StoreThread:
                 return []
         result = self._attempt(name, args, kwargs, deadline)
         if name == "pending_deliveries":
-            return self._pending_laid_over(result, args[0] if args else kwargs.get("due_by"))
+            return self.overlay.pending(result, args[0] if args else kwargs.get("due_by"))
         if name == "expired_unreported":
-            return [d for d in result if not self.overlay.get((d.alert_id, d.channel), {}).get("reported")]
+            return self.overlay.unreported(result)
         return result
 
     def _attempt(self, name: str, args: tuple, kwargs: dict, deadline: float):
@@ -122,55 +119,23 @@ class StoreThread:
 
     def _flush(self) -> None:
         """Write the deferred outcomes, in order, without waiting for a lock; stop at the first refusal."""
-        while self.deferred:
-            name, kwargs = self.deferred[0]
-            self.store.busy_timeout = 0.0
-            try:
-                getattr(self.store, name)(**kwargs)
-            except StoreError:
-                return
-            self.deferred.pop(0)
-            if not self.deferred:
-                self.overlay.clear()
-                logger.warning("the delivery outcomes kept in memory are recorded now")
-
-    def _defer(self, name: str, args: tuple, kwargs: dict, reason: str) -> None:
-        bound = inspect.signature(getattr(type(self.store), name)).bind(self.store, *args, **kwargs).arguments
-        bound.pop("self")
-        bound["alert_ids"] = list(bound["alert_ids"])  # a generator would be spent by the time it is written
-        if not self.deferred:
-            logger.warning("cannot record delivery outcomes, keeping them in memory until the database takes them: %s", reason)
-        self.deferred.append((name, bound))
-        if "folded" in bound:
-            bound["folded"] = list(bound["folded"])
-        for alert_id in bound.get("folded") or ():  # told as "earlier: …" in the same message
-            self.overlay.setdefault((alert_id, bound["channel"]), {"attempts": 0})["sent"] = True
-        for alert_id in bound["alert_ids"]:
-            entry = self.overlay.setdefault((alert_id, bound["channel"]), {"attempts": 0})
-            if name == "mark_sent":
-                entry["sent"] = True
-                entry["attempts"] += 1
-            elif name == "mark_failed":
-                entry["next_attempt_at"] = bound["next_attempt_at"]  # None: given up for good
-                entry["attempts"] += 1
-            else:
-                entry["reported"] = True
-
-    def _pending_laid_over(self, deliveries: list, due_by: datetime | None) -> list:
-        """A channel's pending deliveries as they stand with the deferred outcomes: sent (or
-        folded) ones are gone, a recorded failure moves the row's next attempt; a channel is
-        still due only if one of its remaining rows is."""
         if not self.overlay:
-            return deliveries
-        rows = []
-        for d in deliveries:
-            entry = self.overlay.get((d.alert_id, d.channel))
-            if entry is None:
-                rows.append(d)
-            elif not entry.get("sent") and not ("next_attempt_at" in entry and entry["next_attempt_at"] is None):
-                rows.append(replace(d, attempts=d.attempts + entry["attempts"],
-                                    next_attempt_at=entry.get("next_attempt_at", d.next_attempt_at)))
-        if due_by is None:
-            return rows
-        due = {d.channel for d in rows if d.next_attempt_at is not None and d.next_attempt_at <= due_by}
-        return [d for d in rows if d.channel in due]
+            return
+        self.store.busy_timeout = 0.0
+        if self.overlay.flush(self.store):
+            logger.warning("the delivery outcomes kept in memory are recorded now")
+
+    def _arguments(self, name: str, args: tuple, kwargs: dict) -> dict:
+        """A delivery outcome's arguments by name, its ids as lists: a generator would be spent
+        by a refused attempt, before the outcome is kept."""
+        arguments = inspect.signature(getattr(type(self.store), name)).bind(self.store, *args, **kwargs).arguments
+        arguments.pop("self")
+        for iterable in ("alert_ids", "folded"):
+            if iterable in arguments:
+                arguments[iterable] = list(arguments[iterable])
+        return arguments
+
+    def _defer(self, name: str, arguments: dict, reason: str) -> None:
+        if not self.overlay:
+            logger.warning("cannot record delivery outcomes, keeping them in memory until the database takes them: %s", reason)
+        self.overlay.add(name, arguments)

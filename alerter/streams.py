@@ -3,12 +3,12 @@
 Per exchange (per market key: one exchange reached one way), ONE public connection watches the
 mark prices of the symbols that its streaming accounts hold, following that set as full polls
 change it; each update re-prices those accounts with the fast path's code
-(`Daemon.reprice_from`) and runs the policy on the estimate. Per account, one private
+(`Pipeline.reprice_from`) and runs the policy on the estimate. Per account, one private
 connection: a position or balance event triggers a full poll at once; the exchange's own
-margin-call event triggers a full poll and an alert quoting it.
+margin-call event triggers a full poll and an alert quoting it (when `Pipeline.notices_due`).
 
 The full poll stays the source of truth. While a price stream is down (refused, dropped, or
-stalled: silent for `stream_timeout`), the daemon's REST mark-price checks run for its accounts
+stalled: silent for `stream_timeout`), the REST mark-price checks run for its accounts
 (`Streams.prices_live`), the first one at once; while it is up they are skipped. A stream
 reconnects with backoff (0.5 s doubling to 30 s). Every up/down transition is logged once and
 shown as `alerter_stream_up`; a stream being down never makes an account blind.
@@ -20,15 +20,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from alerter import metrics
-from alerter.models import NOTICE_SCOPE, Alert, AlertKind, Level
+from alerter import metrics, secrets
+from alerter.pipeline import price_groups
 
 if TYPE_CHECKING:
-    from alerter.daemon import Daemon
+    from alerter.pipeline import Pipeline
     from alerter.sources.stream import Notice
 
 TICK_SPREAD_S = 0.5  # the longest wait for the rest of a tick's marks (a sixth of stream_timeout when shorter)
@@ -36,24 +35,6 @@ TICK_WAITS = 5  # looks at the marks within that wait
 logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 30.0
-NOTICE_LEVEL = Level.CALL  # the exchange's margin call reaches the channels that hear a CALL
-
-
-# ---------------------------------------------------------------- pure
-
-def notice_due(last_at: datetime | None, now: datetime, every: timedelta | None) -> bool:
-    """Whether an exchange notice about the same positions is told again: the first one always;
-    a repeat once `every` (the call level's repeat interval) has passed; never when repeats are off."""
-    if last_at is None:
-        return True
-    if every is None:
-        return False
-    return now - last_at >= every or now < last_at  # a clock that went back: tell rather than hide
-
-
-def notice_alert(account: str, exchange: str, notice: Notice, now: datetime) -> Alert:
-    return Alert(kind=AlertKind.NOTICE, level=NOTICE_LEVEL, account=account, scope=NOTICE_SCOPE, created_at=now,
-                 exchange=exchange, reason=notice.text)
 
 
 def backoff(attempt: int) -> float:
@@ -108,28 +89,26 @@ class Link:
 # ---------------------------------------------------------------- the streams of one daemon
 
 class Streams:
-    """Owns every stream task of a daemon; `start()` after the scheduler, `close()` at the end,
-    `restart()` on reload."""
+    """Owns every stream task of the pipeline's streaming accounts; `start()` after the
+    scheduler, `close()` at the end, `restart()` on reload. `spawn(job, *args)` runs a job now,
+    tracked like a scheduled one (the REST fallback of a price stream that went down)."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, pipeline: Pipeline, spawn: Callable[..., None]) -> None:
+        self.pipeline = pipeline
+        self.spawn = spawn
         self.tasks: set[asyncio.Task] = set()
         self.prices: dict[str, PriceStream] = {}  # market key → its stream
         self.accounts: dict[str, AccountStream] = {}
 
     @property
     def timeout_s(self) -> float:
-        return self.daemon.settings.daemon.stream_timeout.total_seconds()
+        return self.pipeline.settings.daemon.stream_timeout.total_seconds()
 
     def start(self) -> None:
-        groups: dict[str, list[str]] = {}
-        for plan in self.daemon.plans.values():
-            if not plan.streams:
-                continue
+        streaming = [plan for plan in self.pipeline.plans.values() if plan.streams]
+        for plan in streaming:
             self.accounts[plan.name] = AccountStream(self, plan.name)
-            if plan.repricing:
-                groups.setdefault(plan.market_key, []).append(plan.name)
-        for key, names in groups.items():
+        for key, names in price_groups(streaming).items():
             self.prices[key] = PriceStream(self, names)
         for stream in (*self.prices.values(), *self.accounts.values()):
             for coro in stream.tasks():
@@ -140,8 +119,6 @@ class Streams:
             logger.info("streams: %d mark-price stream(s), %d account stream(s)", len(self.prices), len(self.accounts))
 
     async def close(self) -> None:
-        from alerter.daemon import cancel_all
-
         await cancel_all(self.tasks, "stream")
         streams = (*self.prices.values(), *self.accounts.values())
         await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
@@ -156,16 +133,31 @@ class Streams:
 
     def prices_live(self, name: str) -> bool:
         """The account's mark prices arrive by stream now: no REST price check for it."""
-        plan = self.daemon.plans.get(name)
+        plan = self.pipeline.plans.get(name)
         stream = self.prices.get(plan.market_key) if plan is not None else None
         return stream is not None and name in stream.names and bool(stream.link.up)
 
     def polled(self, name: str) -> None:
         """A full poll of the account succeeded: the symbols to watch may have changed."""
-        plan = self.daemon.plans.get(name)
+        plan = self.pipeline.plans.get(name)
         stream = self.prices.get(plan.market_key) if plan is not None else None
         if stream is not None:
             stream.changed.set()
+
+
+async def cancel_all(tasks, what: str, *, patience: float = 2.0) -> None:
+    """Cancel `tasks` and wait for them to end. A task that lets a cancel pass (a library that
+    catches it; Python 3.11's wait_for when its awaitable completes at the same moment) is
+    cancelled again, and one still running after that is logged and left: a stop must end."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(3):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=patience)
+    if pending:
+        logger.warning("stopping: %d %s task(s) did not end when cancelled; left behind", len(pending), what)
 
 
 async def close_feed(feed, what: str) -> None:
@@ -181,13 +173,13 @@ class PriceStream:
     """The one public mark-price connection of a group of accounts on one exchange."""
 
     def __init__(self, streams: Streams, names: list[str]) -> None:
-        self.streams, self.daemon, self.names = streams, streams.daemon, names
-        self.exchange = self.daemon.plans[names[0]].exchange
+        self.streams, self.pipeline, self.names = streams, streams.pipeline, names
+        self.exchange = self.pipeline.plans[names[0]].exchange
         self.link = Link(f"mark-price ({self.exchange})", self.exchange, "prices")
         self.changed = asyncio.Event()
         self.dirty = asyncio.Event()
         self.marks: dict[str, float] = {}
-        self.marks_at = 0.0  # loop time the marks arrived (Daemon.reprice_from's as_of)
+        self.marks_at = 0.0  # loop time the marks arrived (Pipeline.reprice_from's as_of)
         self.stamps: dict[str, float] = {}  # the exchange's time of each symbol's last mark seen
         self.cadence = math.inf  # the shortest gap seen between two marks of one symbol
         self.sent: dict[str, tuple] = {}  # account → (its basis, its marks) last re-priced
@@ -199,24 +191,22 @@ class PriceStream:
     def wanted(self) -> list[str]:
         """Symbols of the open positions in the group's fresh confirmed snapshots."""
         symbols = set()
-        for snapshot in self.daemon.fresh_snapshots(self.names).values():
+        for snapshot in self.pipeline.fresh_snapshots(self.names).values():
             symbols.update(p.symbol for p in snapshot.positions)
         return sorted(symbols)
 
     def markets(self) -> dict | None:
-        for name in self.names:
-            source = self.daemon.sources.get(name)
-            markets = getattr(getattr(source, "exchange", None), "markets", None)
-            if markets:
-                return markets
-        return None
+        """The group's markets table, from the first of its sources that has loaded one."""
+        sources = (self.pipeline.sources.get(name) for name in self.names)
+        return next((markets for source in sources if source is not None and (markets := source.markets)), None)
 
     async def run(self) -> None:
         from alerter.sources.stream import PriceFeed, describe
 
         timeout = self.streams.timeout_s
-        connect_timeout = max(timeout, self.daemon.settings.daemon.request_timeout.total_seconds())
-        fallback = f"mark prices by REST every {self.daemon.settings.daemon.price_interval.total_seconds():g} s until it is back"
+        settings = self.pipeline.settings.daemon
+        connect_timeout = max(timeout, settings.request_timeout.total_seconds())
+        fallback = f"mark prices by REST every {settings.price_interval.total_seconds():g} s until it is back"
         while True:
             symbols = self.wanted()
             if not symbols:  # nothing to watch: no connection, nothing to fall back from
@@ -229,7 +219,7 @@ class PriceStream:
                     pass
                 continue
             if self.feed is None:
-                account = self.daemon.account_config(self.names[0])
+                account = self.pipeline.account_config(self.names[0])
                 self.feed = PriceFeed(account, self.markets(), timeout_s=connect_timeout, keepalive_s=timeout)
             try:
                 wait = timeout if self.link.up else connect_timeout
@@ -281,7 +271,7 @@ class PriceStream:
 
     async def fail(self, why: str, fallback: str) -> None:
         if self.link.set_down(why, fallback):
-            self.daemon.spawn(self.daemon.check_prices, self.names)  # fall back at once, not at the next tick
+            self.streams.spawn(self.pipeline.check_prices, self.names)  # fall back at once, not at the next tick
         await self.close()
         await asyncio.sleep(backoff(self.link.failures))
 
@@ -292,7 +282,7 @@ class PriceStream:
             await self.dirty.wait()
             self.dirty.clear()
             marks, marks_at, names = self.marks, self.marks_at, []
-            for name, snapshot in self.daemon.fresh_snapshots(self.names).items():
+            for name, snapshot in self.pipeline.fresh_snapshots(self.names).items():
                 key = (id(snapshot), tuple(marks.get(p.symbol) for p in snapshot.positions))
                 # every position at this tick's mark, or none: one leg at a fresh mark and another
                 # at the poll's older one is the mixed tick one_tick keeps out
@@ -301,7 +291,7 @@ class PriceStream:
                     names.append(name)
             if names:
                 try:
-                    await self.daemon.reprice_from(names, marks, marks_at)
+                    await self.pipeline.reprice_from(names, marks, marks_at)
                 except Exception:  # a bug here must not end the stream
                     logger.exception("re-pricing from the mark-price stream failed")
 
@@ -317,13 +307,12 @@ class AccountStream:
     def __init__(self, streams: Streams, name: str) -> None:
         from alerter.sources.stream import STREAMS
 
-        self.streams, self.daemon, self.name = streams, streams.daemon, name
-        plan = self.daemon.plans[name]
+        self.streams, self.pipeline, self.name = streams, streams.pipeline, name
+        plan = self.pipeline.plans[name]
         self.spec = STREAMS[plan.exchange]
         self.link = Link(f"account {name}", plan.exchange, "account", name)
         self.wake = asyncio.Event()
         self.notices: list[Notice] = []
-        self.noticed: dict[str, datetime] = {}  # notice key → when it was last told
         self.feed = None
 
     def tasks(self):
@@ -344,14 +333,12 @@ class AccountStream:
     async def run(self) -> None:
         from alerter.sources.stream import AccountFeed, describe
 
-        connect_timeout = max(self.streams.timeout_s, self.daemon.settings.daemon.request_timeout.total_seconds())
-        fallback = f"positions and balances at the full polls (every {self.daemon.plans[self.name].poll_interval.total_seconds():g} s)"
+        connect_timeout = max(self.streams.timeout_s, self.pipeline.settings.daemon.request_timeout.total_seconds())
+        fallback = f"positions and balances at the full polls (every {self.pipeline.plans[self.name].poll_interval.total_seconds():g} s)"
         while True:
-            account = self.daemon.account_config(self.name)
-            # OKX's error for a refused login quotes the request: key and passphrase included
-            hidden = [s for s in (getattr(account, k, None) for k in ("api_key", "secret", "password")) if s is not None]
+            account = self.pipeline.account_config(self.name)
             # on the account's own instance, which its polls use too, where the exchange allows (see AccountFeed)
-            self.feed = AccountFeed(account, self.on_message, getattr(self.daemon.sources.get(self.name), "exchange", None),
+            self.feed = AccountFeed(account, self.on_message, getattr(self.pipeline.sources.get(self.name), "exchange", None),
                                     timeout_s=connect_timeout, keepalive_s=self.streams.timeout_s)
             watch = asyncio.ensure_future(self.feed.next())
             try:
@@ -373,7 +360,8 @@ class AccountStream:
                 raise
             except Exception as e:
                 watch.cancel()
-                self.link.set_down(describe(e, [s.get_secret_value() for s in hidden]), fallback)
+                # OKX's error for a refused login quotes the request: key and passphrase included
+                self.link.set_down(describe(e, secrets.of(account)), fallback)
             await self.close()
             await asyncio.sleep(backoff(self.link.failures))
 
@@ -383,20 +371,11 @@ class AccountStream:
             await self.wake.wait()
             self.wake.clear()
             notices, self.notices = self.notices, []
-            alerts = []
-            now = self.daemon.clock()
-            plan = self.daemon.plans.get(self.name)
-            if plan is None:
+            if self.name not in self.pipeline.plans:
                 return
-            for notice in notices:
-                if notice_due(self.noticed.get(notice.key), now, plan.repeat.after(NOTICE_LEVEL)):
-                    self.noticed[notice.key] = now
-                    alerts.append(notice_alert(self.name, self.spec.name, notice, now))
-                else:
-                    logger.info("%s: %s (told at %s: not again before the call repeat)", self.name, notice.text,
-                                self.noticed[notice.key].strftime("%H:%M:%S UTC"))
             try:
-                await self.daemon.poll_account(self.name, notices=alerts)
+                alerts = await self.pipeline.notices_due(self.name, self.spec.name, notices)
+                await self.pipeline.poll_account(self.name, notices=alerts)
             except Exception:  # a bug here must not end the stream
                 logger.exception("%s: poll after a stream event failed", self.name)
 

@@ -8,10 +8,10 @@ keys, each with BTC + ETH cross and SOL isolated positions; every exchange reque
 200 ms (`sim.set_latency(0.2)`). For each N a fresh daemon is built with `build_daemon` (real
 sources, SQLite store in a temporary directory, no channels), then:
 
-  warm-up   one cycle: asyncio.gather(Daemon.poll_account(name) for every account) — loads
+  warm-up   one cycle: asyncio.gather(Pipeline.poll_account(name) for every account) — loads
             the markets (each account has its own ccxt instance) and creates the states;
   fetch     timed cycles of asyncio.gather(fetch_health(...)) — the exchange part only;
-  poll      timed cycles of asyncio.gather(Daemon.poll_account(...)) — fetch + health + policy +
+  poll      timed cycles of asyncio.gather(Pipeline.poll_account(...)) — fetch + health + policy +
             the SQLite commit, i.e. what the daemon's poll jobs do when they coincide.
 
 Reported: median cycle seconds per N, its ratio to N = 1, and exchange API requests per account
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import account_config, bench_account, median, table, verdict, wallet_for  # noqa: E402
 
 from alerter.config import build_settings  # noqa: E402
-from alerter.daemon import fetch_health  # noqa: E402
+from alerter.pipeline import fetch_health  # noqa: E402
 from alerter.runtime import build_daemon  # noqa: E402
 from alerter.simulator import run_simulator  # noqa: E402
 
@@ -72,7 +72,7 @@ async def measure(sim, keys: list[str], n: int, cycles: int, workdir: Path) -> d
     try:
         c0 = sim.request_counts()
         started = time.perf_counter()
-        await asyncio.gather(*(daemon.poll_account(name) for name in names))
+        await asyncio.gather(*(daemon.pipeline.poll_account(name) for name in names))
         warm_s = time.perf_counter() - started
         c1 = sim.request_counts()
         warm = split(c0, c1)
@@ -85,8 +85,8 @@ async def measure(sim, keys: list[str], n: int, cycles: int, workdir: Path) -> d
                 raise SystemExit(f"N={n}: poll errors: {errors[:3]}")
 
         async def poll_cycle():
-            await asyncio.gather(*(daemon.poll_account(name) for name in names))
-            if daemon.unsaved:
+            await asyncio.gather(*(daemon.pipeline.poll_account(name) for name in names))
+            if daemon.pipeline.unsaved:
                 raise SystemExit(f"N={n}: store errors")
 
         result = {"n": n, "warm_s": warm_s, "warm": warm, "warm_paths": warm_paths}

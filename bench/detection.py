@@ -108,7 +108,7 @@ async def lane(index: int, trials: int, poll_s: float, price: str, seed: int, we
         runner = asyncio.create_task(daemon.run())
         out = {"latencies": [], "estimated": 0, "titles": []}
         try:
-            while "main" not in daemon.confirmed:  # steady: the first full poll (markets loaded) is done
+            while "main" not in daemon.pipeline.confirmed:  # steady: the first full poll (markets loaded) is done
                 await asyncio.sleep(0.05)
             sim.reset_counts()
             counted_from = time.monotonic()
@@ -133,8 +133,8 @@ async def lane(index: int, trials: int, poll_s: float, price: str, seed: int, we
                     sim.set_account(key, positions=base)
                 await wait_for_title(webhook, path, index_before, "RESOLVED", 3 * poll_s + 10)
             # end the count right after a full poll, as it began: no edge bias in the request rates
-            last_poll = daemon.confirmed["main"][0]
-            while daemon.confirmed["main"][0] == last_poll:
+            last_poll = daemon.pipeline.confirmed["main"][0]
+            while daemon.pipeline.confirmed["main"][0] == last_poll:
                 await asyncio.sleep(0.05)
             out["seconds"] = time.monotonic() - counted_from
             counts = sim.request_counts()

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import median, table, verdict  # noqa: E402
 
 from alerter.cli import main  # noqa: E402
-from alerter.daemon import describe  # noqa: E402
+from alerter.pipeline import describe  # noqa: E402
 from alerter.health import evaluate  # noqa: E402
 from alerter.models import AccountSnapshot, Position, RepeatSchedule, Thresholds  # noqa: E402
 from alerter.policy import decide_account  # noqa: E402

@@ -243,8 +243,8 @@ class Harness:
         self.clock.advance(minutes=minutes)
         if ratio is not None:
             self.sim.set_prices({"BTCUSDT": price_for(self.sim, ratio)})
-        alerts = await self.daemon.poll_account(account)
-        await self.daemon.deliver_once()
+        alerts = await self.daemon.pipeline.poll_account(account)
+        await self.daemon.delivery.deliver_once()
         return alerts
 
 

@@ -167,3 +167,28 @@ def test_check_notify_records_and_sends_unless_a_daemon_delivers(tmp_path, simul
         assert "a daemon is running on this database" in err
     else:
         assert [b["title"].split(" · ")[0] for b in webhook.bodies] == ["WARNING"] and statuses == ["sent"]
+
+
+def test_check_from_a_shell_leaves_no_database_and_notify_records(tmp_path, simulator):
+    """`alerter check` reads the exchange and prints: it opens no database, so a shell's working
+    directory gets no alerter.db (the default path); `--notify` records what it decides there."""
+    import sqlite3
+
+    simulator.set_prices({"BTCUSDT": 55_470})  # warning
+    config = tmp_path / "check.toml"
+    config.write_text(check_config(tmp_path, simulator).read_text().replace(f'database = "{tmp_path / "a.db"}"\n', ""))
+    env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
+
+    def check(*extra):
+        return subprocess.run([sys.executable, "-m", "alerter", "check", "--json", "--config", str(config), *extra],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+
+    out = check()
+    assert out.returncode == 1, out.stderr
+    assert json.loads(out.stdout)[0]["level"] == "warning"
+    assert sorted(p.name for p in tmp_path.rglob("*") if ".db" in p.name) == []
+
+    out = check("--notify")
+    assert out.returncode == 1, out.stderr
+    with sqlite3.connect(tmp_path / "alerter.db") as db:
+        assert [row[0] for row in db.execute("SELECT level FROM alerts WHERE account = 'main'")] == ["warning"]

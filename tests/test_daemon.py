@@ -94,7 +94,7 @@ def test_refusing_channel_gets_its_alerts_later_and_the_other_is_not_delayed(tmp
             assert len(smtp_server.messages) == 2 and webhook.bodies == []
             webhook.start()                  # back on the same port
             h.clock.advance(minutes=30)      # past the backoff
-            await h.daemon.deliver_once()
+            await h.daemon.delivery.deliver_once()
 
     run(scenario())
     # both alerts arrive in one message, headed by the current state, the superseded one folded
@@ -160,7 +160,7 @@ def test_demo_command_shows_every_level():
 def test_a_stop_ends_a_task_that_let_the_first_cancel_pass():
     """What hung a demo on a busy machine: a stream task on Python 3.11's wait_for lost the stop's
     cancel (its awaitable completed at that moment) and went on; the stop waited for it forever."""
-    from alerter.daemon import cancel_all
+    from alerter.streams import cancel_all
 
     async def scenario():
         swallowed = []
@@ -192,3 +192,35 @@ def test_no_wait_for_in_the_daemon():
 
     users = [str(p) for p in Path(alerter.__file__).parent.rglob("*.py") if "asyncio.wait_for(" in p.read_text()]
     assert users == []
+
+
+def test_the_daemon_parts_import_in_one_direction():
+    """runtime → daemon → streams/digest/delivery → pipeline (and check → pipeline): the parts
+    the daemon composes never import it, nor the pipeline the parts that use it (imports under
+    TYPE_CHECKING are types only)."""
+    import ast
+    from pathlib import Path
+
+    import alerter
+
+    parts = ("daemon", "runtime", "check", "streams", "digest", "delivery", "pipeline")
+    root = Path(alerter.__file__).parent
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                       for stmt in node.body for n in ast.walk(stmt)}
+        found = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        return {p for p in parts if f"alerter.{p}" in found}
+
+    graph = {p: imports(p) for p in parts}
+    assert graph["pipeline"] == set()
+    assert [p for p in parts if "daemon" in graph[p]] == ["runtime"]
+    assert "runtime" not in graph["daemon"] | graph["streams"] | graph["digest"] | graph["delivery"]

@@ -205,18 +205,18 @@ def test_an_estimate_overtaken_by_a_full_poll_is_dropped_not_resolved(tmp_path, 
     before a move must not be applied after the full poll that saw it (a false RESOLVED)."""
     from helpers import harness, titles
 
-    from alerter.daemon import Poll
+    from alerter.pipeline import Poll
     from alerter.health import evaluate, reprice
 
     async def scenario():
         async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
             await h.step(0.3)
-            _, calm = h.daemon.confirmed["main"]
+            _, calm = h.daemon.pipeline.confirmed["main"]
             calm_marks = {p.symbol: p.mark_price for p in calm.positions}
             stale = Poll("main", evaluate(reprice(calm, calm_marks), 0.4), snapshot=reprice(calm, calm_marks), basis=calm)
             await h.step(0.92)  # the full poll sees the move: CRITICAL
-            assert await h.daemon.handle(stale) == []
-            await h.daemon.deliver_once()
+            assert await h.daemon.pipeline.handle(stale) == []
+            await h.daemon.delivery.deliver_once()
             return h.daemon.store.load_states("main")["account"].level
 
     level = run_async(scenario())

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from helpers import SCENARIO, Clock, Harness, harness, price_for, run, settings_for, titles
 
-from alerter.daemon import utcnow
+from alerter.pipeline import utcnow
 from alerter.simulator import run_simulator
 
 
@@ -25,8 +25,8 @@ def test_estimate_alerts_first_and_the_full_poll_confirms_without_duplicate(tmp_
             before = sim.request_counts()
             sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})    # the market moves
             h.clock.advance(seconds=5)
-            assert await h.daemon.check_prices(["main", "second"]) == 2
-            await h.daemon.deliver_once()
+            assert await h.daemon.pipeline.check_prices(["main", "second"]) == 2
+            await h.daemon.delivery.deliver_once()
             estimated = list(titles(webhook))
             requests = {path: n - before.get(key, 0) for key, n in sim.request_counts().items() for path in [key[1]] if n > before.get(key, 0)}
             await h.step(minutes=1)                              # the full poll confirms: quiet
@@ -48,15 +48,15 @@ def test_marks_older_than_the_last_estimates_are_dropped(tmp_path, webhook):
             sim, loop = h.sim, asyncio.get_running_loop()
             await h.step(0.30)
             source = h.daemon.sources["main"]
-            symbols = sorted({p.symbol for p in h.daemon.confirmed["main"][1].positions})
+            symbols = sorted({p.symbol for p in h.daemon.pipeline.confirmed["main"][1].positions})
             stale_at = loop.time()
             stale = await source.fetch_marks(symbols)                # asked for before the move
             sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})
             tick_at = loop.time()
             tick = await source.fetch_marks(symbols)                 # the stream's tick after it
-            assert await h.daemon.reprice_from(["main"], tick, tick_at) == 1
-            assert await h.daemon.reprice_from(["main"], stale, stale_at) == 0  # arrives last, is older
-            await h.daemon.deliver_once()
+            assert await h.daemon.pipeline.reprice_from(["main"], tick, tick_at) == 1
+            assert await h.daemon.pipeline.reprice_from(["main"], stale, stale_at) == 0  # arrives last, is older
+            await h.daemon.delivery.deliver_once()
             return sim.state.risk("main-key").cross_margin_ratio
 
     ratio = run(scenario())
@@ -70,12 +70,12 @@ def test_marks_older_than_the_last_full_poll_are_dropped(tmp_path, webhook):
         async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
             loop = asyncio.get_running_loop()
             await h.step(0.30)
-            symbols = sorted({p.symbol for p in h.daemon.confirmed["main"][1].positions})
+            symbols = sorted({p.symbol for p in h.daemon.pipeline.confirmed["main"][1].positions})
             stale_at = loop.time()
             stale = await h.daemon.sources["main"].fetch_marks(symbols)  # asked for before the move and the poll
             await h.step(0.78)                                          # the full poll sees the CALL
-            assert await h.daemon.reprice_from(["main"], stale, stale_at) == 0
-            await h.daemon.deliver_once()
+            assert await h.daemon.pipeline.reprice_from(["main"], stale, stale_at) == 0
+            await h.daemon.delivery.deliver_once()
             return h.sim.state.risk("main-key").cross_margin_ratio
 
     ratio = run(scenario())
@@ -88,7 +88,7 @@ def test_estimate_uses_the_same_numbers_as_a_full_poll(tmp_path, webhook):
             sim = h.sim
             await h.step(0.30)
             sim.set_prices({"BTCUSDT": price_for(sim, 0.60)})
-            await h.daemon.check_prices(["main"])
+            await h.daemon.pipeline.check_prices(["main"])
             est = h.daemon.store.samples(account="main")[-1]
             await h.step(minutes=1)
             full = h.daemon.store.samples(account="main")[-1]
@@ -190,7 +190,7 @@ def test_accounts_on_one_exchange_share_one_markets_load(tmp_path):
             sim.inject("malformed", count=1, path="exchangeInfo")  # a cut answer is not "no markets" for a day
             assert [a.kind for a in await h.step(account="main")] == []
             assert h.daemon.store.load_states("main")["account"].failures == 1
-            await asyncio.gather(h.daemon.poll_account("main"), h.daemon.poll_account("second"))
+            await asyncio.gather(h.daemon.pipeline.poll_account("main"), h.daemon.pipeline.poll_account("second"))
             counts = sim.request_counts()
             states = {n: h.daemon.store.load_states(n)["account"].failures for n in ("main", "second")}
             return sum(n for (_, path), n in counts.items() if path.endswith("exchangeInfo")), states

@@ -106,7 +106,7 @@ def test_smtp_down_is_retried_until_it_comes_back_and_the_webhook_is_not_delayed
             controller.start()                      # the mail server comes back
             try:
                 h.clock.advance(minutes=30)
-                await h.daemon.deliver_once()
+                await h.daemon.delivery.deliver_once()
             finally:
                 controller.stop()
             return h.daemon.store.deliveries(channel="mail")
@@ -174,12 +174,12 @@ def test_price_checks_never_restore_a_blind_account(tmp_path, webhook):
             sim.inject("http401", count=None, api_key="main-key")
             for _ in range(3):
                 await h.step()
-                assert await h.daemon.check_prices(["main"]) == 0
-                await h.daemon.deliver_once()
+                assert await h.daemon.pipeline.check_prices(["main"]) == 0
+                await h.daemon.delivery.deliver_once()
             sim.clear_faults()
             await h.step()
-            assert await h.daemon.check_prices(["main"]) == 1
-            await h.daemon.deliver_once()
+            assert await h.daemon.pipeline.check_prices(["main"]) == 1
+            await h.daemon.delivery.deliver_once()
 
     run(scenario())
     assert heads(webhook) == ["BLIND", "RESTORED"]
@@ -192,7 +192,7 @@ def test_a_slow_channel_never_holds_up_another_channels_next_alert(tmp_path, web
 
     from conftest import WebhookReceiver
 
-    from alerter.daemon import utcnow
+    from alerter.pipeline import utcnow
 
     slow = WebhookReceiver()
     slow.delay = 3.0
@@ -208,16 +208,16 @@ def test_a_slow_channel_never_holds_up_another_channels_next_alert(tmp_path, web
             channels = [{"name": "fast", "url": f"json://{webhook.url}/hook"}, {"name": "slow", "url": f"json://{slow.url}/hook"}]
             h = Harness(sim, settings_for(sim, tmp_path, channels), Clock())
             h.daemon.clock = utcnow
-            workers = asyncio.create_task(h.daemon.delivery_loop(idle=0.2))
+            workers = asyncio.create_task(h.daemon.delivery.run(idle=0.2))
             try:
                 await asyncio.sleep(0.1)
                 sim.set_prices({"BTCUSDT": price_for(sim, 0.55)})
-                await h.daemon.poll_account("main")           # WARNING → both channels, by the workers
+                await h.daemon.pipeline.poll_account("main")           # WARNING → both channels, by the workers
                 assert await wait_for(lambda: len(webhook.bodies) == 1, 2)
                 await asyncio.sleep(0.3)                      # the slow channel is mid-send
                 started = time.monotonic()
                 sim.set_prices({"BTCUSDT": price_for(sim, 0.80)})
-                await h.daemon.poll_account("main")           # CALL
+                await h.daemon.pipeline.poll_account("main")           # CALL
                 assert await wait_for(lambda: len(webhook.bodies) == 2, 2.5)
                 return time.monotonic() - started
             finally:
@@ -254,7 +254,7 @@ def test_dns_failure_is_retried_and_the_other_channel_is_not_affected(tmp_path, 
             await h.step(0.8)
             first = h.daemon.store.deliveries(channel="unresolvable")
             h.clock.advance(minutes=1)
-            await h.daemon.deliver_once()  # retried after its backoff, fails again
+            await h.daemon.delivery.deliver_once()  # retried after its backoff, fails again
             return first, h.daemon.store.deliveries(channel="unresolvable")
 
     first, later = run(scenario())

@@ -155,13 +155,13 @@ def test_the_digest_sums_up_the_day_once_per_local_day(tmp_path, webhook):
             h.sim.clear_faults()
             await h.step(account="second")
             webhook.requests.clear()
-            assert await h.daemon.send_digest("hook")
-            assert not await h.daemon.send_digest("hook")        # once a day (the channel's day)
+            assert await h.daemon.digests.send("hook")
+            assert not await h.daemon.digests.send("hook")        # once a day (the channel's day)
             h.clock.advance(hours=10)                            # 22:10 UTC: still 2026-03-01 in Berlin? 23:10 — yes
-            assert not await h.daemon.send_digest("hook")
+            assert not await h.daemon.digests.send("hook")
             h.clock.advance(hours=1)                             # 00:10 in Berlin: a new day
-            assert await h.daemon.send_digest("quiet") is True
-            assert await h.daemon.send_digest("hook") is True
+            assert await h.daemon.digests.send("quiet") is True
+            assert await h.daemon.digests.send("hook") is True
 
     run(scenario())
     first, quiet, again = webhook.bodies
@@ -186,15 +186,15 @@ def test_a_digest_that_cannot_be_delivered_is_tried_again_that_day(tmp_path, web
         channels = [{"name": "hook", "url": f"json://{webhook.url}/hook", "digest": "08:00"}]
         async with harness(tmp_path, channels) as h:
             await h.step(0.30)
-            h.daemon.scheduler = AsyncIOScheduler(timezone=UTC)  # not started: it only keeps the job
+            h.daemon.digests.scheduler = AsyncIOScheduler(timezone=UTC)  # not started: it only keeps the job
             webhook.fail_next(1, 500)
             before = datetime.now(UTC)
-            assert not await h.daemon.send_digest("hook")
-            (job,) = h.daemon.scheduler.get_jobs()
+            assert not await h.daemon.digests.send("hook")
+            (job,) = h.daemon.digests.scheduler.get_jobs()
             assert job.id == "digest-retry:hook" and job.args[1:] == ("hook",)
             assert timedelta(minutes=4, seconds=59) < job.trigger.run_date - before < timedelta(minutes=5, seconds=5)
-            assert await h.daemon.send_digest("hook")            # the retry: sent, and recorded
-            assert not await h.daemon.send_digest("hook")
+            assert await h.daemon.digests.send("hook")            # the retry: sent, and recorded
+            assert not await h.daemon.digests.send("hook")
 
     run(scenario())
     assert len(webhook.bodies) == 2 and webhook.bodies[0]["title"] == webhook.bodies[1]["title"]

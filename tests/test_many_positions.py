@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 from alerter.cli import main
 from alerter.config import build_settings
-from alerter.daemon import Daemon, Poll, describe
+from alerter.pipeline import Pipeline, Poll, describe
 from alerter.health import evaluate
 from alerter.models import AccountSnapshot, Position, RepeatSchedule, Thresholds
 from alerter.policy import decide_account
 from alerter.store import Store
+from alerter.storethread import StoreThread
 
 POSITIONS = 5000
 THRESHOLDS = Thresholds(warning=0.5, call=0.7, critical=0.85, hysteresis=0.05, target=0.4)
@@ -45,11 +46,11 @@ def test_the_poll_log_line_names_the_worst_and_counts_the_rest(tmp_path, caplog)
     now = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
     async def record_one_poll() -> None:
-        daemon = Daemon(settings, store=Store(tmp_path / "a.db"), notifier=None, sources={}, clock=lambda: now)
-        await daemon.record(Poll("big", evaluate(snapshot(now), THRESHOLDS.target)))
-        await daemon.store_thread.close()
+        pipeline = Pipeline(settings, sources={}, store=StoreThread(Store(tmp_path / "a.db")), clock=lambda: now)
+        await pipeline.record(Poll("big", evaluate(snapshot(now), THRESHOLDS.target)))
+        await pipeline.store.close()
 
-    with caplog.at_level(logging.INFO, logger="alerter.daemon"):
+    with caplog.at_level(logging.INFO, logger="alerter.pipeline"):
         asyncio.run(record_one_poll())
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("big: account")]
     assert len(line) < 600, line

@@ -88,8 +88,8 @@ class Polls:
 
     async def poll(self):
         self.clock.advance(minutes=1)
-        alerts = await self.daemon.poll_account("iso")
-        await self.daemon.deliver_once()
+        alerts = await self.daemon.pipeline.poll_account("iso")
+        await self.daemon.delivery.deliver_once()
         return alerts
 
     async def close(self):

@@ -406,3 +406,24 @@ def test_database_notices_are_never_closer_than_the_interval_and_never_further_a
         assert bool(notices) == (before is None or at - before >= interval)
     assert sent_at[0] == T0 + timedelta(minutes=gaps[0])
     assert all(b - a >= interval for a, b in zip(sent_at, sent_at[1:], strict=False))
+
+
+NOTICE_AT = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@given(st.integers(0, 10_000), st.integers(1, 10_000))
+def test_a_notice_is_told_again_only_after_the_repeat(seconds, every):
+    from alerter.policy import notice_due
+
+    last, now, repeat = NOTICE_AT, NOTICE_AT + timedelta(seconds=seconds), timedelta(seconds=every)
+    assert notice_due(None, now, repeat)
+    assert notice_due(last, now, repeat) == (seconds >= every)
+    assert not notice_due(last, now, None)
+
+
+def test_notice_alert_routes_like_a_call():
+    from alerter.policy import notice_alert
+    from alerter.sources.stream import Notice
+
+    alert = notice_alert("main", "Binance", Notice("Binance margin call: ETHUSDT cross, maint 1.61", "k"), NOTICE_AT)
+    assert alert.level == Level.CALL and alert.scope == "exchange"

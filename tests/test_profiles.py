@@ -1,20 +1,30 @@
 """The exchange profiles: the registry built from them, the generic path only on request and
-always approximate, no import cycle with the config, and the README's support matrix generated
-from them (so it cannot drift)."""
+always approximate, and the tables of docs/exchanges.md generated from them (so they cannot
+drift)."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from alerter.config import AccountConfig, ConfigError
 from alerter.health import evaluate
-from alerter.sources import build_source, generic
-from alerter.sources.registry import GENERIC, MATRIX_BEGIN, MATRIX_END, PROFILES, main, profile_for, support_matrix
+from alerter.sources import build_source, bybit, generic
+from alerter.sources.registry import (
+    BLOCKS,
+    GENERIC,
+    MATRIX_BEGIN,
+    MATRIX_END,
+    PROFILES,
+    main,
+    markers,
+    permissions_table,
+    profile_for,
+    streams_table,
+    support_matrix,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"api_key": "key-AbCdEf123456", "secret": "secret-ZyXwVu987654"}
@@ -31,12 +41,12 @@ def test_every_profile_states_what_the_readme_and_the_config_need():
         assert exchange_id in profile.ids or profile is GENERIC
         assert profile.liquidation_url.startswith("https://"), exchange_id
         assert profile.name and profile.modes and profile.figure and profile.currency and profile.liquidation.endswith(".")
-        assert profile.approximate == (profile is GENERIC)
+        assert ("**approximate**" in profile.figure) == (profile is GENERIC)
         # off where the exchange's maintenance does not follow the mark linearly (tiers, options, coin margin)
         assert profile.reprice == (exchange_id not in ("generic", "hyperliquid", "deribit", "binancecoinm", "kucoinfutures", "binance", "krakenfutures", "gate", "bitget"))
     assert PROFILES["okx"].credentials == ("api_key", "secret", "password")
     assert PROFILES["hyperliquid"].credentials == ("wallet_address",)
-    assert PROFILES["bybit"].position_params == ({"settleCoin": "USDT"}, {"settleCoin": "USDC"})
+    assert bybit.POSITION_PARAMS == ({"settleCoin": "USDT"}, {"settleCoin": "USDC"})
 
 
 def test_an_account_gets_its_exchanges_profile_and_generic_only_when_it_asks():
@@ -57,13 +67,6 @@ def test_a_source_uses_its_profiles_ccxt_defaults_under_the_accounts_table():
     assert okx["fetchMarkets"]["types"] == ["swap"]  # the account's table wins
     binance = asyncio.run(options(AccountConfig(name="b", exchange="binanceusdm", **KEYS)))
     assert (binance["fetchCurrencies"], binance["fetchMargins"]) == (False, False)
-
-
-def test_config_reads_the_profiles_without_ccxt_or_an_import_cycle():
-    for first in ("alerter.config", "alerter.sources.registry", "alerter.sources.exchange", "alerter.sources"):
-        code = (f"import sys, {first}, alerter.config, alerter.sources.exchange; "
-                "print(any(m == 'ccxt' or m.startswith('ccxt.') for m in sys.modules))")
-        assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 # ---------------------------------------------------------------- the generic path
@@ -104,16 +107,26 @@ def test_generic_without_positions_takes_the_balances_currency():
     assert generic.normalise("a", "x", {"total": {}}, [], {}, balance_includes_pnl=False).equity == 0
 
 
-# ---------------------------------------------------------------- the README's support matrix
+# ---------------------------------------------------------------- the generated tables of docs/exchanges.md
 
-def readme_matrix() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start, end = text.index(MATRIX_BEGIN), text.index(MATRIX_END) + len(MATRIX_END)
-    return text[start:end]
+def page_block(what: str) -> str:
+    text = (ROOT / "docs" / "exchanges.md").read_text(encoding="utf-8")
+    begin, end = markers(what)
+    start, stop = text.index(begin), text.index(end) + len(end)
+    return text[start:stop]
 
 
-def test_the_readme_holds_exactly_the_generated_support_matrix():
-    assert readme_matrix() == support_matrix(), "regenerate it: python -m alerter.sources.registry --write README.md"
+@pytest.mark.parametrize("what", sorted(BLOCKS))
+def test_the_exchanges_page_holds_exactly_the_generated_tables(what):
+    assert page_block(what) == BLOCKS[what](), "regenerate it: python -m alerter.sources.registry --write docs/exchanges.md"
+
+
+def test_the_permissions_and_streams_tables_have_a_row_per_venue():
+    permissions = permissions_table().splitlines()[3:-1]
+    assert len(permissions) == len(PROFILES.distinct()) and all(not row.endswith("| — |") for row in permissions)
+    assert '| Hyperliquid (`hyperliquid`) | `wallet_address` | no key' in permissions_table()
+    streams = [row.split(" | ")[0] for row in streams_table().splitlines()[3:-1]]
+    assert streams == ["| Binance USDⓈ-M (`binanceusdm`)", "| Bybit (`bybit`)", "| OKX (`okx`)"]
 
 
 def test_the_matrix_has_a_row_per_profile_and_lists_the_real_recordings(tmp_path):
@@ -132,19 +145,22 @@ def test_the_matrix_has_a_row_per_profile_and_lists_the_real_recordings(tmp_path
     assert "[source](https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-balance)" in okx
 
 
-def test_the_matrix_is_regenerated_in_place(tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n\n{MATRIX_BEGIN}\n| stale |\n{MATRIX_END}\n\nafter\n", encoding="utf-8")
-    assert main(["--write", str(readme)]) == 0
-    assert readme.read_text(encoding="utf-8") == f"# title\n\n{support_matrix()}\n\nafter\n"
-    assert main([]) == 0 and capsys.readouterr().out == support_matrix() + "\n"
+def test_the_tables_are_regenerated_in_place(tmp_path, capsys):
+    page = tmp_path / "exchanges.md"
+    stale = "\n\n".join(f"{begin}\n| stale |\n{end}" for begin, end in map(markers, BLOCKS))
+    page.write_text(f"# title\n\n{stale}\n\nafter\n", encoding="utf-8")
+    assert main(["--write", str(page)]) == 0
+    fresh = "\n\n".join(make() for make in BLOCKS.values())
+    assert page.read_text(encoding="utf-8") == f"# title\n\n{fresh}\n\nafter\n"
+    assert main([]) == 0 and capsys.readouterr().out == fresh + "\n"
+    assert MATRIX_BEGIN in fresh and MATRIX_END in fresh
 
 
 def test_check_marks_an_approximate_account_in_its_json_and_its_table(capsys):
     from alerter.check import rows_for
     from alerter.commands.check import render_table
     from alerter.config import build_settings
-    from alerter.daemon import Poll
+    from alerter.pipeline import Poll
     from alerter.models import Health
     from alerter.plan import plans
 

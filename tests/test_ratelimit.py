@@ -14,7 +14,8 @@ from helpers import DaemonRuns, inline_toml, simulator_thread, wait_until
 from helpers import SCENARIO, harness, run, titles
 
 from alerter.config import build_settings
-from alerter.daemon import pause_note, span
+from alerter.display import duration
+from alerter.pipeline import pause_note
 from alerter.simulator import run_simulator
 from alerter.sources import RetryPolicy, SourceError, build_source
 
@@ -47,7 +48,7 @@ def test_a_day_long_retry_after_pauses_the_account_for_an_hour_and_says_so(tmp_p
     assert after_429 >= 1 and skipped == 0 and second >= 5
     assert [t.split(" · ")[0] for t in titles(webhook)] == ["BLIND", "RESTORED"]
     assert titles(webhook)[0] == ("BLIND · main · no data for 3 polls: transient: rate limited by the exchange: it asked for "
-                                  "a pause of 24 h; no poll before 13:02:00 UTC (capped at 1 h)")
+                                  "a pause of 1d; no poll before 13:02:00 UTC (capped at 1h)")
     assert not state.blind and state.failures == 0
 
 
@@ -73,15 +74,15 @@ def test_a_retry_after_longer_than_a_retry_waits_is_not_retried_within_the_fetch
 
 
 @pytest.mark.parametrize("asked, text", [
-    (86400, "it asked for a pause of 24 h; no poll before 13:00:00 UTC (capped at 1 h)"),
-    (90, "it asked for a pause of 1.5 min; no poll before 12:01:30 UTC"),
-    (3600, "it asked for a pause of 1 h; no poll before 13:00:00 UTC"),
+    (86400, "it asked for a pause of 1d; no poll before 13:00:00 UTC (capped at 1h)"),
+    (90, "it asked for a pause of 90s; no poll before 12:01:30 UTC"),
+    (3600, "it asked for a pause of 1h; no poll before 13:00:00 UTC"),
 ])
 def test_pause_note(asked, text):
     start = datetime(2026, 3, 1, 12, tzinfo=UTC)
     until = start + min(timedelta(seconds=asked), timedelta(hours=1))
     assert pause_note(asked, until) == "rate limited by the exchange: " + text
-    assert span(40) == "40 s"
+    assert duration(timedelta(seconds=40)) == "40s"
 
 
 def test_the_daemon_process_waits_out_the_retry_after(tmp_path, webhook):
@@ -120,5 +121,5 @@ def test_the_daemon_process_waits_out_the_retry_after(tmp_path, webhook):
             proc.wait(20)
     assert resumed_after >= pause, resumed_after  # not polled again before the pause ended
     assert second_polls >= 4  # the other account kept its 0.5 s polls
-    assert "rate limited by the exchange: it asked for a pause of 6 s; no poll before" in blind[0]
+    assert "rate limited by the exchange: it asked for a pause of 6s; no poll before" in blind[0]
     assert "Traceback" not in runs.stderr().read_text()

@@ -97,22 +97,23 @@ def test_futures_positions_are_routed_by_gates_leverage(futures):
     assert ltc.notional == pytest.approx(19.012, rel=REL)  # value
     assert ltc.contracts == pytest.approx(2 * 0.1, rel=REL)  # size × quanto_multiplier
     assert ltc.liquidation_price is None  # liq_price "0"
-    assert ltc.maintenance_margin == pytest.approx(19.012 * 0.01, rel=REL)  # value × maintenance_rate (no maintenance_margin stated)
+    # value × (maintenance_rate + the contract's taker_fee_rate 0.00075, Gate's fee to close; no maintenance_margin stated)
+    assert ltc.maintenance_margin == pytest.approx(19.012 * (0.01 + 0.00075), rel=REL)
 
 
 def test_futures_isolated_position_is_its_own_scope_at_gates_liquidation_price(futures):
     _, healths, _ = futures
     apt = healths["isolated:APT/USDT:USDT:short"]
     assert apt.equity == pytest.approx(17.39155324375 + -0.8092, rel=REL)  # margin + unrealised_pnl
-    assert apt.maintenance_margin == pytest.approx(137.8377 * 0.025, rel=REL)  # value × maintenance_rate
+    assert apt.maintenance_margin == pytest.approx(137.8377 * (0.025 + 0.00075), rel=REL)  # value × (maintenance_rate + taker_fee_rate)
     (risk,) = apt.top_positions
     assert risk.liquidation_price == pytest.approx(12.65, rel=REL)  # liq_price
     assert risk.mark_price == pytest.approx(11.583, rel=REL)  # mark_price
     assert apt.liquidation_move == pytest.approx(12.65 / 11.583 - 1, rel=REL)  # the distance is Gate's liq_price
-    # the derived maintenance (no fee to close) meets the margin balance within 0.1 % of Gate's liq_price
+    # the derived maintenance (with the fee to close) meets the margin balance at Gate's liq_price, to the cent
     contracts = 119 * 0.1  # size × quanto_multiplier
-    meets_at = (17.39155324375 + contracts * 11.515) / (contracts * (1 + 0.025))  # margin + PnL = value × rate
-    assert meets_at == pytest.approx(12.65, rel=1e-3)
+    meets_at = (17.39155324375 + contracts * 11.515) / (contracts * (1 + 0.025 + 0.00075))  # margin + PnL = value × (rate + fee)
+    assert meets_at == pytest.approx(12.65, abs=0.005)  # liq_price, stated to the cent
 
 
 def test_unified_account_is_gates_total_maintenance_over_total_margin_balance(unified):
@@ -214,13 +215,13 @@ def test_profile_options_figure_and_credentials():
 def test_ccxt_recorded_isolated_long_stating_maintenance_margin_zero_is_valued_at_its_rate():
     """ccxt's own static test recording (fetchPositions, LTC_USDT isolated long of ccxt's test account,
     2024-01-12): `maintenance_margin` "0" and `initial_margin` "0" as Gate sent them then, so the
-    maintenance is `value` × `maintenance_rate`, never 0."""
+    maintenance is `value` × (`maintenance_rate` + the contract's taker fee rate), never 0."""
     account = {k: v for k, v in FUTURES_ACCOUNT.items() if not k.startswith("cross_")}  # synthetic: no cross figures
     snapshot, healths, _ = replay({"/api/v4/futures/usdt/accounts": account,
                                    "/api/v4/futures/usdt/positions": REAL / "ccxt-isolated-long-positions.json"})
     ltc = healths["isolated:LTC/USDT:USDT:long"]
     assert ltc.equity == pytest.approx(1.49257625 + 0.008, rel=REL)  # margin + unrealised_pnl
-    assert ltc.maintenance_margin == pytest.approx(7.443 * 0.01, rel=REL)  # value × maintenance_rate
+    assert ltc.maintenance_margin == pytest.approx(7.443 * (0.01 + 0.00075), rel=REL)  # value × (maintenance_rate + taker_fee_rate)
     (risk,) = ltc.top_positions
     assert risk.liquidation_price == pytest.approx(60.07, rel=REL)  # liq_price
     assert risk.mark_price == pytest.approx(74.43, rel=REL)  # mark_price

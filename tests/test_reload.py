@@ -234,18 +234,18 @@ def test_reload_rebuilds_changed_sources_closes_removed_ones_and_holds_a_removed
     async def scenario():
         daemon = build_daemon(build_settings(first))
         try:
-            await daemon.poll_account("a")  # WARNING, recorded for both channels, not yet delivered
-            await daemon.poll_account("b")
+            await daemon.pipeline.poll_account("a")  # WARNING, recorded for both channels, not yet delivered
+            await daemon.pipeline.poll_account("b")
             old = dict(daemon.sources)
             assert await daemon.reload(build_settings(second))
             assert daemon.sources["a"] is not old["a"] and "b" not in daemon.sources
             assert old["a"].exchange.session is None and old["b"].exchange.session is None  # closed
             pending = [d.channel for d in daemon.store.deliveries(status="pending")]
-            await daemon.deliver_once("hook")  # as the daemon's workers: one per configured channel
-            assert await daemon.poll_account("a") == []  # the new source works; the state was kept
+            await daemon.delivery.deliver_once("hook")  # as the daemon's workers: one per configured channel
+            assert await daemon.pipeline.poll_account("a") == []  # the new source works; the state was kept
             assert other.bodies == [] and len(webhook.bodies) == 1
             assert await daemon.reload(build_settings(first))  # "other" is back: its alerts go out
-            await daemon.deliver_once("other")
+            await daemon.delivery.deliver_once("other")
             refused = await daemon.reload(build_settings({**first, "daemon": {**first["daemon"], "database": str(tmp_path / "x.db")}}))
             return pending, refused
         finally:
@@ -285,12 +285,12 @@ def test_a_reload_with_new_thresholds_rebuilds_the_plan_and_the_next_poll_uses_i
     async def scenario():
         daemon = build_daemon(build_settings(first))
         try:
-            before = await daemon.poll_account("a")
-            await daemon.deliver_once()
+            before = await daemon.pipeline.poll_account("a")
+            await daemon.delivery.deliver_once()
             source, plan = daemon.sources["a"], daemon.plans["a"]
             assert await daemon.reload(build_settings(second))
-            after = await daemon.poll_account("a")
-            await daemon.deliver_once()
+            after = await daemon.pipeline.poll_account("a")
+            await daemon.delivery.deliver_once()
             return before, after, plan, daemon.plans["a"], daemon.sources["a"] is source
         finally:
             await asyncio.gather(*(s.close() for s in daemon.sources.values()))
@@ -354,3 +354,61 @@ def test_systemd_hears_reloading_then_ready_around_a_reload(tmp_path, stopped):
     usec = int(reloading[1].removeprefix("MONOTONIC_USEC="))
     assert before <= usec <= time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     assert log_lines(daemons, "reload: no changes")
+
+
+def test_a_reload_that_changes_the_wallet_address_watches_the_new_wallet(tmp_path):
+    """In process: a Hyperliquid account is read by its wallet address alone, so a new address is
+    a new connection: after the reload, the poll asks for (and records) the new wallet's account.
+    The replay serves each wallet its own real recording: the old one an answer Hyperliquid no
+    longer gives (refused: the poll fails), the new one today's (three scopes)."""
+    import asyncio
+    import json
+    from pathlib import Path
+
+    from aiohttp import web
+
+    from alerter.config import build_settings
+    from alerter.runtime import build_daemon
+    from alerter.simulator.replay import Contract, Replay
+
+    real = Path(__file__).parent / "fixtures" / "real" / "hyperliquid"
+    old, new = "0x" + "1" * 40, "0x" + "2" * 40
+    answers = {old: (real / "cross-clearinghouseState.json").read_bytes(), new: (real / "cross-isolated-clearinghouseState.json").read_bytes()}
+    coins = ("BTC", "ETH", "SOL", "LTC", "LDO", "XRP", "WIF", "SAGA", "MOODENG", "PURR", "HYPE", "VIRTUAL", "MORPHO", "IP", "MON", "MET",
+             "ATOM", "DYDX", "APE", "OP", "ARB", "MATIC", "GMX", "AVAX")
+    asked: list[str] = []
+
+    class ByWallet(Replay):
+        """The replay, answering clearinghouseState with the asking wallet's recording (every
+        Hyperliquid call is a POST /info whose body's "type" names it)."""
+
+        async def handle(self, request: web.Request) -> web.Response:
+            data = json.loads(await request.read())
+            if data["type"] == "clearinghouseState":
+                asked.append(data["user"])
+                return web.Response(body=answers[data["user"]], content_type="application/json")
+            return web.Response(body=self.routes[f"/info#{data['type']}"], content_type="application/json")
+
+    def settings(server: Replay, wallet: str):
+        account = {"name": "hl", "exchange": "hyperliquid", "wallet_address": wallet, "ccxt": server.ccxt_config()}
+        return build_settings(config(tmp_path, [account], []))
+
+    async def scenario():
+        server = ByWallet("hyperliquid", {}, [Contract(c, c, "USDC", "USDC") for c in coins])
+        await server.start()
+        daemon = build_daemon(settings(server, old))
+        try:
+            await daemon.pipeline.poll_account("hl")
+            before = set(daemon.store.load_states("hl"))
+            assert await daemon.reload(settings(server, new))
+            await daemon.pipeline.poll_account("hl")
+            return before, set(daemon.store.load_states("hl")), daemon.sources["hl"].exchange.walletAddress
+        finally:
+            await asyncio.gather(*(s.close() for s in daemon.sources.values()))
+            daemon.store.close()
+            await server.stop()
+
+    before, after, watched = asyncio.run(scenario())
+    assert asked == [old, new] and watched == new
+    assert "isolated:MON/USDC:USDC:short" not in before
+    assert after >= {"account", "isolated:MON/USDC:USDC:short", "isolated:MET/USDC:USDC:short"}

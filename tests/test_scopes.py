@@ -76,8 +76,8 @@ def test_unreadable_isolated_position_blinds_its_scope_only_and_is_restored_when
 
             async def poll():
                 clock.advance(minutes=1)
-                alerts = await daemon.poll_account("okx-main")
-                await daemon.deliver_once()
+                alerts = await daemon.pipeline.poll_account("okx-main")
+                await daemon.delivery.deliver_once()
                 return alerts
 
             try:

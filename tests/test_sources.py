@@ -37,6 +37,7 @@ from alerter.sources import (
 )
 from alerter.sources import binanceusdm, bybit, generic, okx
 from alerter.sources.errors import one_line
+from alerter.sources.exchange import check_body
 from alerter.sources.registry import PROFILES
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -731,7 +732,6 @@ def test_markets_loaded_once_and_refreshed_after_ttl():
 
 # ------------------------------------------------------------------ partial answers: shapes and cross-checks
 
-from alerter.sources.exchange import check_body  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sqlite3
@@ -11,8 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerter.models import Alert, AlertKind, Health, Level, PositionRisk, ScopeState
-from alerter.store import SCHEMA_VERSION, Store, StoreError, alert_from_json, alert_to_json
+from alerter.codec import alert_from_json, alert_to_json
+from alerter.errors import StoreError
+from alerter.models import Ack, Alert, AlertKind, Health, Level, PositionRisk, ScopeState
+from alerter.outbox import Overlay
+from alerter.schema import SCHEMA_VERSION
+from alerter.store import Store
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ISO = "isolated:ETH/USDT:USDT:short"
@@ -64,7 +69,7 @@ def test_migrates_an_existing_empty_file(db_path):
 def test_migrates_a_first_release_database_keeping_its_data(db_path):
     import sqlite_utils
 
-    from alerter.store import MIGRATIONS
+    from alerter.schema import MIGRATIONS
 
     db = sqlite_utils.Database(db_path)
     MIGRATIONS[0](db)  # the schema as the first release wrote it
@@ -325,3 +330,124 @@ def test_replaced_file_is_moved_aside_not_overwritten(db_path):
 
 def test_a_database_without_notes_has_none(store):
     assert store.notes() == []
+
+
+# ---------------------------------------------------------------- every write checks the file first
+
+def _seeded(path):
+    """A store with one alert pending on "hook" (created at T0), a sample, an acknowledgement."""
+    s = Store(path)
+    alert = make_alert()
+    (alert_id,) = s.commit_poll(alert.account, {}, [make_health()], [alert], {alert.key: ["hook"]}, T0)
+    s.save_ack(Ack(alert.account, "account", Level.CALL, acked_at=T0), make_alert(kind=AlertKind.ACKNOWLEDGED, at=T0), [])
+    return s, alert_id
+
+
+def _calls(alert_id: int) -> dict[str, tuple[tuple, dict]]:
+    """Every public method of `Store` with arguments that make it do its work on `_seeded`."""
+    later = T0 + timedelta(days=2)
+    keys = [("binance-main", "account")]
+    writes = {
+        "commit_poll": (("binance-main", {}, [make_health()], [make_alert(at=later)], {}, later), {}),
+        "record_sent": (([(make_alert(scope="other"), {"hook": T0})], T0), {}),
+        "mark_sent": (([alert_id], "hook", later), {}),
+        "mark_failed": (([alert_id], "hook", "refused", later), {}),
+        "mark_reported": (([alert_id], "hook"), {}),
+        "expire": ((later, timedelta(hours=1)), {}),
+        "prune_samples": ((later,), {}),
+        "save_ack": ((Ack("binance-main", "other", Level.CALL, acked_at=later), make_alert(kind=AlertKind.ACKNOWLEDGED, at=later), ["hook"]), {}),
+        "remove_ack": (("binance-main", "account"), {}),
+        "record_digest": (("hook", "2024-05-01", later), {}),
+    }
+    reads = {
+        "load_states": (("binance-main",), {}), "load_decision": (("binance-main",), {}), "acks": ((), {}),
+        "digest_sent": (("hook", "2024-05-01"), {}), "poll_errors": ((T0,), {}), "ratio_ranges": ((T0, keys), {}),
+        "trend_bases": ((T0, keys), {}), "pending_deliveries": ((later,), {}), "deliveries": ((), {}),
+        "expired_unreported": (("hook",), {}), "pending_count": ((), {}), "history": ((), {}), "samples": ((), {}),
+        "latest_samples": ((), {}), "snapshots": ((), {}), "notes": ((), {}),
+        "last_notice_at": (("binance-main", "Binance margin call"), {}),
+    }
+    return {"writes": writes, "reads": reads}
+
+
+def test_every_public_method_is_known_as_a_read_or_a_write():
+    calls = _calls(1)
+    public = {name for name, member in inspect.getmembers(Store, inspect.isfunction) if not name.startswith("_")}
+    lifecycle = {"close", "ensure_file"}
+    unknown = public - set(calls["writes"]) - set(calls["reads"]) - lifecycle
+    assert not unknown, f"new Store methods {sorted(unknown)}: list them in _calls, as a read or as a write"
+    assert public >= {"mark_sent", "mark_failed", "mark_reported", "commit_poll"}
+
+
+@pytest.mark.parametrize("name", sorted(_calls(1)["writes"]))
+def test_every_write_first_checks_the_file_is_the_one_opened(tmp_path, name):
+    """Someone else's file put at the path of a live store: the write goes to a file at the path
+    holding this store's data (the other file moved aside), never to the one no longer there."""
+    path = tmp_path / "alerter.db"
+    s, alert_id = _seeded(path)
+    try:
+        other = tmp_path / "other.db"
+        sqlite3.connect(other).close()
+        os.replace(other, path)
+        args, kwargs = _calls(alert_id)["writes"][name]
+        getattr(s, name)(*args, **kwargs)
+        assert os.stat(path).st_ino == s.inode[1]
+        before = s.db.conn.total_changes
+    finally:
+        s.close()
+    assert before > 1, f"{name} wrote nothing: its arguments in _calls do not exercise it"  # the note is 1
+    with Store(path) as fresh:  # what the next reader of the path sees
+        (_, note), = fresh.notes()
+        assert "replaced by another file" in note
+        assert fresh.history()[0].alert == make_alert()  # the data came along
+        if name == "mark_sent":
+            assert [(d.alert_id, d.status) for d in fresh.deliveries()] == [(alert_id, "sent")]
+
+
+@pytest.mark.parametrize("name", sorted(_calls(1)["reads"]))
+def test_reads_write_nothing(tmp_path, name):
+    s, alert_id = _seeded(tmp_path / "alerter.db")
+    try:
+        before = s.db.conn.total_changes
+        args, kwargs = _calls(alert_id)["reads"][name]
+        getattr(s, name)(*args, **kwargs)
+        assert s.db.conn.total_changes == before, f"{name} writes: list it with the writes in _calls"
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------- the overlay reads as the outbox once written
+
+def test_outcomes_laid_over_the_outbox_read_as_they_do_once_written(tmp_path):
+    """The store thread's overlay (outcomes the database refused) must show the outbox as it
+    will be: compare, for the same outcomes, the overlay's view with the written one."""
+    def outbox_with_outcomes(path, write: bool):
+        s = Store(path)
+        alerts = [make_alert(scope=f"s{i}", at=T0 + timedelta(seconds=i)) for i in range(5)]
+        routes = {a.key: ["hook", "mail"] for a in alerts}
+        ids = s.commit_poll("binance-main", {}, [], alerts, routes, T0)
+        with s.db.conn:
+            s.db.execute("UPDATE deliveries SET status = 'expired' WHERE alert_id = ?", [ids[4]])
+        outcomes = [
+            ("mark_sent", {"alert_ids": [ids[0]], "channel": "hook", "at": T0, "folded": [ids[1]]}),
+            ("mark_failed", {"alert_ids": [ids[2]], "channel": "hook", "error": "refused", "next_attempt_at": T0 + timedelta(minutes=5)}),
+            ("mark_failed", {"alert_ids": [ids[3]], "channel": "mail", "error": "refused", "next_attempt_at": None}),
+            ("mark_sent", {"alert_ids": [ids[2]], "channel": "mail", "at": T0}),
+            ("mark_reported", {"alert_ids": [ids[4]], "channel": "hook"}),
+        ]
+        overlay = Overlay()
+        for name, arguments in outcomes:
+            if write:
+                getattr(s, name)(**arguments)
+            else:
+                overlay.add(name, arguments)
+        views = {}
+        for due_by in (None, T0, T0 + timedelta(minutes=5)):
+            views[due_by] = [(d.alert_id, d.channel, d.attempts, d.next_attempt_at)
+                             for d in overlay.pending(s.pending_deliveries(due_by), due_by)]
+        views["unreported"] = [(d.alert_id, d.channel) for channel in ("hook", "mail")
+                               for d in overlay.unreported(s.expired_unreported(channel))]
+        s.close()
+        return views
+
+    assert outbox_with_outcomes(tmp_path / "laid.db", write=False) == outbox_with_outcomes(tmp_path / "written.db", write=True)

@@ -22,12 +22,12 @@ import pytest
 from helpers import run, titles, until
 
 from alerter.config import build_settings
-from alerter.daemon import utcnow
+from alerter.pipeline import utcnow
 from alerter.metrics import METRICS
 from alerter.simulator.replay import Contract, run_replay
 from alerter.simulator.venue_ws import run_venue_ws
 from alerter.sources import deep_merge
-from alerter.sources.stream import okx_liquidation_warning
+from alerter.sources.okx import okx_liquidation_warning
 
 CADENCE = 0.1
 KEY, SECRET, PASSPHRASE = "venue-key-0123456789", "venue-secret-0123456789", "venue-pass-42"
@@ -126,7 +126,7 @@ async def streaming(tmp_path, webhook, exchange: str):
                 source.exchange.timeout_on_exit = 0
             runner = asyncio.create_task(daemon.run())
             try:
-                await until(lambda: "acct" in daemon.confirmed, 10)
+                await until(lambda: "acct" in daemon.pipeline.confirmed, 10)
                 yield replay, ws, daemon
             finally:
                 daemon.stop()
@@ -242,13 +242,13 @@ def test_okx_liquidation_warning_is_forwarded_once_and_polls_at_once(tmp_path, w
     async def scenario():
         async with streaming(tmp_path, webhook, "okx") as (replay, ws, daemon):
             await until(lambda: "liquidation-warning" in ws.subscribed("private"), 5)
-            polled = daemon.confirmed["acct"][0]
+            polled = daemon.pipeline.confirmed["acct"][0]
             sent = await ws.push(KEY, "liquidation-warning", [row])
             latency = await until(lambda: webhook.bodies, 5)
-            await until(lambda: daemon.confirmed["acct"][0] > polled, 5)
-            again = daemon.confirmed["acct"][0]
+            await until(lambda: daemon.pipeline.confirmed["acct"][0] > polled, 5)
+            again = daemon.pipeline.confirmed["acct"][0]
             await ws.push(KEY, "liquidation-warning", [row])  # OKX repeats it: not told again before the call repeat
-            await until(lambda: daemon.confirmed["acct"][0] > again, 5)
+            await until(lambda: daemon.pipeline.confirmed["acct"][0] > again, 5)
             await asyncio.sleep(0.3)
             return sent, latency
 

@@ -10,23 +10,20 @@ import asyncio
 import json
 import logging
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from helpers import SCENARIO, Clock, Harness, price_for, run, settings_for, titles, until
 
 from alerter import display
 from alerter.config import ConfigError, build_settings
-from alerter.daemon import utcnow
+from alerter.pipeline import utcnow
 from alerter.metrics import METRICS
-from alerter.models import Level
 from alerter.simulator import run_simulator
 from alerter.simulator.market import Position
-from alerter.sources.stream import binance_margin_call
-from alerter.streams import backoff, notice_due
+from alerter.sources.binanceusdm import binance_margin_call
+from alerter.streams import backoff
 
 CADENCE = 0.1
 STREAM_TIMEOUT = "0.8s"
@@ -44,7 +41,7 @@ async def streaming(tmp_path, webhook, *, before=None, **daemon):
         h.daemon.clock = utcnow  # the scheduler and the streams run in real time
         runner = asyncio.create_task(h.daemon.run())
         try:
-            await until(lambda: {"main", "second"} <= h.daemon.confirmed.keys(), 10)
+            await until(lambda: {"main", "second"} <= h.daemon.pipeline.confirmed.keys(), 10)
             yield sim, h.daemon
         finally:
             h.daemon.stop()
@@ -116,7 +113,7 @@ def test_price_step_alerted_from_the_stream_and_confirmed_by_the_poll_without_du
             sim.set_prices({"BTCUSDT": price_for(sim, 0.78)})
             latency = await until(lambda: webhook.bodies, 5)
             rest = public_rest(sim)
-            await daemon.poll_account("main")  # the full poll that confirms the estimate
+            await daemon.pipeline.poll_account("main")  # the full poll that confirms the estimate
             await asyncio.sleep(0.3)  # more stream updates at the same price: nothing new either
             return latency, rest, sim.state.risk("main-key").cross_margin_ratio
 
@@ -146,12 +143,12 @@ def test_exchange_margin_call_is_forwarded_once_and_polls_at_once(tmp_path, webh
     async def scenario():
         async with streaming(tmp_path, webhook) as (sim, daemon):
             await until(lambda: up("account", "main") == 1, 5)
-            polled = daemon.confirmed["main"][0]
+            polled = daemon.pipeline.confirmed["main"][0]
             call = await sim.margin_call("main-key")
             latency = await until(lambda: webhook.bodies, 5)
-            await until(lambda: daemon.confirmed["main"][0] > polled, 5)
+            await until(lambda: daemon.pipeline.confirmed["main"][0] > polled, 5)
             await sim.margin_call("main-key")  # Binance repeats it: not another message before the call repeat
-            await until(lambda: daemon.confirmed["main"][0] > polled + timedelta(seconds=0.01), 5)
+            await until(lambda: daemon.pipeline.confirmed["main"][0] > polled + timedelta(seconds=0.01), 5)
             await asyncio.sleep(0.3)
             return latency, call
 
@@ -175,14 +172,14 @@ def test_account_stream_shares_the_polls_instance_and_reconnects_on_it(tmp_path,
     async def reconnect(sim, daemon) -> None:
         await sim.ws_fault("drop", "private")
         await until(lambda: up("account", "main") == 0, 2)
-        polled = daemon.confirmed["main"][0]
+        polled = daemon.pipeline.confirmed["main"][0]
         await until(lambda: up("account", "main") == 1, 5)
-        await until(lambda: daemon.confirmed["main"][0] > polled, 5)  # the catch-up poll for events missed meanwhile
+        await until(lambda: daemon.pipeline.confirmed["main"][0] > polled, 5)  # the catch-up poll for events missed meanwhile
 
     async def event_polls(sim, daemon, wallet: float) -> float:
-        polled = daemon.confirmed["main"][0]
+        polled = daemon.pipeline.confirmed["main"][0]
         sim.set_account("main-key", wallet_balance=wallet)  # ACCOUNT_UPDATE
-        return await until(lambda: daemon.confirmed["main"][0] > polled, 5)
+        return await until(lambda: daemon.pipeline.confirmed["main"][0] > polled, 5)
 
     async def scenario():
         async with streaming(tmp_path, webhook) as (sim, daemon):
@@ -331,25 +328,39 @@ def test_other_messages_are_not_margin_calls():
     assert binance_margin_call({"result": None, "id": 1}) is None
 
 
-T = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-@given(st.integers(0, 10_000), st.integers(1, 10_000))
-def test_a_notice_is_told_again_only_after_the_repeat(seconds, every):
-    last, now, repeat = T, T + timedelta(seconds=seconds), timedelta(seconds=every)
-    assert notice_due(None, now, repeat)
-    assert notice_due(last, now, repeat) == (seconds >= every)
-    assert not notice_due(last, now, None)
-
 
 def test_backoff_doubles_to_a_cap():
     assert [backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1, 2, 4]
     assert backoff(50) == 30
 
 
-def test_notice_alert_routes_like_a_call():
-    from alerter.sources.stream import Notice
-    from alerter.streams import notice_alert
+def test_a_restarted_daemon_does_not_tell_a_notice_again_before_its_repeat(tmp_path, webhook):
+    """The exchange's margin call is told once per call repeat (30 min here), also across a
+    restart: when it was told is read back from the alerts in the database."""
+    from helpers import harness
 
-    alert = notice_alert("main", "Binance", Notice("Binance margin call: ETHUSDT cross, maint 1.61", "k"), T)
-    assert alert.level == Level.CALL and alert.scope == "exchange"
+    from alerter.sources.stream import Notice
+
+    notice = Notice("Binance margin call: BTCUSDT cross, maint 1.61", "margin-call:BTCUSDT cross")
+
+    async def told(h) -> list[str]:
+        alerts = await h.daemon.pipeline.notices_due("main", "Binance", [notice])
+        await h.daemon.pipeline.poll_account("main", notices=alerts)
+        await h.daemon.delivery.deliver_once()
+        return [a.reason for a in alerts]
+
+    async def scenario():
+        async with harness(tmp_path, [{"name": "hook", "url": f"json://{webhook.url}/hook"}]) as h:
+            first = await told(h)
+            h.clock.advance(minutes=1)
+            again = await told(h)                 # the same run: held back
+            await h.restart()
+            h.clock.advance(minutes=1)
+            restarted = await told(h)             # a new daemon: still held back
+            h.clock.advance(minutes=30)
+            due = await told(h)                   # the call repeat has passed
+            return first, again, restarted, due
+
+    first, again, restarted, due = run(scenario())
+    assert first == due == [notice.text] and again == restarted == []
+    assert [t for t in titles(webhook) if t.startswith("EXCHANGE")] == [f"EXCHANGE · main · {notice.text}"] * 2

@@ -3,7 +3,7 @@ the acknowledgements in force. The work is alerter.acks'; this prints it."""
 
 from __future__ import annotations
 
-from alerter import commands
+from alerter import commands, display
 from alerter.commands import add_config
 
 MAX_NOTE = 200
@@ -50,7 +50,7 @@ def run(args) -> int:
         return commands.error(str(e), commands.EXIT_RUNTIME)
     ack = done.ack
     held = f"until {display.time_of_day(ack.until_at, now)} or the resolution" if ack.until_at else "until the resolution"
-    print(f"acknowledged {acks.where(ack.account, ack.scope)} at {ack.level.name}: its repeats are held back {held}; "
+    print(f"acknowledged {display.where(ack.account, ack.scope)} at {ack.level.name}: its repeats are held back {held}; "
           "a higher level still alerts at once")
     print_announcement(done)
     return commands.EXIT_OK
@@ -89,6 +89,6 @@ def list_acks(settings, *, as_json: bool = False) -> int:
     for name in ("account · scope", "acknowledged", "level now", "ack"):
         table.add_column(name)
     for ack, level in rows:
-        table.add_row(acks.where(ack.account, ack.scope), ack.level.label, level.label if level is not None else "—", acks.ack_text(ack, now))
+        table.add_row(display.where(ack.account, ack.scope), ack.level.label, level.label if level is not None else "—", acks.ack_text(ack, now))
     commands.console().print(table)
     return commands.EXIT_OK

@@ -102,7 +102,7 @@ async def run_demo(*, speed: float = 1.0, channels: list[str] = (), database: Pa
             # the crash starts once the daemon watches every account: a slow start (a busy machine,
             # ccxt loading markets) must not eat the scenario, so the prices stay at its start until then
             ready_by = loop.time() + READY_TIMEOUT
-            while len(daemon.confirmed) < len(daemon.plans) and not running.done() and loop.time() < ready_by:
+            while len(daemon.pipeline.confirmed) < len(daemon.plans) and not running.done() and loop.time() < ready_by:
                 sim.set_elapsed(0.0)
                 await asyncio.sleep(0.02)
             sim.set_elapsed(0.0)

@@ -79,6 +79,24 @@ def plot_history(series: list[HistorySeries], path, title: str):
     )
 
 
+def read_history(settings, account_plans: dict, account: str | None, since) -> list[HistorySeries]:
+    """The series since `since` from the database (the Telegram bot's /history reads them too).
+    Raises LookupError (no such account), StoreError."""
+    with views.open_store(settings) as store:
+        if account and account not in views.known_accounts(store, account_plans):
+            known = ", ".join(sorted(views.known_accounts(store, account_plans))) or "none"
+            raise LookupError(f"no account named {account!r} (known: {known})")
+        samples = store.samples(account=account, since=since)
+        entries = store.history(account=account, since=since)
+    return build_history(settings, account_plans, samples, entries)
+
+
+def plot_title(series: list[HistorySeries], account: str | None, since) -> str:
+    times = [x.at for s in series for x in s.samples] + [e.alert.created_at for s in series for e in s.alerts]
+    span = f"{min(times):%Y-%m-%d %H:%M} – {max(times):%Y-%m-%d %H:%M} UTC" if times else f"nothing since {since:%Y-%m-%d %H:%M} UTC"
+    return f"margin ratio · {account or 'all accounts'} · {span}"
+
+
 def run(args) -> int:
     from alerter.charts import PlotUnavailable
     from alerter.config import load_settings, parse_duration
@@ -94,21 +112,14 @@ def run(args) -> int:
     now = commands.now()
     since = now - window
     try:
-        with views.open_store(settings) as store:
-            if args.account and args.account not in views.known_accounts(store, account_plans):
-                known = ", ".join(sorted(views.known_accounts(store, account_plans))) or "none"
-                return commands.error(f"no account named {args.account!r} (known: {known})", commands.EXIT_CONFIG)
-            samples = store.samples(account=args.account, since=since)
-            entries = store.history(account=args.account, since=since)
+        series = read_history(settings, account_plans, args.account, since)
+    except LookupError as e:
+        return commands.error(str(e.args[0]), commands.EXIT_CONFIG)
     except StoreError as e:
         return commands.error(str(e), commands.EXIT_RUNTIME)
-    series = build_history(settings, account_plans, samples, entries)
     if args.plot:
-        times = [x.at for s in series for x in s.samples] + [e.alert.created_at for s in series for e in s.alerts]
-        span = f"{min(times):%Y-%m-%d %H:%M} – {max(times):%Y-%m-%d %H:%M} UTC" if times else f"nothing since {since:%Y-%m-%d %H:%M} UTC"
-        title = f"margin ratio · {args.account or 'all accounts'} · {span}"
         try:
-            path = plot_history(series, args.plot, title)
+            path = plot_history(series, args.plot, plot_title(series, args.account, since))
         except PlotUnavailable:
             return commands.error(PLOT_MISSING, commands.EXIT_CONFIG)
         except OSError as e:

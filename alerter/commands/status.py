@@ -36,7 +36,8 @@ def _level_text(level: Level | None, since_at: datetime | None, now: datetime, a
 
 def ack_lines(accounts: list[AccountStatus], now: datetime) -> list[str]:
     """One line per acknowledgement in force, under the table: "main · account: acked 13:05, 1h00m left, adding margin"."""
-    from alerter.acks import ack_text, where
+    from alerter.acks import ack_text
+    from alerter.display import where
 
     return [f"{where(a.account, s.scope)}: {ack_text(s.ack, now)}" for a in accounts for s in a.scopes if s.ack is not None]
 

@@ -3,7 +3,7 @@ and the channels that hear its level are told."""
 
 from __future__ import annotations
 
-from alerter import commands
+from alerter import commands, display
 from alerter.commands import add_config
 
 HELP = "remove a scope's acknowledgement: its repeats resume"
@@ -21,6 +21,6 @@ def run(args) -> int:
     from alerter.config import load_settings
 
     done = acks.remove(load_settings(args.config), args.account, args.scope, commands.now())
-    print(f"{acks.where(done.ack.account, done.ack.scope)}: acknowledgement removed; {done.ack.level.label} repeats resume")
+    print(f"{display.where(done.ack.account, done.ack.scope)}: acknowledgement removed; {done.ack.level.label} repeats resume")
     print_announcement(done)
     return commands.EXIT_OK

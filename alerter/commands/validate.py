@@ -53,6 +53,15 @@ def run(args) -> int:
     data = read_toml(path)
     settings = build_settings(data)
     preflight(settings)  # what `run` checks at start-up: refuse all of it here too
+    if settings.telegram is not None:  # beyond `run`'s checks: ask Telegram whether it takes the bot's token
+        import asyncio
+
+        from alerter.errors import ConfigError
+        from alerter.telegram.api import token_problem
+
+        problem = asyncio.run(token_problem(settings.telegram))
+        if problem:
+            raise ConfigError([f"telegram.token: {problem}"])
     warning = permission_warning(path, data)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
@@ -100,7 +109,8 @@ def run(args) -> int:
     for c in settings.channels:
         scheme = c.url.get_secret_value().split("://", 1)[0]
         scope = ", ".join(c.accounts) if c.accounts else "all accounts"
-        print(f"    {c.name:<20} {scheme}://********  {c.min_level} and above, {scope}")
+        where = f"the bot, {len(c.bot.chats)} chat(s)" if getattr(c, "bot", None) is not None else f"{scheme}://********"  # [telegram]
+        print(f"    {c.name:<20} {where}  {c.min_level} and above, {scope}")
         if c.digest:
             print(f"    {'':<20} daily digest at {c.digest} {c.timezone}")
         for key, url in list(c.urls().items())[1:]:  # url_by_level: the levels with their own URL

@@ -1,41 +1,16 @@
-"""Exchange sources: the only package that imports ccxt, and only inside functions.
+"""Venue sources: the only package that imports ccxt, and only inside functions.
 
-    source = build_source(account)            # ccxt async exchange with the account's keys
+    source = build_source(account)            # the account's venue, read by its profile
     snapshot = await source.fetch_snapshot()  # AccountSnapshot, or SourceError(kind=...)
     await source.close()
 
-Each exchange's answer is turned into an AccountSnapshot by the pure normaliser of its profile
-(`alerter.sources.registry.PROFILES`, one module per exchange); `generic` only for an account that
-asks for it. The names below are loaded on first use, so that alerter.config can read the registry
-without importing exchange.py (which imports alerter.config).
+Each venue's answer is turned into an AccountSnapshot by the pure normaliser of its profile (one
+module per venue, listed by alerter.sources.registry, imported when an account asks for it);
+`generic` only for an account that asks for it. Nothing here imports ccxt or alerter.config.
 """
 
-from __future__ import annotations
+from alerter.sources.errors import SourceError, classify, describe
+from alerter.sources.exchange import RetryPolicy, SharedMarkets, Source, build_source, check_capabilities, deep_merge
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "SourceError": "alerter.sources.errors",
-    "classify": "alerter.sources.errors",
-    "describe": "alerter.sources.errors",
-    "RetryPolicy": "alerter.sources.exchange",
-    "SharedMarkets": "alerter.sources.exchange",
-    "Source": "alerter.sources.exchange",
-    "build_source": "alerter.sources.exchange",
-    "check_capabilities": "alerter.sources.exchange",
-    "deep_merge": "alerter.sources.exchange",
-    "PROFILES": "alerter.sources.registry",
-    "profile_for": "alerter.sources.registry",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__all__ = ["RetryPolicy", "SharedMarkets", "Source", "SourceError", "build_source", "check_capabilities", "classify",
+           "deep_merge", "describe"]

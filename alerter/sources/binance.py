@@ -67,7 +67,7 @@ the tiers share one liquidation ratio listed on the FAQ page today (1.05 → 1.1
 without a debt are not scopes; with no debt anywhere the account scope reads 0 (in BTC, from
 `totalAssetOfBtc`).
 
-No positions are read in any mode (`position_params` empty): spot margin has none in ccxt's
+No positions are read in any mode (its `fetch` asks for none): spot margin has none in ccxt's
 sense (ccxt's fetch_positions would ask the USDⓈ-M endpoints), and the portfolio margin figure is
 the whole account's. Re-pricing between polls is off: the figures move with every asset's price.
 """
@@ -81,6 +81,7 @@ from typing import Any
 from alerter.models import AccountSnapshot, OwnFigure, Pool
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_snapshot, mapping, number, optional_number, shape_error
+from alerter.sources.profile import FetchContext, Profile, Raw, Redirect
 
 ID = "binance"
 CROSS_PATH = "/sapi/v1/margin/account"
@@ -152,6 +153,22 @@ def balance_follow_up(info: Any) -> tuple[tuple[str, Mapping[str, Any]], ...]:
         return ()
     symbols = sorted({pair["symbol"] for pair in info["assets"] if indebted(pair) and isinstance(pair.get("symbol"), str)})
     return tuple((TIER_METHOD, {"symbol": symbol}) for symbol in symbols)
+
+
+async def fetch(ctx: FetchContext) -> Raw:
+    """The account answer of the account's mode (`balance_method`), then the requests it names
+    (`balance_follow_up`), found by `normalise` in balance["follow_up"] as (method, params,
+    answer), in that order. No positions: the account answer is the figure."""
+    method = balance_method(ctx.options)
+    if method is None:
+        balance = await ctx.call(ctx.exchange.fetch_balance, check=True)
+    else:
+        balance = {"info": await ctx.call(getattr(ctx.exchange, method), check=True)}
+    calls = balance_follow_up(balance.get("info"))
+    if calls:
+        answers = await ctx.gather(*(ctx.call(getattr(ctx.exchange, name), dict(params), check=True) for name, params in calls))
+        balance = {**balance, "follow_up": [(name, dict(params), answer) for (name, params), answer in zip(calls, answers, strict=True)]}
+    return balance, []
 
 
 def check_body(path: str, data: Any) -> None:
@@ -360,9 +377,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
                               "marginMode = \"isolated\" or portfolioMargin = true")
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
-
-from alerter.sources.profile import Profile, Redirect  # noqa: E402
+# ---------------------------------------------------------------- profile
 
 _SPOT = ('a plain spot wallet has no margin to watch: set ccxt.options.defaultType = "margin" (cross margin), '
          'marginMode = "isolated" (isolated margin) or portfolioMargin = true')
@@ -390,7 +405,6 @@ PROFILE = Profile(
     # load_markets() reads the spot exchangeInfo only: no signed wallet (capital/config/getall) or
     # margin pair lists, no futures market lists; no figure comes from the markets
     ccxt_defaults={"options": {"fetchCurrencies": False, "fetchMargins": False, "fetchMarkets": {"types": ["spot"]}}},
-    position_params=(),  # no positions: the account answer is the figure
     reprice=False,  # margin level and uniMMR move with every asset's price, not with a position's mark
     options={"defaultType": ("margin",), "marginMode": ("cross", "isolated"), "defaultMarginMode": ("cross", "isolated"),
              "portfolioMargin": (True, False)},
@@ -400,7 +414,7 @@ PROFILE = Profile(
         Redirect(ID, {"portfolioMargin": (True,), "marginMode": ("isolated",)}, _PM_ISOLATED),
         Redirect(ID, {"portfolioMargin": (True,), "defaultMarginMode": ("isolated",)}, _PM_ISOLATED),
     ),
+    permissions='"Enable Reading" only; for portfolio margin, a key of the portfolio margin account',
     figure_for=figure_for,
-    balance_method=balance_method,
-    balance_follow_up=balance_follow_up,
+    fetch=fetch,
 )

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from alerter.models import AccountSnapshot, Pool, Position, cross_scope
-from alerter.sources.binanceusdm import is_position_row
+from alerter.sources.binanceusdm import fetch, is_position_row
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import (
     is_blank,
@@ -53,6 +53,7 @@ from alerter.sources.fields import (
     price_or_none,
     shape_error,
 )
+from alerter.sources.profile import Profile, Redirect
 
 ID = "binancecoinm"
 
@@ -207,9 +208,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     )
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
-
-from alerter.sources.profile import Profile, Redirect  # noqa: E402
+# ---------------------------------------------------------------- profile
 
 PROFILE = Profile(
     name="Binance COIN-M",
@@ -228,7 +227,9 @@ PROFILE = Profile(
     # load_markets() reads /dapi/v1/exchangeInfo only (no signed spot-wallet or margin-pair lists)
     ccxt_defaults={"options": {"fetchCurrencies": False, "fetchMargins": False}},
     reprice=False,  # inverse contracts across coins: full polls only
+    fetch=fetch,  # binanceusdm's: the leverage brackets re-read with the markets
     options={"defaultType": ("delivery", "future", "swap"), "defaultSubType": ("inverse",), "portfolioMargin": (False,)},
+    permissions='"Enable Reading" only (no trading, no withdrawals); futures must be enabled on the account',
     redirects=(
         # ccxt's binance reaches the COIN-M endpoints (/dapi) with defaultType "delivery" or subType inverse
         Redirect("binance", {"defaultType": ("delivery",), "portfolioMargin": (None, False)}, 'these are Binance COIN-M futures: use exchange = "binancecoinm"'),

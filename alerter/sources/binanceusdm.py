@@ -49,6 +49,8 @@ from alerter.sources.fields import (
     price_or_none,
     shape_error,
 )
+from alerter.sources.profile import FetchContext, Profile, Raw, Redirect, fetch_account
+from alerter.sources.streamspec import Notice, StreamSpec, message_number
 
 # totalMaintMargin above this (USDT, or USD in multi-assets mode) needs an open position
 MAINTENANCE_WITHOUT_POSITIONS = 0.01
@@ -212,9 +214,76 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     )
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+# ---------------------------------------------------------------- profile
 
-from alerter.sources.profile import Profile, Redirect  # noqa: E402
+async def fetch(ctx: FetchContext) -> Raw:
+    """The default fetch; ccxt's binance keeps the leverage brackets it read with the first
+    positions in its options: dropped when the markets are reloaded, so that the next positions
+    read them again (binancecoinm's too)."""
+    if ctx.markets_reloaded:
+        ctx.exchange.options.pop("leverageBrackets", None)
+    return await fetch_account(ctx)
+
+
+def binance_margin_call(message: Mapping[str, Any]) -> Notice | None:
+    """Binance USDⓈ-M's MARGIN_CALL user-data event as one line, or None for any other message:
+    "Binance margin call: ETHUSDT cross, maint 1.61" (several positions: "; "-separated).
+    https://developers.binance.com/docs/derivatives/usds-margined-futures/user-data-streams/Event-Margin-Call"""
+    if not isinstance(message, Mapping) or message.get("e") != "MARGIN_CALL":
+        return None
+    parts, keys = [], []
+    for row in message.get("p") or []:
+        if not isinstance(row, Mapping):
+            continue
+        symbol = str(row.get("s") or "?")
+        mode = "cross" if str(row.get("mt", "")).upper().startswith("CROSS") else "isolated"
+        side = str(row.get("ps") or "BOTH").upper()
+        maint = message_number(row.get("mm"))
+        text = f"{symbol}{'' if side == 'BOTH' else ' ' + side.lower()} {mode}"
+        parts.append(text + (f", maint {maint:,.2f}" if maint is not None else ""))
+        keys.append(text)
+    if not parts:
+        return Notice("Binance margin call (no positions named)", "margin-call")
+    return Notice("Binance margin call: " + "; ".join(parts), "margin-call:" + ",".join(sorted(keys)))
+
+
+def binance_event(message: Mapping[str, Any]) -> str | None:
+    """"ACCOUNT_UPDATE" when Binance's user-data stream says positions or balances changed."""
+    return "ACCOUNT_UPDATE" if message.get("e") == "ACCOUNT_UPDATE" else None
+
+
+def binance_listen_key_expired(message: Mapping[str, Any]) -> bool:
+    return message.get("e") == "listenKeyExpired"
+
+
+def forget_listen_keys(exchange: Any) -> None:
+    """Drop the listen keys ccxt.pro's binance keeps in its options (one per market type), so
+    that the next connection asks the exchange for one (it answers with the live key, or a new
+    one when that has expired)."""
+    for kind, bucket in list(exchange.options.items()):
+        if isinstance(bucket, dict) and bucket.get("listenKey"):
+            exchange.options[kind] = {**bucket, "listenKey": None, "lastAuthenticatedTime": 0}
+
+
+STREAM = StreamSpec(
+    name="Binance",
+    event=binance_event,
+    notice=binance_margin_call,
+    options={
+        # every mark-price subscription on one connection (ccxt opens one per symbol set otherwise)
+        "streamLimits": {"linear": 1},
+        # no REST snapshot behind the user-data stream: a full poll follows every event anyway
+        "watchBalance": {"fetchBalanceSnapshot": False},
+        "watchPositions": {"fetchPositionsSnapshot": False},
+        "listenKeyRefreshRate": 30 * 60 * 1000,  # Binance keeps a listen key 60 min after a keepalive
+    },
+    prices="`<symbol>@markPrice@1s` (every 1 s)",
+    events="`ACCOUNT_UPDATE` (listen-key user-data stream)",
+    notices="`MARGIN_CALL`: `Binance margin call: ETHUSDT cross, maint 1.61`",
+    session_expired=binance_listen_key_expired,
+    forget_session=forget_listen_keys,
+)
+
 
 PROFILE = Profile(
     name="Binance USDⓈ-M",
@@ -233,6 +302,9 @@ PROFILE = Profile(
     # fetchMargins the /sapi margin pair lists; neither matters for futures margin.
     ccxt_defaults={"options": {"fetchCurrencies": False, "fetchMargins": False}},
     reprice=True,  # linear contracts in one settle currency: maintenance and PnL follow the mark
+    fetch=fetch,
+    stream=STREAM,
+    permissions='"Enable Reading" only (no trading, no withdrawals); futures must be enabled on the account',
     options={"defaultType": ("swap", "future"), "defaultSubType": ("linear",), "portfolioMargin": (False,)},
     redirects=(
         # ccxt's binance reaches the USDⓈ-M endpoints (/fapi) with defaultType "future" or "swap";

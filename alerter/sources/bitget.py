@@ -37,8 +37,10 @@ Classic account (ccxt `options.uta` false, the default here; productType USDT-FU
 - Isolated positions are scopes of their own, at Bitget's own `marginRatio`: collateral =
   `marginSize` + `unrealizedPL`, maintenance = `marginRatio` × collateral. Bitget's documented
   example reproduces it: (0.004 + 0.0006 taker fee) × 0.01 × 25100 ÷ (9.6695 + 1) = 0.10821,
-  its `marginRatio`, and its `liquidationPrice` 24144.11 is where that ratio reaches 100 %. An
-  isolated position without a `marginRatio` is left blind on its own (`unreadable`).
+  its `marginRatio`, and its `liquidationPrice` 24144.11 is where that ratio reaches 100 %. The
+  maintenance grows with the notional at that same rate (keepMarginRate plus the fee, here
+  0.46 %), so a re-priced position (`alerter whatif`) reaches 100 % there too. An isolated
+  position without a `marginRatio` is left blind on its own (`unreadable`).
 - Completeness: a `crossedRiskRate` above 0 with no cross position listed, or cross positions
   with a `crossedRiskRate` of 0, make the poll blind (one of the two answers is partial).
 
@@ -77,7 +79,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from alerter.models import AccountSnapshot, Position, isolated_scope
+from alerter.models import AccountSnapshot, OwnFigure, Position, isolated_scope
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import (
     make_position,
@@ -88,6 +90,7 @@ from alerter.sources.fields import (
     price_or_none,
     shape_error,
 )
+from alerter.sources.profile import FetchContext, Profile, Raw, Redirect, fetch_account
 
 ID = "bitget"
 SETTLE = "USDT"  # classic USDT-FUTURES: every figure in USDT
@@ -159,6 +162,9 @@ def parse_position(raw: Mapping, markets: Mapping) -> tuple[Position | None, tup
         collateral = margin + pnl
         if collateral > 0:  # Bitget's own figure, with its fee to close (past liquidation: the ratio is ∞ anyway)
             maintenance = stated * collateral
+            # it grows with the notional at (keepMarginRate + the taker fee), not at keepMarginRate alone:
+            # re-priced at the row's liquidationPrice it then reads 100 % (24144.11 in Bitget's example)
+            rate = maintenance / notional if notional > 0 else rate
     entry_key = "avgPrice" if uta else "openPriceAvg"
     return make_position(
         where=where,
@@ -315,10 +321,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     return normalise_classic(account_name, exchange_id, info, positions, markets)
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
-
-from alerter.models import OwnFigure  # noqa: E402
-from alerter.sources.profile import Profile, Redirect  # noqa: E402
+# ---------------------------------------------------------------- profile
 
 UTA_CATEGORIES = ({"productType": "USDT-FUTURES"}, {"productType": "USDC-FUTURES"}, {"productType": "COIN-FUTURES"})
 
@@ -327,6 +330,10 @@ def position_params_for(options: Mapping[str, Any]) -> tuple[Mapping[str, Any], 
     """A unified account's positions are asked per category (ccxt sends `category` = productType);
     a classic account's once, as ccxt's USDT-FUTURES default."""
     return UTA_CATEGORIES if options.get("uta") is True else ({},)
+
+
+async def fetch(ctx: FetchContext) -> Raw:
+    return await fetch_account(ctx, position_params_for(ctx.options))
 
 
 # the app's name for the classic cross figure; it is the normalised ratio itself (100 % = liquidation)
@@ -370,7 +377,10 @@ PROFILE = Profile(
                  "Bitget coin-margined (COIN-FUTURES) accounts are not supported: ccxt 4.5.90 asks for their positions "
                  "with marginCoin USDT, which lists none of them"),
     ),
+    permissions='read-only ("Read" for futures, or UTA management read for a unified account); the API passphrase goes in '
+                '`password`. A unified trading account needs `ccxt = { options = { uta = true } }` (without it Bitget answers '
+                '"You are in Unified Account mode, and the Classic Account API is not supported"); a classic one is read as USDT-M futures',
     reprice=False,  # the fee to close, tiered maintenance and (union, UTA) collateral coins: full polls only
     figure_for=figure_for,
-    position_params_for=position_params_for,
+    fetch=fetch,
 )

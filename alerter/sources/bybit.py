@@ -62,6 +62,8 @@ from alerter.sources.fields import (
     shape_error,
     wallet_snapshot,
 )
+from alerter.sources.profile import FetchContext, Profile, Raw, fetch_account
+from alerter.sources.streamspec import StreamSpec, no_notice, watch_balance, watch_positions
 
 GAP = 0.01  # a cent: margin figures at or below this are rounding, not a position
 CHECKED_COINS = ("USDT",)  # coins whose position maintenance belongs to linear positions only
@@ -204,9 +206,55 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
                            currency=settle, initial_margin=initial)
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+# ---------------------------------------------------------------- profile
 
-from alerter.sources.profile import Profile  # noqa: E402
+# the linear position list needs a settle coin when no symbol is given; USDC contracts settle in USDC
+POSITION_PARAMS = ({"settleCoin": "USDT"}, {"settleCoin": "USDC"})
+SYSTEM_ERRORS = ("10016",)  # {"retCode":10016,"retMsg":"System error..."}: try again
+
+
+async def fetch(ctx: FetchContext) -> Raw:
+    return await fetch_account(ctx, POSITION_PARAMS)
+
+
+def system_error(body: str) -> bool:
+    """An answer whose retCode Bybit documents as "system error, try again" (ccxt raises it as a
+    plain ExchangeError, even with HTTP 200)."""
+    if not any(code in body for code in SYSTEM_ERRORS):
+        return False
+    compact = body.replace(" ", "")
+    return any(f'"retCode":{code}' in compact or f'"retCode":"{code}"' in compact for code in SYSTEM_ERRORS)
+
+
+def bybit_event(message: Mapping[str, Any]) -> str | None:
+    """A push of Bybit's private `wallet` or `position` topic."""
+    topic = message.get("topic")
+    return f"{topic} push" if topic in ("wallet", "position") and "data" in message else None
+
+
+# linear `tickers.<symbol>` on /v5/public/linear carry markPrice (ccxt.pro bybit has no
+# watch_mark_prices); `wallet` and `position` on /v5/private after `auth`. No margin-call push.
+STREAM = StreamSpec(
+    name="Bybit",
+    event=bybit_event,
+    notice=no_notice,
+    options={
+        # a unified trading account (as the bybit source reads it): no REST look-up of the
+        # account type before subscribing, no REST positions snapshot behind the stream
+        "enableUnifiedAccount": True,
+        "enableUnifiedMargin": False,
+        "watchPositions": {"fetchPositionsSnapshot": False, "awaitPositionsSnapshot": False},
+    },
+    prices="linear `tickers.<symbol>`, whose `markPrice` comes every 100 ms (`/v5/public/linear`)",
+    events="`wallet` and `position` pushes (`/v5/private`, after `auth`; a unified trading account)",
+    notices="none: Bybit pushes no margin call",
+    # enableUnifiedAccount would make the REST balance read a classic account as unified
+    shares_source=False,
+    watch_prices="watch_tickers",
+    unwatch_prices="un_watch_tickers",
+    account_watches=(watch_balance, watch_positions),
+)
+
 
 PROFILE = Profile(
     name="Bybit",
@@ -226,10 +274,10 @@ PROFILE = Profile(
     # load_markets() lists linear contracts only (ccxt's default adds spot, inverse and thousands of
     # options, four requests); fetchCurrencies would add the signed /v5/asset/coin/query-info
     ccxt_defaults={"options": {"fetchMarkets": {"types": ["linear"]}}, "has": {"fetchCurrencies": False}},
-    # the linear position list needs a settle coin when no symbol is given; USDC contracts settle in USDC
-    position_params=({"settleCoin": "USDT"}, {"settleCoin": "USDC"}),
-    # {"retCode":10016,"retMsg":"System error..."}: "try again", which ccxt maps to a plain ExchangeError
-    server_error=('"retCode":', frozenset({"10016"})),
+    fetch=fetch,
+    server_error=system_error,
+    stream=STREAM,
+    permissions='a read-only key with "Contracts – Orders & Positions" (Unified Trading) read access',
     reprice=True,  # linear contracts: maintenance and PnL follow the mark
     options={"defaultType": ("swap", "future"), "defaultSubType": ("linear",)},
 )

@@ -38,6 +38,7 @@ from typing import Any
 from alerter.models import AccountSnapshot, Pool, Position, cross_scope
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot, mapping, number, optional_number, price_or_none, shape_error
+from alerter.sources.profile import Profile
 
 logger = logging.getLogger(__name__)
 
@@ -136,9 +137,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     return make_snapshot(account=account_name, exchange=exchange_id, positions=listed_positions, pools=pools, **figures)
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
-
-from alerter.sources.profile import Profile  # noqa: E402
+# ---------------------------------------------------------------- profile
 
 PROFILE = Profile(
     name="Deribit",
@@ -153,5 +152,6 @@ PROFILE = Profile(
     check_body=check_body,
     # load_markets() reads public/get_instruments once (not get_currencies then one call per currency)
     ccxt_defaults={"has": {"fetchCurrencies": False}},
+    permissions="a key with the read scopes alerter's two calls need (`account:read` for the account summaries, `trade:read` for the positions), no write scopes",
     reprice=False,  # option margins and Deribit's maintenance do not follow the mark linearly
 )

@@ -1,4 +1,7 @@
-"""The ccxt side: build an exchange for an account, fetch balance + positions, retry what is transient.
+"""The Source: one account on its venue, built by `build_source` from the account's profile (ccxt's
+async class, or the venue's own client), fetched by the profile's `fetch` (the Source is its
+FetchContext: calls classified and scrubbed, answers checked, retries of what is transient, the
+markets loaded once and shared), normalised by the profile into an AccountSnapshot.
 
 ccxt is imported only inside functions (``import ccxt`` costs ~0.5 s and ~80 MB), so importing
 this module is cheap and commands that never talk to an exchange never pay for it.
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import json
 import logging
 import math
@@ -20,13 +24,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from alerter import secrets
-from alerter.config import AccountConfig, ConfigError
-from alerter.models import AccountSnapshot, OwnFigure
+from alerter.errors import ConfigError
+from alerter.models import AccountSnapshot
 from alerter.sources.errors import SourceError, classify
 from alerter.sources.fields import BodyCheck, Normaliser
-from alerter.sources.profile import Profile
-from alerter.sources.registry import profile_for
+from alerter.sources.profile import Account, Profile, Raw, fetch_account, options_of
 
 logger = logging.getLogger(__name__)
 
@@ -105,59 +107,54 @@ class SharedMarkets:
 
 
 class Source:
-    """One account on one exchange. Use `build_source`; close it (or `async with` it) when done."""
+    """One account on one venue, read by its profile. Use `build_source`; close it (or `async
+    with` it) when done. It is the FetchContext a profile's `fetch` works with."""
 
     def __init__(
         self,
         account_name: str,
         exchange: Any,
-        normaliser: Normaliser,
+        profile: Profile,
         *,
+        options: Mapping[str, Any] | None = None,
+        normaliser: Normaliser | None = None,
         secrets: Iterable[str] = (),
         retry: RetryPolicy = RetryPolicy(),
         markets_ttl_s: float = MARKETS_TTL_S,
-        position_params: tuple[dict[str, Any], ...] = ({},),
-        position_marks: bool = False,
         shared: SharedMarkets | None = None,
         market_key: str | None = None,
-        body_check: BodyCheck | None = None,
-        server_error: tuple[str, frozenset[str]] | None = None,
-        own_figure: OwnFigure | None = None,
-        balance_params_for: Callable[[list], tuple[Mapping[str, Any], ...]] | None = None,
-        balance_method: str | None = None,
-        balance_follow_up: Callable[[Any], tuple[tuple[str, Mapping[str, Any]], ...]] | None = None,
     ):
+        """`exchange`: the ccxt instance (or, for a profile with `connect`, the venue's own
+        client); `options`: the account's ccxt options; `normaliser`: the profile's, with the
+        account's settings it takes (build_source binds them)."""
         self.account_name = account_name
-        self.balance_params_for = balance_params_for
-        self.balance_method = balance_method  # ccxt implicit method read instead of fetch_balance()
-        self.balance_follow_up = balance_follow_up  # further calls the account answer names (Profile.balance_follow_up)
-        self.own_figure = own_figure
         self.exchange = exchange
         self.exchange_id: str = exchange.id
-        self.normaliser = normaliser
-        self.body_check = body_check
+        self.profile = profile
+        self.options: Mapping[str, Any] = options or {}
+        self.normaliser = normaliser or profile.normalise
+        self.own_figure = profile.figure_of(self.options)
         self.retry = retry
         self.markets_ttl_s = markets_ttl_s
-        self.position_params = position_params
-        self.position_marks = position_marks
+        self.markets_reloaded = False
         self._secrets = tuple(s for s in secrets if s)
         self._markets_at: float | None = None
         self.shared = shared
         self.market_key = market_key or self.exchange_id
-        self._install_response_hook(server_error or ("", frozenset()))
+        if profile.connect is None:
+            self._install_response_hook(profile.server_error)
 
-    def _install_response_hook(self, server_error: tuple[str, frozenset[str]]) -> None:
-        """`server_error`: (body marker, codes) that mean "system error, try again" (the profile's)."""
+    def _install_response_hook(self, server_error: Callable[[str], bool] | None) -> None:
+        """Records each ccxt response's status, Retry-After and (for a checked call) body in the
+        current call's record; `server_error`: the profile's "system error, try again" answer."""
         original = self.exchange.on_rest_response
-        marker, codes = server_error
 
         def on_rest_response(code, reason, url, method, headers, body, request_headers, request_body):
             record = _last_response.get()
             if record is not None:
                 retry_after = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
-                compact = body.replace(" ", "") if marker and isinstance(body, str) and any(c in body for c in codes) else ""
-                server_error = any(f"{marker}{c}" in compact or f'{marker}"{c}"' in compact for c in codes)
-                record.update(status=code, retry_after_s=parse_retry_after(retry_after), server_error=server_error)
+                record.update(status=code, retry_after_s=parse_retry_after(retry_after),
+                              server_error=server_error is not None and isinstance(body, str) and server_error(body))
                 if "bodies" in record:
                     record["bodies"].append((code, urlsplit(str(url)).path, body))
             return original(code, reason, url, method, headers, body, request_headers, request_body)
@@ -175,7 +172,7 @@ class Source:
 
     # ------------------------------------------------------------ calls
 
-    async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, check: bool = False) -> Any:
+    async def call(self, method: Callable[..., Awaitable[Any]], *args: Any, check: bool = False) -> Any:
         """One ccxt call; any failure comes out as a classified, scrubbed SourceError. With
         `check`, every successful HTTP answer of the call must be complete JSON of the shape the
         exchange documents (ccxt reads a cut body as text, and a cut list as no positions)."""
@@ -205,7 +202,7 @@ class Source:
         for status, path, body in bodies:
             if isinstance(status, int) and not 200 <= status < 300:
                 continue  # an error answer: ccxt raises for it, and classify() names it
-            check_body(self.exchange_id, path, body, self.body_check if shapes else None)
+            check_body(self.exchange_id, path, body, self.profile.check_body if shapes else None)
 
     async def _with_retry(self, attempt_once: Callable[[], Awaitable[Any]]) -> Any:
         waited = 0.0
@@ -245,11 +242,10 @@ class Source:
 
     async def _load_markets(self, now: float) -> None:
         if self._markets_at is None:
-            await self._call(self.exchange.load_markets)
+            await self.call(self.exchange.load_markets)
         else:
             try:
-                self.exchange.options.pop("leverageBrackets", None)  # binance: re-read with the markets
-                await self._call(self.exchange.load_markets, True)
+                await self.call(self.exchange.load_markets, True)
             except SourceError as e:
                 # stale markets still parse positions; try again on the next call
                 logger.warning("%s: refreshing markets failed, keeping the old ones: %s", self.account_name, e.message)
@@ -259,52 +255,29 @@ class Source:
             self.exchange.markets = None
             raise SourceError("transient", "the exchange listed no markets (empty or malformed answer)")
         self._markets_at = now
+        self.markets_reloaded = True
 
-    async def _raw_balance(self) -> dict:
-        """The answer of the profile's raw balance endpoint, as fetch_balance()'s `info`."""
-        return {"info": await getattr(self.exchange, self.balance_method)()}
+    async def gather(self, *calls: Awaitable[Any]) -> list[Any]:
+        return await _gather(*calls)
 
-    async def _fetch_raw(self) -> tuple[dict, list[dict]]:
-        await self._ensure_markets()
-        fetch_positions = [self._call(self.exchange.fetch_positions, None, dict(params), check=True) for params in self.position_params]
-        if self.balance_params_for is not None:  # the balance calls follow from the positions
-            positions = [p for found in await _gather(*fetch_positions) for p in found]
-            calls = self.balance_params_for(positions)
-            balances = await _gather(*(self._call(self.exchange.fetch_balance, dict(params), check=True) for params in calls))
-            return {"info": [balance.get("info") for balance in balances]}, positions
-        fetch_balance = self._call(self._raw_balance if self.balance_method else self.exchange.fetch_balance, check=True)
-        balance, *position_lists = await _gather(fetch_balance, *fetch_positions)
-        positions = [p for positions in position_lists for p in positions]
-        if self.balance_follow_up is not None and (calls := self.balance_follow_up(balance.get("info"))):
-            answers = await _gather(*(self._call(getattr(self.exchange, name), dict(params), check=True) for name, params in calls))
-            balance = {**balance, "follow_up": [(name, dict(params), answer) for (name, params), answer in zip(calls, answers, strict=True)]}
-        if self.position_marks and positions:
-            await self._mark_positions(positions)
-        return balance, positions
-
-    async def _mark_positions(self, positions: list[dict]) -> None:
-        """Sets ccxt's `markPrice` of positions that arrive without one (Kraken Futures) from the
-        public tickers, read right after the positions; a position left without one is the
-        normaliser's to refuse. A position whose symbol ccxt left as the exchange's own id because
-        the case differs (Kraken's open positions have spelled ids in lower case, "pi_xbtusd", its
-        instruments in upper case) gets the symbol of the market with that id."""
-        markets, by_id = self.exchange.markets or {}, self.exchange.markets_by_id or {}
-        for position in positions:
-            symbol = position.get("symbol")
-            if isinstance(symbol, str) and symbol not in markets and by_id.get(symbol.upper()):
-                position["symbol"] = by_id[symbol.upper()][0]["symbol"]
-        tickers = await self._call(self.exchange.fetch_tickers, sorted({p["symbol"] for p in positions if p.get("symbol")}), check=True)
-        for position in positions:
-            if position.get("markPrice") is None:
-                position["markPrice"] = (tickers.get(position.get("symbol")) or {}).get("markPrice")
+    async def _fetch_raw(self) -> Raw:
+        self.markets_reloaded = False
+        if self.profile.connect is None:
+            await self._ensure_markets()
+        return await (self.profile.fetch or fetch_account)(self)
 
     # ------------------------------------------------------------ public
+
+    @property
+    def markets(self) -> dict:
+        """ccxt's markets as last loaded ({} before, and for a venue reached by its own client)."""
+        return (self.exchange.markets or {}) if self.profile.connect is None else {}
 
     async def fetch_snapshot(self) -> AccountSnapshot:
         """Balance and positions, fetched concurrently, normalised; `fetched_at` is now (UTC)."""
         balance, positions = await self._with_retry(self._fetch_raw)
         try:
-            snapshot = self.normaliser(self.account_name, self.exchange_id, balance, positions, self.exchange.markets or {})
+            snapshot = self.normaliser(self.account_name, self.exchange_id, balance, positions, self.markets)
         except SourceError:
             raise
         except (KeyError, ValueError, TypeError, ArithmeticError, IndexError, AttributeError) as e:
@@ -324,8 +297,8 @@ class Source:
             if not known:
                 return {}
             if self.exchange.has.get("fetchMarkPrices"):
-                return await self._call(self.exchange.fetch_mark_prices, known)
-            return await self._call(self.exchange.fetch_tickers, known)
+                return await self.call(self.exchange.fetch_mark_prices, known)
+            return await self.call(self.exchange.fetch_tickers, known)
 
         tickers = await self._with_retry(attempt)
         marks = {}
@@ -377,32 +350,40 @@ def exchange_class(exchange_id: str, *, streaming: bool = False) -> Any:
     return getattr(module, exchange_id, None)
 
 
-def ccxt_config(account: AccountConfig, timeout_s: float) -> dict[str, Any]:
-    """The ccxt constructor's table: keys, rate limiting, the timeout, the profile's defaults
-    and the account's `ccxt` table deep-merged over them."""
+# ccxt's names for the account's credentials, in its constructor's table
+CCXT_CREDENTIALS = {"api_key": "apiKey", "secret": "secret", "password": "password", "uid": "uid", "wallet_address": "walletAddress"}
+
+
+def ccxt_config(account: Account, timeout_s: float, *, keys: bool = True) -> dict[str, Any]:
+    """The ccxt constructor's table: the account's credentials (`keys`: False for a public
+    connection), rate limiting, the timeout, the profile's defaults and the account's `ccxt`
+    table deep-merged over them."""
     config: dict[str, Any] = {"enableRateLimit": True, "timeout": int(timeout_s * 1000)}
-    if account.api_key is not None:
-        config["apiKey"] = account.api_key.get_secret_value()
-    if account.secret is not None:
-        config["secret"] = account.secret.get_secret_value()
-    if account.wallet_address is not None:  # Hyperliquid: reads the account by its address, no key
-        config["walletAddress"] = account.wallet_address.get_secret_value()
-    if account.password is not None:
-        config["password"] = account.password.get_secret_value()
-    if account.uid is not None:
-        config["uid"] = account.uid.get_secret_value()
+    if keys:
+        config |= {CCXT_CREDENTIALS[key]: value for key, value in account.credentials().items() if key in CCXT_CREDENTIALS}
     return deep_merge(deep_merge(account_profile(account).ccxt_defaults, config), account.ccxt)
 
 
-def account_profile(account: AccountConfig) -> Profile:
+def account_profile(account: Account) -> Profile:
+    # the registry is imported here, not with this module: alerter.sources imports this module,
+    # and `python -m alerter.sources.registry` must find the registry not yet imported
+    from alerter.sources.registry import profile_for
+
     try:
         return profile_for(account)
     except KeyError:
         raise ConfigError(f'account {account.name!r}: no profile for {account.exchange!r} (or set profile = "generic")') from None
 
 
+def bound_normaliser(normalise: Normaliser, account: Account) -> Normaliser:
+    """`normalise` with the account's settings it takes: its keyword-only parameters without a
+    default are account settings by name (the generic profile's `balance_includes_pnl`)."""
+    wanted = [p.name for p in inspect.signature(normalise).parameters.values() if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    return functools.partial(normalise, **{name: getattr(account, name) for name in wanted}) if wanted else normalise
+
+
 def build_source(
-    account: AccountConfig,
+    account: Account,
     *,
     timeout_s: float = 10,
     retry: RetryPolicy | None = None,
@@ -411,48 +392,45 @@ def build_source(
     market_key: str | None = None,
     streaming: bool = False,
 ) -> Source:
-    """A Source for the account: ccxt's async exchange with the account's keys, rate limiting, the
-    timeout, its profile's defaults and the account's `ccxt` table deep-merged over them, read by
-    its profile's normaliser. With `shared`, its markets are shared with every source of the same
-    `market_key` (alerter.plan.market_key: the exchange and how it is reached). With `streaming`
-    (the account streams, alerter.sources.stream), the exchange is ccxt.pro's class with the
-    stream's options, and the account's private stream opens on this same instance."""
-    cls = exchange_class(account.exchange, streaming=streaming)
-    if cls is None:
-        raise ConfigError(f"account {account.name!r}: unknown ccxt exchange id {account.exchange!r}")
-    config = ccxt_config(account, timeout_s)
-    if streaming:
-        from alerter.sources.stream import STREAMS
-
-        config = deep_merge(config, {"options": dict(STREAMS[account.exchange].options)})
+    """A Source for the account, read by its profile: ccxt's async exchange with the account's
+    keys, rate limiting, the timeout, its profile's defaults and the account's `ccxt` table
+    deep-merged over them (or, for a profile with `connect`, the venue's own client). With
+    `shared`, its markets are shared with every source of the same `market_key`
+    (alerter.plan.market_key: the exchange and how it is reached). With `streaming` (the account
+    streams, alerter.sources.stream), the exchange is ccxt.pro's class with the stream's options,
+    and the account's private stream opens on this same instance."""
     profile = account_profile(account)
-    options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else {}
-    normaliser = profile.normalise
-    if profile.account_keys:
-        normaliser = functools.partial(normaliser, **{key: getattr(account, key) for key in profile.account_keys})
-    options = account.ccxt.get("options") if isinstance(account.ccxt.get("options"), dict) else None
+    if profile.connect is not None:
+        client = profile.connect(account, timeout_s)
+    else:
+        cls = exchange_class(account.exchange, streaming=streaming)
+        if cls is None:
+            raise ConfigError(f"account {account.name!r}: unknown ccxt exchange id {account.exchange!r}")
+        config = ccxt_config(account, timeout_s)
+        if streaming and profile.stream is not None:
+            config = deep_merge(config, {"options": dict(profile.stream.options)})
+        client = cls(config)
     return Source(
         account.name,
-        cls(config),
-        normaliser,
-        secrets=secrets.of(account),
+        client,
+        profile,
+        options=options_of(account.ccxt),
+        normaliser=bound_normaliser(profile.normalise, account),
+        secrets=account.credentials().values(),
         retry=retry or RetryPolicy(),
         markets_ttl_s=markets_ttl_s,
-        position_params=profile.positions_of(options),
-        position_marks=profile.position_marks,
         shared=shared,
         market_key=market_key,
-        body_check=profile.check_body,
-        server_error=profile.server_error,
-        balance_params_for=profile.balance_params_for,
-        own_figure=profile.figure_of(options),
-        balance_method=profile.balance_method(options) if profile.balance_method is not None else None,
-        balance_follow_up=profile.balance_follow_up,
     )
 
 
 def check_capabilities(exchange_id: str) -> list[str]:
-    """What stops `exchange_id` from being monitored (empty when nothing). Imports ccxt."""
+    """What stops `exchange_id` from being monitored (empty when nothing). Imports ccxt, unless
+    its profile reaches the venue by its own client (`connect`)."""
+    from alerter.sources.registry import PROFILES
+
+    if exchange_id in PROFILES and PROFILES[exchange_id].connect is not None:
+        return []
     cls = exchange_class(exchange_id)
     if cls is None:
         return [f"unknown ccxt exchange id {exchange_id!r}"]

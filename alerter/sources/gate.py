@@ -49,13 +49,26 @@ contracts of `quanto_multiplier` each (ccxt's contractSize); `value` is the noti
 `mark_price`, `entry_price`, `unrealised_pnl`, `liq_price` ("0" = none); `leverage` "0" is cross,
 anything else isolated (`pos_margin_mode` wins where the answer has it); `mode` dual_long /
 dual_short in hedge mode. The maintenance margin of a position is Gate's `maintenance_margin`
-where the answer states one above 0; older answers do not, and then it is `value` ×
-`average_maintenance_rate` (tiered answers) or × `maintenance_rate` (Gate's maintenance margin
-rate of the position's risk-limit tier). That derived figure leaves out the fee to close Gate
-reserves: on the recorded isolated APT_USDT short it puts liquidation at 12.660 where Gate states
-`liq_price` 12.65 (0.08 % apart); the liquidation distance shown is always Gate's `liq_price`.
-An isolated position is its own scope: equity = `margin` + `unrealised_pnl` (Gate's position
-margin balance), maintenance as above.
+where the answer states one above 0; older answers do not, and then it is derived by Gate's own
+rule, "Position Maintenance Margin = (Value Position * MMR) + Close Position Fee", with Gate's
+example (100 × 0.5 %) + 100 × 0.075 % (Gate's blog, "Calculation of Maintenance Margin &
+Classification of Contract Types",
+https://www.gate.io/tr/blog_detail/351/q2fsy3vsyxrpb24gb2ygtwfpbnrlbmfuy2ugtwfyz2luicygq2xhc3npzmljyxrpb24gb2ygq29udhjhy3qgvhlwzxm,
+its English text),
+the same rule as Gate's liquidation price, "Liquidation Price = (Entry Price ± Margin / Contract
+Multiplier / Size) / [1 ± (Maintenance Margin Ratio + Taker Rate)]"
+(https://www.gate.io/help/futures/futures/27724/liquidation-price-bankruptcy-price, as freqtrade's
+`exchange.py` quotes it; Gate's support gives the same formula with "Taker rate = 0.075%"): `value` ×
+(`average_maintenance_rate` (tiered answers) or `maintenance_rate` (the risk-limit tier's rate)
++ the contract's `taker_fee_rate` from GET /futures/usdt/contracts). The fee is the contract's
+listed taker rate, not the user's own: both recorded isolated positions paid less (their
+`realised_pnl` opening fees are 0.015 % and 0.05 % of the entry value), and Gate's `liq_price`
+(APT_USDT short 12.65, LTC_USDT long 60.07) is where `margin` + PnL meets `value` × (rate +
+0.075 %), the contract's rate, to the cent; without the fee it would be 12.660 and 60.024. A
+position whose maintenance is not stated and whose contract states no `taker_fee_rate` is
+refused (SourceError "data"): the fee is not guessed. The liquidation distance shown is Gate's
+`liq_price`. An isolated position is its own scope: equity = `margin` + `unrealised_pnl` (Gate's
+position margin balance), maintenance as above.
 
 Completeness: each raw answer must have its documented shape (`check_body`); a futures account
 stating a cross maintenance margin while no cross position is listed makes the poll blind.
@@ -83,6 +96,7 @@ from alerter.sources.fields import (
     price_or_none,
     shape_error,
 )
+from alerter.sources.profile import Profile
 
 ID = "gate"
 # Gate's maintenance margin ratio (MMR): margin balance ÷ maintenance margin, liquidation at ≤ 100 %
@@ -124,9 +138,21 @@ def margin_mode(row: Mapping, where: str) -> str:
     return "cross" if leverage == 0 else "isolated"
 
 
-def maintenance_of(row: Mapping, value: float, where: str) -> tuple[float, float | None]:
-    """(maintenance margin, rate): Gate's `maintenance_margin` where stated above 0, else
-    `value` × the position's (average) maintenance rate."""
+def close_fee_rate(market: Mapping | None, where: str) -> float:
+    """The contract's listed taker fee rate (`taker_fee_rate` of GET /futures/usdt/contracts, in
+    ccxt's market `info`): the fee to close Gate reserves in a position's maintenance margin."""
+    info = market.get("info") if isinstance(market, Mapping) else None
+    rate = optional_number(info.get("taker_fee_rate"), f"{where}: contract taker_fee_rate") if isinstance(info, Mapping) else None
+    if rate is None or rate < 0:
+        raise SourceError("data", f"{where}: maintenance_margin not stated and the contract states no taker_fee_rate "
+                                  f"(Gate's fee to close, part of its maintenance margin): not guessed")
+    return rate
+
+
+def maintenance_of(row: Mapping, value: float, where: str, market: Mapping | None = None) -> tuple[float, float | None]:
+    """(maintenance margin, the rate it grows at with the value): Gate's `maintenance_margin` where
+    stated above 0, else `value` × (the position's (average) maintenance rate + the contract's
+    taker fee rate), Gate's maintenance with its fee to close (see the module docstring)."""
     stated = optional_number(row.get("maintenance_margin"), f"{where}.maintenance_margin")
     key = "average_maintenance_rate" if not is_blank(row.get("average_maintenance_rate")) else "maintenance_rate"
     rate = optional_number(row.get(key), f"{where}.{key}")
@@ -134,6 +160,7 @@ def maintenance_of(row: Mapping, value: float, where: str) -> tuple[float, float
         return stated, rate
     if rate is None:
         raise SourceError("data", f"{where}: neither maintenance_margin nor maintenance_rate stated")
+    rate += close_fee_rate(market, where)
     return value * rate, rate
 
 
@@ -148,7 +175,7 @@ def parse_position(raw: Mapping, markets: Mapping) -> Position | None:
     side = {"dual_long": "long", "dual_short": "short"}.get(str(row.get("mode")), "long" if size > 0 else "short")
     value = abs(number(row.get("value"), f"{where}.value"))
     pnl = number(row.get("unrealised_pnl"), f"{where}.unrealised_pnl")
-    maintenance, rate = maintenance_of(row, value, where)
+    maintenance, rate = maintenance_of(row, value, where, markets.get(symbol))
     collateral = None
     if mode == "isolated":
         collateral = number(row.get("margin"), f"{where}.margin") + pnl  # Gate's position margin balance
@@ -277,9 +304,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     return futures_snapshot(account_name, exchange_id, info, parsed)
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
-
-from alerter.sources.profile import Profile  # noqa: E402
+# ---------------------------------------------------------------- profile
 
 PROFILE = Profile(
     name="Gate",
@@ -306,5 +331,9 @@ PROFILE = Profile(
     options={"unifiedAccount": (True, False), "defaultType": ("swap",)},
     own_figure=MMR,
     figure_for=figure_for,
+    permissions='a read-only APIv4 key (`api_key`, `secret`) with read access to "Perpetual Futures" and, for a unified account, '
+                '"Unified Account"; alerter reads the USDT perpetual futures account unless the account sets '
+                '`ccxt = { options = { unifiedAccount = true } }` (then Gate\'s unified account: multi-currency, portfolio or '
+                'single-currency margin)',
     reprice=False,  # unified figures mix spot collateral and borrowing; tiered maintenance follows the value
 )

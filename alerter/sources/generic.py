@@ -120,7 +120,5 @@ PROFILE = Profile(
     liquidation="Not known to alerter: it assumes liquidation where the maintenance margin reaches the equity, as on "
                 "the exchanges with a profile; ccxt's unified position structure is the only source.",
     liquidation_url="https://docs.ccxt.com/?id=position-structure",
-    normalise=normalise,
-    account_keys=("balance_includes_pnl",),
-    approximate=True,
+    normalise=normalise,  # its balance_includes_pnl is the account's (build_source binds it)
 )

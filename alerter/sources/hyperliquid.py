@@ -2,7 +2,7 @@
 
 Hyperliquid reads any account by its public address: POST /info {"type": "clearinghouseState",
 "user": ADDRESS} (ccxt's `fetch_balance` with `walletAddress`). That one answer holds every figure
-this profile uses, all of one moment, so no positions call is made (`position_params` is empty):
+this profile uses, all of one moment, so no positions call is made (its `fetch` reads the balance alone):
 the positions are the answer's own `assetPositions`.
 
 Liquidation (https://hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations): "the account
@@ -29,12 +29,14 @@ the notional, and funding moves the isolated margin; a full poll is one public r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from alerter.models import AccountSnapshot, Position
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot, mapping, number, optional_number, price_or_none, shape_error
+from alerter.sources.profile import FetchContext, Profile, Raw, fetch_account
 
 SETTLE = "USDC"
 
@@ -118,9 +120,23 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     )
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+# ---------------------------------------------------------------- profile
 
-from alerter.sources.profile import Profile  # noqa: E402
+WALLET_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+async def fetch(ctx: FetchContext) -> Raw:
+    """The balance answer (clearinghouseState) alone: it already lists the positions."""
+    return await fetch_account(ctx, ())
+
+
+def check_credentials(credentials: Mapping[str, str]) -> list[tuple[str, str]]:
+    """A wallet address is 0x and 40 hex digits (the problem never quotes it: it identifies the trader)."""
+    address = credentials.get("wallet_address")
+    if address is not None and not WALLET_ADDRESS.fullmatch(address):
+        return [("wallet_address", f"not a wallet address (expected 0x and 40 hex digits, got {len(address)} characters)")]
+    return []
+
 
 PROFILE = Profile(
     name="Hyperliquid",
@@ -138,7 +154,9 @@ PROFILE = Profile(
     check_body=check_body,
     # main-dex perps only (no spotMeta, no HIP-3 dex lists); no unified-account probe before the balance
     ccxt_defaults={"options": {"fetchMarkets": {"types": ["swap"]}, "enableUnifiedMargin": False}, "has": {"fetchCurrencies": False}},
-    position_params=(),  # the balance answer (clearinghouseState) already lists the positions
+    fetch=fetch,
+    check_credentials=check_credentials,
     credentials=("wallet_address",),
+    permissions="no key: the account's state is public, read by its wallet address (the address is kept out of logs and alerts all the same)",
     reprice=False,
 )

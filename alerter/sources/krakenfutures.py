@@ -40,8 +40,8 @@ nothing to them: no mark, no margin). Kraken states no margin per position, so e
 listed with maintenance 0 (the wallet's maintenance is Kraken's own total; nothing is made up per
 position); for the distance to liquidation a cross multi-collateral position grows at its
 wallet's average rate (maintenance ÷ the wallet's notional), used only to extrapolate a move.
-The mark is the public ticker's `markPrice` (the profile asks the source for it,
-`position_marks`); the unrealised PnL is Kraken's `unrealizedPnl` where it is in the position's
+The mark is the public ticker's `markPrice` (read right after the positions by
+its `fetch`); the unrealised PnL is Kraken's `unrealizedPnl` where it is in the position's
 currency, else worked out from the entry and that mark (linear: size × (mark − entry) in USD;
 inverse: face × (1/entry − 1/mark) in the coin); no ratio is made of it. An
 isolated multi-collateral position states no margin of its own: it goes in
@@ -64,6 +64,7 @@ from typing import Any
 from alerter.models import AccountSnapshot, Pool, Position, cross_scope, isolated_scope
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot, mapping, number, optional_number, shape_error
+from alerter.sources.profile import FetchContext, Profile, Raw, fetch_account
 
 ID = "krakenfutures"
 FLEX = "flex"
@@ -244,9 +245,28 @@ def ratio(pool: Pool) -> float:
     return pool.maintenance_margin / pool.equity if pool.equity > 0 else float("inf")
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+# ---------------------------------------------------------------- profile
 
-from alerter.sources.profile import Profile  # noqa: E402
+async def fetch(ctx: FetchContext) -> Raw:
+    """The default fetch, then the marks the positions do not state: ccxt's `markPrice` of each
+    position from the public tickers, read right after the positions (a position left without one
+    is the normaliser's to refuse). A position whose symbol ccxt left as Kraken's own id, because
+    the case differs (its open positions spell ids in lower case, "pi_xbtusd", its instruments in
+    upper case), gets the symbol of the market with that id."""
+    balance, positions = await fetch_account(ctx)
+    if positions:
+        exchange = ctx.exchange
+        markets, by_id = exchange.markets or {}, exchange.markets_by_id or {}
+        for position in positions:
+            symbol = position.get("symbol")
+            if isinstance(symbol, str) and symbol not in markets and by_id.get(symbol.upper()):
+                position["symbol"] = by_id[symbol.upper()][0]["symbol"]
+        tickers = await ctx.call(exchange.fetch_tickers, sorted({p["symbol"] for p in positions if p.get("symbol")}), check=True)
+        for position in positions:
+            if position.get("markPrice") is None:
+                position["markPrice"] = (tickers.get(position.get("symbol")) or {}).get("markPrice")
+    return balance, positions
+
 
 PROFILE = Profile(
     name="Kraken Futures",
@@ -262,6 +282,7 @@ PROFILE = Profile(
     liquidation_url="https://support.kraken.com/hc/en-us/articles/360022835671-Equity-Protection-Process",
     normalise=normalise,
     check_body=check_body,
-    position_marks=True,  # openpositions states no mark: the public tickers' markPrice, fetched with each poll
+    fetch=fetch,  # openpositions states no mark: the public tickers' markPrice, fetched with each poll
+    permissions='a Kraken Futures key with read-only access (no trading, no withdrawals)',
     reprice=False,  # non-USD collateral moves the multi-collateral equity; no maintenance per position
 )

@@ -23,6 +23,15 @@ liquidated" (the Cross Margin page). Each isolated position is its own scope: `p
 `maintMargin` (= `posMargin` + `unrealisedPnl`). On KuCoin's documented example that ratio reaches
 100 % exactly at the stated `liquidationPrice` (posMargin + PnL at 45704.44 = posMaint, to 1e-5),
 which is the distance shown. An isolated position without `posMaint` is refused.
+How that maintenance moves with the mark (for `alerter whatif`) is KuCoin's formula of the
+answer's time (https://www.kucoin.com/announcement/update-to-the-isolated-margin-calculation-formula):
+until 2025-05-22 03:00 UTC it was "Average Entry Price × Position Size × Contract Multiplier ×
+(Maintenance Margin Rate + (1 + 1/Leverage) × Taker Fee Rate + Funding Rate)", fixed while the
+mark moves (the two recorded rows reproduce it exactly: XBTUSDTM 26.821 × (0.004 + 1.2 × 0.0006
++ 0.0001) = 0.12927722, ADAUSDTM 2.4977 × (0.01 + 2 × 0.0006 + 0.0001) = 0.02822401), so an
+answer stamped (`currentTimestamp`) before then keeps `posMaint` as it is; since then "Entry
+Price is replaced with Mark Price", with the liquidation fee and funding rate in the same
+product, so `posMaint` grows with the mark value at `posMaint` ÷ `markValue`.
 
 Positions (https://www.kucoin.com/docs-new/rest/futures-trading/positions/get-position-list):
 `currentQty` counts contracts (× the contract's `multiplier`: 0.001 XBT for XBTUSDTM, 1 USD for
@@ -48,9 +57,19 @@ from typing import Any
 from alerter.models import AccountSnapshot, OwnFigure, Pool, Position, cross_scope
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot, mapping, number, optional_number, price_or_none, shape_error
+from alerter.sources.profile import FetchContext, Profile, Raw
 
 ID = "kucoinfutures"
 DEFAULT_CURRENCY = "USDT"  # ccxt's options.fetchBalance.code
+# KuCoin's isolated maintenance margin is on the mark price from this moment (ms), on the entry price before
+ISOLATED_MARK_PRICED_SINCE_MS = 1747882800000  # 2025-05-22 03:00 UTC, the announced start of the upgrade
+
+
+def entry_priced(info: Mapping, where: str) -> bool:
+    """The answer was made under KuCoin's isolated formula before 2025-05-22: its `posMaint` is on the
+    entry price and does not move with the mark. An answer without `currentTimestamp` is today's."""
+    stamp = optional_number(info.get("currentTimestamp"), f"{where}.currentTimestamp")
+    return stamp is not None and stamp < ISOLATED_MARK_PRICED_SINCE_MS
 
 
 def _ok(data: Any) -> bool:
@@ -92,6 +111,16 @@ def balance_params(positions: list) -> tuple[dict[str, str], ...]:
     return tuple({"code": code} for code in sorted(codes))
 
 
+async def fetch(ctx: FetchContext) -> Raw:
+    """One balance call cannot cover the account (KuCoin answers per settle currency): the
+    positions first, then one fetch_balance({"code": …}) per currency `balance_params` names for
+    them; `normalise` gets {"info": [each balance call's raw answer, in that order]}."""
+    exchange = ctx.exchange
+    positions = await ctx.call(exchange.fetch_positions, None, {}, check=True)
+    balances = await ctx.gather(*(ctx.call(exchange.fetch_balance, dict(params), check=True) for params in balance_params(positions)))
+    return {"info": [balance.get("info") for balance in balances]}, positions
+
+
 def _row(raw: Mapping, markets: Mapping) -> dict | None:
     """make_position's arguments for an open position (a cross one's `maintenance_margin` None when
     it states none), or None for a closed row."""
@@ -131,6 +160,9 @@ def _row(raw: Mapping, markets: Mapping) -> dict | None:
         collateral = optional_number(info.get("maintMargin"), f"{where}.maintMargin")
         if collateral is None:
             collateral = number(info.get("posMargin"), f"{where}.posMargin") + pnl
+        # the rate posMaint grows at with the notional: 0 on the entry price (before 2025-05-22), else
+        # posMaint ÷ the notional (None: health derives it), as the fees and funding grow with it too
+        rate = 0.0 if entry_priced(info, where) else None
     elif maintenance is None and rate is not None and value is not None:
         maintenance = rate * abs(value)
     return dict(
@@ -237,9 +269,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
     return replace(snapshot, pools=tuple(pools))
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
-
-from alerter.sources.profile import Profile  # noqa: E402
+# ---------------------------------------------------------------- profile
 
 PROFILE = Profile(
     name="KuCoin futures",
@@ -258,8 +288,11 @@ PROFILE = Profile(
     # load_markets() reads the contracts (and, with keys, ccxt's spot margin-pair lists) but not the
     # spot currency list; no unified-account probe before each private call, no spot hf-account probe
     ccxt_defaults={"options": {"uta": False, "hf": False}, "has": {"fetchCurrencies": False}},
-    balance_params_for=balance_params,
+    fetch=fetch,
     credentials=("api_key", "secret", "password"),
+    permissions="a key without trading, transfer or withdrawal rights; KuCoin's API documentation lists the two calls alerter makes "
+                "(account overview, position list) under its \"Futures\" permission; the API passphrase goes in `password`. Each settle "
+                "currency (USDT, USDC, XBT, …) is a cross scope of its own (`cross:USDT`); unified trading accounts are not read",
     options={"uta": (False,), "defaultType": ("swap", "future", "contract")},
     # the risk rate is the cross account's; KuCoin states none for an isolated position
     own_figure=OwnFigure("risk rate", 1.0, percent=True, notices=(("KuCoin's order cancellation", 0.95),), cross_only=True),

@@ -52,7 +52,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from alerter.models import AccountSnapshot, Position, isolated_scope
+from alerter.models import AccountSnapshot, OwnFigure, Position, isolated_scope
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import (
     base_quantity,
@@ -65,6 +65,8 @@ from alerter.sources.fields import (
     price_or_none,
     shape_error,
 )
+from alerter.sources.profile import Profile
+from alerter.sources.streamspec import Notice, StreamSpec, message_number, watch_balance, watch_positions
 
 logger = logging.getLogger(__name__)
 
@@ -262,10 +264,69 @@ def account_snapshot(data: Mapping, account_name: str, exchange_id: str, parsed:
     return make_snapshot(equity=total, maintenance_margin=0.0, wallet_balance=total, currency="USD", **common)
 
 
-# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+# ---------------------------------------------------------------- profile
 
-from alerter.models import OwnFigure  # noqa: E402
-from alerter.sources.profile import Profile  # noqa: E402
+def okx_liquidation_warning(message: Mapping[str, Any]) -> Notice | None:
+    """A push of OKX's private `liquidation-warning` channel as one line, or None for any other
+    message: "OKX liquidation warning: BTC-USDT-SWAP cross, margin ratio 108 % (liquidation at 100 %)".
+    The ratio is OKX's `mgnRatio` as OKX shows it: adjusted equity ÷ maintenance (plus the fee to
+    close) in percent, higher is safer, liquidation at 100 % or below (alerter's own margin ratio
+    is its inverse).
+    https://www.okx.com/docs-v5/en/#trading-account-websocket-position-risk-warning"""
+    if not isinstance(message, Mapping) or not isinstance(message.get("arg"), Mapping):
+        return None
+    if message["arg"].get("channel") != "liquidation-warning":
+        return None
+    parts, keys = [], []
+    for row in message.get("data") or []:
+        if not isinstance(row, Mapping):
+            continue
+        side = str(row.get("posSide") or "net").lower()
+        text = f"{row.get('instId') or '?'}{'' if side == 'net' else ' ' + side} {row.get('mgnMode') or '?'}"
+        ratio = message_number(row.get("mgnRatio"))
+        parts.append(text + (f", margin ratio {ratio * 100:,.0f} % (liquidation at 100 %)" if ratio is not None else ""))
+        keys.append(text)
+    if not parts:
+        return None  # the channel's subscription answer, or a push naming no position
+    return Notice("OKX liquidation warning: " + "; ".join(parts), "liquidation-warning:" + ",".join(sorted(keys)))
+
+
+def okx_event(message: Mapping[str, Any]) -> str | None:
+    """A push (not a subscription answer) of OKX's `account` or `positions` channel."""
+    arg = message.get("arg")
+    if "event" in message or not isinstance(arg, Mapping) or "data" not in message:
+        return None
+    channel = arg.get("channel")
+    return f"{channel} push" if channel in ("account", "positions") else None
+
+
+async def watch_liquidation_warnings(exchange: Any) -> Any:
+    """Subscribe OKX's `liquidation-warning` channel on the private connection (ccxt.pro has no
+    method for it and parses none of its pushes: they are read raw, by the message hook). The
+    future never resolves; it fails with the connection."""
+    await exchange.authenticate()
+    url = exchange.get_url("liquidation-warning", "private")
+    request = {"op": "subscribe", "args": [{"channel": "liquidation-warning", "instType": "ANY"}]}
+    return await exchange.watch(url, "liquidation-warning", request, "liquidation-warning")
+
+
+# the `mark-price` channel on /ws/v5/public; on /ws/v5/private (after `login`) the `account` and
+# `positions` channels, and `liquidation-warning`, OKX's own notice
+STREAM = StreamSpec(
+    name="OKX",
+    event=okx_event,
+    notice=okx_liquidation_warning,
+    options={},
+    prices="`mark-price` channel (`/ws/v5/public`)",
+    events="`account` and `positions` pushes (`/ws/v5/private`, after `login`)",
+    notices="`liquidation-warning`: `OKX liquidation warning: BTC-USDT-SWAP cross, margin ratio 105 % (liquidation at 100 %)` "
+            "— OKX's `mgnRatio` as OKX shows it (higher is safer)",
+    # ccxt.pro okx's un_watch_tickers would wait for an answer it only matches for `tickers`:
+    # a symbol no longer held stays subscribed (its pushes ignored) until the next connection
+    unwatch_prices=None,
+    account_watches=(watch_balance, watch_positions, watch_liquidation_warnings),
+)
+
 
 PROFILE = Profile(
     name="OKX",
@@ -287,6 +348,8 @@ PROFILE = Profile(
     # would add the signed /api/v5/asset/currencies
     ccxt_defaults={"options": {"fetchMarkets": {"types": ["swap", "future"]}}, "has": {"fetchCurrencies": False}},
     credentials=("api_key", "secret", "password"),
+    stream=STREAM,
+    permissions='"Read" permission only; the API passphrase goes in `password`',
     reprice=True,  # linear contracts: maintenance and PnL follow the mark
     # OKX states `mgnRatio` (the app shows it as a percentage): 1 ÷ alerter's ratio, 100 % at liquidation
     own_figure=OwnFigure("OKX margin ratio", 1.0, inverse=True, percent=True),

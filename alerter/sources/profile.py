@@ -1,19 +1,94 @@
-"""`Profile`: everything alerter knows about one exchange, in the exchange's own module.
+"""`Profile`: everything alerter knows about one venue, in the venue's own module.
 
-Each exchange module (binanceusdm.py, bybit.py, okx.py) ends with its `PROFILE`; generic.py has
-the explicit fallback (`profile = "generic"` in an account). alerter.sources.registry collects
-them. A profile holds plain data and pure functions only: this module imports neither ccxt nor
-alerter.config, so config validation reads the registry without importing either.
+Each venue module (binanceusdm.py, bybit.py, okx.py) ends with its `PROFILE`; generic.py has the
+explicit fallback (`profile = "generic"` in an account). alerter.sources.registry lists them and
+imports a venue's module only when something asks for it. A profile answers a fixed set of
+questions, and a quirk of one venue lives in that venue's module, in the functions it gives:
+
+- how its account is fetched: `fetch` (None: `fetch_account`, balance and positions through ccxt),
+  and `connect` for a venue that is not a ccxt exchange (its own client);
+- what its figures mean: `normalise`, `check_body`, `own_figure`/`figure_for`, `reprice`;
+- its stream (`stream`: the spec and parsers, alerter.sources.streamspec), if it streams;
+- which accounts and credentials it takes: `credentials`, `check_credentials`, `options`, `redirects`;
+- what its rows in the docs say: the text fields and `permissions`.
+
+This module imports neither ccxt nor alerter.config. What a venue is given to work with is the
+small `Account` protocol (what alerter.config.AccountConfig offers) and `FetchContext` (what
+alerter.sources.exchange.Source offers a fetch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from alerter.models import OwnFigure
 from alerter.sources.fields import BodyCheck, Normaliser
+
+if TYPE_CHECKING:
+    from alerter.sources.streamspec import StreamSpec
+
+# the raw answers a fetch hands to `normalise`: (balance, positions), as ccxt's fetch_balance()
+# and fetch_positions() return them (a venue's own fetch may shape `balance` as its normaliser reads it)
+Raw = tuple[dict, list]
+
+
+class Account(Protocol):
+    """What the sources read of an account (alerter.config.AccountConfig is one)."""
+
+    name: str
+    exchange: str  # the venue's id (a ccxt id, or a venue's own)
+    ccxt: Mapping[str, Any]  # the ccxt constructor's table, over the profile's defaults
+    profile: str | None  # "generic": read from ccxt's unified fields
+    # and the settings a normaliser takes by name as keyword-only parameters (the generic
+    # profile's `balance_includes_pnl`; alerter.sources.exchange.bound_normaliser passes them)
+
+    def credentials(self) -> dict[str, str]:
+        """The credentials it sets, by key ("api_key", "wallet_address", …), as plain text."""
+        ...
+
+
+class FetchContext(Protocol):
+    """What a profile's `fetch` works with (alerter.sources.exchange.Source offers it)."""
+
+    exchange: Any  # the ccxt exchange instance (or, with `connect`, the venue's own client)
+    options: Mapping[str, Any]  # the account's ccxt options (its `ccxt.options` table)
+    markets_reloaded: bool  # this fetch (re)loaded the markets: caches derived from them are stale
+
+    async def call(self, method: Callable[..., Awaitable[Any]], *args: Any, check: bool = False) -> Any:
+        """One call, its failure a classified SourceError without secrets; with `check`, every
+        HTTP answer of it is checked as complete JSON of the documented shape (`check_body`)."""
+        ...
+
+    async def gather(self, *calls: Awaitable[Any]) -> list[Any]:
+        """Concurrent calls' results; when any failed, the gravest SourceError once all ended."""
+        ...
+
+
+Fetch = Callable[[FetchContext], Awaitable[Raw]]
+# connect(account, timeout_s) -> the venue's own client, in place of a ccxt exchange: an object
+# with `id` (the venue's id) and `async close()`, which the profile's `fetch` reads through
+# ctx.exchange and ctx.call; no markets are loaded for it (its normaliser gets {})
+Connect = Callable[[Account, float], Any]
+
+
+def options_of(ccxt: Mapping[str, Any]) -> dict[str, Any]:
+    """The ccxt options of an account's `ccxt` table (its `options`; {} when it sets none, or
+    sets them to something that is not a table)."""
+    options = ccxt.get("options")
+    return dict(options) if isinstance(options, Mapping) else {}
+
+
+async def fetch_account(ctx: FetchContext, positions: Iterable[Mapping[str, Any]] = ({},)) -> Raw:
+    """The default fetch: fetch_balance() and one fetch_positions(None, params) per entry of
+    `positions` (none: the balance answer holds the positions), concurrently, the positions
+    concatenated in that order. A venue's own `fetch` calls it with its parameters, or around
+    what it adds."""
+    exchange = ctx.exchange
+    balance, *found = await ctx.gather(ctx.call(exchange.fetch_balance, check=True),
+                                       *(ctx.call(exchange.fetch_positions, None, dict(params), check=True) for params in positions))
+    return balance, [p for listed in found for p in listed]
 
 
 @dataclass(frozen=True)
@@ -32,57 +107,43 @@ class Redirect:
 
 @dataclass(frozen=True)
 class Profile:
-    """One exchange: how to reach it, how to read it, what its figures mean."""
+    """One venue: how to reach it, how to read it, what its figures mean, what the docs say."""
 
+    # the docs: the support matrix's row
     name: str  # as a person calls it: "Binance USDⓈ-M"
-    ids: tuple[str, ...]  # the ccxt exchange ids it reads (the registry's keys)
+    ids: tuple[str, ...]  # the exchange ids it reads (the registry's keys)
     modes: str  # the account modes it covers
-    figure: str  # the exchange's own figures the margin ratio is made of
+    figure: str  # the venue's own figures the margin ratio is made of
     currency: str  # the currency of those figures
-    liquidation: str  # the exchange's own liquidation rule, in one sentence
-    liquidation_url: str  # the exchange's page stating it
-    normalise: Normaliser  # pure: raw ccxt answers → AccountSnapshot
+    liquidation: str  # the venue's own liquidation rule, in one sentence
+    liquidation_url: str  # the venue's page stating it
+    # what its figures mean
+    normalise: Normaliser  # pure: raw answers → AccountSnapshot
     check_body: BodyCheck | None = None  # the documented shape of the raw answers
-    ccxt_defaults: Mapping[str, Any] = field(default_factory=dict)  # the account's `ccxt` table is merged over these
-    position_params: tuple[Mapping[str, Any], ...] = ({},)  # one fetch_positions() call each, results concatenated
-    # where one balance call cannot cover the account (KuCoin: one answer per settle currency): the
-    # positions are fetched first, then one fetch_balance(params) per entry this returns for them,
-    # and `normalise` gets {"info": [each balance call's raw answer, in that order]} as its balance
-    balance_params_for: Callable[[list], tuple[Mapping[str, Any], ...]] | None = None
-    position_marks: bool = False  # the positions state no mark: each poll also reads the public tickers' markPrice
-    server_error: tuple[str, frozenset[str]] | None = None  # (body marker, codes) meaning "system error, try again"
     reprice: bool = False  # re-pricing the positions from public mark prices between polls is faithful
-    credentials: tuple[str, ...] = ("api_key", "secret")  # account keys the exchange needs
+    # the venue's own risk figure and notice levels, shown beside the normalised ratio (None: the
+    # normalised ratio is the venue's own figure, as on Binance USDⓈ-M) ...
+    own_figure: OwnFigure | None = None
+    # ... or, where it depends on the account's ccxt options (one exchange id, several modes)
+    figure_for: Callable[[Mapping[str, Any]], OwnFigure | None] | None = None
+    # how its account is fetched
+    fetch: Fetch | None = None  # None: alerter.sources.exchange.fetch_account
+    connect: Connect | None = None  # None: ccxt's async class for the account's exchange id
+    ccxt_defaults: Mapping[str, Any] = field(default_factory=dict)  # the account's `ccxt` table is merged over these
+    # an error answer (the raw body) the venue documents as "system error, try again", which ccxt
+    # raises as a plain ExchangeError: transient, for every call the account makes
+    server_error: Callable[[str], bool] | None = None
+    # which accounts it reads
+    credentials: tuple[str, ...] = ("api_key", "secret")  # account keys the venue needs
+    # the account's credentials (key → plain value) → (key, one line) for each malformed one
+    check_credentials: Callable[[Mapping[str, str]], list[tuple[str, str]]] | None = None
     options: Mapping[str, tuple] = field(default_factory=dict)  # ccxt options an account may set only to these values
     redirects: tuple[Redirect, ...] = ()  # accounts on other ids that belong here (or nowhere yet)
-    account_keys: tuple[str, ...] = ()  # account settings passed to `normalise` as keywords
-    approximate: bool = False  # figures from ccxt's unified fields, not the exchange's own
-    # the exchange's own risk figure and notice levels, shown beside the normalised ratio (None:
-    # the normalised ratio is the exchange's own figure, as on Binance USDⓈ-M)
-    own_figure: OwnFigure | None = None
-    # where the figure depends on the account's ccxt options (one exchange id, several modes)
-    figure_for: Callable[[Mapping[str, Any]], OwnFigure | None] | None = None
-    # where the account is one raw answer that ccxt's fetch_balance() does not ask for: the name of
-    # ccxt's implicit method (papiGetAccount) whose answer becomes balance["info"], for an account
-    # with these ccxt options (None: fetch_balance())
-    balance_method: Callable[[Mapping[str, Any]], str | None] | None = None
-    # where the account answer names further requests the figure needs (Binance isolated margin:
-    # each indebted pair's leverage tiers): given the raw account answer (balance["info"], any
-    # shape), the (ccxt implicit method, params) calls to make after it; `normalise` then finds
-    # balance["follow_up"] = [(method, params, raw answer), ...] in that order
-    balance_follow_up: Callable[[Any], tuple[tuple[str, Mapping[str, Any]], ...]] | None = None
-
-    # where the positions calls depend on the account's ccxt options (Bitget: one per UTA category)
-    position_params_for: Callable[[Mapping[str, Any]], tuple[Mapping[str, Any], ...]] | None = None
-
-    def positions_of(self, options: Mapping[str, Any] | None = None) -> tuple[Mapping[str, Any], ...]:
-        """The fetch_positions() parameters for an account with these ccxt `options`, one call each."""
-        if self.position_params_for is not None:
-            return self.position_params_for(options or {})
-        return self.position_params
+    stream: StreamSpec | None = None  # its websocket streams (alerter.sources.streamspec), if it has them
+    permissions: str = ""  # what the account's API key needs (the docs' permissions table)
 
     def figure_of(self, options: Mapping[str, Any] | None = None) -> OwnFigure | None:
-        """The exchange's own figure for an account with these ccxt `options`."""
+        """The venue's own figure for an account with these ccxt `options`."""
         if self.figure_for is not None:
             return self.figure_for(options or {})
         return self.own_figure

@@ -7,229 +7,56 @@
     await feed.next()                            # returns when the account changed; raises when the socket is lost
     await feed.close()                           # the connection (the Source closes a shared instance)
 
-Which exchanges stream, and how each one's events read, is the explicit registry `STREAMS`
-(binanceusdm, okx, bybit). Like the rest of alerter.sources this is the only place that imports
-ccxt (ccxt.pro here), inside functions; the parsers are pure.
+Which exchanges stream, and how each one's messages read, is each venue's `StreamSpec`
+(alerter.sources.streamspec: its profile's `stream`, with its parsers, in its module:
+binanceusdm, okx, bybit); `STREAMS` reads them by exchange id. This module runs the feeds. Like the rest of alerter.sources
+it imports ccxt (ccxt.pro here) only inside functions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
+
+from alerter.sources.registry import PROFILES, streaming_ids, streams
+from alerter.sources.streamspec import Notice, StreamSpec, message_number
+
+__all__ = ["STREAMS", "AccountFeed", "Notice", "PriceFeed", "StreamSpec", "describe", "shares_source", "supports"]
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Notice:
-    """An exchange's own margin-call event, quoted: `text` as the alert says it, `key` the
-    positions it is about (repeats of one notice share it)."""
+class _Streams(Mapping[str, StreamSpec]):
+    """The stream specs by exchange id, read from the profiles (each venue's module imported
+    when asked for)."""
 
-    text: str
-    key: str
+    def __getitem__(self, exchange_id: str) -> StreamSpec:
+        spec = PROFILES[exchange_id].stream if exchange_id in PROFILES else None
+        if spec is None:
+            raise KeyError(exchange_id)
+        return spec
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(streaming_ids())
 
-def _number(text: Any) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def binance_margin_call(message: Mapping[str, Any]) -> Notice | None:
-    """Binance USDⓈ-M's MARGIN_CALL user-data event as one line, or None for any other message:
-    "Binance margin call: ETHUSDT cross, maint 1.61" (several positions: "; "-separated).
-    https://developers.binance.com/docs/derivatives/usds-margined-futures/user-data-streams/Event-Margin-Call"""
-    if not isinstance(message, Mapping) or message.get("e") != "MARGIN_CALL":
-        return None
-    parts, keys = [], []
-    for row in message.get("p") or []:
-        if not isinstance(row, Mapping):
-            continue
-        symbol = str(row.get("s") or "?")
-        mode = "cross" if str(row.get("mt", "")).upper().startswith("CROSS") else "isolated"
-        side = str(row.get("ps") or "BOTH").upper()
-        maint = _number(row.get("mm"))
-        text = f"{symbol}{'' if side == 'BOTH' else ' ' + side.lower()} {mode}"
-        parts.append(text + (f", maint {maint:,.2f}" if maint is not None else ""))
-        keys.append(text)
-    if not parts:
-        return Notice("Binance margin call (no positions named)", "margin-call")
-    return Notice("Binance margin call: " + "; ".join(parts), "margin-call:" + ",".join(sorted(keys)))
+    def __len__(self) -> int:
+        return len(list(iter(self)))
 
 
-def okx_liquidation_warning(message: Mapping[str, Any]) -> Notice | None:
-    """A push of OKX's private `liquidation-warning` channel as one line, or None for any other
-    message: "OKX liquidation warning: BTC-USDT-SWAP cross, margin ratio 108 % (liquidation at 100 %)".
-    The ratio is OKX's `mgnRatio` as OKX shows it: adjusted equity ÷ maintenance (plus the fee to
-    close) in percent, higher is safer, liquidation at 100 % or below (alerter's own margin ratio
-    is its inverse).
-    https://www.okx.com/docs-v5/en/#trading-account-websocket-position-risk-warning"""
-    if not isinstance(message, Mapping) or not isinstance(message.get("arg"), Mapping):
-        return None
-    if message["arg"].get("channel") != "liquidation-warning":
-        return None
-    parts, keys = [], []
-    for row in message.get("data") or []:
-        if not isinstance(row, Mapping):
-            continue
-        side = str(row.get("posSide") or "net").lower()
-        text = f"{row.get('instId') or '?'}{'' if side == 'net' else ' ' + side} {row.get('mgnMode') or '?'}"
-        ratio = _number(row.get("mgnRatio"))
-        parts.append(text + (f", margin ratio {ratio * 100:,.0f} % (liquidation at 100 %)" if ratio is not None else ""))
-        keys.append(text)
-    if not parts:
-        return None  # the channel's subscription answer, or a push naming no position
-    return Notice("OKX liquidation warning: " + "; ".join(parts), "liquidation-warning:" + ",".join(sorted(keys)))
-
-
-def _no_notice(message: Mapping[str, Any]) -> Notice | None:
-    return None
-
-
-def binance_event(message: Mapping[str, Any]) -> str | None:
-    """"ACCOUNT_UPDATE" when Binance's user-data stream says positions or balances changed."""
-    return "ACCOUNT_UPDATE" if message.get("e") == "ACCOUNT_UPDATE" else None
-
-
-def okx_event(message: Mapping[str, Any]) -> str | None:
-    """A push (not a subscription answer) of OKX's `account` or `positions` channel."""
-    arg = message.get("arg")
-    if "event" in message or not isinstance(arg, Mapping) or "data" not in message:
-        return None
-    channel = arg.get("channel")
-    return f"{channel} push" if channel in ("account", "positions") else None
-
-
-def bybit_event(message: Mapping[str, Any]) -> str | None:
-    """A push of Bybit's private `wallet` or `position` topic."""
-    topic = message.get("topic")
-    return f"{topic} push" if topic in ("wallet", "position") and "data" in message else None
-
-
-def binance_listen_key_expired(message: Mapping[str, Any]) -> bool:
-    return message.get("e") == "listenKeyExpired"
-
-
-def forget_listen_keys(exchange: Any) -> None:
-    """Drop the listen keys ccxt.pro's binance keeps in its options (one per market type), so
-    that the next connection asks the exchange for one (it answers with the live key, or a new
-    one when that has expired)."""
-    for kind, bucket in list(exchange.options.items()):
-        if isinstance(bucket, dict) and bucket.get("listenKey"):
-            exchange.options[kind] = {**bucket, "listenKey": None, "lastAuthenticatedTime": 0}
-
-
-def _never(message: Mapping[str, Any]) -> bool:
-    return False
-
-
-def _nothing(exchange: Any) -> None:
-    return None
-
-
-def _watch_balance(exchange: Any) -> Awaitable[Any]:
-    return exchange.watch_balance()
-
-
-def _watch_positions(exchange: Any) -> Awaitable[Any]:
-    return exchange.watch_positions()
-
-
-async def _okx_watch_liquidation_warnings(exchange: Any) -> Any:
-    """Subscribe OKX's `liquidation-warning` channel on the private connection (ccxt.pro has no
-    method for it and parses none of its pushes: they are read raw, by the message hook). The
-    future never resolves; it fails with the connection."""
-    await exchange.authenticate()
-    url = exchange.get_url("liquidation-warning", "private")
-    request = {"op": "subscribe", "args": [{"channel": "liquidation-warning", "instType": "ANY"}]}
-    return await exchange.watch(url, "liquidation-warning", request, "liquidation-warning")
-
-
-@dataclass(frozen=True)
-class StreamSpec:
-    """How one exchange streams through ccxt.pro."""
-
-    name: str  # as the exchange calls itself in a notice
-    event: Callable[[Mapping[str, Any]], str | None]  # a raw message that means "positions or balance changed": its name
-    notice: Callable[[Mapping[str, Any]], Notice | None]  # the exchange's own margin-call event, parsed
-    options: Mapping[str, Any]  # ccxt.pro options over the account's
-    watch_prices: str = "watch_mark_prices"  # the ccxt.pro method whose tickers carry `markPrice`
-    unwatch_prices: str | None = "un_watch_mark_prices"  # None: ccxt.pro cannot unsubscribe them
-    # what keeps the private connection subscribed; each resolves on its events, fails with the socket
-    account_watches: tuple[Callable[[Any], Awaitable[Any]], ...] = (_watch_balance,)
-    # the private connection opens on the account's Source's instance (built from ccxt.pro's class
-    # with `options`): one HTTP session, TLS context and rate limiter. False where `options` would
-    # change what the REST calls do: the stream then has an instance of its own (~1 MB more).
-    shares_source: bool = True
-    session_expired: Callable[[Mapping[str, Any]], bool] = _never  # a raw message that ends the private session
-    forget_session: Callable[[Any], None] = _nothing  # so that the next connection starts a new one
-
-
-STREAMS: dict[str, StreamSpec] = {
-    "binanceusdm": StreamSpec(
-        name="Binance",
-        event=binance_event,
-        notice=binance_margin_call,
-        options={
-            # every mark-price subscription on one connection (ccxt opens one per symbol set otherwise)
-            "streamLimits": {"linear": 1},
-            # no REST snapshot behind the user-data stream: a full poll follows every event anyway
-            "watchBalance": {"fetchBalanceSnapshot": False},
-            "watchPositions": {"fetchPositionsSnapshot": False},
-            "listenKeyRefreshRate": 30 * 60 * 1000,  # Binance keeps a listen key 60 min after a keepalive
-        },
-        session_expired=binance_listen_key_expired,
-        forget_session=forget_listen_keys,
-    ),
-    # OKX: the `mark-price` channel on /ws/v5/public; on /ws/v5/private (after `login`) the
-    # `account` and `positions` channels, and `liquidation-warning`, OKX's own notice
-    "okx": StreamSpec(
-        name="OKX",
-        event=okx_event,
-        notice=okx_liquidation_warning,
-        options={},
-        # ccxt.pro okx's un_watch_tickers would wait for an answer it only matches for `tickers`:
-        # a symbol no longer held stays subscribed (its pushes ignored) until the next connection
-        unwatch_prices=None,
-        account_watches=(_watch_balance, _watch_positions, _okx_watch_liquidation_warnings),
-    ),
-    # Bybit: linear `tickers.<symbol>` on /v5/public/linear carry markPrice (ccxt.pro bybit has no
-    # watch_mark_prices); `wallet` and `position` on /v5/private after `auth`. No margin-call push.
-    "bybit": StreamSpec(
-        name="Bybit",
-        event=bybit_event,
-        notice=_no_notice,
-        options={
-            # a unified trading account (as the bybit source reads it): no REST look-up of the
-            # account type before subscribing, no REST positions snapshot behind the stream
-            "enableUnifiedAccount": True,
-            "enableUnifiedMargin": False,
-            "watchPositions": {"fetchPositionsSnapshot": False, "awaitPositionsSnapshot": False},
-        },
-        # enableUnifiedAccount would make the REST balance read a classic account as unified
-        shares_source=False,
-        watch_prices="watch_tickers",
-        unwatch_prices="un_watch_tickers",
-        account_watches=(_watch_balance, _watch_positions),
-    ),
-}
+STREAMS: Mapping[str, StreamSpec] = _Streams()
 
 
 def supports(exchange_id: str) -> bool:
-    return exchange_id in STREAMS
+    return streams(exchange_id)
 
 
 def shares_source(exchange_id: str) -> bool:
     """Whether an account of this exchange that streams has its Source built from ccxt.pro's
     class (`build_source(streaming=True)`), its private stream opening on that instance."""
-    return exchange_id in STREAMS and STREAMS[exchange_id].shares_source
+    return supports(exchange_id) and STREAMS[exchange_id].shares_source
 
 
 _LISTEN_KEY = re.compile(r"(listenKey=)[^&\s'\"]+")
@@ -251,10 +78,7 @@ def _pro_exchange(account, timeout_s: float, keepalive_s: float, *, keys: bool) 
 
     from alerter.sources.exchange import ccxt_config, deep_merge
 
-    config = ccxt_config(account, timeout_s)
-    if not keys:
-        for key in ("apiKey", "secret", "password", "uid", "walletAddress"):
-            config.pop(key, None)
+    config = ccxt_config(account, timeout_s, keys=keys)
     spec = STREAMS[account.exchange]
     config = deep_merge(config, {"options": dict(spec.options), "streaming": {"keepAlive": int(keepalive_s * 1000)}})
     return getattr(ccxt.pro, account.exchange)(config)
@@ -292,7 +116,7 @@ class PriceFeed:
         marks, self.stamped = {}, {}
         for symbol in symbols:
             ticker = self.exchange.tickers.get(symbol) or {}
-            mark, stamp = _number(ticker.get("markPrice")), _number(ticker.get("timestamp"))
+            mark, stamp = message_number(ticker.get("markPrice")), message_number(ticker.get("timestamp"))
             if mark is not None and mark > 0:
                 marks[symbol] = mark
                 if stamp is not None:
