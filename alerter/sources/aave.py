@@ -48,6 +48,7 @@ from alerter.models import AccountSnapshot, OwnFigure, Position
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_snapshot
 from alerter.sources.chains import CHAINS
+from alerter.sources import onchain
 from alerter.sources.onchain import ChainClient
 from alerter.sources import aavedetail
 from alerter.sources.rpc import Call, Head, RpcClient, words
@@ -226,3 +227,30 @@ class AaveClient(ChainClient):
 def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Any) -> AccountSnapshot:
     info = balance["info"]
     return snapshot(account_name, exchange_id, info["data"], positions=info["positions"])
+
+
+# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+
+from alerter.sources.profile import Profile  # noqa: E402
+
+PROFILE = Profile(
+    name="Aave V3",
+    ids=("aave",),
+    modes="a wallet's position on the Aave V3 Pool of its `chain`: the Core market on ethereum; arbitrum, optimism, polygon, "
+          "base, avalanche. Proved on recordings on Base and Ethereum; not proved on the other chains",
+    figure="1 ÷ `healthFactor` of Pool.getUserAccountData(wallet), the Pool's own word; equity `totalCollateralBase`, "
+           "maintenance equity ÷ health factor (the debt ÷ the liquidation threshold); per collateral asset its liquidation "
+           "price from the data provider and oracle",
+    currency="USD (the Aave oracle's base currency)",
+    liquidation="Anyone may liquidate a position whose health factor is below 1, at once and with no notice.",
+    liquidation_url="https://aave.com/docs/aave-v3/markets/health-factor",
+    normalise=normalise,
+    own_figure=HEALTH_FACTOR,
+    fetch=onchain.fetch,
+    connect=lambda account, timeout_s: AaveClient("aave", account, timeout_s),
+    credentials=onchain.CREDENTIALS,
+    check_credentials=onchain.credential_problems,
+    settings=("chain",),
+    check_settings=onchain.chain_check("Aave V3", AAVE),
+    permissions=onchain.PERMISSIONS,
+)

@@ -35,6 +35,7 @@ from typing import Any
 from alerter.models import AccountSnapshot, OwnFigure
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot
+from alerter.sources import onchain
 from alerter.sources.onchain import ChainClient
 from alerter.sources.rpc import Call, Head, RpcClient, text, words
 
@@ -226,3 +227,44 @@ class CometClient(ChainClient):
 def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Any) -> AccountSnapshot:
     info = balance["info"]
     return snapshot(account_name, exchange_id, info["market"], info["reading"])
+
+
+# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+
+from alerter.sources.profile import Profile  # noqa: E402
+
+
+def check_settings(settings: Any) -> list[tuple[str, str]]:
+    """A chain with a Comet, and one of its markets (`market`, the base asset)."""
+    problems = onchain.chain_problems("Compound V3", settings.get("chain"), CHAINS_WITH_COMET)
+    if problems:
+        return problems
+    chain, market = settings["chain"], settings.get("market")
+    offered = sorted(name for c, name in MARKETS if c == chain)
+    if market not in offered:
+        said = "needs it" if market is None else f"has no {market!r} market on {chain}"
+        return [("market", f"Compound V3 {said}: one of {', '.join(offered)} (the market's base asset)")]
+    return []
+
+
+PROFILE = Profile(
+    name="Compound V3 (Comet)",
+    ids=("compound",),
+    modes="a wallet's borrow on one Comet: its `chain` and `market` (the base asset: usdc, usdt, weth where deployed). "
+          "Not proved: no public recording of its answers",
+    figure="the debt (borrowBalanceOf × the base price) ÷ Σ collateral × price × liquidateCollateralFactor, "
+           "checked against the Comet's isLiquidatable; per collateral asset its liquidation price",
+    currency="USD (ETH on the WETH markets: their price feeds are in ETH)",
+    liquidation="The Comet absorbs the whole position once its debt exceeds its collateral valued at the liquidation "
+                "collateral factors (isLiquidatable).",
+    liquidation_url="https://docs.compound.finance/liquidation/",
+    normalise=normalise,
+    own_figure=LIQUIDATION_RISK,
+    fetch=onchain.fetch,
+    connect=lambda account, timeout_s: CometClient(account, timeout_s),
+    credentials=onchain.CREDENTIALS,
+    check_credentials=onchain.credential_problems,
+    settings=("chain", "market"),
+    check_settings=check_settings,
+    permissions=onchain.PERMISSIONS,
+)

@@ -34,6 +34,7 @@ from typing import Any
 from alerter.models import OwnFigure, Pool
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot
+from alerter.sources import onchain
 from alerter.sources.onchain import ChainClient
 from alerter.sources.rpc import Call, Head, RpcClient, text, words
 
@@ -220,3 +221,44 @@ class MorphoClient(ChainClient):
 
 def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Any):
     return snapshot(account_name, exchange_id, balance["info"]["readings"])
+
+
+# ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
+
+from alerter.sources.profile import Profile  # noqa: E402
+
+
+def check_settings(settings: Any) -> list[tuple[str, str]]:
+    """A chain with Morpho Blue, and the market ids (0x and 64 hex digits, at least one, distinct)."""
+    problems = onchain.chain_problems("Morpho Blue", settings.get("chain"), MORPHO)
+    markets = settings.get("markets")
+    if not markets:
+        problems.append(("markets", "Morpho Blue needs the ids of the markets to watch (each 0x and 64 hex digits)"))
+    else:
+        problems += [(f"markets[{i}]", f"{m!r} is not a market id (0x and 64 hex digits)") for i, m in enumerate(markets) if not is_market_id(m)]
+        scopes = [market_scope(m) for m in markets if is_market_id(m)]
+        if len(set(scopes)) != len(scopes):
+            problems.append(("markets", "two ids begin alike (their scopes are named by the first 8 hex digits): list each market once"))
+    return problems
+
+
+PROFILE = Profile(
+    name="Morpho Blue",
+    ids=("morpho",),
+    modes="a wallet's borrows in the markets it names (`markets`, their ids) on its `chain`, each market a scope. "
+          "Not proved: no public recording of its answers",
+    figure="per market: the borrow (shares to assets, rounded up) ÷ collateral × oracle price ÷ 1e36 × LLTV (Morpho's "
+           "_isHealthy); interest since the market's last update is not added",
+    currency="each market's loan token",
+    liquidation="Anyone may liquidate a position once its borrow exceeds collateral × price × LLTV (isolated per market).",
+    liquidation_url="https://github.com/morpho-org/morpho-blue/blob/main/src/Morpho.sol",
+    normalise=normalise,
+    own_figure=LOAN_USED,
+    fetch=onchain.fetch,
+    connect=lambda account, timeout_s: MorphoClient(account, timeout_s),
+    credentials=onchain.CREDENTIALS,
+    check_credentials=onchain.credential_problems,
+    settings=("chain", "markets"),
+    check_settings=check_settings,
+    permissions=onchain.PERMISSIONS,
+)

@@ -10,7 +10,7 @@ and chain, and lets go of it on close.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from alerter.sources.blockreader import BlockReader, release, shared_reader
@@ -22,10 +22,21 @@ def chain_problems(name: str, chain: Any, deployed_on: Iterable[str]) -> list[tu
     deployed = sorted(deployed_on)
     if chain is None:
         return [("chain", f"{name} needs it: one of {', '.join(deployed)}")]
+    if chain not in CHAINS:
+        return [("chain", f"{chain!r} is not a chain alerter reads; {name} is on {', '.join(deployed)}")]
     if chain not in deployed:
-        known = "" if chain in CHAINS else f" (alerter knows {', '.join(sorted(CHAINS))})"
-        return [("chain", f"{name} is not deployed on {chain!r}{known}: it is on {', '.join(deployed)}")]
+        return [("chain", f"{name} is not deployed on {chain!r}: it is on {', '.join(deployed)}")]
     return []
+
+
+def chain_check(name: str, deployed_on: Iterable[str]) -> Callable[[Mapping[str, Any]], list[tuple[str, str]]]:
+    """Profile.check_settings for a venue that reads only `chain`."""
+    deployed = tuple(deployed_on)
+    return lambda settings: chain_problems(name, settings.get("chain"), deployed)
+
+
+PERMISSIONS = "no API key: read by wallet address over the account's own JSON-RPC endpoint (rpc_url, a secret)"
+CREDENTIALS = ("wallet_address", "rpc_url")
 
 
 def credential_problems(credentials: Mapping[str, str]) -> list[tuple[str, str]]:
