@@ -120,3 +120,12 @@ def test_health_factor_text_rounds_down():
     assert figure.text(1 / 0.99999) == "health factor 0.999, liquidatable now"
     assert figure.text(1 / 1.00001) == "health factor 1.00"
     assert figure.text(0.0) == "health factor ∞"
+
+
+def test_the_health_factor_reads_its_trigger_exactly_at_100_percent(base):
+    """The one rule for every venue, on Aave's trigger: ratio 100 % is health factor 1, the Pool's
+    HEALTH_FACTOR_LIQUIDATION_THRESHOLD; the recorded position (HF 0.998) is past it."""
+    snapshot, _, _ = base
+    figure = evaluate(snapshot, target=0.4)[0].own_figure
+    assert figure.value(1.0) == 1.0 and figure.ratio(1.0) == 1.0
+    assert evaluate(snapshot, target=0.4)[0].margin_ratio > 1.0

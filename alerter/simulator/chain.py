@@ -385,7 +385,8 @@ class ChainSim:
         fault = self._take(HTTP_KINDS, methods)
         if fault and fault.kind == "timeout":
             try:
-                await asyncio.wait_for(self._closing.wait(), fault.seconds or 30.0)
+                async with asyncio.timeout(fault.seconds or 30.0):
+                    await self._closing.wait()
             except TimeoutError:
                 pass
             raise ConnectionResetError("held without an answer")
