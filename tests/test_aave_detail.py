@@ -151,3 +151,28 @@ def test_reserves_of_any_bytes_decode_or_refuse_as_data(raw):
         aavedetail.decode_reserves(raw, "x")
     except SourceError as e:
         assert e.kind == "data"
+
+
+def test_a_healthy_account_is_read_without_its_detail():
+    """Above DETAIL_BELOW the account costs the shared round alone: no per-asset read, and no note."""
+    from types import SimpleNamespace
+
+    from alerter.sources import onchain
+
+    async def go():
+        async with run_chain(BASE) as chain:
+            # 4 WETH at 3,000 USD against 2,000 USD: health factor 4.98
+            chain.aave(POOL.pool, AavePosition(USER, collateral_eth=4.0, eth_price=3000.0, debt_usd=2000.0),
+                       data_provider=POOL.data_provider, oracle=POOL.oracle)
+            account = SimpleNamespace(chain="base", credentials=lambda: {"wallet_address": USER, "rpc_url": chain.url})
+            client = aave.AaveClient("aave", account, 5.0)
+            try:
+                balance, _ = await onchain.fetch(SimpleNamespace(exchange=client, call=lambda method: method()))
+            finally:
+                await client.close()
+            return aave.normalise("a", "aave", balance, [], {}), [m for m, _ in chain.requests if m == "eth_call"]
+
+    snapshot, calls = asyncio.run(go())
+    health = evaluate(snapshot, target=0.4)[0]
+    assert calls == ["eth_call"] and health.top_positions == ()
+    assert health.own_figure.text(health.margin_ratio) == "health factor 4.98"

@@ -65,6 +65,9 @@ CURRENCY = "USD"
 # basis point of the average (Aave 3.5: HF is computed before that rounding), 0.5 ÷ 5000 at most
 # for any threshold a market uses; a wrong or shifted word misses by far more
 AGREEMENT = 2e-4
+# the health factor below which a poll also reads the per-asset detail: 3 is a ratio of 33 %, under
+# any warning level a trader sets in practice (the default is 50 %, health factor 2)
+DETAIL_BELOW = 3.0
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,9 @@ async def read_positions(rpc: RpcClient, deployment: Deployment, user: str, head
 
 class AaveClient(ChainClient):
     """One Aave V3 or Spark account: its Pool's figure through the endpoint's shared reader (one
-    round for every account on it), then its per-asset detail at the same block."""
+    round for every account on it), then, while the health factor is below DETAIL_BELOW, its
+    per-asset detail at the same block (two more batches of its own: a healthy account costs
+    the shared round alone, and its alerts, all-clear ones, need no asset list)."""
 
     def __init__(self, protocol_id: str, account: Any, timeout_s: float) -> None:
         super().__init__(protocol_id, account, timeout_s)
@@ -219,9 +224,10 @@ class AaveClient(ChainClient):
     async def read(self) -> dict:
         head, result = await self.reader.read(account_call(self.deployment, self.user))
         data = decode(result, f"{self.deployment.protocol} Pool.getUserAccountData on {self.chain.title} at block {head.number}")
-        positions = await read_positions(self.reader.rpc, self.deployment, self.user, head, data)
+        positions = ()
+        if data.health_factor < DETAIL_BELOW:
+            positions = await read_positions(self.reader.rpc, self.deployment, self.user, head, data)
         return {"data": data, "positions": positions, "block": head.number}
-
 
 
 def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Any) -> AccountSnapshot:
