@@ -68,7 +68,22 @@ def test_a_market_id_that_is_no_market_is_refused():
 
 
 def test_borrowed_assets_round_up_as_morpho_does():
-    params = morpho.MarketParams(M1, "0x1", "0x2", "0x3", 86 * 10**16, 6, 18, "USDC", "WETH")
+    params = morpho.MarketParams(M1, "0x1", "0x2", "0x3", "0x4", 86 * 10**16, 6, 18, "USDC", "WETH")
     reading = morpho.MarketReading(params, borrow_shares=1, collateral=0, total_borrow_assets=10, total_borrow_shares=10**7, price=0)
     assert morpho.borrowed_assets(reading) == 1  # 1 × 11 ÷ (1e7 + 1e6), rounded up
     assert morpho.is_market_id(M1) and not morpho.is_market_id(M1[:-1])
+
+
+def test_interest_since_the_markets_last_update_is_accrued_as_morpho_would():
+    """A market untouched for an hour at 10 % a year: the debt is what Morpho would accrue at the
+    block (the IRM's borrowRateView, compounded by wTaylorCompounded), not the stale total."""
+    irm = "0x" + "1e" * 20
+    rate = 10**17 // 31_536_000  # 10 % a year, per second, WAD
+    position = MorphoPosition(USER, M1, 1.0, 2000.0, irm=irm, rate=rate, idle_s=3600)
+    (snapshot,) = asyncio.run(_read([3000.0], [position], [M1]))
+    (health,) = evaluate(snapshot, target=0.4)
+    total = 10**13 + 10**13 * morpho.taylor_compounded(rate, 3600) // 10**18
+    borrowed = -(-(2000 * 10**6 * 10**6) * (total + 1) // (10**19 + 10**6))
+    assert borrowed > 2000 * 10**6  # the stale total would have read exactly 2,000 USDC
+    max_borrow = (10**18 * 3000 * 10**24 // 10**36) * (86 * 10**16) // 10**18
+    assert health.margin_ratio == pytest.approx(borrowed / max_borrow, rel=1e-12)

@@ -68,6 +68,7 @@ SYMBOL = "0x95d89b41"
 WETH_FEED = "0x71041dddad3595F9CEd3DcCFBe3D1F4b0a16Bb70"  # Base's ETH/USD Chainlink feed (nothing is read from it)
 USDC_FEED = "0x7e860098F58bBFC8648a4311b374B1D669a2bc6B"  # Base's USDC/USD Chainlink feed
 POSITION, MARKET, ID_TO_MARKET_PARAMS, ORACLE_PRICE, DECIMALS = "0x93c52062", "0x5c60e39a", "0x2c3c9157", "0xa035b1fe", "0x313ce567"
+BORROW_RATE_VIEW = "0x8c00bf6b"
 MORPHO_BLUE = "0xBBBBBbbBBb9cC5e90e3b3Af64bdAF62C37EEFFCb"
 # the synthetic market's tokens (Base's WETH and USDC addresses, for realism; nothing is read from them)
 WETH = "0x4200000000000000000000000000000000000006"
@@ -150,17 +151,25 @@ class MorphoPosition:
     debt_usdc: float
     lltv: float = 0.86
     oracle: str = "0x" + "0a" * 20
+    # an interest rate model (its borrowRateView answers `rate`, per second, WAD) and how long ago
+    # the market was last touched; no IRM: no interest since the last update
+    irm: str = "0x" + "00" * 20
+    rate: int = 0
+    idle_s: int = 0
 
-    def answers(self, eth_price: float) -> dict[tuple[str, str], str]:
-        """(to, calldata) → answer for this position at this ETH price."""
+    def answers(self, eth_price: float, now: int) -> dict[tuple[str, str], str]:
+        """(to, calldata) → answer for this position at this ETH price, at time `now`."""
         debt = round(self.debt_usdc * 1e6)
         market = self.market_id[2:].lower()
+        totals = _words(10**15, 10**21, 10**13, 10**19, now - self.idle_s if int(self.irm, 16) else 0, 0)
+        params = _words(int(USDC, 16), int(WETH, 16), int(self.oracle, 16), int(self.irm, 16), round(self.lltv * 1e18))
         return {
             (MORPHO_BLUE, POSITION + market + _word_hex(self.user)): _words(0, debt * 10**6, round(self.collateral_eth * 1e18)),
-            (MORPHO_BLUE, MARKET + market): _words(10**15, 10**21, 10**13, 10**19, 0, 0),
-            (MORPHO_BLUE, ID_TO_MARKET_PARAMS + market): _words(int(USDC, 16), int(WETH, 16), int(self.oracle, 16), 0, round(self.lltv * 1e18)),
+            (MORPHO_BLUE, MARKET + market): totals,
+            (MORPHO_BLUE, ID_TO_MARKET_PARAMS + market): params,
             # loan units per collateral unit × 1e36: 1e-18 WETH → 1e-6 USDC at eth_price
             (self.oracle, ORACLE_PRICE): _words(round(eth_price * 10**6) * 10**18),
+            (self.irm, BORROW_RATE_VIEW + params[2:] + totals[2:]): _words(self.rate),
         }
 
 
@@ -205,6 +214,7 @@ class ChainSim:
         self.head_timestamp = int(clock())
         self.eth_price = 3000.0
         self.answers: dict[tuple[str, str], str | Callable[[], str]] = {}
+        self.positions_morpho: list[MorphoPosition] = []
         self.faults: list[ChainFault] = []
         self.requests: list[tuple[str, list]] = []  # every JSON-RPC request, in order (batches flattened)
         self.posts = 0  # HTTP requests
@@ -253,9 +263,9 @@ class ChainSim:
         self.answer(WETH, SYMBOL, encode_text("WETH"))
 
     def morpho(self, position: MorphoPosition) -> None:
-        """Serve `position` on Morpho Blue (its Ethereum/Base address), at the chain's ETH price at each call."""
-        for to, data in position.answers(self.eth_price):
-            self.answer(to, data, lambda key=(to, data): position.answers(self.eth_price)[key])
+        """Serve `position` on Morpho Blue (its Ethereum/Base address), at the chain's ETH price and
+        head time at each call (the IRM's answer is keyed by the market's state at the head)."""
+        self.positions_morpho.append(position)
         for token, symbol, decimals in ((WETH, "WETH", 18), (USDC, "USDC", 6)):
             self.answer(token, SYMBOL, encode_text(symbol))
             self.answer(token, DECIMALS, _words(decimals))
@@ -350,6 +360,11 @@ class ChainSim:
                 return {"error": {"code": 3, "message": "execution reverted", "data": "0x"}}
             key = (str(call.get("to", "")).lower(), str(call.get("data", "")).lower())
             answer = self.answers.get(key)
+            for position in self.positions_morpho if answer is None else ():
+                answer = {(to.lower(), data.lower()): value for (to, data), value in
+                          position.answers(self.eth_price, self.head_timestamp).items()}.get(key)
+                if answer is not None:
+                    break
             if answer is None:
                 self.unknown.append(key)
                 return "0x"

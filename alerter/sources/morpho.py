@@ -12,8 +12,11 @@ and each token's `decimals()` and `symbol()`, kept (a market's parameters are im
 `position(id, user)` → (supplyShares, borrowShares, collateral); `market(id)` →
 (totalSupplyAssets, totalSupplyShares, totalBorrowAssets, totalBorrowShares, lastUpdate, fee);
 the market oracle's `price()` (1e36-scaled, loan token units per collateral token unit).
-`market(id)` states the totals as of the market's last interaction: interest since then (minutes,
-on an active market) is not added, so the debt reads that much low.
+`market(id)` states the totals as of the market's last interaction; the interest since then is
+added as Morpho itself would accrue it at the block (MorphoBalancesLib.expectedMarketBalances:
+the market IRM's `borrowRateView(marketParams, market)`, compounded by MathLib.wTaylorCompounded
+over the seconds since `lastUpdate`), one more batch when a borrowed market has not been touched
+in that block.
 
 Each market is a pool ("market:0x1234abcd", in its loan token), the account the worst of them.
 Its collateral is listed with the oracle price (loan token per collateral token) at which the
@@ -42,6 +45,7 @@ POSITION = "0x93c52062"
 MARKET = "0x5c60e39a"
 ID_TO_MARKET_PARAMS = "0x2c3c9157"
 PRICE = "0xa035b1fe"
+BORROW_RATE_VIEW = "0x8c00bf6b"  # borrowRateView((address,address,address,address,uint256),(uint128 ×6)), on the market's IRM
 DECIMALS = "0x313ce567"
 SYMBOL = "0x95d89b41"
 ORACLE_PRICE_SCALE = 10**36
@@ -70,6 +74,7 @@ class MarketParams:
     loan: str
     collateral: str
     oracle: str
+    irm: str
     lltv: int
     loan_decimals: int
     collateral_decimals: int
@@ -102,10 +107,10 @@ async def _params(rpc: RpcClient, morpho: str, chain: str, market_ids: list[str]
         answers = await rpc.calls([Call(morpho, ID_TO_MARKET_PARAMS + m[2:].lower(), f"Morpho.idToMarketParams({m[:10]})") for m in missing], head)
         rows = {}
         for m, answer in zip(missing, answers):
-            loan, collateral, oracle, _, lltv = words(answer, 5, f"Morpho.idToMarketParams({m[:10]}) on {chain}")
+            loan, collateral, oracle, irm, lltv = words(answer, 5, f"Morpho.idToMarketParams({m[:10]}) on {chain}")
             if loan == 0 or oracle == 0 or not 0 < lltv < WAD:
                 raise SourceError("data", f"market {m[:10]}… is not a market of Morpho on {chain} (no loan token, oracle or LLTV)")
-            rows[m] = (_address(loan), _address(collateral), _address(oracle), lltv)
+            rows[m] = (_address(loan), _address(collateral), _address(oracle), _address(irm), lltv)
         tokens = sorted({t for row in rows.values() for t in row[:2]})
         token_answers = await rpc.calls([Call(t, s, f"{t}.{n}") for t in tokens for s, n in ((DECIMALS, "decimals"), (SYMBOL, "symbol"))], head)
         info = {}
@@ -118,8 +123,8 @@ async def _params(rpc: RpcClient, morpho: str, chain: str, market_ids: list[str]
             if decimals > 36:
                 raise SourceError("data", f"token {t} on {chain} states {decimals} decimals")
             info[t] = (decimals, symbol)
-        for m, (loan, collateral, oracle, lltv) in rows.items():
-            rpc.memo[("morpho market", m.lower())] = MarketParams(m.lower(), loan, collateral, oracle, lltv, info[loan][0],
+        for m, (loan, collateral, oracle, irm, lltv) in rows.items():
+            rpc.memo[("morpho market", m.lower())] = MarketParams(m.lower(), loan, collateral, oracle, irm, lltv, info[loan][0],
                                                                   info[collateral][0], info[loan][1], info[collateral][1])
     return {m: rpc.memo[("morpho market", m.lower())] for m in market_ids}
 
@@ -136,16 +141,40 @@ async def read(rpc: RpcClient, chain: str, market_ids: list[str], user: str) -> 
                   Call(morpho, MARKET + m[2:].lower(), f"Morpho.market({m[:10]})"),
                   Call(p.oracle, PRICE, f"oracle of market {m[:10]}.price")]
     answers = await rpc.calls(calls, head)
-    readings = []
+    where = f"on {chain} at block {head.number}"
+    rows = []
     for i, m in enumerate(market_ids):
-        where = f"on {chain} at block {head.number}"
         _, borrow_shares, collateral = words(answers[3 * i], 3, f"{calls[3 * i].label} {where}")
         totals = words(answers[3 * i + 1], 6, f"{calls[3 * i + 1].label} {where}")
         (price,) = words(answers[3 * i + 2], 1, f"{calls[3 * i + 2].label} {where}")
         if borrow_shares > totals[3]:
             raise SourceError("data", f"Morpho market {m[:10]} {where}: the position's borrow shares exceed the market's: an inconsistent answer")
-        readings.append(MarketReading(params[m], borrow_shares, collateral, totals[2], totals[3], price))
+        rows.append((m, borrow_shares, collateral, totals, price))
+    # the interest since each market's last update, as Morpho would accrue it at this block
+    # (MorphoBalancesLib.expectedMarketBalances): the IRM's borrowRateView at the market's state
+    owing = [(m, totals) for m, shares, _, totals, _ in rows
+             if shares and totals[2] and head.timestamp > totals[4] and int(params[m].irm, 16)]
+    rates = await rpc.calls([Call(params[m].irm, BORROW_RATE_VIEW + _market_params_words(params[m]) + "".join(f"{t:064x}" for t in totals),
+                                  f"IRM of market {m[:10]}.borrowRateView") for m, totals in owing], head)
+    accrued = {m: words(rate, 1, f"IRM of market {m[:10]}.borrowRateView {where}")[0] for (m, _), rate in zip(owing, rates)}
+    readings = []
+    for m, borrow_shares, collateral, totals, price in rows:
+        total_borrow = totals[2]
+        if m in accrued:
+            total_borrow += total_borrow * taylor_compounded(accrued[m], head.timestamp - totals[4]) // WAD
+        readings.append(MarketReading(params[m], borrow_shares, collateral, total_borrow, totals[3], price))
     return readings
+
+
+def taylor_compounded(rate: int, seconds: int) -> int:
+    """MathLib.wTaylorCompounded: e^(rate × seconds) − 1 to three terms, WAD-scaled, rounded down."""
+    first = rate * seconds
+    second = first * first // (2 * WAD)
+    return first + second + second * first // (3 * WAD)
+
+
+def _market_params_words(p: MarketParams) -> str:
+    return "".join(_arg(a) for a in (p.loan, p.collateral, p.oracle, p.irm)) + f"{p.lltv:064x}"
 
 
 def borrowed_assets(r: MarketReading) -> int:
@@ -248,7 +277,7 @@ PROFILE = Profile(
     modes="a wallet's borrows in the markets it names (`markets`, their ids) on its `chain`, each market a scope. "
           "Not proved: no public recording of its answers",
     figure="per market: the borrow (shares to assets, rounded up) ÷ collateral × oracle price ÷ 1e36 × LLTV (Morpho's "
-           "_isHealthy); interest since the market's last update is not added",
+           "_isHealthy), the interest since the market's last update accrued as Morpho would (its IRM's borrowRateView)",
     currency="each market's loan token",
     liquidation="Anyone may liquidate a position once its borrow exceeds collateral × price × LLTV (isolated per market).",
     liquidation_url="https://github.com/morpho-org/morpho-blue/blob/main/src/Morpho.sol",
