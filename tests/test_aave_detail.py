@@ -176,3 +176,32 @@ def test_a_healthy_account_is_read_without_its_detail():
     health = evaluate(snapshot, target=0.4)[0]
     assert calls == ["eth_call"] and health.top_positions == ()
     assert health.own_figure.text(health.margin_ratio) == "health factor 4.98"
+
+
+def test_many_accounts_detail_is_merged_per_block():
+    """20 accounts at risk on one endpoint: the account figures in one round, and their detail in
+    rounds merged per block (the reserve list once, the 40 user reads in one batch, the 4 asset reads
+    once for all), so the requests per block do not grow with the accounts."""
+    from types import SimpleNamespace
+
+    from alerter.sources import onchain
+
+    users = [f"0x{i:040x}" for i in range(1, 21)]
+
+    async def go():
+        async with run_chain(BASE) as chain:
+            for user in users:
+                chain.aave(POOL.pool, AavePosition(user, collateral_eth=1.0, eth_price=3000.0, debt_usd=1200.0),
+                           data_provider=POOL.data_provider, oracle=POOL.oracle)
+            clients = [aave.AaveClient("aave", SimpleNamespace(chain="base", credentials=lambda u=u: {"wallet_address": u, "rpc_url": chain.url}), 5.0)
+                       for u in users]
+            try:
+                answers = await asyncio.gather(*(onchain.fetch(SimpleNamespace(exchange=c, call=lambda method: method())) for c in clients))
+            finally:
+                for c in clients:
+                    await c.close()
+            return [aave.normalise("a", "aave", balance, [], {}) for balance, _ in answers], chain.posts
+
+    snapshots, posts = asyncio.run(go())
+    assert posts == 5  # head, account figures, reserve list, user reserves, asset configurations and prices
+    assert all(s.positions[0].liquidation_price == pytest.approx(1200 / 0.83, rel=1e-9) for s in snapshots)

@@ -198,12 +198,14 @@ async def fetch(rpc: RpcClient, deployment: Deployment, user: str, account_name:
     return snapshot(account_name, protocol_id, data, datetime.fromtimestamp(rpc.clock(), UTC), positions)
 
 
-async def read_positions(rpc: RpcClient, deployment: Deployment, user: str, head: Head, data: AccountData) -> tuple[Position, ...] | None:
-    """The collateral assets at `head` (alerter.sources.aavedetail); None when they cannot be read."""
+async def read_positions(rpc: RpcClient, deployment: Deployment, user: str, head: Head, data: AccountData,
+                         send=None) -> tuple[Position, ...] | None:
+    """The collateral assets at `head` (alerter.sources.aavedetail, its calls sent by `send`);
+    None when they cannot be read."""
     if data.collateral_base == 0 and data.debt_base == 0:
         return ()
     try:
-        return aavedetail.collateral_positions(await aavedetail.read_holdings(rpc, deployment, user, head), data)
+        return aavedetail.collateral_positions(await aavedetail.read_holdings(rpc, deployment, user, head, send), data)
     except SourceError as e:
         logger.info("%s on %s: per-asset detail unavailable: %s", deployment.protocol, deployment.chain, e.message)
         return None
@@ -214,8 +216,9 @@ async def read_positions(rpc: RpcClient, deployment: Deployment, user: str, head
 class AaveClient(ChainClient):
     """One Aave V3 or Spark account: its Pool's figure through the endpoint's shared reader (one
     round for every account on it), then, while the health factor is below DETAIL_BELOW, its
-    per-asset detail at the same block (two more batches of its own: a healthy account costs
-    the shared round alone, and its alerts, all-clear ones, need no asset list)."""
+    per-asset detail at the same block (two more rounds, merged with the other accounts' at that
+    block: a healthy account costs the shared round alone, and its alerts, all-clear ones, need
+    no asset list)."""
 
     def __init__(self, protocol_id: str, account: Any, timeout_s: float) -> None:
         super().__init__(protocol_id, account, timeout_s)
@@ -226,7 +229,8 @@ class AaveClient(ChainClient):
         data = decode(result, f"{self.deployment.protocol} Pool.getUserAccountData on {self.chain.title} at block {head.number}")
         positions = ()
         if data.health_factor < DETAIL_BELOW:
-            positions = await read_positions(self.reader.rpc, self.deployment, self.user, head, data)
+            positions = await read_positions(self.reader.rpc, self.deployment, self.user, head, data,
+                                             lambda calls: self.reader.read_at(calls, head))
         return {"data": data, "positions": positions, "block": head.number}
 
 

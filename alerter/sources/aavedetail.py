@@ -30,6 +30,7 @@ liquidates (the asset may go to zero): None.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -116,13 +117,16 @@ def _cached_reserves(rpc: RpcClient, deployment: Deployment) -> tuple[Reserve, .
     return held[1] if held and time.monotonic() - held[0] < RESERVES_TTL_S else None
 
 
-async def read_holdings(rpc: RpcClient, deployment: Deployment, user: str, head: Head) -> tuple[Holding, ...]:
-    """The reserves `user` holds at `head`: three batches (two while the endpoint keeps the
-    reserve list, RESERVES_TTL_S)."""
+async def read_holdings(rpc: RpcClient, deployment: Deployment, user: str, head: Head,
+                        send: Callable[[list[Call]], Awaitable[list[bytes | SourceError]]] | None = None) -> tuple[Holding, ...]:
+    """The reserves `user` holds at `head`: three rounds of calls (two while the endpoint keeps
+    the reserve list, RESERVES_TTL_S), each sent by `send` (default: a batch of the endpoint's
+    own; alerter.sources.blockreader.BlockReader.read_at merges them with other accounts')."""
+    send = send or (lambda calls: rpc.calls(calls, head))
     where = f"{deployment.protocol} on {deployment.chain} at block {head.number}"
     reserves = _cached_reserves(rpc, deployment)
     if reserves is None:
-        (raw,) = await rpc.calls([Call(deployment.data_provider, GET_ALL_RESERVES_TOKENS, f"{deployment.protocol} DataProvider.getAllReservesTokens")], head)
+        (raw,) = await send([Call(deployment.data_provider, GET_ALL_RESERVES_TOKENS, f"{deployment.protocol} DataProvider.getAllReservesTokens")])
         if isinstance(raw, SourceError):
             raise raw
         reserves = decode_reserves(raw, f"{deployment.protocol} DataProvider.getAllReservesTokens")
@@ -130,7 +134,7 @@ async def read_holdings(rpc: RpcClient, deployment: Deployment, user: str, head:
     user_calls = [Call(deployment.data_provider, GET_USER_RESERVE_DATA + _address_word(r.asset) + _address_word(user),
                        f"{deployment.protocol} DataProvider.getUserReserveData({r.symbol})") for r in reserves]
     held = []
-    for reserve, raw in zip(reserves, await rpc.calls(user_calls, head)):
+    for reserve, raw in zip(reserves, await send(user_calls)):
         row = words(raw, 9, f"getUserReserveData({reserve.symbol}) {where}")
         a_balance, stable, variable, as_collateral = row[0], row[1], row[2], row[8]
         if a_balance or stable or variable:
@@ -142,7 +146,7 @@ async def read_holdings(rpc: RpcClient, deployment: Deployment, user: str, head:
         calls.append(Call(deployment.data_provider, GET_RESERVE_CONFIGURATION_DATA + _address_word(reserve.asset),
                           f"{deployment.protocol} DataProvider.getReserveConfigurationData({reserve.symbol})"))
         calls.append(Call(deployment.oracle, GET_ASSET_PRICE + _address_word(reserve.asset), f"{deployment.protocol} Oracle.getAssetPrice({reserve.symbol})"))
-    answers = await rpc.calls(calls, head)
+    answers = await send(calls)
     holdings = []
     for i, (reserve, collateral, debt) in enumerate(held):
         config = words(answers[2 * i], 10, f"getReserveConfigurationData({reserve.symbol}) {where}")

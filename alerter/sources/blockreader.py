@@ -7,7 +7,8 @@
 Reads asked for within COALESCE_S of each other (the daemon starts the polls of a chain's
 accounts together, at start, on the same interval, or on a new block) share one eth_chainId +
 latest block request and one eth_call batch pinned to that block, so N accounts on one chain cost
-two requests per round, not 2N, and all read the same block. A failure of the round (timeout,
+two requests per round, not 2N, and all read the same block. Follow-up reads at a block already
+read (`read_at`: the per-asset detail) are merged the same way, per block. A failure of the round (timeout,
 stale head, refused batch) fails every read in it; a call's own failure (a revert) fails only
 its own read. Identical calls (two accounts on one wallet) are sent once.
 """
@@ -30,25 +31,38 @@ class BlockReader:
         self.rpc = rpc
         self.users = 0  # accounts holding it (shared_reader / release)
         self.rounds = 0
-        self._pending: list[tuple[Call, asyncio.Future]] = []
-        self._round: asyncio.Task | None = None
+        # the rounds being gathered: at the latest block (None), or pinned to a head's number
+        self._pending: dict[int | None, list[tuple[Call, asyncio.Future]]] = {}
+        self._rounds: dict[int | None, asyncio.Task] = {}
 
     async def read(self, call: Call) -> tuple[Head, bytes | SourceError]:
-        """`call` at the round's head: the head and the call's bytes or its own SourceError;
-        SourceError raised when the round itself fails."""
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((call, future))
-        if self._round is None:
-            self._round = asyncio.create_task(self._run())
-        return await future
+        """`call` at the round's head (the newest block): the head and the call's bytes or its own
+        SourceError; SourceError raised when the round itself fails."""
+        return await self._join(call, None)
 
-    async def _run(self) -> None:
+    async def read_at(self, calls: list[Call], head: Head) -> list[bytes | SourceError]:
+        """`calls` at `head`, in the round of every read pinned to that block (a follow-up read of
+        the accounts read at it): each call's bytes or its own SourceError."""
+        answers = await asyncio.gather(*(self._join(call, head) for call in calls))
+        return [result for _, result in answers]
+
+    def _join(self, call: Call, head: Head | None) -> asyncio.Future:
+        key = None if head is None else head.number
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(key, []).append((call, future))
+        if key not in self._rounds:
+            self._rounds[key] = asyncio.create_task(self._run(key, head))
+        return future
+
+    async def _run(self, key: int | None, head: Head | None) -> None:
         await asyncio.sleep(COALESCE_S)
-        batch, self._pending, self._round = self._pending, [], None
+        batch = self._pending.pop(key, [])
+        self._rounds.pop(key, None)
         self.rounds += 1
         unique = list(dict.fromkeys(call for call, _ in batch))
         try:
-            head = await self.rpc.head()
+            if head is None:
+                head = await self.rpc.head()
             results = dict(zip(unique, await self.rpc.calls(unique, head)))
         except SourceError as e:
             for _, future in batch:
@@ -65,8 +79,8 @@ class BlockReader:
                 future.set_result((head, results[call]))
 
     async def close(self) -> None:
-        if self._round is not None:
-            self._round.cancel()
+        for task in self._rounds.values():
+            task.cancel()
         await self.rpc.close()
 
 
