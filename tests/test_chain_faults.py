@@ -316,3 +316,17 @@ def test_new_heads_arrive_as_blocks_are_mined_and_a_lost_socket_is_an_error():
     mined, head, lost = asyncio.run(go())
     assert head.number == mined
     assert lost.kind == "transient" and "closed" in lost.message and "127.0.0.1" not in lost.message
+
+
+def test_rounding_of_the_stated_words_is_not_read_as_inconsistency():
+    """Aave 3.5 computes HF before rounding the average threshold down to a basis point: at a
+    threshold of 40 % that is up to 2.5e-4 of the HF; a dust debt rounds to a few base units."""
+    collateral, debt = 10_000 * 10**8, 3_000 * 10**8
+    exact = collateral * 0.40009 / debt  # the unrounded average threshold 40.009 %, stated as 4000 bps
+    raw = b"".join(w.to_bytes(32, "big") for w in (collateral, debt, 0, 4000, 3000, round(exact * 1e18)))
+    assert aave.decode(raw, "x").health_factor == pytest.approx(exact)
+    dust = b"".join(w.to_bytes(32, "big") for w in (1000, 700, 0, 8000, 7500, round((1000 * 0.8 - 1) / 700 * 1e18)))
+    assert aave.decode(dust, "x").debt_base == 700
+    shifted = b"".join(w.to_bytes(32, "big") for w in (collateral, debt, 0, 4000, 3000, round(exact * 1.01 * 1e18)))
+    with pytest.raises(SourceError, match="inconsistent"):
+        aave.decode(shifted, "x")

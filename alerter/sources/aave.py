@@ -61,10 +61,12 @@ WAD = 10**18
 BASE_UNIT = 10**8  # the base currency's unit on these markets: USD with 8 decimals
 BPS = 10_000
 CURRENCY = "USD"
-# the health factor against collateral × threshold ÷ debt: the stated threshold is rounded to a
-# basis point of the average (Aave 3.5: HF is computed before that rounding), 0.5 ÷ 5000 at most
-# for any threshold a market uses; a wrong or shifted word misses by far more
-AGREEMENT = 2e-4
+# the health factor against collateral × threshold ÷ debt, within the rounding of the stated
+# words: the threshold is the average to a whole basis point (Aave 3.5 computes HF before that
+# rounding: one basis point of the threshold, relative), and each asset's value is rounded to a
+# base unit (ROUNDED_UNITS of them in all, relative to the collateral and to the debt); a wrong or
+# shifted word misses by far more
+ROUNDED_UNITS = 64
 # the health factor below which a poll also reads the per-asset detail: 3 is a ratio of 33 %, under
 # any warning level a trader sets in practice (the default is 50 %, health factor 2)
 DETAIL_BELOW = 3.0
@@ -159,7 +161,9 @@ def decode(result: bytes | SourceError, where: str) -> AccountData:
                                   "the maximum means no debt, and only then")
     if not no_debt:
         expected = data.collateral_base * data.liquidation_threshold_bps / BPS / data.debt_base
-        if (expected == 0) != (data.health_factor_wad == 0) or abs(data.health_factor - expected) > AGREEMENT * expected:
+        slack = expected * (1 / max(data.liquidation_threshold_bps, 1) + ROUNDED_UNITS / max(data.collateral_base, 1)
+                            + ROUNDED_UNITS / data.debt_base) + 1e-12
+        if (expected == 0) != (data.health_factor_wad == 0) or abs(data.health_factor - expected) > slack:
             raise SourceError("data", f"{where}: health factor {data.health_factor:.6f} disagrees with collateral × liquidation "
                                       f"threshold ÷ debt ({expected:.6f}): an inconsistent answer")
     return data
