@@ -25,7 +25,7 @@ from alerter.metrics import observe_delivery
 from alerter.notify import Notifier, Outcome, fold, message_level, notify_type, render
 
 if TYPE_CHECKING:
-    from alerter.store import Delivery
+    from alerter.outbox import Delivery
     from alerter.storethread import StoreThread
 
 logger = logging.getLogger(__name__)

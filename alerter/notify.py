@@ -1,8 +1,10 @@
 """Channels: which alert goes where (`route`), what the message says (`render`), and the
 thin wrapper around apprise that sends it (`Notifier`).
 
-This is the only module that imports apprise, and only inside the functions and classes that
-send or check URLs, so `render` and `route` cost nothing to import.
+This is the only module that sends through apprise, and it imports apprise only inside the
+functions and classes that send or check URLs, so `render` and `route` cost nothing to import.
+Before apprise looks a channel's scheme up, alerter.lazy registers the one plugin that serves it
+(apprise itself would import all of its plugins, 9 MB).
 
 Secrets: a channel URL usually *is* a credential (a bot token, a webhook path, a password).
 apprise masks passwords when it logs a URL but not tokens in the host or path, and at DEBUG
@@ -390,9 +392,14 @@ class Notifier:
     def _target(self, url: str, label: str) -> _Target:
         import apprise
 
+        from alerter.lazy import load_apprise_scheme
+
         if url.startswith(CONSOLE):
             return _Target(None, markdown=False, console=True)
         _hide(url)
+        scheme, sep, _ = url.partition("://")
+        if sep:
+            load_apprise_scheme(scheme)
         asset = apprise.AppriseAsset(app_id="alerter", app_desc="alerter margin alerts", storage_mode="memory", service_timeout=self.timeout)
         target = apprise.Apprise(asset=asset)
         if target.add(url):
@@ -403,10 +410,6 @@ class Notifier:
     def _for(self, channel: str, level: Level) -> _Target | None:
         own = self._levels.get(channel, {}).get(level)
         return own if own is not None else self._targets.get(channel)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._targets)
 
     def markdown(self, channel: str, level: Level = Level.OK) -> bool:
         target = self._for(channel, level)
@@ -455,14 +458,12 @@ class Notifier:
                 error = "; ".join(dict.fromkeys(m.strip() for m in messages)) or f"apprise status {result.status.name.lower()}"
             return Outcome(False, secrets.mask(error), parse_retry_after(messages))
 
-    def close(self) -> None:
-        """Nothing to release today: apprise holds no connection open between sends."""
-
 
 def check_url(url: str) -> str | None:
     """None when apprise can load `url`; else a one-line reason without the URL's secrets."""
     import apprise
-    from apprise.manager_plugins import NotificationManager
+
+    from alerter.lazy import apprise_schemes, load_apprise_scheme
 
     from alerter.telegram import BOT_URL
 
@@ -472,8 +473,8 @@ def check_url(url: str) -> str | None:
     scheme, sep, _ = url.partition("://")
     if not sep:
         return "not an apprise URL (expected scheme://…, e.g. json://host/path or tgram://token/chat)"
-    known = NotificationManager().schemas()
-    if scheme.lower() not in known:
+    if not load_apprise_scheme(scheme):
+        known = apprise_schemes()
         close = difflib.get_close_matches(scheme.lower(), known, n=3, cutoff=0.6)
         return f"unknown apprise scheme {scheme}://" + (f" (did you mean {', '.join(c + '://' for c in close)}?)" if close else "")
 

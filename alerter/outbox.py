@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from alerter.codec import alert_from_json, alert_to_json, format_at, parse_at
 from alerter.errors import StoreError
 from alerter.models import Alert
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 @dataclass(frozen=True)
@@ -136,27 +138,25 @@ def expire(db: sqlite_utils.Database, now: datetime, expiry: timedelta) -> list[
 
 # ---------------------------------------------------------------- reads
 
+def _where(*conditions: tuple[str, object]) -> tuple[str, list]:
+    """A WHERE clause of the (SQL with one `?`, value) conditions whose value is not None, and its
+    parameters."""
+    given = [(sql, value) for sql, value in conditions if value is not None]
+    return " AND ".join(["1 = 1", *(sql for sql, _ in given)]), [value for _, value in given]
+
+
 def pending(db: sqlite_utils.Database, due_by: datetime | None, channel: str | None) -> list[Delivery]:
-    where, params = ["d.status = 'pending'"], []
-    if due_by is not None:
-        where.append("d.channel IN (SELECT channel FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?)")
-        params.append(format_at(due_by))
-    if channel is not None:
-        where.append("d.channel = ?")
-        params.append(channel)
-    rows = db.query(_DELIVERY_SQL + f"WHERE {' AND '.join(where)} ORDER BY d.channel, a.created_at, a.id", params)
+    where, params = _where(
+        ("d.channel IN (SELECT channel FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?)",
+         format_at(due_by) if due_by is not None else None),
+        ("d.channel = ?", channel))
+    rows = db.query(_DELIVERY_SQL + f"WHERE d.status = 'pending' AND {where} ORDER BY d.channel, a.created_at, a.id", params)
     return [_delivery(row) for row in rows]
 
 
 def deliveries(db: sqlite_utils.Database, channel: str | None, status: str | None) -> list[Delivery]:
-    where, params = ["1 = 1"], []
-    if channel is not None:
-        where.append("d.channel = ?")
-        params.append(channel)
-    if status is not None:
-        where.append("d.status = ?")
-        params.append(status)
-    rows = db.query(_DELIVERY_SQL + f"WHERE {' AND '.join(where)} ORDER BY a.created_at, a.id, d.channel", params)
+    where, params = _where(("d.channel = ?", channel), ("d.status = ?", status))
+    rows = db.query(_DELIVERY_SQL + f"WHERE {where} ORDER BY a.created_at, a.id, d.channel", params)
     return [_delivery(row) for row in rows]
 
 
@@ -173,17 +173,11 @@ def pending_count(db: sqlite_utils.Database) -> int:
 
 
 def history(db: sqlite_utils.Database, account: str | None, since: datetime | None) -> list[HistoryEntry]:
-    where, params = ["1 = 1"], []
-    if account is not None:
-        where.append("a.account = ?")
-        params.append(account)
-    if since is not None:
-        where.append("a.created_at >= ?")
-        params.append(format_at(since))
+    where, params = _where(("a.account = ?", account), ("a.created_at >= ?", format_at(since) if since is not None else None))
     entries: dict[int, HistoryEntry] = {}
     rows = db.query(
         "SELECT a.id, a.payload, d.channel, d.status FROM alerts a LEFT JOIN deliveries d ON d.alert_id = a.id "
-        f"WHERE {' AND '.join(where)} ORDER BY a.created_at, a.id, d.channel",
+        f"WHERE {where} ORDER BY a.created_at, a.id, d.channel",
         params,
     )
     for row in rows:

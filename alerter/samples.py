@@ -11,11 +11,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from alerter.codec import format_at, parse_at
 from alerter.models import Health, Level, ScopeState
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 @dataclass(frozen=True)

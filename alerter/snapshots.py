@@ -15,11 +15,13 @@ import json
 import math
 from dataclasses import fields, replace
 from datetime import UTC, datetime
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from alerter.codec import from_json_float, json_float
 from alerter.models import AccountSnapshot, OwnFigure, Pool, Position
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 TABLE = "snapshots"
 

@@ -19,19 +19,21 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from alerter import outbox
 from alerter import samples as sample_table
-from alerter.codec import format_at, parse_at
-from alerter.codec import alert_from_json, alert_to_dict, alert_to_json  # noqa: F401 (the alert codec, for callers that import it from here)
+from alerter.codec import alert_from_json, format_at, parse_at
 from alerter.errors import StoreError
+from alerter.lazy import import_sqlite_utils
 from alerter.models import AccountSnapshot, Ack, Alert, AlertKind, Health, Level, ScopeState
 from alerter.outbox import Delivery, HistoryEntry
 from alerter.samples import Sample
 from alerter.schema import SCHEMA_VERSION, migrate
 from alerter.snapshots import load_snapshots, save_snapshot
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ class Store:
         try:
             with self._guard("open"):
                 conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout, check_same_thread=False)
-                self.db = sqlite_utils.Database(conn)
+                self.db = import_sqlite_utils().Database(conn)
                 version = self.db.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise StoreError(

@@ -305,7 +305,7 @@ def build_history(settings, plans: dict, samples, entries) -> list[HistorySeries
 
 
 def history_json(series: list[HistorySeries], since: datetime, now: datetime) -> dict:
-    from alerter.store import alert_to_dict
+    from alerter.codec import alert_to_dict
 
     return {
         "since": json_at(since),

@@ -41,7 +41,8 @@ from _common import median, table, verdict  # noqa: E402
 from alerter.health import evaluate  # noqa: E402
 from alerter.models import AccountSnapshot, Alert, Position, RepeatSchedule, Thresholds  # noqa: E402
 from alerter.policy import decide_account  # noqa: E402
-from alerter.store import Store, format_at  # noqa: E402
+from alerter.codec import format_at  # noqa: E402
+from alerter.store import Store  # noqa: E402
 
 GOAL_MS = 50.0
 SYMBOLS = {  # symbol → base mark

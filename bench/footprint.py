@@ -10,12 +10,18 @@
    median of 10 (goal ≤ 0.3 s for --help; ≤ 2 s for validate, which imports apprise and ccxt to
    make run's start-up checks).
 2. Baselines, peak RSS (VmHWM): `python -c pass`; `python -c "import ccxt.async_support as c;
-   c.binanceusdm()"` (THE baseline of the goal); and a process that only imports everything the
-   daemon imports (to split import cost from run-time growth).
-3. Two daemons, `python -m alerter run --config X`, run CONCURRENTLY for 10 minutes (quick: 30 s)
+   c.binanceusdm()"` (THE baseline of the goal).
+3. What the daemon's imports cost: a fresh process makes the baseline's import, then loads what a
+   one-account daemon loads, step by step through the daemon's own functions (the parser, the
+   config, the daemon, the store, apprise with the channel's plugin, the account's ccxt.pro class,
+   the scheduler); VmRSS and wall time after each step (median of 3 processes). What the daemon
+   peaks at above their sum is its run time: markets, sockets, buffers.
+4. Two daemons, `python -m alerter run --config X`, run CONCURRENTLY for 10 minutes (quick: 30 s)
    against one simulator served by this process: one with 1 account, one with 20 accounts
    (each account: BTC + ETH cross, SOL isolated), poll_interval 5 s, price_interval 1 s, a
-   loopback json:// webhook as the channel. BTC swings between a 40 % and a 56 % margin ratio
+   loopback json:// webhook as the channel, websocket streams on (the default, set explicitly:
+   the simulator pushes Binance's mark prices and account events; a daemon whose streams do not
+   come up fails the run). The clock starts once both daemons watch their accounts. BTC swings between a 40 % and a 56 % margin ratio
    every 2 minutes, so every account raises WARNING and RESOLVED repeatedly: the alert, outbox
    and delivery paths are exercised as well as polling and re-pricing. VmRSS is sampled every
    10 s (quick: 5 s); VmHWM is read just before SIGTERM.
@@ -54,14 +60,36 @@ DUMMY_ENV = {
     "ALERTER_TELEGRAM_URL": "tgram://123456789:AAbenchTOKENabcdefghijklmnopqrstuvw/12345",
 }
 HWM_SNIPPET = "import re;print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
+BASELINE = "import ccxt.async_support + binanceusdm()  (baseline)"
 BASELINES = {
     "python -c pass": "pass",
-    "import ccxt.async_support + binanceusdm()  (baseline)": "import ccxt.async_support as c; c.binanceusdm()",
-    "the daemon's imports only": (
-        "import ccxt.async_support as c, apprise, apscheduler.schedulers.asyncio, sqlite_utils, aiohttp; "
-        "import alerter.daemon, alerter.store, alerter.notify, alerter.delivery, alerter.sources, alerter.metrics; c.binanceusdm()"
-    ),
+    BASELINE: "import ccxt.async_support as c; c.binanceusdm()",
 }
+# What a one-account binanceusdm daemon with a json:// channel loads, in the order it loads it,
+# through the daemon's own functions (so that what they leave unloaded stays unloaded here too).
+IMPORT_STEPS = [
+    ("ccxt.async_support + binanceusdm()  (baseline)", "import ccxt.async_support as c; c.binanceusdm()"),
+    ("alerter's parser: every command module", "import alerter.cli; alerter.cli.build_parser()"),
+    ("pydantic + pydantic-settings", "import pydantic, pydantic_settings"),
+    ("alerter.config: the venue registry, every venue", "import alerter.config"),
+    ("alerter.runtime: daemon, policy, metrics (prometheus-client)", "import alerter.runtime"),
+    ("apprise + the json:// plugin (check_url)", "from alerter.notify import check_url; check_url('json://127.0.0.1:9/x')"),
+    ("alerter.store: sqlite-utils", "import alerter.store"),
+    ("the account's ccxt.pro class (exchange_class)", "from alerter.sources.exchange import exchange_class; exchange_class('binanceusdm', streaming=True)"),
+    ("apscheduler: the scheduler, its triggers", "import apscheduler.schedulers.asyncio, apscheduler.triggers.interval, apscheduler.triggers.cron, apscheduler.triggers.date"),
+]
+STEP_SNIPPET = """
+import re, sys, time, json
+def rss():
+    return int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1))
+rows, before = [], rss()
+for code in sys.argv[1:]:
+    started = time.perf_counter()
+    exec(code)
+    rows.append((rss() - before, time.perf_counter() - started))
+    before = rss()
+print(json.dumps(rows))
+"""
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -92,6 +120,18 @@ def mb(kb: float) -> str:
     return f"{kb / 1024:.1f}"
 
 
+def import_costs(runs: int) -> list[tuple[str, float, float]]:
+    """(step, kB, seconds) of IMPORT_STEPS in a fresh process each run; the median per step."""
+    import json
+
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run([PY, "-c", STEP_SNIPPET, *(code for _, code in IMPORT_STEPS)], env=clean_env(),
+                             capture_output=True, text=True, check=True)
+        samples.append(json.loads(out.stdout.splitlines()[-1]))
+    return [(label, median([s[i][0] for s in samples]), median([s[i][1] for s in samples])) for i, (label, _) in enumerate(IMPORT_STEPS)]
+
+
 async def run_daemons(workdir: Path, duration_s: float, sample_every_s: float) -> dict:
     from alerter.simulator import run_simulator
 
@@ -116,7 +156,7 @@ async def run_daemons(workdir: Path, duration_s: float, sample_every_s: float) -
                 folder.mkdir()
                 config = write_config(folder / "config.toml", {
                     "daemon": {"database": str(folder / "alerter.db"), "poll_interval": "5s", "price_interval": "1s",
-                               "log_level": "info", "request_timeout": "5s"},
+                               "log_level": "info", "request_timeout": "5s", "streams": True},
                     "accounts": [account_config(f"account-{n}", n, ccxt) for n in names],
                     "channels": [{"name": "hook", "url": webhook.url(label.split()[0])}],
                 })
@@ -126,6 +166,16 @@ async def run_daemons(workdir: Path, duration_s: float, sample_every_s: float) -
                     stdout=log, stderr=subprocess.STDOUT,
                 )
                 daemons[label] = {"proc": proc, "log": log, "path": folder / "daemon.log", "samples": [], "accounts": len(names)}
+            # the run's clock starts once both daemons watch their accounts: a slow start-up on a busy
+            # machine must not count as growth between the first and the last window
+            up_by = time.monotonic() + 120
+            while not all("watching " in d["path"].read_text() for d in daemons.values()):
+                for d in daemons.values():
+                    if d["proc"].returncode is not None:
+                        raise SystemExit(f"daemon exited early ({d['proc'].returncode}); see {d['path']}:\n{d['path'].read_text()[-2000:]}")
+                if time.monotonic() > up_by:
+                    raise SystemExit("the daemons did not start within 120 s")
+                await asyncio.sleep(0.2)
             started = time.monotonic()
             next_at = started + sample_every_s
             while True:
@@ -162,6 +212,7 @@ async def run_daemons(workdir: Path, duration_s: float, sample_every_s: float) -
             d["errors"] = [line for line in text.splitlines() if " ERROR " in line][:3]
             d["error_count"] = sum(1 for line in text.splitlines() if " ERROR " in line)
             d["webhook_posts"] = alerts["/" + label.split()[0]]
+            d["streams_up"] = sum(1 for line in text.splitlines() if line.endswith(" stream up") or " stream up (" in line)
         return {"daemons": daemons, "requests": requests, "duration_s": duration_s}
 
 
@@ -195,7 +246,12 @@ def main() -> int:
         baselines = {label: baseline_hwm_kb(code, 3) for label, code in BASELINES.items()}
         print("\nbaseline peak RSS (VmHWM, median of 3)")
         print(table(["process", "VmHWM MB"], [[label, mb(kb)] for label, kb in baselines.items()]))
-        base = baselines["import ccxt.async_support + binanceusdm()  (baseline)"]
+        base = baselines[BASELINE]
+
+        costs = import_costs(3)
+        print("\nwhat a one-account daemon imports, in its order (VmRSS added and wall ms per step; median of 3 processes)")
+        print(table(["step", "MB", "ms"], [[label, mb(kb), f"{s * 1000:.0f}"] for label, kb, s in costs]
+                    + [["total", mb(sum(kb for _, kb, _ in costs)), f"{sum(s for _, _, s in costs) * 1000:.0f}"]]))
 
         print(f"\nrunning the 1- and 20-account daemons concurrently for {duration:.0f} s "
               f"(poll 5 s, price 1 s; RSS sampled every {sample_every:.0f} s) ...", flush=True)
@@ -230,9 +286,13 @@ def main() -> int:
             first, last = window_rss(d, True), window_rss(d, False)
             growth = (last - first) / first
             rows.append([label, mb(d["hwm"]), f"{d['hwm'] / base:.2f}", mb(first), mb(last), f"{growth * 100:+.1f}%",
-                         f"{slope_mb_per_min(d):+.3f}", d["full_polls"], d["webhook_posts"], d["rc"]])
+                         f"{slope_mb_per_min(d):+.3f}", d["full_polls"], d["webhook_posts"], d["streams_up"], d["rc"]])
+            goals.append((f"{label}: streams up ({d['streams_up']} stream-up log lines)", d["streams_up"] > 0))
             goals.append((f"{label}: RSS last {window:.0f} s vs first {window:.0f} s {growth * 100:+.1f}% ≤ +{GROWTH_LIMIT * 100:.0f}%", growth <= GROWTH_LIMIT))
-        print(table(["daemon", "VmHWM MB", "× base", "first MB", "last MB", "growth", "MB/min", "full polls", "webhook posts", "exit"], rows))
+        print(table(["daemon", "VmHWM MB", "× base", "first MB", "last MB", "growth", "MB/min", "full polls", "webhook posts", "streams up", "exit"], rows))
+        imported = sum(kb for _, kb, _ in costs) + baselines["python -c pass"]
+        print(f"\n1-account daemon: {mb(imported)} MB its imports (the table above plus the interpreter), "
+              f"{mb(d1['hwm'] - imported)} MB at run time (markets, sockets, buffers)")
         per_account = (d20["hwm"] - d1["hwm"]) / 19
         print(f"\ngrowth per extra account (HWM20 − HWM1) / 19: {per_account / 1024:.2f} MB"
               f"; exchange requests served: {result['requests']} in {duration:.0f} s")

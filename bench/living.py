@@ -31,7 +31,8 @@ from _common import median  # noqa: E402
 
 from alerter import digest  # noqa: E402
 from alerter.models import ACCOUNT_SCOPE, Level, ScopeState  # noqa: E402
-from alerter.store import Store, format_at  # noqa: E402
+from alerter.codec import format_at  # noqa: E402
+from alerter.store import Store  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 GOAL_S = 1.0

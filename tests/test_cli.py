@@ -1,4 +1,5 @@
-"""Every command as a user runs it: its output and exit code; every command is in the README."""
+"""Every command as a user runs it: its output and exit code; every command is in the README's command
+table and in the full one of docs/operations.md."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from alerter.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+COMMANDS_PAGE = (ROOT / "docs" / "operations.md").read_text()
 
 
 def alerter(*args, env=None, timeout=120):
@@ -32,7 +34,10 @@ def commands():
 
 @pytest.mark.parametrize("name", commands())
 def test_every_command_is_documented(name):
-    assert re.search(rf"`alerter {re.escape(name)}\b", README), f"README does not document `alerter {name}`"
+    row = rf"^\| `alerter {re.escape(name)}\b"
+    assert re.search(row, README, re.M), f"README's command table does not list `alerter {name}`"
+    reference = COMMANDS_PAGE.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    assert re.search(row, reference, re.M), f"docs/operations.md's command table does not document `alerter {name}`"
 
 
 def test_readme_opens_with_demo_and_test_commands_and_ci_runs_the_test_command():

@@ -128,7 +128,7 @@ def test_the_dashboard_covers_ratio_level_polls_deliveries_and_heartbeat():
     bands = [s["value"] for s in ratio["fieldConfig"]["defaults"]["thresholds"]["steps"]]
     from alerter.models import Thresholds
 
-    assert bands == [None, Thresholds.warning, Thresholds.call, Thresholds.critical]  # the defaults, as the README says
+    assert bands == [None, Thresholds.warning, Thresholds.call, Thresholds.critical]  # the defaults, as docs/operations.md says
     level = next(p for p in panels(DASHBOARD["panels"]) if p["type"] == "state-timeline")
     texts = {k: v["text"] for k, v in level["fieldConfig"]["defaults"]["mappings"][0]["options"].items()}
     assert texts == {str(int(lv)): lv.label for lv in Level}

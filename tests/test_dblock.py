@@ -155,7 +155,7 @@ def test_locked_database_delays_no_critical_and_no_watchdog_ping(tmp_path, webho
         finally:
             stop(proc, runs)
             notify.close()
-    # the goal is 10 s (README Performance, bench/dblock.py); about 4 s here on an idle machine: a
+    # the goal is 10 s (docs/operations.md, Performance; bench/dblock.py); about 4 s here on an idle machine: a
     # write waits out its 2 s budget before the alert goes out unrecorded, and the next one queues
     assert arrived_after < 8.0, f"CRITICAL took {arrived_after:.1f} s under the lock"
     assert gap < 1.5, f"no watchdog ping for {gap:.1f} s under the lock"

@@ -22,7 +22,7 @@ from helpers import DaemonRuns, query, simulator_thread, to_toml
 from alerter.config import build_settings
 from alerter.models import ACCOUNT_SCOPE, AlertKind, Level
 from alerter.notify import headline, route
-from alerter.store import alert_from_json
+from alerter.codec import alert_from_json
 
 SEED = 20260301
 MIN_KILLS = 12  # each at a random moment: while starting (1 in 5), or while polling, recording, delivering

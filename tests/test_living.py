@@ -202,7 +202,7 @@ def test_a_digest_that_cannot_be_delivered_is_tried_again_that_day(tmp_path, web
 
 def test_a_digest_of_many_accounts_fits_a_chat_message_worst_first():
     from alerter.models import Alert, AlertKind, Level, ScopeState
-    from alerter.store import Sample
+    from alerter.samples import Sample
 
     now = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
     names = [f"acct-{i:03d}" for i in range(300)]

@@ -131,7 +131,7 @@ def test_an_approximate_accounts_alerts_say_so():
     from alerter.models import RepeatSchedule, Thresholds
     from alerter.policy import decide
     from alerter.sources import generic
-    from alerter.store import alert_from_json, alert_to_json
+    from alerter.codec import alert_from_json, alert_to_json
 
     position = {"symbol": "BTC/USD:BTC", "contracts": 1, "contractSize": 1, "side": "long", "markPrice": 60_000, "entryPrice": 61_000,
                 "unrealizedPnl": -0.02, "maintenanceMargin": 0.06, "notional": 1.0}

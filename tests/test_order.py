@@ -24,7 +24,7 @@ from test_store import T0, make_alert
 from alerter.delivery import plan
 from alerter.models import AlertKind, Level
 from alerter.notify import GOOD_NEWS, Folded, earlier_note, entry_headline, fold, headline, render, tag
-from alerter.store import Delivery
+from alerter.outbox import Delivery
 
 ISO = "isolated:ETH/USDT:USDT:short"
 RAISED, REPEAT, RESOLVED, BLIND, RESTORED = AlertKind.RAISED, AlertKind.REPEAT, AlertKind.RESOLVED, AlertKind.BLIND, AlertKind.RESTORED

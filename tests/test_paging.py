@@ -1,9 +1,9 @@
 """Paging only for critical: a channel's URL per level (`url_by_level`), falling back to `url`.
 
 The daemon's alerts reach a real loopback webhook, whose request path tells which URL carried
-them; `test-notify --level` runs as the user runs it; the README's "quiet warnings, loud
-critical" setup is loaded and handed to the installed apprise, which must read the priorities
-the README promises."""
+them; `test-notify --level` runs as the user runs it; the "quiet warnings, loud critical" setup
+of docs/alerting.md is loaded and handed to the installed apprise, which must read the priorities
+that page promises."""
 
 from __future__ import annotations
 
@@ -149,27 +149,27 @@ def test_each_url_is_checked_by_apprise_and_masked(tmp_path):
     assert "USERKEYSECRET" not in unusable.stderr and "APPTOKENSECRET" not in unusable.stderr
 
 
-# ---------------------------------------------------------------- the README's setup
+# ---------------------------------------------------------------- the setup in docs/alerting.md
 
 PLACEHOLDERS = {"BOT_TOKEN": "123456789:AAHexampleTOKEN", "CHAT_ID": "987654", "TOPIC": "margin-alerts",
                 "USER_KEY": "u" * 30, "APP_TOKEN": "a" * 30}
 
 
-def readme_setup() -> dict:
+def documented_setup() -> dict:
     import tomllib
 
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- quiet warnings, loud critical -->", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    page = (ROOT / "docs" / "alerting.md").read_text()
+    block = page.split("<!-- quiet warnings, loud critical -->", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
     for name, value in PLACEHOLDERS.items():
         block = block.replace(name, value)
     return tomllib.loads(block)
 
 
-def test_the_readme_setup_is_quiet_below_critical_and_loud_at_critical():
-    """Each URL of the README's setup, as the installed apprise reads it."""
+def test_the_documented_setup_is_quiet_below_critical_and_loud_at_critical():
+    """Each URL of the documented setup, as the installed apprise reads it."""
     from alerter.runtime import preflight
 
-    settings = build_settings(readme_setup())
+    settings = build_settings(documented_setup())
     preflight(settings)
     notifier = Notifier(settings.channels)  # the apprise plugin each level's message would go through
     plugins = {c.name: {level: notifier._for(c.name, level).apprise[0] for level in Level if level} for c in settings.channels}

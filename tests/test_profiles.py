@@ -24,6 +24,7 @@ from alerter.sources.registry import (
     profile_for,
     streams_table,
     support_matrix,
+    with_modes,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +126,7 @@ def test_the_exchanges_page_holds_exactly_the_generated_tables(what):
 
 def test_the_permissions_and_streams_tables_have_a_row_per_venue():
     permissions = permissions_table().splitlines()[3:-1]
-    assert len(permissions) == len(PROFILES.distinct()) and all(not row.endswith("| — |") for row in permissions)
+    assert len(permissions) == len(with_modes(PROFILES.distinct())) and all(not row.endswith("| — |") for row in permissions)
     assert '| Hyperliquid (`hyperliquid`) | `wallet_address` | no key' in permissions_table()
     streams = [row.split(" | ")[0] for row in streams_table().splitlines()[3:-1]]
     assert streams == ["| Binance USDⓈ-M (`binanceusdm`)", "| Bybit (`bybit`)", "| OKX (`okx`)"]
@@ -139,13 +140,15 @@ def test_the_matrix_has_a_row_per_profile_and_lists_the_real_recordings(tmp_path
     rows = support_matrix(tmp_path).splitlines()[3:-1]
     assert [row.split(" | ")[0] for row in rows] == [
         "| Binance USDⓈ-M (`binanceusdm`)", "| Binance COIN-M (`binancecoinm`)", "| Bybit (`bybit`)", "| Deribit (`deribit`)", "| OKX (`okx`)",
-        "| Hyperliquid (`hyperliquid`)", "| KuCoin futures (`kucoinfutures`)", "| Binance margin and portfolio margin (`binance`)", "| Kraken Futures (`krakenfutures`)", "| Gate (`gate`)", "| Bitget (`bitget`)",
+        "| OKX flexible loan (`okx`)", "| Hyperliquid (`hyperliquid`)", "| KuCoin futures (`kucoinfutures`)",
+        "| Binance margin and portfolio margin (`binance`)", "| Binance flexible loans (`binance`)", "| Kraken Futures (`krakenfutures`)",
+        "| Gate (`gate`)", "| Bitget (`bitget`)",
         "| Aave V3 (`aave`)", "| Spark (SparkLend) (`spark`)", "| Compound V3 (Comet) (`compound`)", "| Morpho Blue (`morpho`)",
         '| any other ccxt exchange (`profile = "generic"`)']
     okx, others = rows[4], rows[:4] + rows[5:]
     assert okx.endswith("| yes | `balance-multi`, `isolated-inverse`, `positions-isolated` |")
     assert all(row.endswith("| — |") for row in others)
-    assert "(full polls only" in rows[5] and "(full polls only" in rows[-1] and "**approximate**" in rows[-1]
+    assert "(full polls only" in rows[6] and "(full polls only" in rows[-1] and "**approximate**" in rows[-1]
     assert "[source](https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-balance)" in okx
 
 

@@ -7,11 +7,14 @@ matplotlib is imported only for --plot.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from alerter import commands, display, views
+from alerter import commands, display
 from alerter.commands import add_config
 from alerter.models import ACCOUNT_SCOPE
-from alerter.views import HistorySeries, build_history, history_json
+
+if TYPE_CHECKING:
+    from alerter.views import HistorySeries
 
 HELP = "the margin ratio over time, with the thresholds and the alerts that fired"
 PLOT_MISSING = "matplotlib is not installed: pip install 'alerter[plot]'"
@@ -82,13 +85,15 @@ def plot_history(series: list[HistorySeries], path, title: str):
 def read_history(settings, account_plans: dict, account: str | None, since) -> list[HistorySeries]:
     """The series since `since` from the database (the Telegram bot's /history reads them too).
     Raises LookupError (no such account), StoreError."""
+    from alerter import views
+
     with views.open_store(settings) as store:
         if account and account not in views.known_accounts(store, account_plans):
             known = ", ".join(sorted(views.known_accounts(store, account_plans))) or "none"
             raise LookupError(f"no account named {account!r} (known: {known})")
         samples = store.samples(account=account, since=since)
         entries = store.history(account=account, since=since)
-    return build_history(settings, account_plans, samples, entries)
+    return views.build_history(settings, account_plans, samples, entries)
 
 
 def plot_title(series: list[HistorySeries], account: str | None, since) -> str:
@@ -100,8 +105,9 @@ def plot_title(series: list[HistorySeries], account: str | None, since) -> str:
 def run(args) -> int:
     from alerter.charts import PlotUnavailable
     from alerter.config import load_settings, parse_duration
-    from alerter.plan import plans
     from alerter.errors import StoreError
+    from alerter.plan import plans
+    from alerter.views import history_json
 
     settings = load_settings(args.config)
     account_plans = plans(settings)

@@ -1,16 +1,20 @@
 """`alerter status`: margin health of every account and isolated position, from the database.
 
-The data is alerter.views' (`read_status`, `status_json`); this renders it as a rich table.
+The data is alerter.views' (`read_status`, `status_json`); this renders it as a rich table. Like
+every command module it imports them inside its functions: the parser imports every command.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from alerter import commands, display, views
+from alerter import commands, display
 from alerter.commands import add_config
 from alerter.models import ACCOUNT_SCOPE, Level
-from alerter.views import STALE_AFTER_POLLS, STATUS_ROWS, AccountStatus, json_at, level_counts, read_status, status_json, worst_scopes
+
+if TYPE_CHECKING:
+    from alerter.views import AccountStatus
 
 HELP = "margin health of every account and isolated position, from the database (no exchange call)"
 STEADY = 0.005  # a change of less than half a point over the trend window is "→"
@@ -74,6 +78,8 @@ def render_status(accounts: list[AccountStatus], now: datetime):
     from rich.table import Table
     from rich.text import Text
 
+    from alerter.views import level_counts, worst_scopes
+
     table = Table(title=f"margin health · {now:%Y-%m-%d %H:%M:%S} UTC", title_justify="left", header_style="bold",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("account", overflow="fold", min_width=12)  # the only column that wraps in a narrow terminal
@@ -112,6 +118,8 @@ def render_status(accounts: list[AccountStatus], now: datetime):
 
 
 def status_legend(accounts: list[AccountStatus]) -> str:
+    from alerter.views import STALE_AFTER_POLLS, STATUS_ROWS, worst_scopes
+
     targets = sorted({a.thresholds.target for a in accounts})
     target = " / ".join(display.ratio(t) for t in targets) or display.ratio(0.4)
     return (f"└ isolated position · Δ 1h: change of the ratio over the last hour, in points · deposit: brings the "
@@ -127,9 +135,11 @@ def status_legend(accounts: list[AccountStatus]) -> str:
 
 
 def run(args) -> int:
+    from alerter import views
     from alerter.config import load_settings
-    from alerter.plan import plans
     from alerter.errors import StoreError
+    from alerter.plan import plans
+    from alerter.views import json_at, read_status, status_json
 
     settings = load_settings(args.config)
     account_plans = plans(settings)

@@ -40,6 +40,53 @@ def notice_lines(figure, thresholds) -> list[str]:
     return lines
 
 
+def figure_lines(figure, thresholds) -> list[str]:
+    """The exchange's own figure, its liquidation level, the user's levels in it, and where they
+    fall against each of the exchange's notices."""
+    same = not figure.inverse and figure.trigger == 1.0  # the same number under the exchange's name
+    return ([f"exchange's own figure: {figure.name}, liquidation at {figure.text(1.0).removeprefix(figure.name).strip()}"
+             + ("" if same else f"; your {own_levels(figure, thresholds)}")] + notice_lines(figure, thresholds))
+
+
+def live_levels(settings, account_plans: dict) -> dict[str, object]:
+    """For the accounts whose profile states its levels with each answer (a loan's margin-call and
+    liquidation LTVs: `Profile.live_levels`), one poll now: account → its snapshot, or the error
+    (a line). Empty (no request) when there is no such account."""
+    import asyncio
+
+    from alerter.sources import SourceError, build_source
+
+    accounts = [a for a in settings.accounts if account_plans[a.name].profile.live_levels]
+    if not accounts:
+        return {}
+
+    async def poll_all():
+        timeout = settings.daemon.request_timeout.total_seconds()
+        sources = [build_source(a, timeout_s=timeout) for a in accounts]
+        try:
+            results = await asyncio.gather(*(s.fetch_snapshot() for s in sources), return_exceptions=True)
+        finally:
+            await asyncio.gather(*(s.close() for s in sources), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, SourceError):
+                raise result
+        return {a.name: f"{r.kind}: {r}" if isinstance(r, SourceError) else r for a, r in zip(accounts, results, strict=True)}
+
+    return asyncio.run(poll_all())
+
+
+def scope_levels(found, thresholds) -> list[str]:
+    """What one poll said about the levels of each scope (`live_levels`)."""
+    if isinstance(found, str):
+        return [f"its levels: not read now ({found})"]
+    figures = [(pool.scope, pool.own_figure) for pool in found.pools if pool.own_figure is not None]
+    if not found.pools and found.own_figure is not None:
+        figures = [("account", found.own_figure)]
+    if not figures:
+        return ["its levels: nothing borrowed now (the exchange states them with each loan)"]
+    return [f"{scope}: {line}" for scope, figure in figures for line in figure_lines(figure, thresholds)]
+
+
 def add_arguments(parser) -> None:
     add_config(parser)
 
@@ -80,6 +127,7 @@ def run(args) -> int:
     print(f"  repeat         warning {_duration(r.warning)} · call {_duration(r.call)} · critical {_duration(r.critical)} · blind {_duration(r.blind)}")
     print(f"  accounts       {len(settings.accounts)}")
     account_plans = plans(settings)
+    levels = live_levels(settings, account_plans)
     for a in settings.accounts:
         plan = account_plans[a.name]
         th = plan.thresholds
@@ -88,13 +136,11 @@ def run(args) -> int:
         profile = plan.profile
         source = 'APPROXIMATE: profile "generic", ccxt\'s unified fields' if plan.approximate else f"{profile.name} profile"
         print(f"    {'':<20} figures: {source}; currency {profile.currency}")
-        figure = plan.own_figure
-        if figure is not None:
-            same = not figure.inverse and figure.trigger == 1.0  # the same number under the exchange's name
-            print(f"    {'':<20} exchange's own figure: {figure.name}, liquidation at {figure.text(1.0).removeprefix(figure.name).strip()}"
-                  + ("" if same else f"; your {own_levels(figure, th)}"))
-            for line in notice_lines(plan.own_figure, th):
-                print(f"    {'':<20} {line}")
+        lines = figure_lines(plan.own_figure, th) if plan.own_figure is not None else []
+        if a.name in levels:
+            lines += scope_levels(levels[a.name], th)
+        for line in lines:
+            print(f"    {'':<20} {line}")
         if plan.repricing:
             between = f"re-priced from mark prices every {_duration(d.price_interval)} (estimated until the next full poll)"
         elif plan.between_polls == "poll" and d.price_interval:

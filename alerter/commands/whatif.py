@@ -10,12 +10,14 @@ import re
 import sys
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from alerter import commands, display, views
+from alerter import commands, display
 from alerter.commands import add_config
 from alerter.models import ACCOUNT_SCOPE
-from alerter.stress import StressResult, TripMoves, parse_fraction, parse_move, stress, trip_moves
-from alerter.views import levels_json, stress_json
+
+if TYPE_CHECKING:
+    from alerter.stress import StressResult, TripMoves
 
 HELP = "stress test the last recorded positions: the ratio, level and deposit after a price move"
 NEGATIVE_MOVE = re.compile(r"^-\d+(\.\d+)?%?$|^-\.\d+%?$")
@@ -93,9 +95,12 @@ def _render_levels(rows: dict[str, tuple[datetime | None, list[TripMoves]]], now
 
 
 def run(args) -> int:
+    from alerter import views
     from alerter.config import load_settings
-    from alerter.plan import plans
     from alerter.errors import StoreError
+    from alerter.plan import plans
+    from alerter.stress import parse_fraction, parse_move, stress, trip_moves
+    from alerter.views import levels_json, stress_json
 
     settings = load_settings(args.config)
     account_plans = plans(settings)

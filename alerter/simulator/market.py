@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from alerter.simulator.loans import Loan
 from alerter.simulator.symbols import SYMBOLS, Bracket, SymbolSpec, bracket_for
 
 CROSS = "cross"
@@ -55,6 +56,7 @@ class Account:
     name: str
     wallet_balance: float = 0.0  # cross wallet balance, USDT
     positions: list[Position] = field(default_factory=list)
+    loans: tuple[Loan, ...] = ()  # Binance flexible loans (alerter.simulator.loans)
 
 
 @dataclass(frozen=True)

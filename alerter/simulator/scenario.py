@@ -18,6 +18,14 @@
     margin_type = "cross"         # or "isolated" (then isolated_wallet = USDT locked in it)
     leverage = 20
 
+    [[accounts.loans]]            # Binance flexible loans (alerter.simulator.loans)
+    loan_coin = "USDT"
+    debt = 30000
+    collateral_coin = "BTC"
+    collateral_amount = 1
+    margin_call_ltv = 0.75
+    liquidation_ltv = 0.83
+
     [[path]]                      # keyframes, linear in between, per symbol
     at = 90                       # seconds since the scenario (re)started
     prices = { BTCUSDT = 42000 }
@@ -33,6 +41,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from alerter.simulator.loans import Loan, parse_loans
 from alerter.simulator.market import CROSS, ISOLATED, Account, Keyframe, Position
 from alerter.simulator.symbols import SYMBOLS
 
@@ -49,9 +58,10 @@ class AccountSpec:
     name: str
     wallet_balance: float = 0.0
     positions: tuple[Position, ...] = ()
+    loans: tuple[Loan, ...] = ()
 
     def build(self) -> Account:
-        return Account(self.api_key, self.name, self.wallet_balance, list(self.positions))
+        return Account(self.api_key, self.name, self.wallet_balance, list(self.positions), self.loans)
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,7 @@ def _parse_account(raw: Any, where: str, errors: list[str]) -> AccountSpec | Non
     if not isinstance(raw, dict):
         errors.append(f"{where}: expected a table")
         return None
-    _check_keys(raw, {"name", "api_key", "wallet_balance", "positions"}, where, errors)
+    _check_keys(raw, {"name", "api_key", "wallet_balance", "positions", "loans"}, where, errors)
     api_key = raw.get("api_key")
     if not isinstance(api_key, str) or not api_key:
         errors.append(f"{where}.api_key: required, a non-empty string")
@@ -165,7 +175,8 @@ def _parse_account(raw: Any, where: str, errors: list[str]) -> AccountSpec | Non
     symbols = [p.symbol for p in positions]
     for symbol in sorted({s for s in symbols if symbols.count(s) > 1}):
         errors.append(f"{where}.positions: {symbol} appears twice (one-way mode holds one position per symbol)")
-    return AccountSpec(api_key, str(raw.get("name", api_key)), wallet or 0.0, tuple(positions))
+    loans = parse_loans(raw.get("loans", []), f"{where}.loans", errors, SYMBOLS)
+    return AccountSpec(api_key, str(raw.get("name", api_key)), wallet or 0.0, tuple(positions), loans)
 
 
 def _parse_position(raw: Any, where: str, errors: list[str]) -> Position | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from alerter.simulator import binance_api, control, websocket
+from alerter.simulator import binance_api, control, loans, websocket
 from alerter.simulator.faults import BODY_KINDS, HTML_502, MSG_429, MSG_500, Fault, FaultBook, alter_body, make_fault
 from alerter.simulator.market import Account, Position
 from alerter.simulator.scenario import Scenario, load_scenario, parse_scenario
@@ -107,6 +107,7 @@ class Simulator:
         app[binance_api.STATE_KEY] = self.state
         app[control.SIM_KEY] = self
         binance_api.add_routes(app)
+        loans.add_routes(app, binance_api.signed, binance_api.STATE_KEY)
         websocket.add_routes(app, self.ws)
         control.add_routes(app)
         return app

@@ -83,7 +83,7 @@ class TelegramApi:
         self.commands: list[dict] = []  # the last setMyCommands list
         self.answered: list[dict] = []  # answerCallbackQuery parameters
         self.failures: list[_Failure] = []
-        self.down = False  # every request answers 502 (Bad Gateway), as Telegram's front does in an outage
+        self._down = False
         self._updates: list[dict] = []
         self._confirmed = 0  # the highest update_id the bot confirmed (offset - 1)
         self._update_ids = itertools.count(1)
@@ -119,6 +119,17 @@ class TelegramApi:
         self._updates.append(update)
         asyncio.get_running_loop().create_task(self._notify())
         return update
+
+    @property
+    def down(self) -> bool:
+        """Every request answers 502 (Bad Gateway), as Telegram's front does in an outage; a long
+        poll held open when it goes down ends with that answer at once, as a dropped front would."""
+        return self._down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        self._down = value
+        asyncio.get_running_loop().create_task(self._notify())
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -169,7 +180,7 @@ class TelegramApi:
         params = await _params(request)
         self.requests.append((time.monotonic(), method))
         if self.down:
-            return web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+            return _bad_gateway()
         failure = next((f for f in self.failures if f.method in (None, method)), None)
         if failure is not None:
             self.failures.remove(failure)
@@ -196,6 +207,8 @@ class TelegramApi:
         timeout = min(float(params.get("timeout") or 0), 50.0)
         deadline = time.monotonic() + timeout
         while True:
+            if self.down:
+                return _bad_gateway()
             fresh = [u for u in self._updates if u["update_id"] > self._confirmed]
             if fresh or time.monotonic() >= deadline:
                 return _ok(fresh[: int(params.get("limit") or 100)])
@@ -267,6 +280,10 @@ def _json_field(value: Any) -> Any:
 
 def _ok(result: Any) -> web.Response:
     return web.json_response({"ok": True, "result": result})
+
+
+def _bad_gateway() -> web.Response:
+    return web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
 
 
 def _error(code: int, description: str, *, parameters: dict | None = None) -> web.Response:

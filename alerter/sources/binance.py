@@ -81,6 +81,7 @@ from typing import Any
 from alerter.models import AccountSnapshot, OwnFigure, Pool
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_snapshot, mapping, number, optional_number, shape_error
+from alerter.sources import binance_loans
 from alerter.sources.profile import FetchContext, Profile, Raw, Redirect
 
 ID = "binance"
@@ -385,6 +386,8 @@ _PM_ALONE = "a portfolio margin account is read whole (uniMMR of /papi/v1/accoun
 _PM_ISOLATED = ("a portfolio margin account is read whole (uniMMR of /papi/v1/account), its isolated margin is not: "
                 "set portfolioMargin = true without marginMode, or marginMode = \"isolated\" without portfolioMargin")
 
+_LOAN_ALONE = 'the flexible loans are read on their own (defaultType = "loan"): set defaultType = "loan" without a margin mode'
+
 PROFILE = Profile(
     name="Binance margin and portfolio margin",
     ids=(ID,),
@@ -406,15 +409,18 @@ PROFILE = Profile(
     # margin pair lists, no futures market lists; no figure comes from the markets
     ccxt_defaults={"options": {"fetchCurrencies": False, "fetchMargins": False, "fetchMarkets": {"types": ["spot"]}}},
     reprice=False,  # margin level and uniMMR move with every asset's price, not with a position's mark
-    options={"defaultType": ("margin",), "marginMode": ("cross", "isolated"), "defaultMarginMode": ("cross", "isolated"),
+    options={"defaultType": ("margin", "loan"), "marginMode": ("cross", "isolated"), "defaultMarginMode": ("cross", "isolated"),
              "portfolioMargin": (True, False)},
     redirects=(
         Redirect(ID, {"defaultType": (None, "spot"), "portfolioMargin": (None, False), "marginMode": (None,), "defaultMarginMode": (None,)}, _SPOT),
-        Redirect(ID, {"portfolioMargin": (True,), "defaultType": ("spot", "margin", "future", "swap", "delivery", "option")}, _PM_ALONE),
+        Redirect(ID, {"portfolioMargin": (True,), "defaultType": ("spot", "margin", "future", "swap", "delivery", "option", "loan")}, _PM_ALONE),
+        Redirect(ID, {"defaultType": ("loan",), "marginMode": ("cross", "isolated")}, _LOAN_ALONE),
+        Redirect(ID, {"defaultType": ("loan",), "defaultMarginMode": ("cross", "isolated")}, _LOAN_ALONE),
         Redirect(ID, {"portfolioMargin": (True,), "marginMode": ("isolated",)}, _PM_ISOLATED),
         Redirect(ID, {"portfolioMargin": (True,), "defaultMarginMode": ("isolated",)}, _PM_ISOLATED),
     ),
     permissions='"Enable Reading" only; for portfolio margin, a key of the portfolio margin account',
     figure_for=figure_for,
     fetch=fetch,
+    mode_profiles=(("defaultType", "loan", binance_loans.PROFILE),),
 )

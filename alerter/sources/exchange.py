@@ -341,9 +341,10 @@ def exchange_class(exchange_id: str, *, streaming: bool = False) -> Any:
     the same REST methods plus the websocket ones, so that one instance (one HTTP session, one
     TLS context, one rate limiter) serves both an account's polls and its private stream."""
     if streaming:
-        import ccxt.pro as module
-    else:
-        import ccxt.async_support as module
+        from alerter.lazy import load_pro_exchange
+
+        return load_pro_exchange(exchange_id)  # that one class, not ccxt.pro's every exchange
+    import ccxt.async_support as module
 
     if exchange_id not in module.exchanges:
         return None

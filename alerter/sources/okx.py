@@ -65,6 +65,7 @@ from alerter.sources.fields import (
     price_or_none,
     shape_error,
 )
+from alerter.sources import okx_loans
 from alerter.sources.profile import Profile
 from alerter.sources.streamspec import Notice, StreamSpec, message_number, watch_balance, watch_positions
 
@@ -354,5 +355,6 @@ PROFILE = Profile(
     # OKX states `mgnRatio` (the app shows it as a percentage): 1 ÷ alerter's ratio, 100 % at liquidation
     own_figure=OwnFigure("OKX margin ratio", 1.0, inverse=True, percent=True),
     # fetch_balance() reads the trading account for every defaultType but "funding" (the funding account)
-    options={"defaultType": ("spot", "margin", "swap", "future", "option")},
+    options={"defaultType": ("spot", "margin", "swap", "future", "option", "loan")},
+    mode_profiles=(("defaultType", "loan", okx_loans.PROFILE),),
 )

@@ -147,6 +147,18 @@ class Profile:
     redirects: tuple[Redirect, ...] = ()  # accounts on other ids that belong here (or nowhere yet)
     stream: StreamSpec | None = None  # its websocket streams (alerter.sources.streamspec), if it has them
     permissions: str = ""  # what the account's API key needs (the docs' permissions table)
+    # account modes read like a venue of their own on this venue's ids (Binance's and OKX's flexible
+    # loans: their own fetch, figures, no stream): (ccxt option, value, the mode's Profile) each
+    mode_profiles: tuple[tuple[str, Any, Profile], ...] = ()
+    # a mode's own recordings among its venue's (tests/fixtures/real/<id>/): those whose name holds this
+    recording_mark: str = ""
+    # its own figure's levels come with each answer, per scope (a loan's margin-call and liquidation
+    # LTVs), not with the profile: `alerter validate` polls the account once to place them
+    live_levels: bool = False
+
+    def for_options(self, options: Mapping[str, Any] | None = None) -> Profile:
+        """The profile that reads an account with these ccxt `options`: one of its modes, or itself."""
+        return next((mode for key, value, mode in self.mode_profiles if (options or {}).get(key) == value), self)
 
     def figure_of(self, options: Mapping[str, Any] | None = None) -> OwnFigure | None:
         """The venue's own figure for an account with these ccxt `options`."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alerter.sources.generic import PROFILE as GENERIC
-from alerter.sources.profile import Profile
+from alerter.sources.profile import Profile, options_of
 
 
 @dataclass(frozen=True)
@@ -122,11 +122,11 @@ unregister = PROFILES.unregister
 
 def profile_for(account: Any) -> Profile:
     """The profile of an account (alerter.sources.profile.Account): GENERIC when it says
-    `profile = "generic"`, else its exchange's. KeyError for an exchange without one (config
-    validation refuses those)."""
+    `profile = "generic"`, else its exchange's, or the mode its ccxt options choose (a flexible
+    loan). KeyError for an exchange without one (config validation refuses those)."""
     if getattr(account, "profile", None) == GENERIC_NAME:
         return GENERIC
-    return PROFILES[account.exchange]
+    return PROFILES[account.exchange].for_options(options_of(account.ccxt))
 
 
 def body_check_for(exchange_id: str):
@@ -208,13 +208,22 @@ MATRIX_BEGIN, MATRIX_END = markers("support matrix")
 
 def recordings(profile: Profile, root: Path = REAL_RECORDINGS) -> list[str]:
     """The real recorded cases of a profile: the entries of tests/fixtures/real/<id>/ (a file's
-    name without its suffix, a folder's name), without PROVENANCE.md and README.md."""
+    name without its suffix, a folder's name), without PROVENANCE.md and README.md; an account
+    mode's are those whose name holds its `recording_mark`, the venue's the others."""
     found: set[str] = set()
     for folder in (root / name for name in (profile.ids or (GENERIC_NAME,))):
         if folder.is_dir():
             found |= {p.name if p.is_dir() else p.stem for p in folder.iterdir()
                       if p.name not in ("PROVENANCE.md", "README.md") and not p.name.startswith(".")}
-    return sorted(found)
+    if profile.recording_mark:
+        return sorted(case for case in found if profile.recording_mark in case)
+    marks = [mode.recording_mark for _, _, mode in profile.mode_profiles if mode.recording_mark]
+    return sorted(case for case in found if not any(mark in case for mark in marks))
+
+
+def with_modes(profiles: list[Profile]) -> list[Profile]:
+    """Each profile followed by its account modes that read like venues of their own (the docs' rows)."""
+    return [row for profile in profiles for row in (profile, *(mode for _, _, mode in profile.mode_profiles))]
 
 
 def proof(case: str) -> str:
@@ -255,7 +264,7 @@ def _table(what: str, header: list[str], rows: list[list[str]]) -> str:
 def support_matrix(root: Path = REAL_RECORDINGS) -> str:
     """The support matrix (markdown), one row per profile, generic last."""
     rows = []
-    for profile in [*PROFILES.distinct(), GENERIC]:
+    for profile in with_modes([*PROFILES.distinct(), GENERIC]):
         cases = recordings(profile, root)
         rows.append([
             _named(profile),
@@ -273,7 +282,7 @@ def support_matrix(root: Path = REAL_RECORDINGS) -> str:
 
 def permissions_table() -> str:
     """What each venue's API key needs, one row per profile with credentials."""
-    rows = [[_named(p), ", ".join(f"`{key}`" for key in p.credentials), p.permissions or "—"] for p in PROFILES.distinct()]
+    rows = [[_named(p), ", ".join(f"`{key}`" for key in p.credentials), p.permissions or "—"] for p in with_modes(PROFILES.distinct())]
     return _table("permissions table", ["exchange", "account keys", "permission"], rows)
 
 

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from alerter import secrets
 from alerter.sources.registry import PROFILES, streaming_ids, streams
 from alerter.sources.streamspec import Notice, StreamSpec, message_number
 
@@ -67,21 +68,18 @@ def describe(error: BaseException, hidden: Iterable[str] = ()) -> str:
     stream) or the account's secrets."""
     text = _LISTEN_KEY.sub(r"\1***", f"{type(error).__name__}: {error}".strip())
     text = re.sub(r"/ws/[0-9A-Za-z]{40,}", "/ws/***", text)
-    for secret in hidden:
-        if secret:
-            text = text.replace(secret, "***")
+    text = secrets.mask(text, hidden)  # before the cut: a secret cut in two would slip through
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def _pro_exchange(account, timeout_s: float, keepalive_s: float, *, keys: bool) -> Any:
-    import ccxt.pro
-
+    from alerter.lazy import load_pro_exchange
     from alerter.sources.exchange import ccxt_config, deep_merge
 
     config = ccxt_config(account, timeout_s, keys=keys)
     spec = STREAMS[account.exchange]
     config = deep_merge(config, {"options": dict(spec.options), "streaming": {"keepAlive": int(keepalive_s * 1000)}})
-    return getattr(ccxt.pro, account.exchange)(config)
+    return load_pro_exchange(account.exchange)(config)
 
 
 class PriceFeed:
