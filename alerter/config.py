@@ -151,6 +151,12 @@ class AccountConfig(Section):
     wallet_address: Secret | None = None  # public, but it identifies the trader: masked like a secret
     password: Secret | None = None
     uid: Secret | None = None
+    # an on-chain venue's (aave, spark, compound, morpho): the chain, the JSON-RPC endpoint (its URL
+    # carries the provider's key), Compound's market (its base asset) and Morpho's market ids
+    rpc_url: Secret | None = None
+    chain: str | None = None
+    market: str | None = None
+    markets: list[str] | None = None
     thresholds: ThresholdOverrides = ThresholdOverrides()
     poll_interval: PositiveDuration | None = None
     # between full polls, every [daemon] price_interval: "reprice" the last positions at public
@@ -286,7 +292,9 @@ def threshold_problems(t: Thresholds, where: str) -> list[str]:
     return problems
 
 
-CREDENTIALS = {"password": "the API key's passphrase", "wallet_address": "the account's wallet address (0x…; no API key)"}
+CREDENTIALS = {"password": "the API key's passphrase", "wallet_address": "the account's wallet address (0x…; no API key)",
+               "rpc_url": "the chain's JSON-RPC endpoint, a secret: env:NAME reads it from the environment"}
+VENUE_SETTINGS = ("chain", "market", "markets")  # set only where the account's profile reads them (Profile.settings)
 
 
 def account_problems(account: AccountConfig, where: str, known: tuple[str, ...]) -> list[str]:
@@ -306,12 +314,17 @@ def account_problems(account: AccountConfig, where: str, known: tuple[str, ...])
         if getattr(account, key, None) is None:
             needed = CREDENTIALS.get(key, f"the API key's {key}")
             problems.append(f"{where}.{key}: {profile.name} needs it ({needed})")
-    for key in ("api_key", "secret", "wallet_address"):
+    for key in ("api_key", "secret", "wallet_address", "rpc_url"):
         if getattr(account, key, None) is not None and key not in profile.credentials:
             problems.append(f"{where}.{key}: not used by {account.exchange} ({profile.name} reads the account with {', '.join(profile.credentials)}): remove it")
+    for key in VENUE_SETTINGS:
+        if getattr(account, key) is not None and key not in profile.settings:
+            problems.append(f"{where}.{key}: not used by {account.exchange} ({profile.name}): remove it")
     if profile.check_credentials is not None:
         credentials = {key: value for key, value in account.credentials().items() if key in profile.credentials}
         problems += [f"{where}.{key}: {text}" for key, text in profile.check_credentials(credentials)]
+    if profile.check_settings is not None:
+        problems += [f"{where}.{key}: {text}" for key, text in profile.check_settings({key: getattr(account, key) for key in profile.settings})]
     if account.streams and profile.stream is None:
         problems.append(f"{where}.streams: alerter does not stream {account.exchange} (streams: {', '.join(streaming_ids())}); "
                         "remove the key or set it to false")

@@ -110,7 +110,7 @@ BROKEN = [
     ("[thresholds]\nwarnig = 0.4\n", "thresholds.warnig: unknown key (did you mean 'warning'?)"),
     ("[repeat]\ncall = 'often'\n", "repeat.call: expected a duration"),
     ("[[accounts]]\n" + ACCOUNT.replace('name = "a"\n', ""), "accounts[0].name: required key is missing"),
-    ("[[accounts]]\n" + ACCOUNT.replace("binanceusdm", "binanceusd"), "accounts[0].exchange: unknown exchange id 'binanceusd' (closest: binanceusdm; supported: binance, binancecoinm, binanceusdm, bitget, bybit, deribit, gate, hyperliquid, krakenfutures, kucoinfutures, okx)"),
+    ("[[accounts]]\n" + ACCOUNT.replace("binanceusdm", "binanceusd"), "accounts[0].exchange: unknown exchange id 'binanceusd' (closest: binanceusdm; supported: aave, binance, binancecoinm, binanceusdm, bitget, bybit, compound, deribit, gate, hyperliquid, krakenfutures, kucoinfutures, morpho, okx, spark)"),
     ("[[accounts]]\n" + ACCOUNT.replace('"binanceusdm"', '"binance"') + "ccxt = { options = { defaultType = 'future' } }\n",
      "accounts[0].exchange: 'binance' with defaultType = 'future': these are Binance USDⓈ-M futures: use exchange = \"binanceusdm\""),
     ("[[accounts]]\n" + ACCOUNT.replace("secret = ", "secrit = "), "accounts[0].secrit: unknown key (did you mean 'secret'?)"),
@@ -154,7 +154,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert e.value.problems == [
         "thresholds.call: 45 % must be above warning (50 %)",
         "thresholds.target: 60 % must be above 0 % and below warning (50 %)",
-        "accounts[0].exchange: unknown exchange id 'nope' (supported: binance, binancecoinm, binanceusdm, bitget, bybit, deribit, gate, hyperliquid, krakenfutures, kucoinfutures, okx)",
+        "accounts[0].exchange: unknown exchange id 'nope' (supported: aave, binance, binancecoinm, binanceusdm, bitget, bybit, compound, deribit, gate, hyperliquid, krakenfutures, kucoinfutures, morpho, okx, spark)",
         "accounts[1].name: duplicate account name 'a'",
         "accounts[1].password: OKX needs it (the API key's passphrase)",
     ]
@@ -162,7 +162,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 # ---------------------------------------------------------------- profiles: no silent generic guess
 
-SUPPORTED = "supported: binance, binancecoinm, binanceusdm, bitget, bybit, deribit, gate, hyperliquid, krakenfutures, kucoinfutures, okx"
+SUPPORTED = "supported: aave, binance, binancecoinm, binanceusdm, bitget, bybit, compound, deribit, gate, hyperliquid, krakenfutures, kucoinfutures, morpho, okx, spark"
 REFUSED = [
     ({"exchange": "binance"}, "accounts[0].exchange: 'binance': a plain spot wallet has no margin to watch: "
                               'set ccxt.options.defaultType = "margin" (cross margin), marginMode = "isolated" (isolated margin) '

@@ -37,14 +37,16 @@ MARKETS = {"BTC/USDT:USDT": {"settle": "USDT"}}
 # ---------------------------------------------------------------- the registry
 
 def test_every_profile_states_what_the_readme_and_the_config_need():
-    assert set(PROFILES) == {"binance", "binancecoinm", "binanceusdm", "bitget", "bybit", "deribit", "gate", "hyperliquid", "krakenfutures", "kucoinfutures", "okx"}
+    assert set(PROFILES) == {"binance", "binancecoinm", "binanceusdm", "bitget", "bybit", "deribit", "gate", "hyperliquid", "krakenfutures", "kucoinfutures", "okx",
+                             "aave", "spark", "compound", "morpho"}
     for exchange_id, profile in [*PROFILES.items(), ("generic", GENERIC)]:
         assert exchange_id in profile.ids or profile is GENERIC
         assert profile.liquidation_url.startswith("https://"), exchange_id
         assert profile.name and profile.modes and profile.figure and profile.currency and profile.liquidation.endswith(".")
         assert ("**approximate**" in profile.figure) == (profile is GENERIC)
         # off where the exchange's maintenance does not follow the mark linearly (tiers, options, coin margin)
-        assert profile.reprice == (exchange_id not in ("generic", "hyperliquid", "deribit", "binancecoinm", "kucoinfutures", "binance", "krakenfutures", "gate", "bitget"))
+        assert profile.reprice == (exchange_id not in ("generic", "hyperliquid", "deribit", "binancecoinm", "kucoinfutures", "binance", "krakenfutures", "gate", "bitget",
+                                                       "aave", "spark", "compound", "morpho"))
     assert PROFILES["okx"].credentials == ("api_key", "secret", "password")
     assert PROFILES["hyperliquid"].credentials == ("wallet_address",)
     assert bybit.POSITION_PARAMS == ({"settleCoin": "USDT"}, {"settleCoin": "USDC"})
@@ -140,7 +142,9 @@ def test_the_matrix_has_a_row_per_profile_and_lists_the_real_recordings(tmp_path
         "| Binance USDⓈ-M (`binanceusdm`)", "| Binance COIN-M (`binancecoinm`)", "| Bybit (`bybit`)", "| Deribit (`deribit`)", "| OKX (`okx`)",
         "| OKX flexible loan (`okx`)", "| Hyperliquid (`hyperliquid`)", "| KuCoin futures (`kucoinfutures`)",
         "| Binance margin and portfolio margin (`binance`)", "| Binance flexible loans (`binance`)", "| Kraken Futures (`krakenfutures`)",
-        "| Gate (`gate`)", "| Bitget (`bitget`)", '| any other ccxt exchange (`profile = "generic"`)']
+        "| Gate (`gate`)", "| Bitget (`bitget`)",
+        "| Aave V3 (`aave`)", "| Spark (SparkLend) (`spark`)", "| Compound V3 (Comet) (`compound`)", "| Morpho Blue (`morpho`)",
+        '| any other ccxt exchange (`profile = "generic"`)']
     okx, others = rows[4], rows[:4] + rows[5:]
     assert okx.endswith("| yes | `balance-multi`, `isolated-inverse`, `positions-isolated` |")
     assert all(row.endswith("| — |") for row in others)

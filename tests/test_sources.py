@@ -690,8 +690,10 @@ def test_generic_needs_maintenance_margin():
 
 
 def test_registry_and_capabilities():
-    assert set(PROFILES) == {"binance", "binancecoinm", "binanceusdm", "bitget", "bybit", "deribit", "gate", "hyperliquid", "krakenfutures", "kucoinfutures", "okx"}
+    assert set(PROFILES) == {"binance", "binancecoinm", "binanceusdm", "bitget", "bybit", "deribit", "gate", "hyperliquid", "krakenfutures", "kucoinfutures", "okx",
+                             "aave", "spark", "compound", "morpho"}
     assert PROFILES["okx"].normalise is okx.normalise and PROFILES["bybit"].check_body is bybit.check_body
+    assert all(check_capabilities(i) == [] for i in ("aave", "spark", "compound", "morpho"))  # read by their own client, no ccxt
     assert check_capabilities("binanceusdm") == [] and check_capabilities("hyperliquid") == [] and check_capabilities("kucoinfutures") == [] and check_capabilities("binance") == []
     assert check_capabilities("nosuchexchange") == ["unknown ccxt exchange id 'nosuchexchange'"]
     assert any("fetchPositions" in p for p in check_capabilities("bitstamp"))

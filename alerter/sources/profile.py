@@ -9,7 +9,8 @@ questions, and a quirk of one venue lives in that venue's module, in the functio
   and `connect` for a venue that is not a ccxt exchange (its own client);
 - what its figures mean: `normalise`, `check_body`, `own_figure`/`figure_for`, `reprice`;
 - its stream (`stream`: the spec and parsers, alerter.sources.streamspec), if it streams;
-- which accounts and credentials it takes: `credentials`, `check_credentials`, `options`, `redirects`;
+- which accounts and credentials it takes: `credentials`, `check_credentials`, `settings`,
+  `check_settings`, `options`, `redirects`;
 - what its rows in the docs say: the text fields and `permissions`.
 
 This module imports neither ccxt nor alerter.config. What a venue is given to work with is the
@@ -137,6 +138,11 @@ class Profile:
     credentials: tuple[str, ...] = ("api_key", "secret")  # account keys the venue needs
     # the account's credentials (key → plain value) → (key, one line) for each malformed one
     check_credentials: Callable[[Mapping[str, str]], list[tuple[str, str]]] | None = None
+    # account settings beyond its credentials that the venue reads (an on-chain venue's `chain`,
+    # Compound's `market`, Morpho's `markets`), and their check: {key: value} → (key, one line)
+    # for each missing or wrong one; other venues' accounts may not set them
+    settings: tuple[str, ...] = ()
+    check_settings: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
     options: Mapping[str, tuple] = field(default_factory=dict)  # ccxt options an account may set only to these values
     redirects: tuple[Redirect, ...] = ()  # accounts on other ids that belong here (or nowhere yet)
     stream: StreamSpec | None = None  # its websocket streams (alerter.sources.streamspec), if it has them

@@ -51,6 +51,10 @@ VENUES: tuple[Venue, ...] = (
     Venue("krakenfutures", ("krakenfutures",)),
     Venue("gate", ("gate",)),
     Venue("bitget", ("bitget",)),
+    Venue("aave", ("aave",)),
+    Venue("spark", ("spark",)),
+    Venue("compound", ("compound",)),
+    Venue("morpho", ("morpho",)),
 )
 GENERIC_NAME = "generic"  # the account's `profile = "generic"`
 
