@@ -151,3 +151,20 @@ def test_a_figure_without_its_assets_leaves_the_generic_lines():
     figure = aave.HEALTH_FACTOR
     assert figure.way_back(100.0, 50.0) == "" and figure.distances((), "USD") == ()
     assert aave.NO_DETAIL.threshold_text(1 / 1.17) == "health factor 1.17"  # the note is said once, not at each level
+
+
+def test_the_readme_lender_accounts_load(tmp_path, monkeypatch):
+    """The README's lender snippet, with its secrets in the environment, loads as written."""
+    from pathlib import Path
+
+    from alerter.config import load_settings
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- lenders config -->", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    for name, value in {"AAVE_WALLET": WALLET, "BASE_RPC_URL": "https://base.example/v2/KEY", "BINANCE_API_KEY": "k" * 24,
+                        "BINANCE_API_SECRET": "s" * 24}.items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "alerter.toml"
+    config.write_text(f'[daemon]\ndatabase = "{tmp_path / "a.db"}"\n\n' + block, encoding="utf-8")
+    settings = load_settings(config)
+    assert [(a.name, a.exchange) for a in settings.accounts] == [("aave-base", "aave"), ("binance-loans", "binance")]
