@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alerter import notify
 from alerter.cli import main
@@ -168,3 +170,9 @@ def test_the_readme_lender_accounts_load(tmp_path, monkeypatch):
     config.write_text(f'[daemon]\ndatabase = "{tmp_path / "a.db"}"\n\n' + block, encoding="utf-8")
     settings = load_settings(config)
     assert [(a.name, a.exchange) for a in settings.accounts] == [("aave-base", "aave"), ("binance-loans", "binance")]
+
+
+@given(st.floats(min_value=1e-9, max_value=1e9), st.sampled_from(["WETH", "cbBTC", "USDC", "DAI"]))
+def test_an_amount_shown_is_never_less_than_needed(quantity, symbol):
+    shown = float(levers.amount(quantity, symbol).split()[0].replace(",", ""))
+    assert shown >= quantity * (1 - 1e-9) and shown <= quantity * 1.001 + 0.01

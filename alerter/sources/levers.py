@@ -34,13 +34,18 @@ class Lever:
 
 def amount(quantity: float, symbol: str) -> str:
     """An amount of `symbol` to add or repay, rounded up so that it suffices: "2.10 WETH",
-    "3,400.01 USDC" (a dollar coin to the cent)."""
+    "0.0001235 cbBTC" (SIGNIFICANT digits), "3,400.01 USDC" (a dollar coin to the cent)."""
     if display.cents(symbol):
         return display.money(math.ceil(quantity * 100 - 1e-9) / 100, symbol)
-    if quantity > 0:
-        step = 10 ** (math.floor(math.log10(quantity)) - SIGNIFICANT + 1)
-        quantity = math.ceil(quantity / step - 1e-9) * step
-    return display.money(quantity, symbol)
+    if not quantity > 0:
+        return f"0.00 {symbol}"
+    places = max(0, SIGNIFICANT - 1 - math.floor(math.log10(quantity)))
+    step = 10.0 ** -places if places else 10.0 ** (math.floor(math.log10(quantity)) - SIGNIFICANT + 1)
+    text = f"{math.ceil(quantity / step - 1e-9) * step:,.{places}f}"
+    if "." in text:
+        text = text.rstrip("0")
+        text += "0" * (2 - len(text.partition(".")[2]))
+    return f"{text} {symbol}"
 
 
 @dataclass(frozen=True)
