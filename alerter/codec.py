@@ -89,6 +89,7 @@ def alert_from_dict(data: dict) -> Alert:
         PositionRisk(**{k: from_json_float(v) if k in _POSITION_FLOATS else v for k, v in pos.items()})
         for pos in values.get("top_positions") or ()
     )
+    values["distances"] = tuple(values.get("distances") or ())
     return Alert(**values)
 
 

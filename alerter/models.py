@@ -64,6 +64,18 @@ class OwnFigure:
             shown = f"{value:,.2f}" if value >= 1 else f"{value:.3g}"
         return f"{self.name} {shown}"
 
+    def threshold_text(self, ratio: float) -> str:
+        """The figure at a level's threshold: its `text` (a figure with a note on this snapshot says it beside the current figure only)."""
+        return self.text(ratio)
+
+    def way_back(self, deposit: float, repay: float | None) -> str:
+        """The way back in the position's own assets (alerter.sources.levers); "": the alert says it in its currency."""
+        return ""
+
+    def distances(self, positions, currency: str) -> tuple[str, ...]:
+        """The distance to liquidation per asset, in the venue's words; (): the alert lists its top positions."""
+        return ()
+
     def notice_ratios(self) -> tuple[tuple[str, float], ...]:
         """The notices as normalised ratios, in the order they come as the risk rises."""
         return tuple(sorted(((label, self.ratio(value)) for label, value in self.notices), key=lambda n: n[1]))
@@ -313,6 +325,8 @@ class Alert:
     reason: str = ""  # blind: why; resolved: "position closed" etc.
     figure: str = ""  # the exchange's own figure at `margin_ratio`: "margin level 1.24"
     figure_threshold: str = ""  # and at `threshold`
+    way_back: str = ""  # a lender's levers in its assets: "Add 2.10 WETH of collateral or repay 3,400.00 USDC of debt"
+    distances: tuple[str, ...] = ()  # and its assets' distances to liquidation, in place of the top positions
     until_at: datetime | None = None  # acknowledged: when the acknowledgement runs out (None: at resolution)
 
     @property

@@ -185,14 +185,18 @@ def details(alert: Alert, *, markdown: bool) -> list[str]:
             lines.append(f"Episode started {display.time_of_day(alert.since_at)}")
         return lines
     if alert.deposit_needed and alert.deposit_needed > 0 and alert.target is not None:
-        if alert.repay_needed is not None:  # a lender: more collateral, or less debt
+        if alert.way_back:  # a lender that names its assets
+            lines.append(bold(f"{alert.way_back} to get back to {display.ratio(alert.target)}"))
+        elif alert.repay_needed is not None:  # a lender: more collateral, or less debt
             lines.append(bold(f"Add {display.money(alert.deposit_needed, cur)} of collateral or repay "
                               f"{display.money(alert.repay_needed, cur)} of the loan to get back to {display.ratio(alert.target)}"))
         else:
             lines.append(bold(f"Deposit {display.money(alert.deposit_needed, cur)} to get back to {display.ratio(alert.target)}"))
     if alert.liquidation_move is not None:
         lines.append(f"Liquidation at a {display.move(alert.liquidation_move)} move")
-    if alert.top_positions:
+    if alert.distances:
+        lines += alert.distances
+    elif alert.top_positions:
         lines.append("Top positions:")
         for p in alert.top_positions:
             liq = f"liq. {display.price(p.liquidation_price)}" if p.liquidation_price else "liq. n/a"

@@ -80,7 +80,9 @@ def _alert(kind: AlertKind, level: Level, health: Health, thresholds: Thresholds
         estimated=health.estimated,
         approximate=health.approximate,
         figure=figure.text(health.margin_ratio) if figure else "",
-        figure_threshold=figure.text(threshold) if figure and threshold is not None else "",
+        figure_threshold=figure.threshold_text(threshold) if figure and threshold is not None else "",
+        way_back=figure.way_back(health.deposit_needed, health.repay_needed) if figure else "",
+        distances=figure.distances(health.top_positions, health.currency) if figure else (),
         **extra,
     )
 

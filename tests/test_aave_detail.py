@@ -67,8 +67,16 @@ def test_collateral_is_listed_with_its_liquidation_price():
     assert health.liquidation_move == pytest.approx(-0.25, rel=1e-9)  # the one collateral: its own distance
     assert health.own_figure.text(health.margin_ratio) == "health factor 1.33"
     _, alerts = decide(None, health, Thresholds(), RepeatSchedule(), snapshot.fetched_at)
-    _, body = notify.render(alerts, markdown=False)
-    assert "- WETH long · 4,000.00 USD · liq. 1,500.00 (-25.0 %)" in body.replace("−", "-")
+    title, body = notify.render(alerts, markdown=False)
+    assert title == "CALL · aave-base · margin ratio 75 % = health factor 1.33 (call at 70 % = health factor 1.42)"
+    # the levers in the assets, at the oracle's prices: 3,500 USD ÷ 2,000 = 1.75 WETH; the repay figure is the USD one in USDC at 1.00
+    assert body.splitlines() == [
+        "Equity 4,000.00 USD · maintenance margin 3,000.00 USD",
+        "Add 1.75 WETH of collateral or repay 1,739.53 USDC of debt to get back to 40 %",
+        "Liquidation at a −25.0 % move",
+        "Largest collateral WETH (4,000.00 USD) · largest debt USDC (2,490.00 USD)",
+        "WETH may fall 25.0 % (to 1,500.00 USD on Aave's oracle) before liquidation",
+    ]
 
 
 @pytest.mark.parametrize("method_fault", [("revert-later", None), ("truncated", None), ("empty", None)])

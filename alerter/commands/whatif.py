@@ -124,7 +124,10 @@ def run(args) -> int:
         rows, figures = {}, {}
         for name, s in snapshots.items():
             plan, thresholds = account_plans.get(name), views._thresholds(settings, account_plans, name)
-            figure = s.own_figure or (plan.own_figure if plan else None)  # a snapshot saved before it was known has none
+            # the venue's own figure (its rounding and words: "health factor 0.966, liquidatable now"), where the
+            # stored one is of its name: a stored figure keeps its values, not its venue's way of showing them
+            own = plan.own_figure if plan else None
+            figure = own if own is not None and (s.own_figure is None or s.own_figure.name == own.name) else s.own_figure
             rows[name] = (s.fetched_at, trip_moves(replace(s, own_figure=figure), thresholds))
             if figure is not None:
                 figures[name] = (figure, thresholds)

@@ -19,9 +19,12 @@ counts only collateral with a threshold), and the health factor within the round
 threshold (a bit under 1e-4) of collateral × threshold ÷ debt, which a word from another call or a
 shifted answer fails.
 
-The way back names both levers (`lender_trigger`): collateral to add, or debt to repay, in USD.
-The repay figure is the one that also takes the repaid amount out of the collateral (repaying with
-the aTokens, or selling collateral), so repaying from the wallet needs no more than it says.
+The way back names both levers (`lender_trigger`): collateral to add, or debt to repay, in the
+largest collateral and the largest debt asset at the oracle's prices when the per-asset detail
+was read (alerter.sources.levers: "Add 1.75 WETH of collateral or repay 1,739.53 USDC of debt"),
+else in USD. The repay figure is the one that also takes the repaid amount out of the collateral
+(repaying with the aTokens, or selling collateral), so repaying from the wallet needs no more
+than it says.
 
 Deployments, one Pool per chain, cited from the protocol's own address book:
 - Aave V3 (bgd-labs/aave-address-book @f61c97628307d387ca93a78578970fe6db885029,
@@ -44,13 +47,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from alerter.models import AccountSnapshot, OwnFigure, Position
+from alerter.models import AccountSnapshot, Position
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_snapshot
 from alerter.sources.chains import CHAINS
 from alerter.sources import onchain
 from alerter.sources.onchain import ChainClient
 from alerter.sources import aavedetail
+from alerter.sources.levers import LenderFigure, Lever, largest
 from alerter.sources.rpc import Call, Head, RpcClient, words
 
 logger = logging.getLogger(__name__)
@@ -61,6 +65,7 @@ WAD = 10**18
 BASE_UNIT = 10**8  # the base currency's unit on these markets: USD with 8 decimals
 BPS = 10_000
 CURRENCY = "USD"
+ORACLES = {"aave": "Aave's oracle", "spark": "Spark's oracle"}  # whose prices the levers are at
 # the health factor against collateral × threshold ÷ debt, within the rounding of the stated
 # words: the threshold is the average to a whole basis point (Aave 3.5 computes HF before that
 # rounding: one basis point of the threshold, relative), and each asset's value is rounded to a
@@ -102,22 +107,20 @@ DEPLOYMENTS: dict[str, dict[str, Deployment]] = {"aave": AAVE, "spark": SPARK}
 
 
 @dataclass(frozen=True)
-class HealthFactor(OwnFigure):
+class HealthFactor(LenderFigure):
     """Aave's health factor beside the ratio: "health factor 1.12"; below 1 it says what the
     protocol may do at once, with no notice: "health factor 0.998, liquidatable now". Shown
     rounded down (0.9999 is not "1.00"): two decimals from 1 up, three below. `note` follows the
-    figure where the snapshot lacks something a reader would expect (the per-asset detail)."""
+    current figure where the snapshot lacks something a reader would expect (the per-asset
+    detail); the levers (alerter.sources.levers) name the largest collateral and debt assets."""
 
-    note: str = ""
-
-    def text(self, ratio: float) -> str:
+    def plain(self, ratio: float) -> str:
         value = self.value(ratio)
-        note = f" · {self.note}" if self.note else ""
         if math.isinf(value):
-            return f"{self.name} ∞{note}"
+            return f"{self.name} ∞"
         places = 2 if value >= 1 else 3
         shown = f"{math.floor(value * 10**places) / 10**places:,.{places}f}"
-        return f"{self.name} {shown}" + (", liquidatable now" if value < 1 else "") + note
+        return f"{self.name} {shown}" + (", liquidatable now" if value < 1 else "")
 
 
 HEALTH_FACTOR = HealthFactor("health factor", 1.0, inverse=True)
@@ -170,10 +173,11 @@ def decode(result: bytes | SourceError, where: str) -> AccountData:
 
 
 def snapshot(account_name: str, protocol_id: str, data: AccountData, fetched_at: datetime | None = None,
-             positions: tuple[Position, ...] | None = ()) -> AccountSnapshot:
+             positions: tuple[Position, ...] | None = (), largest_debt: Lever | None = None) -> AccountSnapshot:
     """The account scope of one position, in USD: ratio = 1 ÷ the Pool's health factor.
     `positions`: its collateral assets (alerter.sources.aavedetail); None: the detail could not be
-    read, which the figure says."""
+    read, which the figure says. With them and its `largest_debt`, the figure names the levers
+    in the assets: the largest collateral and the largest debt, at the oracle's prices."""
     equity = data.collateral_base / BASE_UNIT
     debt = data.debt_base / BASE_UNIT
     if data.debt_base == 0:
@@ -185,8 +189,18 @@ def snapshot(account_name: str, protocol_id: str, data: AccountData, fetched_at:
     trigger = maintenance / debt if debt > 0 and maintenance > 0 else None  # ≈ 1 ÷ the liquidation threshold
     built = make_snapshot(account=account_name, exchange=protocol_id, equity=equity, maintenance_margin=maintenance,
                           wallet_balance=equity - debt, currency=CURRENCY, lender_trigger=trigger, positions=positions or (),
-                          own_figure=HEALTH_FACTOR if positions is not None else NO_DETAIL)
+                          own_figure=figure(protocol_id, positions, largest_debt))
     return replace(built, fetched_at=fetched_at)
+
+
+def figure(protocol_id: str, positions: tuple[Position, ...] | None, debt: Lever | None) -> HealthFactor:
+    """The health factor, with the levers where the detail names them, or the note that it could not be read."""
+    if positions is None:
+        return NO_DETAIL
+    if not positions or debt is None:
+        return HEALTH_FACTOR
+    top = max(positions, key=lambda p: p.notional)
+    return replace(HEALTH_FACTOR, oracle=ORACLES[protocol_id], collateral=Lever(top.symbol, top.mark_price, top.notional), debt=debt)
 
 
 async def fetch(rpc: RpcClient, deployment: Deployment, user: str, account_name: str, protocol_id: str,
@@ -198,21 +212,28 @@ async def fetch(rpc: RpcClient, deployment: Deployment, user: str, account_name:
     (result,) = await rpc.calls([account_call(deployment, user)], head)
     where = f"{deployment.protocol} Pool.getUserAccountData on {CHAINS[deployment.chain].title} at block {head.number}"
     data = decode(result, where)
-    positions = await read_positions(rpc, deployment, user, head, data) if detail else ()
-    return snapshot(account_name, protocol_id, data, datetime.fromtimestamp(rpc.clock(), UTC), positions)
+    positions, debt = await read_detail(rpc, deployment, user, head, data) if detail else ((), None)
+    return snapshot(account_name, protocol_id, data, datetime.fromtimestamp(rpc.clock(), UTC), positions, debt)
+
+
+async def read_detail(rpc: RpcClient, deployment: Deployment, user: str, head: Head, data: AccountData,
+                      send=None) -> tuple[tuple[Position, ...] | None, Lever | None]:
+    """The collateral assets at `head` and the largest debt (alerter.sources.aavedetail, its calls
+    sent by `send`); (None, None) when they cannot be read."""
+    if data.collateral_base == 0 and data.debt_base == 0:
+        return (), None
+    try:
+        holdings = await aavedetail.read_holdings(rpc, deployment, user, head, send)
+    except SourceError as e:
+        logger.info("%s on %s: per-asset detail unavailable: %s", deployment.protocol, deployment.chain, e.message)
+        return None, None
+    return aavedetail.collateral_positions(holdings, data), largest((h.symbol, h.price, h.debt_value) for h in holdings)
 
 
 async def read_positions(rpc: RpcClient, deployment: Deployment, user: str, head: Head, data: AccountData,
                          send=None) -> tuple[Position, ...] | None:
-    """The collateral assets at `head` (alerter.sources.aavedetail, its calls sent by `send`);
-    None when they cannot be read."""
-    if data.collateral_base == 0 and data.debt_base == 0:
-        return ()
-    try:
-        return aavedetail.collateral_positions(await aavedetail.read_holdings(rpc, deployment, user, head, send), data)
-    except SourceError as e:
-        logger.info("%s on %s: per-asset detail unavailable: %s", deployment.protocol, deployment.chain, e.message)
-        return None
+    """The collateral assets alone (read_detail)."""
+    return (await read_detail(rpc, deployment, user, head, data, send))[0]
 
 
 # ---------------------------------------------------------------- the venue: client, fetch, normalise
@@ -231,16 +252,16 @@ class AaveClient(ChainClient):
     async def read(self) -> dict:
         head, result = await self.reader.read(account_call(self.deployment, self.user))
         data = decode(result, f"{self.deployment.protocol} Pool.getUserAccountData on {self.chain.title} at block {head.number}")
-        positions = ()
+        positions, debt = (), None
         if data.health_factor < DETAIL_BELOW:
-            positions = await read_positions(self.reader.rpc, self.deployment, self.user, head, data,
-                                             lambda calls: self.reader.read_at(calls, head))
-        return {"data": data, "positions": positions, "block": head.number}
+            positions, debt = await read_detail(self.reader.rpc, self.deployment, self.user, head, data,
+                                                lambda calls: self.reader.read_at(calls, head))
+        return {"data": data, "positions": positions, "debt": debt, "block": head.number}
 
 
 def normalise(account_name: str, exchange_id: str, balance: dict, positions: list, markets: Any) -> AccountSnapshot:
     info = balance["info"]
-    return snapshot(account_name, exchange_id, info["data"], positions=info["positions"])
+    return snapshot(account_name, exchange_id, info["data"], positions=info["positions"], largest_debt=info.get("debt"))
 
 
 # ---------------------------------------------------------------- profile (kept last: what the registry and the config read)

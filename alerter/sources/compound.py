@@ -32,9 +32,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from alerter.models import AccountSnapshot, OwnFigure
+from alerter.models import AccountSnapshot
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot
+from alerter.sources.levers import LenderFigure, largest
 from alerter.sources import onchain
 from alerter.sources.onchain import ChainClient
 from alerter.sources.rpc import Call, Head, RpcClient, text, words
@@ -53,7 +54,7 @@ PRICE_UNIT = 10**8
 ASSETS_TTL_S = 3600.0
 MAX_ASSETS = 24  # Comet packs the assets a user holds in a uint16, and configures at most 24 (v2 extension)
 BOUNDARY = 1e-9  # how far from 100 % the figure may be from the protocol's verdict (rounding)
-LIQUIDATION_RISK = OwnFigure("liquidation risk", 1.0, percent=True)
+LIQUIDATION_RISK = LenderFigure("liquidation risk", 1.0, percent=True, oracle="Compound's price feeds")
 
 
 @dataclass(frozen=True)
@@ -199,8 +200,15 @@ def snapshot(account_name: str, protocol_id: str, market: Market, reading: Readi
     trigger = maintenance / debt_value if debt_value > 0 and maintenance > 0 else None  # the way back: repay, or add collateral
     built = make_snapshot(account=account_name, exchange=protocol_id, equity=equity, maintenance_margin=maintenance,
                           wallet_balance=collateral_value - debt_value, currency=market.unit, positions=positions,
-                          lender_trigger=trigger, own_figure=LIQUIDATION_RISK)
+                          lender_trigger=trigger, own_figure=levers(market, reading, values, debt_value))
     return replace(built, fetched_at=fetched_at)
+
+
+def levers(market: Market, reading: Reading, values: list, debt_value: float) -> LenderFigure:
+    """The figure naming the largest collateral and the base asset borrowed, at the Comet's price feeds."""
+    collateral = largest([(a.symbol, price, amount * price) for a, amount, price in values])
+    debt = largest([(market.name.upper(), reading.base_price / PRICE_UNIT, debt_value)])
+    return replace(LIQUIDATION_RISK, collateral=collateral, debt=debt) if collateral and debt else LIQUIDATION_RISK
 
 
 async def fetch(rpc: RpcClient, market: Market, user: str, account_name: str, protocol_id: str = "compound") -> AccountSnapshot:

@@ -34,9 +34,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from alerter.models import OwnFigure, Pool
+from alerter.models import Pool
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot
+from alerter.sources.levers import LenderFigure, Lever
 from alerter.sources import onchain
 from alerter.sources.onchain import ChainClient
 from alerter.sources.rpc import Call, Head, RpcClient, text, words
@@ -52,7 +53,7 @@ ORACLE_PRICE_SCALE = 10**36
 WAD = 10**18
 VIRTUAL_SHARES = 10**6
 VIRTUAL_ASSETS = 1
-LOAN_USED = OwnFigure("LLTV used", 1.0, percent=True)
+LOAN_USED = LenderFigure("LLTV used", 1.0, percent=True, oracle="the market's oracle")
 MARKET_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 MORPHO: dict[str, str] = {
@@ -198,7 +199,7 @@ def market_pool(r: MarketReading):
     else:
         maintenance = value * (borrowed / max_borrow)
     symbol = f"{p.collateral_symbol} ({p.market_id[:10]})"
-    positions = ()
+    positions, figure = (), LOAN_USED
     amount = r.collateral / 10 ** p.collateral_decimals
     if amount > 0 and r.price > 0:
         price = r.price / ORACLE_PRICE_SCALE * 10 ** (p.collateral_decimals - p.loan_decimals)  # loan token per collateral token
@@ -206,10 +207,13 @@ def market_pool(r: MarketReading):
         positions = (make_position(where=f"Morpho market {p.market_id[:10]}", symbol=symbol, side="long", contracts=amount,
                                    entry_price=price, mark_price=price, notional=amount * price, unrealized_pnl=0.0,
                                    maintenance_margin=0.0, liquidation_price=liquidation, currency=p.loan_symbol),)
+        if borrowed:  # the levers: the collateral token at the market's oracle, the loan token at 1
+            figure = replace(LOAN_USED, collateral=Lever(p.collateral_symbol, price, amount * price),
+                             debt=Lever(p.loan_symbol, 1.0, borrowed / loan_unit))
     debt = borrowed / loan_unit
     pool = Pool(market_scope(p.market_id), equity=value, maintenance_margin=maintenance, currency=p.loan_symbol,
                 wallet_balance=value - debt, symbols=(symbol,),
-                lender_trigger=maintenance / debt if debt > 0 and maintenance > 0 else None, own_figure=LOAN_USED)
+                lender_trigger=maintenance / debt if debt > 0 and maintenance > 0 else None, own_figure=figure)
     return pool, positions
 
 
