@@ -20,7 +20,7 @@ from alerter.sources import aave, aavedetail
 from alerter.sources.aavedetail import Holding
 from alerter.sources.chains import CHAINS
 from alerter.sources.errors import SourceError
-from alerter.sources.keccak import selector
+from alerter.sources.rpc import selector
 from alerter.sources.rpc import RpcClient
 
 BASE = CHAINS["base"]

@@ -13,7 +13,7 @@ from alerter.simulator.chain import IS_LIQUIDATABLE, CometPosition, run_chain
 from alerter.sources import compound
 from alerter.sources.chains import CHAINS, is_address
 from alerter.sources.errors import SourceError
-from alerter.sources.keccak import selector
+from alerter.sources.rpc import selector
 from alerter.sources.rpc import RpcClient
 
 BASE = CHAINS["base"]

@@ -23,7 +23,7 @@ from alerter.policy import decide
 from alerter.simulator.chain import run_chain
 from alerter.sources import aave
 from alerter.sources.chains import CHAINS
-from alerter.sources.keccak import selector
+from alerter.sources.rpc import selector
 from alerter.sources.rpc import RpcClient
 
 REAL = Path(__file__).parent / "fixtures" / "real" / "aave"

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from alerter.models import Position
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position
-from alerter.sources.rpc import WORD, Call, Head, RpcClient, words
+from alerter.sources.rpc import Call, Head, RpcClient, decode, words
 
 if TYPE_CHECKING:  # alerter.sources.aave imports this module for its fetch
     from alerter.sources.aave import AccountData, Deployment
@@ -86,30 +86,12 @@ def _address_word(address: str) -> str:
     return "0" * 24 + address[2:].lower()
 
 
-def _int(raw: bytes, at: int, what: str) -> int:
-    if at < 0 or at + WORD > len(raw):
-        raise SourceError("data", f"{what}: the answer ends before byte {at + WORD}: a cut answer")
-    return int.from_bytes(raw[at:at + WORD], "big")
-
-
 def decode_reserves(raw: bytes, what: str) -> tuple[Reserve, ...]:
-    """`(string symbol, address tokenAddress)[]` as the ABI lays it out, every offset checked."""
-    start = _int(raw, 0, what)
-    count = _int(raw, start, what)
-    if count > MAX_RESERVES:
-        raise SourceError("data", f"{what}: {count} reserves: not a reserve list")
-    body = start + WORD
-    reserves = []
-    for i in range(count):
-        item = body + _int(raw, body + i * WORD, what)
-        text_at = item + _int(raw, item, what)
-        address = _int(raw, item + WORD, what)
-        length = _int(raw, text_at, what)
-        if length > 64 or text_at + WORD + length > len(raw) or address >= 1 << 160:
-            raise SourceError("data", f"{what}: reserve {i} is not a (symbol, address) pair")
-        symbol = raw[text_at + WORD:text_at + WORD + length].decode("utf-8", "replace")
-        reserves.append(Reserve("0x" + f"{address:040x}", symbol))
-    return tuple(reserves)
+    """`(string symbol, address tokenAddress)[]`, decoded by eth-abi (every offset checked)."""
+    (rows,) = decode(("(bytes,address)[]",), raw, what)
+    if len(rows) > MAX_RESERVES or any(len(symbol) > 64 for symbol, _ in rows):
+        raise SourceError("data", f"{what}: {len(rows)} reserves: not a reserve list")
+    return tuple(Reserve(address.lower(), symbol.decode("utf-8", "replace")) for symbol, address in rows)
 
 
 def _cached_reserves(rpc: RpcClient, deployment: Deployment) -> tuple[Reserve, ...] | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alerter.sources.keccak import keccak256
 
 STALE_FLOOR_S = 30.0
 # Multicall3, deployed at the same address on every chain listed here (mds1/multicall3 README)
@@ -75,5 +74,7 @@ def is_address(text: object) -> bool:
 
 def checksummed(digits: str) -> str:
     """The EIP-55 spelling of an address given as 40 lowercase hex digits."""
-    hashed = keccak256(digits.encode()).hex()
+    from eth_utils import keccak  # eth-hash's keccak-256, on pycryptodome
+
+    hashed = keccak(digits.encode()).hex()
     return "0x" + "".join(c.upper() if int(h, 16) >= 8 else c for c, h in zip(digits, hashed))
