@@ -272,7 +272,7 @@ PROFILE = Profile(
     name="Aave V3",
     ids=("aave",),
     modes="a wallet's position on the Aave V3 Pool of its `chain`: the Core market on ethereum; arbitrum, optimism, polygon, "
-          "base, avalanche. Proved on recordings on Base and Ethereum; not proved on the other chains",
+          "base, avalanche. Proved on a recording on Base (block 30672597, liquidated the next block) and on an Ethereum answer whose block is not known; not proved on the other chains",
     figure="1 ÷ `healthFactor` of Pool.getUserAccountData(wallet), the Pool's own word; equity `totalCollateralBase`, "
            "maintenance equity ÷ health factor (the debt ÷ the liquidation threshold); per collateral asset its liquidation "
            "price from the data provider and oracle",
