@@ -26,11 +26,12 @@ from alerter.sources.rpc import Head
 
 
 class HeadFeed:
-    def __init__(self, url: str, chain: Chain, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, chain: Chain, *, timeout_s: float = 10.0, silence_s: float | None = None) -> None:
         self._url = url
         self._secrets = tuple(url_parts(url)) if "://" in url else (url,)
         self.chain = chain
         self.timeout_s = timeout_s
+        self.silence_s = max_block_age_s(chain) if silence_s is None else silence_s  # stalled after this long without a block
         self._session: Any = None
         self._ws: Any = None
         self._subscription: str | None = None
@@ -43,7 +44,7 @@ class HeadFeed:
 
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout_s))
         try:
-            self._ws = await self._session.ws_connect(self._url, heartbeat=max_block_age_s(self.chain) / 2)
+            self._ws = await self._session.ws_connect(self._url, heartbeat=self.silence_s / 2)
             await self._ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}))
             answer = json.loads((await self._ws.receive(timeout=self.timeout_s)).data)
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ValueError, TypeError) as e:
@@ -61,7 +62,7 @@ class HeadFeed:
 
         if self._ws is None:
             await self._connect()
-        silence = max_block_age_s(self.chain)
+        silence = self.silence_s
         while True:
             try:
                 message = await self._ws.receive(timeout=silence)
