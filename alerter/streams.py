@@ -439,11 +439,13 @@ class HeadStream:
         while True:
             self.feed = HeadFeed(self.url, self.chain, timeout_s=connect_timeout, silence_s=max_block_age_s(self.chain))
             try:
+                await self.feed.connect()
+                was_down = self.link.up is False
+                if self.link.set_up("subscribed") and was_down:
+                    self.wake.set()  # blocks may have been missed while it was down: read now
                 while True:
                     head = await self.feed.next()
-                    was_down = self.link.up is False
-                    if self.link.set_up() and was_down:
-                        self.wake.set()  # blocks may have been missed while it was down: read now
+                    self.link.set_up()
                     if head.number > self.block:
                         self.block = head.number
                         self.wake.set()

@@ -1,6 +1,7 @@
 """New blocks as they come: the endpoint's websocket `eth_subscribe("newHeads")`.
 
     feed = HeadFeed(ws_url, CHAINS["base"], timeout_s=10.0)
+    await feed.connect()         # subscribed (optional: next() connects when it must)
     head = await feed.next()     # the next block's number and timestamp; SourceError when the socket is lost
     await feed.close()
 
@@ -39,7 +40,8 @@ class HeadFeed:
     def _error(self, kind: str, text: str) -> SourceError:
         return SourceError(kind, one_line(mask(f"the {self.chain.title} newHeads feed {text}", self._secrets)))
 
-    async def _connect(self) -> None:
+    async def connect(self) -> None:
+        """Open the socket and subscribe (next() does it when not done yet); SourceError when refused."""
         import aiohttp  # here: importing this module must not load aiohttp
 
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout_s))
@@ -61,11 +63,15 @@ class HeadFeed:
         import aiohttp
 
         if self._ws is None:
-            await self._connect()
+            await self.connect()
         silence = self.silence_s
+        # one deadline for the block, not per message: the heartbeat's pongs and other messages
+        # must not keep a socket that sends no block alive
+        deadline = asyncio.get_running_loop().time() + silence
         while True:
             try:
-                message = await self._ws.receive(timeout=silence)
+                async with asyncio.timeout_at(deadline):
+                    message = await self._ws.receive()
             except (asyncio.TimeoutError, TimeoutError):
                 await self.close()
                 raise self._error("transient", f"sent no block for {silence:.0f} s") from None
