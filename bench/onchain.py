@@ -168,7 +168,7 @@ async def through_heads(accounts: int, blocks: int, workdir: str) -> list[float]
                 chain.set_price(1700.0 if b % 2 == 0 else 4000.0)
                 served = time.monotonic()
 
-                def complete():
+                def complete(seen=seen):
                     got = webhook.since(seen)
                     alerts = sum(told(body.get("title", "")) for _, _, body in got)
                     return got[-1][0] if alerts >= accounts else None

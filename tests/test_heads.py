@@ -11,7 +11,6 @@ import logging
 from contextlib import asynccontextmanager
 
 import pytest
-
 from helpers import run, titles, until
 
 from alerter.config import ConfigError, build_settings
@@ -73,11 +72,11 @@ def test_a_price_move_in_a_block_is_alerted_at_that_block_not_at_the_poll(tmp_pa
         async with following(tmp_path, webhook) as (chain, daemon):
             await until(lambda: up() == 1, 5)
             subscribers = len(chain.subscribers)
-            served = chain.set_price(1700.0)  # 85 % on both
+            chain.set_price(1700.0)  # 85 % on both
             latency = await until(lambda: webhook.bodies, 5)
-            return subscribers, served, latency, daemon.store.load_states("lend-0")["account"]
+            return subscribers, latency, daemon.store.load_states("lend-0")["account"]
 
-    subscribers, served, latency, state = run(scenario())
+    subscribers, latency, state = run(scenario())
     assert subscribers == 1  # one subscription for both accounts of the endpoint
     assert latency < 2.0  # full polls are an hour apart: the block did it
     assert titles(webhook) == ["2 alerts: CRITICAL lend-0, CRITICAL lend-1"]
