@@ -154,6 +154,7 @@ class AccountConfig(Section):
     # an on-chain venue's (aave, spark, compound, morpho): the chain, the JSON-RPC endpoint (its URL
     # carries the provider's key), Compound's market (its base asset) and Morpho's market ids
     rpc_url: Secret | None = None
+    ws_url: Secret | None = None  # the same endpoint's websocket: each new block reads the account (streams)
     chain: str | None = None
     market: str | None = None
     markets: list[str] | None = None
@@ -294,7 +295,7 @@ def threshold_problems(t: Thresholds, where: str) -> list[str]:
 
 CREDENTIALS = {"password": "the API key's passphrase", "wallet_address": "the account's wallet address (0x…; no API key)",
                "rpc_url": "the chain's JSON-RPC endpoint, a secret: env:NAME reads it from the environment"}
-VENUE_SETTINGS = ("chain", "market", "markets")  # set only where the account's profile reads them (Profile.settings)
+VENUE_SETTINGS = ("chain", "ws_url", "market", "markets")  # set only where the account's profile reads them (Profile.settings)
 
 
 def account_problems(account: AccountConfig, where: str, known: tuple[str, ...]) -> list[str]:
@@ -321,13 +322,16 @@ def account_problems(account: AccountConfig, where: str, known: tuple[str, ...])
         if getattr(account, key) is not None and key not in profile.settings:
             problems.append(f"{where}.{key}: not used by {account.exchange} ({profile.name}): remove it")
     if profile.check_credentials is not None:
-        credentials = {key: value for key, value in account.credentials().items() if key in profile.credentials}
+        credentials = {key: value for key, value in account.credentials().items() if key in profile.credentials or key in profile.settings}
         problems += [f"{where}.{key}: {text}" for key, text in profile.check_credentials(credentials)]
     if profile.check_settings is not None:
         problems += [f"{where}.{key}: {text}" for key, text in profile.check_settings({key: getattr(account, key) for key in profile.settings})]
     if account.streams and profile.stream is None:
         problems.append(f"{where}.streams: alerter does not stream {account.exchange} (streams: {', '.join(streaming_ids())}); "
                         "remove the key or set it to false")
+    elif account.streams and not profile.stream.available(account):
+        problems.append(f"{where}.streams: {profile.name} streams new blocks over the endpoint's websocket: set ws_url, "
+                        "or remove the key to poll every poll_interval")
     if account.between_polls == "reprice" and not profile.reprice:
         faithful = ", ".join(sorted(i for i, p in PROFILES.items() if p.reprice))
         problems.append(

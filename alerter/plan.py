@@ -63,7 +63,8 @@ def plan(settings: Settings, account: AccountConfig) -> AccountPlan:
         repricing=between == "reprice" and price_interval is not None,
         market_key=market_key(account),
         channels=tuple(c.name for c in settings.channels if c.accounts is None or account.name in c.accounts),
-        streams=(settings.daemon.streams if account.streams is None else account.streams) and profile.stream is not None,
+        streams=(settings.daemon.streams if account.streams is None else account.streams) and profile.stream is not None
+        and profile.stream.available(account),
         own_figure=profile.figure_of(account.options),
         approximate=account.approximate,
     )

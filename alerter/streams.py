@@ -7,6 +7,14 @@ change it; each update re-prices those accounts with the fast path's code
 connection: a position or balance event triggers a full poll at once; the exchange's own
 margin-call event triggers a full poll and an alert quoting it (when `Pipeline.notices_due`).
 
+An on-chain account whose endpoint's websocket is given (`ws_url`) follows its chain's new
+blocks instead: per endpoint and chain, ONE newHeads subscription (`HeadStream`), and each new
+block reads every account on that endpoint at once (their reads share one batch,
+alerter.sources.blockreader), at most once per block: a block that comes during the reads makes
+one more round, at the newest block. While it is down (refused, dropped, or no block for the
+chain's stale-head limit), the accounts are read at their full polls as before, the first one at
+once, and again at once when it is back.
+
 The full poll stays the source of truth. While a price stream is down (refused, dropped, or
 stalled: silent for `stream_timeout`), the REST mark-price checks run for its accounts
 (`Streams.prices_live`), the first one at once; while it is up they are skipped. A stream
@@ -25,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from alerter import metrics, secrets
 from alerter.pipeline import price_groups
+from alerter.sources.streamspec import HeadSpec
 
 if TYPE_CHECKING:
     from alerter.pipeline import Pipeline
@@ -99,33 +108,50 @@ class Streams:
         self.tasks: set[asyncio.Task] = set()
         self.prices: dict[str, PriceStream] = {}  # market key → its stream
         self.accounts: dict[str, AccountStream] = {}
+        self.heads: dict[tuple[str, str], HeadStream] = {}  # (ws_url, chain) → its stream
 
     @property
     def timeout_s(self) -> float:
         return self.pipeline.settings.daemon.stream_timeout.total_seconds()
 
     def start(self) -> None:
-        streaming = [plan for plan in self.pipeline.plans.values() if plan.streams]
+        streaming = [plan for plan in self.pipeline.plans.values() if plan.streams and not isinstance(plan.profile.stream, HeadSpec)]
         for plan in streaming:
             self.accounts[plan.name] = AccountStream(self, plan.name)
         for key, names in price_groups(streaming).items():
             self.prices[key] = PriceStream(self, names)
-        for stream in (*self.prices.values(), *self.accounts.values()):
+        for key, names in self.endpoints().items():
+            self.heads[key] = HeadStream(self, key, names)
+        for stream in self.all():
             for coro in stream.tasks():
                 task = asyncio.create_task(coro, name=f"stream {stream.link.what}")
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
-        if self.prices or self.accounts:
-            logger.info("streams: %d mark-price stream(s), %d account stream(s)", len(self.prices), len(self.accounts))
+        if self.prices or self.accounts or self.heads:
+            logger.info("streams: %d mark-price stream(s), %d account stream(s), %d new-block stream(s)",
+                        len(self.prices), len(self.accounts), len(self.heads))
+
+    def all(self) -> tuple:
+        return (*self.prices.values(), *self.accounts.values(), *self.heads.values())
+
+    def endpoints(self) -> dict[tuple[str, str], list[str]]:
+        """The streaming on-chain accounts by their endpoint's websocket and chain."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for plan in self.pipeline.plans.values():
+            if plan.streams and isinstance(plan.profile.stream, HeadSpec):
+                account = self.pipeline.account_config(plan.name)
+                groups.setdefault((account.credentials()["ws_url"], account.chain), []).append(plan.name)
+        return groups
 
     async def close(self) -> None:
         await cancel_all(self.tasks, "stream")
-        streams = (*self.prices.values(), *self.accounts.values())
+        streams = self.all()
         await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
         for stream in streams:
             stream.link.end()
         self.prices.clear()
         self.accounts.clear()
+        self.heads.clear()
 
     async def restart(self) -> None:
         await self.close()
@@ -382,3 +408,70 @@ class AccountStream:
     async def close(self) -> None:
         feed, self.feed = self.feed, None
         await close_feed(feed, self.link.what)
+
+
+class HeadStream:
+    """The one newHeads subscription of an endpoint (its websocket, on one chain): each new block
+    reads every account on it, together."""
+
+    def __init__(self, streams: Streams, key: tuple[str, str], names: list[str]) -> None:
+        from alerter.sources.chains import CHAINS
+
+        self.streams, self.pipeline, self.names = streams, streams.pipeline, names
+        self.url, self.chain = key[0], CHAINS[key[1]]
+        accounts = names[0] if len(names) == 1 else f"{len(names)} accounts"
+        self.link = Link(f"new blocks ({self.chain.title}, {accounts})", self.chain.name, "heads", ",".join(names))
+        self.wake = asyncio.Event()
+        self.block = -1  # the newest block number seen
+        self.feed = None
+
+    def tasks(self):
+        return (self.run(), self.poller())
+
+    async def run(self) -> None:
+        from alerter.sources.chains import max_block_age_s
+        from alerter.sources.errors import SourceError
+        from alerter.sources.heads import HeadFeed
+
+        connect_timeout = max(self.streams.timeout_s, self.pipeline.settings.daemon.request_timeout.total_seconds())
+        every = min(self.pipeline.plans[n].poll_interval.total_seconds() for n in self.names)
+        fallback = f"reads at the full polls (every {every:g} s) until it is back"
+        while True:
+            self.feed = HeadFeed(self.url, self.chain, timeout_s=connect_timeout, silence_s=max_block_age_s(self.chain))
+            try:
+                await self.feed.connect()
+                was_down = self.link.up is False
+                if self.link.set_up("subscribed") and was_down:
+                    self.wake.set()  # blocks may have been missed while it was down: read now
+                while True:
+                    head = await self.feed.next()
+                    self.link.set_up()
+                    if head.number > self.block:
+                        self.block = head.number
+                        self.wake.set()
+            except SourceError as e:  # refused, dropped, silent for the stale-head limit (masked)
+                self.down(str(e), fallback)
+            except Exception as e:  # a bug must not end the stream; its text may quote the URL
+                self.down(secrets.mask(f"{type(e).__name__}: {e}", (self.url,)).splitlines()[0], fallback)
+            await self.close()
+            await asyncio.sleep(backoff(self.link.failures))
+
+    def down(self, why: str, fallback: str) -> None:
+        if self.link.set_down(why, fallback):
+            self.wake.set()  # fall back at once, not at the next full poll
+
+    async def poller(self) -> None:
+        """One read of every account per wake (blocks during a read make one more, at the newest)."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            names = [name for name in self.names if name in self.pipeline.plans]
+            results = await asyncio.gather(*(self.pipeline.poll_account(name) for name in names), return_exceptions=True)
+            for name, result in zip(names, results):
+                if isinstance(result, Exception):  # a bug here must not end the stream
+                    logger.error("%s: read at a new block failed: %s", name, secrets.mask(f"{type(result).__name__}: {result}"))
+
+    async def close(self) -> None:
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            await feed.close()

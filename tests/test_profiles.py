@@ -129,7 +129,8 @@ def test_the_permissions_and_streams_tables_have_a_row_per_venue():
     assert len(permissions) == len(with_modes(PROFILES.distinct())) and all(not row.endswith("| — |") for row in permissions)
     assert '| Hyperliquid (`hyperliquid`) | `wallet_address` | no key' in permissions_table()
     streams = [row.split(" | ")[0] for row in streams_table().splitlines()[3:-1]]
-    assert streams == ["| Binance USDⓈ-M (`binanceusdm`)", "| Bybit (`bybit`)", "| OKX (`okx`)"]
+    assert streams == ["| Binance USDⓈ-M (`binanceusdm`)", "| Bybit (`bybit`)", "| OKX (`okx`)", "| Aave V3 (`aave`)",
+                       "| Spark (SparkLend) (`spark`)", "| Compound V3 (Comet) (`compound`)", "| Morpho Blue (`morpho`)"]
 
 
 def test_the_matrix_has_a_row_per_profile_and_lists_the_real_recordings(tmp_path):

@@ -293,7 +293,7 @@ def test_streams_off_polls_prices_by_rest_and_opens_no_socket(tmp_path, webhook)
 def test_streams_on_an_exchange_that_does_not_stream_is_refused():
     with pytest.raises(ConfigError) as e:
         build_settings({"accounts": [{"name": "b", "exchange": "gate", "api_key": "k", "secret": "s", "streams": True}]})
-    assert e.value.problems == ["accounts[0].streams: alerter does not stream gate (streams: binanceusdm, bybit, okx); remove the key or set it to false"]
+    assert e.value.problems == ["accounts[0].streams: alerter does not stream gate (streams: aave, binanceusdm, bybit, compound, morpho, okx, spark); remove the key or set it to false"]
 
 
 def test_plans_stream_where_supported_unless_turned_off():

@@ -8,8 +8,10 @@ timestamps, re-encodes Aave positions along a scripted ETH price, and breaks on 
         chain.fault("revert", method="eth_call")
         RpcClient(chain.url, CHAINS["base"])   # the client under test, over 127.0.0.1
 
-Blocks are pushed to websocket subscribers of `eth_subscribe("newHeads")` at ws://…/ws as they
-are mined. A recorded answer is served byte for byte: the `result` string of a recorded JSON-RPC answer
+Blocks are pushed to websocket subscribers of `eth_subscribe("newHeads")` at ws://…/ws (or
+ws://…/ws/<key>, as providers put their key in the path) as they are mined. `heads_fault` breaks
+that side alone: "refuse" answers a subscription with an error, "stall" keeps the sockets open
+but pushes no block (the HTTP side keeps serving them). A recorded answer is served byte for byte: the `result` string of a recorded JSON-RPC answer
 (a .json file, its envelope dropped since each request has its own id) or a .txt holding the
 result hex, put into the answer unchanged. The state behind it is not simulated: the recorded
 answer is the Pool's answer at every block.
@@ -221,6 +223,7 @@ class ChainSim:
         self.unknown: list[tuple[str, str]] = []  # eth_calls with no answer set (answered "0x")
         self.url = ""
         self.subscribers: dict[web.WebSocketResponse, str] = {}  # newHeads sockets and their subscription ids
+        self.heads_fault: str | None = None  # "refuse" | "stall" | None
         self._pushes: set[asyncio.Task] = set()
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
@@ -276,7 +279,7 @@ class ChainSim:
         self.head += count
         self.head_timestamp = int(self.clock())
         header = {"number": hex(self.head), "timestamp": hex(self.head_timestamp), "hash": "0x" + f"{self.head:064x}"}
-        for ws, subscription in list(self.subscribers.items()):
+        for ws, subscription in list(self.subscribers.items()) if self.heads_fault != "stall" else ():
             message = {"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": subscription, "result": header}}
             task = asyncio.get_running_loop().create_task(ws.send_str(json.dumps(message)))
             self._pushes.add(task)
@@ -297,7 +300,7 @@ class ChainSim:
                 body = json.loads(message.data)
             except ValueError:
                 continue
-            if body.get("method") == "eth_subscribe" and body.get("params") == ["newHeads"]:
+            if body.get("method") == "eth_subscribe" and body.get("params") == ["newHeads"] and self.heads_fault != "refuse":
                 subscription = f"0x{len(self.subscribers) + 1:032x}"
                 self.subscribers[ws] = subscription
                 await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": body.get("id"), "result": subscription}))
@@ -424,6 +427,7 @@ class ChainSim:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         app = web.Application()
         app.router.add_get("/ws", self._websocket)  # newHeads, as ws://host:port/ws
+        app.router.add_get("/ws/{tail:.*}", self._websocket)
         app.router.add_post("/", self._handle)
         app.router.add_post("/{tail:.*}", self._handle)  # providers put the API key in the path
         self._runner, self.url = await listen(app, host, port)

@@ -285,7 +285,8 @@ PROFILE = Profile(
     connect=lambda account, timeout_s: AaveClient("aave", account, timeout_s),
     credentials=onchain.CREDENTIALS,
     check_credentials=onchain.credential_problems,
-    settings=("chain",),
+    stream=onchain.STREAM,
+    settings=("chain", "ws_url"),
     check_settings=onchain.chain_check("Aave V3", AAVE),
     permissions=onchain.PERMISSIONS,
 )

@@ -272,7 +272,8 @@ PROFILE = Profile(
     connect=lambda account, timeout_s: CometClient(account, timeout_s),
     credentials=onchain.CREDENTIALS,
     check_credentials=onchain.credential_problems,
-    settings=("chain", "market"),
+    stream=onchain.STREAM,
+    settings=("chain", "ws_url", "market"),
     check_settings=check_settings,
     permissions=onchain.PERMISSIONS,
 )

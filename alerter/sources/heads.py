@@ -1,6 +1,7 @@
 """New blocks as they come: the endpoint's websocket `eth_subscribe("newHeads")`.
 
     feed = HeadFeed(ws_url, CHAINS["base"], timeout_s=10.0)
+    await feed.connect()         # subscribed (optional: next() connects when it must)
     head = await feed.next()     # the next block's number and timestamp; SourceError when the socket is lost
     await feed.close()
 
@@ -26,11 +27,12 @@ from alerter.sources.rpc import Head
 
 
 class HeadFeed:
-    def __init__(self, url: str, chain: Chain, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, chain: Chain, *, timeout_s: float = 10.0, silence_s: float | None = None) -> None:
         self._url = url
         self._secrets = tuple(url_parts(url)) if "://" in url else (url,)
         self.chain = chain
         self.timeout_s = timeout_s
+        self.silence_s = max_block_age_s(chain) if silence_s is None else silence_s  # stalled after this long without a block
         self._session: Any = None
         self._ws: Any = None
         self._subscription: str | None = None
@@ -38,12 +40,13 @@ class HeadFeed:
     def _error(self, kind: str, text: str) -> SourceError:
         return SourceError(kind, one_line(mask(f"the {self.chain.title} newHeads feed {text}", self._secrets)))
 
-    async def _connect(self) -> None:
+    async def connect(self) -> None:
+        """Open the socket and subscribe (next() does it when not done yet); SourceError when refused."""
         import aiohttp  # here: importing this module must not load aiohttp
 
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout_s))
         try:
-            self._ws = await self._session.ws_connect(self._url, heartbeat=max_block_age_s(self.chain) / 2)
+            self._ws = await self._session.ws_connect(self._url, heartbeat=self.silence_s / 2)
             await self._ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}))
             answer = json.loads((await self._ws.receive(timeout=self.timeout_s)).data)
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ValueError, TypeError) as e:
@@ -60,11 +63,15 @@ class HeadFeed:
         import aiohttp
 
         if self._ws is None:
-            await self._connect()
-        silence = max_block_age_s(self.chain)
+            await self.connect()
+        silence = self.silence_s
+        # one deadline for the block, not per message: the heartbeat's pongs and other messages
+        # must not keep a socket that sends no block alive
+        deadline = asyncio.get_running_loop().time() + silence
         while True:
             try:
-                message = await self._ws.receive(timeout=silence)
+                async with asyncio.timeout_at(deadline):
+                    message = await self._ws.receive()
             except (asyncio.TimeoutError, TimeoutError):
                 await self.close()
                 raise self._error("transient", f"sent no block for {silence:.0f} s") from None

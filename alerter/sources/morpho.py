@@ -291,7 +291,8 @@ PROFILE = Profile(
     connect=lambda account, timeout_s: MorphoClient(account, timeout_s),
     credentials=onchain.CREDENTIALS,
     check_credentials=onchain.credential_problems,
-    settings=("chain", "markets"),
+    stream=onchain.STREAM,
+    settings=("chain", "ws_url", "markets"),
     check_settings=check_settings,
     permissions=onchain.PERMISSIONS,
 )

@@ -15,6 +15,7 @@ from typing import Any
 
 from alerter.sources.blockreader import BlockReader, release, shared_reader
 from alerter.sources.chains import CHAINS, Chain, is_address
+from alerter.sources.streamspec import HeadSpec
 
 
 def chain_problems(name: str, chain: Any, deployed_on: Iterable[str]) -> list[tuple[str, str]]:
@@ -35,13 +36,15 @@ def chain_check(name: str, deployed_on: Iterable[str]) -> Callable[[Mapping[str,
     return lambda settings: chain_problems(name, settings.get("chain"), deployed)
 
 
+# where the account names its endpoint's websocket (`ws_url`), each new block reads it (alerter.streams)
+STREAM = HeadSpec()
 PERMISSIONS = "no API key: read by wallet address over the account's own JSON-RPC endpoint (rpc_url, a secret)"
 CREDENTIALS = ("wallet_address", "rpc_url")
 
 
 def credential_problems(credentials: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The wallet must be an address (EIP-55 checked in mixed case), the endpoint an http(s) or
-    ws(s) URL. Neither value is quoted: both are secrets."""
+    """The wallet must be an address (EIP-55 checked in mixed case), the endpoint an http(s) URL
+    and its websocket, where given, a ws(s) URL. No value is quoted: all are secrets."""
     problems = []
     wallet = credentials.get("wallet_address")
     if wallet is not None and not is_address(wallet):
@@ -49,6 +52,9 @@ def credential_problems(credentials: Mapping[str, str]) -> list[tuple[str, str]]
     url = credentials.get("rpc_url")
     if url is not None and not url.startswith(("http://", "https://")):
         problems.append(("rpc_url", "not an http(s) URL of a JSON-RPC endpoint (env:NAME reads it from the environment)"))
+    ws_url = credentials.get("ws_url")
+    if ws_url is not None and not ws_url.startswith(("ws://", "wss://")):
+        problems.append(("ws_url", "not a ws(s) URL of the endpoint's websocket (wss://…; env:NAME reads it from the environment)"))
     return problems
 
 

@@ -28,7 +28,7 @@ from alerter.models import OwnFigure
 from alerter.sources.fields import BodyCheck, Normaliser
 
 if TYPE_CHECKING:
-    from alerter.sources.streamspec import StreamSpec
+    from alerter.sources.streamspec import HeadSpec, StreamSpec
 
 # the raw answers a fetch hands to `normalise`: (balance, positions), as ccxt's fetch_balance()
 # and fetch_positions() return them (a venue's own fetch may shape `balance` as its normaliser reads it)
@@ -145,7 +145,7 @@ class Profile:
     check_settings: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
     options: Mapping[str, tuple] = field(default_factory=dict)  # ccxt options an account may set only to these values
     redirects: tuple[Redirect, ...] = ()  # accounts on other ids that belong here (or nowhere yet)
-    stream: StreamSpec | None = None  # its websocket streams (alerter.sources.streamspec), if it has them
+    stream: StreamSpec | HeadSpec | None = None  # its websocket streams (alerter.sources.streamspec), if it has them
     permissions: str = ""  # what the account's API key needs (the docs' permissions table)
     # account modes read like a venue of their own on this venue's ids (Binance's and OKX's flexible
     # loans: their own fetch, figures, no stream): (ccxt option, value, the mode's Profile) each

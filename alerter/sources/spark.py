@@ -27,7 +27,8 @@ PROFILE = Profile(
     connect=lambda account, timeout_s: AaveClient("spark", account, timeout_s),
     credentials=onchain.CREDENTIALS,
     check_credentials=onchain.credential_problems,
-    settings=("chain",),
+    stream=onchain.STREAM,
+    settings=("chain", "ws_url"),
     check_settings=onchain.chain_check("Spark", SPARK),
     permissions=onchain.PERMISSIONS,
 )

@@ -1,5 +1,5 @@
 """A venue's websocket streams, as its module declares them: the `StreamSpec` of its profile
-(`Profile.stream`), the `Notice` its parsers make of the exchange's own margin-call events, and the
+(`Profile.stream`; an on-chain venue's `HeadSpec`), the `Notice` its parsers make of the exchange's own margin-call events, and the
 small parts the specs share. Pure data and functions: alerter.sources.stream runs the feeds.
 """
 
@@ -72,3 +72,26 @@ class StreamSpec:
     shares_source: bool = True
     session_expired: Callable[[Mapping[str, Any]], bool] = never  # a raw message that ends the private session
     forget_session: Callable[[Any], None] = nothing  # so that the next connection starts a new one
+
+    @staticmethod
+    def available(account: Any) -> bool:
+        """Whether this account can stream (every account of a ccxt.pro venue can)."""
+        return True
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """An on-chain venue's stream: its endpoint's new blocks (`eth_subscribe("newHeads")` over the
+    account's `ws_url`, alerter.sources.heads), each one a read of every account on that endpoint
+    (alerter.streams.HeadStream). Not ccxt.pro: no private connection, no notices."""
+
+    prices: str = "none: the oracle's prices move with the blocks"
+    events: str = ('each new block: `eth_subscribe("newHeads")` over `ws_url`, one per endpoint and chain; '
+                   "every account on it read at once, at most once per block")
+    notices: str = "none: the protocol liquidates without a notice"
+    shares_source: bool = False  # the account's Source is its ChainClient, never a ccxt.pro instance
+
+    @staticmethod
+    def available(account: Any) -> bool:
+        """Only an account that names its endpoint's websocket streams."""
+        return getattr(account, "ws_url", None) is not None
