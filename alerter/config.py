@@ -34,19 +34,7 @@ from alerter.sources.profile import options_of
 from alerter.sources.registry import GENERIC_NAME, PROFILES, profile_for, refusals, streaming_ids
 from alerter.telegram import BOT_URL, CHANNEL as TELEGRAM_CHANNEL
 from alerter.textfile import read_text_file
-from alerter.values import (  # the parsers others read through alerter.config too
-    PositiveDuration,
-    Ratio,
-    Repeat,
-    Secret,
-    clock_time,
-    is_reference,
-    parse_clock_time,
-    parse_duration,
-    parse_positive_duration,
-    parse_ratio,
-    parse_timezone,
-)
+from alerter.values import PositiveDuration, Ratio, Repeat, Secret, is_reference, parse_clock_time, parse_timezone
 
 SEARCH_PATHS = ("./alerter.toml", "/etc/alerter/config.toml")
 

@@ -266,7 +266,7 @@ class Digests:
         configured) runs at once: it is sent unless today's already was."""
         from apscheduler.triggers.cron import CronTrigger
 
-        from alerter.config import clock_time
+        from alerter.values import clock_time
 
         self.scheduler = scheduler
         for job in scheduler.get_jobs():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alerter.config import ConfigError, build_settings, load_settings, parse_duration, parse_ratio
+from alerter.config import ConfigError, build_settings, load_settings
+from alerter.values import parse_duration, parse_ratio
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ENV = {"BINANCE_API_KEY": "k-example", "BINANCE_API_SECRET": "s-example", "ALERTER_TELEGRAM_URL": "tgram://1:tok/2"}

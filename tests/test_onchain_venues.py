@@ -15,7 +15,7 @@ import pytest
 
 from alerter.config import ConfigError, build_settings
 from alerter.models import AlertKind
-from alerter.simulator.chain import AavePosition, CometPosition, MorphoPosition, run_chain
+from alerter.simulator.chain import CometPosition, MorphoPosition, run_chain
 from alerter.sources import aave, compound
 from alerter.sources.chains import CHAINS
 from alerter.sources.registry import permissions_table, support_matrix

@@ -23,7 +23,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from alerter import acks, display
-    from alerter.config import load_settings, parse_positive_duration
+    from alerter.config import load_settings
+    from alerter.values import parse_positive_duration
 
     if args.list:
         if args.account or args.duration or args.note:

@@ -104,7 +104,8 @@ def plot_title(series: list[HistorySeries], account: str | None, since) -> str:
 
 def run(args) -> int:
     from alerter.charts import PlotUnavailable
-    from alerter.config import load_settings, parse_duration
+    from alerter.config import load_settings
+    from alerter.values import parse_duration
     from alerter.errors import StoreError
     from alerter.plan import plans
     from alerter.views import history_json

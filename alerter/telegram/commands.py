@@ -125,7 +125,7 @@ def status(settings, args: list[str], now: datetime) -> Reply:
 # ---------------------------------------------------------------- /ack, /unack
 
 def _duration_word(word: str) -> timedelta | None:
-    from alerter.config import parse_positive_duration
+    from alerter.values import parse_positive_duration
 
     if not word[:1].isdigit():
         return None
@@ -199,7 +199,7 @@ def history(settings, args: list[str], now: datetime) -> Reply:
     """`alerter history ACCOUNT --since 24h --plot`'s chart, as a photo."""
     from alerter.charts import PlotUnavailable
     from alerter.commands.history import plot_history, plot_title, read_history
-    from alerter.config import parse_positive_duration
+    from alerter.values import parse_positive_duration
     from alerter.plan import plans
 
     if not 1 <= len(args) <= 2:
