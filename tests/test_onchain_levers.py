@@ -163,7 +163,8 @@ def test_the_readme_lender_accounts_load(tmp_path, monkeypatch):
 
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- lenders config -->", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
-    for name, value in {"AAVE_WALLET": WALLET, "BASE_RPC_URL": "https://base.example/v2/KEY", "BINANCE_API_KEY": "k" * 24,
+    for name, value in {"AAVE_WALLET": WALLET, "BASE_RPC_URL": "https://base.example/v2/KEY", "BASE_WS_URL": "wss://base.example/v2/KEY",
+                        "BINANCE_API_KEY": "k" * 24,
                         "BINANCE_API_SECRET": "s" * 24}.items():
         monkeypatch.setenv(name, value)
     config = tmp_path / "alerter.toml"
