@@ -30,14 +30,12 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from alerter.httpsession import LazySession
 from alerter.secrets import mask, url_parts
 from alerter.sources.chains import Chain, stale_reason
 from alerter.sources.errors import SourceError, one_line
-
-if TYPE_CHECKING:
-    import aiohttp
 
 TIMEOUT_S = 10.0
 # calls per JSON-RPC batch: endpoints limit a batch's size, and one refused batch would blind every
@@ -115,7 +113,7 @@ def _hex_data(value: Any, what: str) -> bytes:
         raise SourceError("data", f"{what}: not whole hex bytes ({len(value) - 2} hex digits): a cut answer") from None
 
 
-class RpcClient:
+class RpcClient(LazySession):
     """One endpoint of one chain. `clock` gives the time the head's age is measured against."""
 
     def __init__(self, url: str, chain: Chain, *, timeout_s: float = TIMEOUT_S,
@@ -125,21 +123,9 @@ class RpcClient:
         self.chain = chain
         self.timeout_s = timeout_s
         self.clock = clock
-        self._session: aiohttp.ClientSession | None = None
         self._next_id = 0
         self.requests = 0  # HTTP requests sent (a batch is one)
         self.memo: dict = {}  # slow-changing reads kept by the venues that use this endpoint (a market's reserve list)
-
-    async def __aenter__(self) -> RpcClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     def _masked(self, text: str) -> str:
         return one_line(mask(text, self._secrets))
@@ -149,12 +135,12 @@ class RpcClient:
     async def _post(self, body: Any) -> Any:
         """POST one JSON-RPC message (a request or a batch); the parsed answer."""
         import aiohttp  # here, not at the top: the profiles import this module, and `--help` must not load aiohttp
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+
+        session = self._client(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         where = f"the {self.chain.title} RPC endpoint"
         self.requests += 1
         try:
-            async with self._session.post(self._url, json=body, headers={"Accept": "application/json"}) as response:
+            async with session.post(self._url, json=body, headers={"Accept": "application/json"}) as response:
                 text = await response.text()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")

@@ -15,6 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from alerter.httpsession import LazySession
+
 DEFAULT_API_URL = "https://api.telegram.org"
 REQUEST_TIMEOUT_S = 15.0  # a request other than the long poll
 
@@ -30,29 +32,12 @@ def refused_text(status: int, description: str) -> str:
     return f"Telegram refused the bot token ({status} {description or 'Unauthorized'}): check [telegram] token (BotFather's /token)"
 
 
-class BotApi:
+class BotApi(LazySession):
     """One aiohttp session to `api_url`. Use as `async with BotApi(token, api_url) as api:` or
     call `close()`."""
 
     def __init__(self, token: str, api_url: str = DEFAULT_API_URL) -> None:
         self._base = f"{api_url.rstrip('/')}/bot{token}/"
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> BotApi:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        return self._session
 
     async def call(self, method: str, params: dict[str, Any] | None = None, *, timeout_s: float = REQUEST_TIMEOUT_S,
                    photo: bytes | None = None) -> Any:
