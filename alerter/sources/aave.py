@@ -48,13 +48,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerter.models import AccountSnapshot, Position
+from alerter.sources import aavedetail, onchain
+from alerter.sources.chains import CHAINS
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_snapshot
-from alerter.sources.chains import CHAINS
-from alerter.sources import onchain
-from alerter.sources.onchain import ChainClient
-from alerter.sources import aavedetail
 from alerter.sources.levers import LenderFigure, Lever, largest
+from alerter.sources.onchain import ChainClient
+from alerter.sources.profile import Profile
 from alerter.sources.rpc import Call, Head, RpcClient, words
 
 logger = logging.getLogger(__name__)
@@ -265,8 +265,6 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
 
 
 # ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
-
-from alerter.sources.profile import Profile  # noqa: E402
 
 PROFILE = Profile(
     name="Aave V3",

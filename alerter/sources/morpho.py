@@ -35,11 +35,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerter.models import Pool
+from alerter.sources import onchain
 from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot
 from alerter.sources.levers import LenderFigure, Lever
-from alerter.sources import onchain
 from alerter.sources.onchain import ChainClient
+from alerter.sources.profile import Profile
 from alerter.sources.rpc import Call, Head, RpcClient, text, words
 
 POSITION = "0x93c52062"
@@ -257,8 +258,6 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
 
 
 # ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
-
-from alerter.sources.profile import Profile  # noqa: E402
 
 
 def check_settings(settings: Any) -> list[tuple[str, str]]:
