@@ -54,7 +54,6 @@ from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_snapshot
 from alerter.sources.levers import LenderFigure, Lever, largest
 from alerter.sources.onchain import ChainClient
-from alerter.sources.profile import Profile
 from alerter.sources.rpc import Call, Head, RpcClient, words
 
 logger = logging.getLogger(__name__)
@@ -266,7 +265,7 @@ def normalise(account_name: str, exchange_id: str, balance: dict, positions: lis
 
 # ---------------------------------------------------------------- profile (kept last: what the registry and the config read)
 
-PROFILE = Profile(
+PROFILE = onchain.profile(
     name="Aave V3",
     ids=("aave",),
     modes="a wallet's position on the Aave V3 Pool of its `chain`: the Core market on ethereum; arbitrum, optimism, polygon, "
@@ -279,12 +278,6 @@ PROFILE = Profile(
     liquidation_url="https://aave.com/docs/aave-v3/markets/health-factor",
     normalise=normalise,
     own_figure=HEALTH_FACTOR,
-    fetch=onchain.fetch,
     connect=lambda account, timeout_s: AaveClient("aave", account, timeout_s),
-    credentials=onchain.CREDENTIALS,
-    check_credentials=onchain.credential_problems,
-    stream=onchain.STREAM,
-    settings=("chain", "ws_url"),
     check_settings=onchain.chain_check("Aave V3", AAVE),
-    permissions=onchain.PERMISSIONS,
 )

@@ -38,7 +38,6 @@ from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot
 from alerter.sources.levers import LenderFigure, largest
 from alerter.sources.onchain import ChainClient
-from alerter.sources.profile import Profile
 from alerter.sources.rpc import Call, Head, RpcClient, text, words
 
 BASE_TOKEN_PRICE_FEED = "0xe7dad6bd"
@@ -254,7 +253,7 @@ def check_settings(settings: Any) -> list[tuple[str, str]]:
     return []
 
 
-PROFILE = Profile(
+PROFILE = onchain.profile(
     name="Compound V3 (Comet)",
     ids=("compound",),
     modes="a wallet's borrow on one Comet: its `chain` and `market` (the base asset: usdc, usdt, weth where deployed). "
@@ -267,12 +266,7 @@ PROFILE = Profile(
     liquidation_url="https://docs.compound.finance/liquidation/",
     normalise=normalise,
     own_figure=LIQUIDATION_RISK,
-    fetch=onchain.fetch,
     connect=lambda account, timeout_s: CometClient(account, timeout_s),
-    credentials=onchain.CREDENTIALS,
-    check_credentials=onchain.credential_problems,
-    stream=onchain.STREAM,
-    settings=("chain", "ws_url", "market"),
+    settings=("market",),
     check_settings=check_settings,
-    permissions=onchain.PERMISSIONS,
 )

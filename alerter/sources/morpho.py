@@ -40,7 +40,6 @@ from alerter.sources.errors import SourceError
 from alerter.sources.fields import make_position, make_snapshot
 from alerter.sources.levers import LenderFigure, Lever
 from alerter.sources.onchain import ChainClient
-from alerter.sources.profile import Profile
 from alerter.sources.rpc import Call, Head, RpcClient, text, words
 
 POSITION = "0x93c52062"
@@ -274,7 +273,7 @@ def check_settings(settings: Any) -> list[tuple[str, str]]:
     return problems
 
 
-PROFILE = Profile(
+PROFILE = onchain.profile(
     name="Morpho Blue",
     ids=("morpho",),
     modes="a wallet's borrows in the markets it names (`markets`, their ids) on its `chain`, each market a scope. "
@@ -286,12 +285,7 @@ PROFILE = Profile(
     liquidation_url="https://github.com/morpho-org/morpho-blue/blob/main/src/Morpho.sol",
     normalise=normalise,
     own_figure=LOAN_USED,
-    fetch=onchain.fetch,
     connect=lambda account, timeout_s: MorphoClient(account, timeout_s),
-    credentials=onchain.CREDENTIALS,
-    check_credentials=onchain.credential_problems,
-    stream=onchain.STREAM,
-    settings=("chain", "ws_url", "markets"),
+    settings=("markets",),
     check_settings=check_settings,
-    permissions=onchain.PERMISSIONS,
 )

@@ -15,6 +15,7 @@ from typing import Any
 
 from alerter.sources.blockreader import BlockReader, release, shared_reader
 from alerter.sources.chains import CHAINS, Chain, is_address
+from alerter.sources.profile import Profile
 from alerter.sources.streamspec import HeadSpec
 
 
@@ -79,3 +80,11 @@ async def fetch(ctx: Any) -> tuple[dict, list]:
     """Profile.fetch of every on-chain venue: its client's `read()`, through the Source's call
     (retries of transient failures, masking), as balance["info"]."""
     return {"info": await ctx.call(ctx.exchange.read)}, []
+
+
+def profile(*, settings: tuple[str, ...] = (), **fields: Any) -> Profile:
+    """The Profile of an on-chain venue: what every one of them shares (its fetch, credentials,
+    newHeads stream, permissions, the `chain` and `ws_url` settings) with the venue's own `fields`
+    and further `settings`."""
+    return Profile(fetch=fetch, credentials=CREDENTIALS, check_credentials=credential_problems, stream=STREAM,
+                   permissions=PERMISSIONS, settings=("chain", "ws_url", *settings), **fields)

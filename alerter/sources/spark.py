@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from alerter.sources import onchain
 from alerter.sources.aave import HEALTH_FACTOR, SPARK, AaveClient, normalise
-from alerter.sources.profile import Profile
 
-PROFILE = Profile(
+PROFILE = onchain.profile(
     name="Spark (SparkLend)",
     ids=("spark",),
     modes="a wallet's position on the SparkLend Pool (ethereum). Not proved: no public recording of its answers",
@@ -23,12 +22,6 @@ PROFILE = Profile(
     liquidation_url="https://github.com/sparkdotfi/sparklend-v1-core",
     normalise=normalise,
     own_figure=HEALTH_FACTOR,
-    fetch=onchain.fetch,
     connect=lambda account, timeout_s: AaveClient("spark", account, timeout_s),
-    credentials=onchain.CREDENTIALS,
-    check_credentials=onchain.credential_problems,
-    stream=onchain.STREAM,
-    settings=("chain", "ws_url"),
     check_settings=onchain.chain_check("Spark", SPARK),
-    permissions=onchain.PERMISSIONS,
 )
