@@ -52,6 +52,7 @@ from typing import Any
 
 from aiohttp import web
 
+from alerter.simulator.faults import take_first
 from alerter.simulator.server import listen
 from alerter.sources.chains import Chain
 
@@ -326,14 +327,7 @@ class ChainSim:
 
     def _take(self, kinds: tuple[str, ...], methods: list[str]) -> ChainFault | None:
         """The first fault of `kinds` for a request of these methods, counted as used."""
-        for fault in self.faults:
-            if fault.kind in kinds and (fault.method is None or fault.method in methods):
-                if fault.count is not None:
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        self.faults.remove(fault)
-                return fault
-        return None
+        return take_first(self.faults, lambda f: f.kind in kinds and (f.method is None or f.method in methods))
 
     # ------------------------------------------------------------ JSON-RPC
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,6 +92,19 @@ def alter_body(fault: Fault, body: bytes) -> bytes:
     return json.dumps(data).encode()
 
 
+def take_first(faults: list, matches: Callable[[Any], bool]) -> Any | None:
+    """The first of `faults` that `matches`, used up by one (a fault with a `count` leaves the list
+    when it reaches 0; one without stays until cleared)."""
+    for fault in faults:
+        if matches(fault):
+            if fault.count is not None:
+                fault.count -= 1
+                if fault.count <= 0:
+                    faults.remove(fault)
+            return fault
+    return None
+
+
 class FaultBook:
     def __init__(self) -> None:
         self.faults: list[Fault] = []
@@ -101,14 +115,7 @@ class FaultBook:
 
     def take(self, path: str, api_key: str | None) -> Fault | None:
         """The first fault matching this request, used up by one."""
-        for fault in self.faults:
-            if fault.matches(path, api_key):
-                if fault.count is not None:
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        self.faults.remove(fault)
-                return fault
-        return None
+        return take_first(self.faults, lambda fault: fault.matches(path, api_key))
 
     def clear(self) -> None:
         self.faults.clear()
