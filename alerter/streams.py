@@ -114,6 +114,11 @@ class Streams:
     def timeout_s(self) -> float:
         return self.pipeline.settings.daemon.stream_timeout.total_seconds()
 
+    @property
+    def connect_timeout_s(self) -> float:
+        """How long a stream may take to connect: the stall timeout, or a request's if longer."""
+        return max(self.timeout_s, self.pipeline.settings.daemon.request_timeout.total_seconds())
+
     def start(self) -> None:
         streaming = [plan for plan in self.pipeline.plans.values() if plan.streams and not isinstance(plan.profile.stream, HeadSpec)]
         for plan in streaming:
@@ -187,7 +192,8 @@ async def cancel_all(tasks, what: str, *, patience: float = 2.0) -> None:
 
 
 async def close_feed(feed, what: str) -> None:
-    """Close a stream's ccxt.pro feed (None: none open); a failure to close is only logged."""
+    """Close a stream's feed (ccxt.pro's, or a chain's newHeads; None: none open); a failure to
+    close is only logged."""
     if feed is not None:
         try:
             await feed.close()
@@ -231,7 +237,7 @@ class PriceStream:
 
         timeout = self.streams.timeout_s
         settings = self.pipeline.settings.daemon
-        connect_timeout = max(timeout, settings.request_timeout.total_seconds())
+        connect_timeout = self.streams.connect_timeout_s
         fallback = f"mark prices by REST every {settings.price_interval.total_seconds():g} s until it is back"
         while True:
             symbols = self.wanted()
@@ -359,7 +365,7 @@ class AccountStream:
     async def run(self) -> None:
         from alerter.sources.stream import AccountFeed, describe
 
-        connect_timeout = max(self.streams.timeout_s, self.pipeline.settings.daemon.request_timeout.total_seconds())
+        connect_timeout = self.streams.connect_timeout_s
         fallback = f"positions and balances at the full polls (every {self.pipeline.plans[self.name].poll_interval.total_seconds():g} s)"
         while True:
             account = self.pipeline.account_config(self.name)
@@ -433,7 +439,7 @@ class HeadStream:
         from alerter.sources.errors import SourceError
         from alerter.sources.heads import HeadFeed
 
-        connect_timeout = max(self.streams.timeout_s, self.pipeline.settings.daemon.request_timeout.total_seconds())
+        connect_timeout = self.streams.connect_timeout_s
         every = min(self.pipeline.plans[n].poll_interval.total_seconds() for n in self.names)
         fallback = f"reads at the full polls (every {every:g} s) until it is back"
         while True:
@@ -473,5 +479,4 @@ class HeadStream:
 
     async def close(self) -> None:
         feed, self.feed = self.feed, None
-        if feed is not None:
-            await feed.close()
+        await close_feed(feed, self.link.what)
