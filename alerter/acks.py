@@ -60,6 +60,13 @@ def ack_text(ack: Ack, now: datetime) -> str:
     return ", ".join(parts)
 
 
+def acknowledged_text(ack: Ack, now: datetime) -> str:
+    """What `alerter ack` (and the Telegram bot's /ack) says it did, in one sentence."""
+    held = f"until {display.time_of_day(ack.until_at, now)} or the resolution" if ack.until_at else "until the resolution"
+    return (f"acknowledged {where(ack.account, ack.scope)} at {ack.level.name}: its repeats are held back {held}; "
+            "a higher level still alerts at once")
+
+
 def in_force(acks: list[Ack], now: datetime) -> list[Ack]:
     """The acknowledgements whose time has not run out (the daemon deletes the others at its next poll)."""
     return [a for a in acks if a.until_at is None or a.until_at > now]

@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from alerter import acks, display
+    from alerter import acks
     from alerter.config import load_settings
     from alerter.values import parse_positive_duration
 
@@ -49,10 +49,7 @@ def run(args) -> int:
         done = acks.acknowledge_scope(settings, args.account, args.scope, duration=duration, note=args.note.strip(), now=now)
     except ValueError as e:
         return commands.error(str(e), commands.EXIT_RUNTIME)
-    ack = done.ack
-    held = f"until {display.time_of_day(ack.until_at, now)} or the resolution" if ack.until_at else "until the resolution"
-    print(f"acknowledged {display.where(ack.account, ack.scope)} at {ack.level.name}: its repeats are held back {held}; "
-          "a higher level still alerts at once")
+    print(acks.acknowledged_text(done.ack, now))
     print_announcement(done)
     return commands.EXIT_OK
 

@@ -152,11 +152,11 @@ def parse_ack(args: list[str]) -> tuple[str, str | None, timedelta | None, str]:
 
 def acked_text(done, now: datetime) -> str:
     """What `alerter ack` prints, in one message."""
-    ack = done.ack
-    held = f"until {display.time_of_day(ack.until_at, now)} or the resolution" if ack.until_at else "until the resolution"
+    from alerter import acks
+
+    said = acks.acknowledged_text(done.ack, now)
     told = f" Announced to {', '.join(done.channels)}." if done.channels else ""
-    return (f"Acknowledged {display.where(ack.account, ack.scope)} at {ack.level.name}: its repeats are held back {held}; "
-            f"a higher level still alerts at once.{told}")
+    return f"{said[0].upper()}{said[1:]}.{told}"
 
 
 def ack(settings, args: list[str], now: datetime, *, duration: timedelta | None = None) -> Reply:
