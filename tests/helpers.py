@@ -282,3 +282,51 @@ def run(coro):
 
 def titles(webhook):
     return [b["title"] for b in webhook.bodies]
+
+
+# ---------------------------------------------------------------- on-chain accounts on the loopback chain
+
+ONCHAIN_WALLET = "0xe9526c721d489464079acb7568c1304af8687298"  # the recorded Base position's
+MORPHO_MARKET = "0x" + "e7" * 32
+RPC_KEY = "/v2/RPCKEY0123456789abcdef"  # the endpoint's API key in its path: never to be seen
+
+
+def onchain_config(tmp_path, url: str, **account) -> dict:
+    """The settings of one on-chain account `lend` (Aave on Base unless `account` says otherwise)."""
+    fields = {"name": "lend", "exchange": "aave", "chain": "base", "wallet_address": ONCHAIN_WALLET, "rpc_url": url + RPC_KEY,
+              **account}
+    return {"daemon": {"database": str(tmp_path / "alerter.db")}, "accounts": [fields]}
+
+
+async def poll_on_chain(tmp_path, setup: Callable, before_each: list[Callable], **account) -> tuple[list, dict, str]:
+    """The daemon's own pipeline polls `lend` on the loopback chain once per entry of `before_each`
+    (run on the chain before its poll), after `setup`: (each poll's alerts, the stored states,
+    the chain's URL)."""
+    from alerter.config import build_settings
+    from alerter.runtime import build_daemon, preflight
+    from alerter.simulator.chain import run_chain
+    from alerter.sources.chains import CHAINS
+
+    async with run_chain(CHAINS[account.get("chain", "base")]) as chain:
+        setup(chain)
+        settings = build_settings(onchain_config(tmp_path, chain.url, **account))
+        preflight(settings)
+        daemon = build_daemon(settings)
+        try:
+            polls = []
+            for before in before_each:
+                before(chain)
+                polls.append(await daemon.pipeline.poll_account("lend"))
+            return polls, daemon.store.load_states("lend"), chain.url
+        finally:
+            await asyncio.gather(*(s.close() for s in daemon.sources.values()))
+            daemon.store.close()
+
+
+def serve_comet_and_morpho(chain) -> None:
+    """1 WETH against 2,000 USDC, on Base's USDC Comet and in a Morpho Blue WETH/USDC market."""
+    from alerter.simulator.chain import CometPosition, MorphoPosition
+    from alerter.sources import compound
+
+    chain.comet(compound.MARKETS[("base", "usdc")].comet, CometPosition(ONCHAIN_WALLET, collateral_eth=1.0, debt_usdc=2000.0))
+    chain.morpho(MorphoPosition(ONCHAIN_WALLET, MORPHO_MARKET, 1.0, 2000.0))

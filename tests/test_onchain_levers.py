@@ -9,49 +9,35 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from helpers import (
+    MORPHO_MARKET,
+    ONCHAIN_WALLET,
+    RPC_KEY,
+    poll_on_chain,
+    serve_comet_and_morpho,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
 from alerter import notify
 from alerter.cli import main
 from alerter.codec import alert_from_json, alert_to_json
-from alerter.config import build_settings
-from alerter.simulator.chain import AavePosition, CometPosition, MorphoPosition, run_chain
-from alerter.sources import aave, compound, levers
-from alerter.sources.chains import CHAINS
+from alerter.simulator.chain import (
+    AavePosition,
+)
+from alerter.sources import aave, levers
 
-WALLET = "0xe9526c721d489464079acb7568c1304af8687298"
-MARKET_ID = "0x" + "e7" * 32
 POOL = aave.AAVE["base"]
-
-
-def config(tmp_path, url: str, **account) -> dict:
-    fields = {"name": "lend", "exchange": "aave", "chain": "base", "wallet_address": WALLET, "rpc_url": url + "/v2/RPCKEY0123", **account}
-    return {"daemon": {"database": str(tmp_path / "alerter.db")}, "accounts": [fields]}
 
 
 async def _fall(tmp_path, serve, prices, **account):
     """The daemon's own pipeline polls the account once per scripted ETH price (one block each)."""
-    from alerter.runtime import build_daemon, preflight
-
-    async with run_chain(CHAINS["base"]) as chain:
-        serve(chain)
-        settings = build_settings(config(tmp_path, chain.url, **account))
-        preflight(settings)
-        daemon = build_daemon(settings)
-        try:
-            polls = []
-            for price in prices:
-                chain.set_price(price)
-                polls.append(await daemon.pipeline.poll_account("lend"))
-            return polls, chain.url
-        finally:
-            await asyncio.gather(*(s.close() for s in daemon.sources.values()))
-            daemon.store.close()
+    polls, _, url = await poll_on_chain(tmp_path, serve, [lambda chain, p=p: chain.set_price(p) for p in prices], **account)
+    return polls, url
 
 
 def aave_position(chain):
-    chain.aave(POOL.pool, AavePosition(WALLET, collateral_eth=2.0, eth_price=3000.0, debt_usd=2490.0),
+    chain.aave(POOL.pool, AavePosition(ONCHAIN_WALLET, collateral_eth=2.0, eth_price=3000.0, debt_usd=2490.0),
                data_provider=POOL.data_provider, oracle=POOL.oracle)
 
 
@@ -90,7 +76,7 @@ def test_an_aave_eth_fall_names_both_levers_in_the_assets(aave_fall):
     ]
     for alert in call + critical:
         assert alert_from_json(alert_to_json(alert)) == alert  # the outbox keeps the levers
-        assert "RPCKEY" not in repr(alert) and WALLET not in repr(alert)
+        assert "RPCKEY" not in repr(alert) and ONCHAIN_WALLET not in repr(alert)
 
 
 def test_status_and_whatif_levels_show_the_health_factor(aave_fall, capsys, monkeypatch):
@@ -98,7 +84,7 @@ def test_status_and_whatif_levels_show_the_health_factor(aave_fall, capsys, monk
     tmp_path, _, url = aave_fall
     path = tmp_path / "alerter.toml"
     path.write_text(f'[daemon]\ndatabase = "{tmp_path / "alerter.db"}"\n\n[[accounts]]\nname = "lend"\nexchange = "aave"\n'
-                    f'chain = "base"\nwallet_address = "{WALLET}"\nrpc_url = "{url}/v2/RPCKEY0123"\n')
+                    f'chain = "base"\nwallet_address = "{ONCHAIN_WALLET}"\nrpc_url = "{url}{RPC_KEY}"\n')
     capsys.readouterr()
     assert main(["status", "--config", str(path)]) == 0
     out = capsys.readouterr().out
@@ -112,15 +98,9 @@ def test_status_and_whatif_levels_show_the_health_factor(aave_fall, capsys, monk
 
 
 def test_compound_and_morpho_name_their_levers(tmp_path):
-    comet = compound.MARKETS[("base", "usdc")]
-
-    def serve(chain):
-        chain.comet(comet.comet, CometPosition(WALLET, collateral_eth=1.0, debt_usdc=2000.0))
-        chain.morpho(MorphoPosition(WALLET, MARKET_ID, 1.0, 2000.0))
-
     (tmp_path / "c").mkdir()
     (tmp_path / "m").mkdir()
-    ((comet_alerts,), _) = asyncio.run(_fall(tmp_path / "c", serve, (3000.0,), exchange="compound", market="usdc"))
+    ((comet_alerts,), _) = asyncio.run(_fall(tmp_path / "c", serve_comet_and_morpho, (3000.0,), exchange="compound", market="usdc"))
     # 2,000 USDC ÷ (1 WETH × 3,000 × 0.83): liquidation at 2,000 ÷ 0.83 = 2,409.64 USD on the Comet's feed
     assert lines(comet_alerts)[2:] == [
         "Add 1.009 WETH of collateral or repay 1,503.00 USDC of debt to get back to 40 %",
@@ -128,7 +108,7 @@ def test_compound_and_morpho_name_their_levers(tmp_path):
         "Largest collateral WETH (3,000.00 USD) · largest debt USDC (2,000.00 USD)",
         "WETH may fall 19.7 % (to 2,409.64 USD on Compound's price feeds) before liquidation",
     ]
-    ((morpho_alerts,), _) = asyncio.run(_fall(tmp_path / "m", serve, (3000.0,), exchange="morpho", markets=[MARKET_ID]))
+    ((morpho_alerts,), _) = asyncio.run(_fall(tmp_path / "m", serve_comet_and_morpho, (3000.0,), exchange="morpho", markets=[MORPHO_MARKET]))
     # a market in its loan token: liquidation at 2,000 ÷ 0.86 = 2,325.58 USDC per WETH on the market's oracle
     assert lines(morpho_alerts)[2:] == [
         "Add 0.938 WETH of collateral or repay 1,475.61 USDC of debt to get back to 40 %",
@@ -163,7 +143,7 @@ def test_the_readme_lender_accounts_load(tmp_path, monkeypatch):
 
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- lenders config -->", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
-    for name, value in {"AAVE_WALLET": WALLET, "BASE_RPC_URL": "https://base.example/v2/KEY", "BASE_WS_URL": "wss://base.example/v2/KEY",
+    for name, value in {"AAVE_WALLET": ONCHAIN_WALLET, "BASE_RPC_URL": "https://base.example/v2/KEY", "BASE_WS_URL": "wss://base.example/v2/KEY",
                         "BINANCE_API_KEY": "k" * 24,
                         "BINANCE_API_SECRET": "s" * 24}.items():
         monkeypatch.setenv(name, value)

@@ -12,46 +12,32 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import (
+    MORPHO_MARKET,
+    ONCHAIN_WALLET,
+    onchain_config,
+    poll_on_chain,
+    serve_comet_and_morpho,
+)
 
 from alerter.config import ConfigError, build_settings
 from alerter.models import AlertKind
-from alerter.simulator.chain import CometPosition, MorphoPosition, run_chain
-from alerter.sources import aave, compound
-from alerter.sources.chains import CHAINS
+from alerter.sources import aave
 from alerter.sources.registry import permissions_table, support_matrix
 
 REAL = Path(__file__).parent / "fixtures" / "real" / "aave"
-WALLET = "0xe9526c721d489464079acb7568c1304af8687298"  # the recorded Base position's
-MARKET_ID = "0x" + "e7" * 32
-KEY = "/v2/RPCKEY0123456789abcdef"
-
-
 def config(tmp_path, url: str, **account) -> dict:
-    fields = {"name": "lend", "exchange": "aave", "chain": "base", "wallet_address": WALLET, "rpc_url": url + KEY, **account}
-    return {"daemon": {"database": str(tmp_path / "alerter.db")}, "accounts": [fields]}
+    return onchain_config(tmp_path, url, **account)
 
 
 async def _poll_daemon(tmp_path, setup, polls: int = 1, **account):
-    from alerter.runtime import build_daemon, preflight
-
-    async with run_chain(CHAINS[account.get("chain", "base")]) as chain:
-        setup(chain)
-        settings = build_settings(config(tmp_path, chain.url, **account))
-        preflight(settings)
-        daemon = build_daemon(settings)
-        try:
-            alerts = []
-            for _ in range(polls):
-                alerts.append(await daemon.pipeline.poll_account("lend"))
-                setup(chain)
-            return alerts, daemon.store.load_states("lend")
-        finally:
-            await asyncio.gather(*(s.close() for s in daemon.sources.values()))
-            daemon.store.close()
+    """`polls` polls, `setup` run on the chain before the first and again before each other."""
+    alerts, states, _ = await poll_on_chain(tmp_path, setup, [lambda chain: None] + [setup] * (polls - 1), **account)
+    return alerts, states
 
 
 def recorded(chain):
-    call = aave.account_call(aave.AAVE["base"], WALLET)
+    call = aave.account_call(aave.AAVE["base"], ONCHAIN_WALLET)
     chain.answer(call.to, call.data, REAL / "base-getUserAccountData-hf-below-1.json")
 
 
@@ -63,7 +49,7 @@ def test_a_configured_aave_account_is_polled_end_to_end_on_the_recording(tmp_pat
     assert alert.margin_ratio == pytest.approx(1 / 0.998257566191544493, rel=1e-14)
     assert states["account"].level.label == "critical"
     for text in (alert.figure, alert.reason, repr(alert)):
-        assert "RPCKEY" not in text and WALLET not in text
+        assert "RPCKEY" not in text and ONCHAIN_WALLET not in text
 
 
 def test_an_endpoint_that_fails_leaves_the_account_blind_never_ok(tmp_path):
@@ -79,17 +65,11 @@ def test_an_endpoint_that_fails_leaves_the_account_blind_never_ok(tmp_path):
 
 
 def test_compound_and_morpho_accounts_poll_through_the_daemon(tmp_path):
-    comet = compound.MARKETS[("base", "usdc")]
-
-    def serve(chain):
-        chain.comet(comet.comet, CometPosition(WALLET, collateral_eth=1.0, debt_usdc=2000.0))
-        chain.morpho(MorphoPosition(WALLET, MARKET_ID, 1.0, 2000.0))
-
     (tmp_path / "c").mkdir()
     (tmp_path / "m").mkdir()
-    (comet_alerts,), _ = asyncio.run(_poll_daemon(tmp_path / "c", serve, exchange="compound", market="usdc"))
+    (comet_alerts,), _ = asyncio.run(_poll_daemon(tmp_path / "c", serve_comet_and_morpho, exchange="compound", market="usdc"))
     assert [(a.level.label, a.figure) for a in comet_alerts] == [("call", "liquidation risk 80 %")]  # 2,000 ÷ (3,000 × 0.83)
-    (morpho_alerts,), states = asyncio.run(_poll_daemon(tmp_path / "m", serve, exchange="morpho", markets=[MARKET_ID]))
+    (morpho_alerts,), states = asyncio.run(_poll_daemon(tmp_path / "m", serve_comet_and_morpho, exchange="morpho", markets=[MORPHO_MARKET]))
     assert [(a.scope, a.level.label, a.figure) for a in morpho_alerts] == [("market:0xe7e7e7e7", "call", "LLTV used 78 %")]  # 2,000 ÷ (3,000 × 0.86)
 
 
